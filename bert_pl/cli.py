@@ -1,0 +1,55 @@
+"""What every absl entry point shares: common flags and clean failure.
+
+Library modules never read flags; entry points call `define_*_flags()` at
+import and pass the values on as arguments.
+"""
+
+import sys
+
+import tensorflow as tf
+from absl import app, flags, logging
+
+
+class InputError(ValueError):
+  """Bad user input; the message names the file and line."""
+
+
+def define_model_flags() -> None:
+  """Flags naming the model to load, as in the original BERT scripts."""
+  flags.DEFINE_string("init_checkpoint", None,
+                      "Google TF1 checkpoint (prefix or directory), Hugging Face "
+                      "model.safetensors (file or directory), or a model directory "
+                      "written by bert_pl.")
+  flags.DEFINE_string("bert_config_file", None,
+                      "bert_config.json (Google format). Optional when the checkpoint's "
+                      "directory has one (or a Hugging Face config.json).")
+  flags.DEFINE_string("vocab_file", None,
+                      "vocab.txt. Optional when the checkpoint's directory has one.")
+  flags.DEFINE_bool("do_lower_case", True,
+                    "Lower-case and strip accents (BERT's do_lower_case).")
+  flags.DEFINE_enum("tokenization", "wordpiece", ["wordpiece", "char"],
+                    "WordPiece (BERT standard) or one token per character.")
+  flags.DEFINE_integer("num_hidden_layers", None,
+                       "Use the first N layers of the checkpoint (e.g. 3 of 12).")
+  flags.DEFINE_string("layer_map", None,
+                      "Comma list of checkpoint layers to take, e.g. 0,5,11 "
+                      "(overrides --num_hidden_layers).")
+
+
+# Errors whose message already says what is wrong and where: printed as one
+# line instead of a traceback.
+_USER_ERRORS = (InputError, ValueError, FileNotFoundError, tf.errors.NotFoundError,
+                tf.errors.InvalidArgumentError)
+
+
+def run(main) -> None:
+  """`absl.app.run(main)`, turning user errors into one line and exit code 2."""
+  def guarded(argv):
+    try:
+      return main(argv)
+    except _USER_ERRORS as e:
+      message = getattr(e, "message", None) or str(e)
+      logging.error("%s", message)
+      print(f"error: {message}", file=sys.stderr)
+      sys.exit(2)
+  app.run(guarded)

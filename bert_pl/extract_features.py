@@ -1,0 +1,171 @@
+r"""Per-token activations of chosen layers, as the original `extract_features.py`.
+
+    python -m bert_pl.extract_features --input_file=in.txt --output_file=out.jsonl \
+        --init_checkpoint=chinese_L-12_H-768_A-12/bert_model.ckpt --layers=-1,-2
+
+Input: one text per line, or `text_a ||| text_b`. Output: one JSON object per
+line, `{"linex_index": i, "features": [{"token": ..., "layers": [{"index": -1,
+"values": [...]}, ...]}, ...]}` exactly as the original writes (values rounded
+to 6 decimals), plus `"input_ids"` and `"mean_pooled"` (mean of the last layer
+over real tokens, [CLS] and [SEP] included).
+"""
+
+import json
+import re
+import time
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import tensorflow as tf
+from absl import flags, logging
+
+from bert_pl import checkpoints, cli, modeling, tokenization
+
+_PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
+
+
+def read_examples(path: str) -> Iterator[Tuple[int, str, Optional[str]]]:
+  """(line_index, text_a, text_b) per line; `text_a ||| text_b` gives a pair."""
+  with tf.io.gfile.GFile(path, "rb") as f:
+    for index, raw in enumerate(f):
+      try:
+        line = raw.decode("utf-8").rstrip("\r\n")
+      except UnicodeDecodeError as e:
+        raise cli.InputError(f"{path}:{index + 1}: invalid UTF-8 ({e.reason})") from None
+      match = _PAIR.match(line)
+      yield (index, match.group(1), match.group(2)) if match else (index, line, None)
+
+
+def _batches(items, size):
+  batch = []
+  for item in items:
+    batch.append(item)
+    if len(batch) == size:
+      yield batch
+      batch = []
+  if batch:
+    yield batch
+
+
+class FeatureExtractor:
+  """Tokenizes, packs and runs the encoder; returns per-example features."""
+
+  def __init__(self, model: modeling.BertModel,
+               tokenizer: tokenization.BertTokenizer, max_seq_length: int,
+               layers: Sequence[int]):
+    n_layers = model.config.num_hidden_layers
+    for layer in layers:
+      if not -n_layers <= layer < n_layers:
+        raise ValueError(f"--layers: {layer} is out of range for a model of "
+                         f"{n_layers} layers")
+    if max_seq_length > model.config.max_position_embeddings:
+      raise ValueError(f"--max_seq_length={max_seq_length} exceeds the model's "
+                       f"max_position_embeddings={model.config.max_position_embeddings}")
+    self.model = model
+    self.tokenizer = tokenizer
+    self.max_seq_length = max_seq_length
+    self.layers = list(layers)
+
+  @tf.function
+  def _encode(self, inputs):
+    outputs = self.model.encoder(inputs, training=False)
+    encoder_outputs = outputs["encoder_outputs"]
+    selected = [encoder_outputs[i] for i in self.layers]
+    return selected, modeling.mean_pool(encoder_outputs[-1], inputs["input_mask"])
+
+  def extract(self, texts_a: List[str], texts_b: Optional[List[Optional[str]]]):
+    """Returns, per example, (input_ids, [layer arrays [len, hidden]], mean_pooled)."""
+    tok = self.tokenizer
+    ids_a = tok.tokenize_with_offsets(tf.constant(texts_a)).ids
+    ids_b = None
+    if texts_b is not None:
+      ids_b = tok.tokenize_with_offsets(tf.constant([t or "" for t in texts_b])).ids
+    inputs = tokenization.pack_inputs(ids_a, ids_b, self.max_seq_length,
+                                      tok.cls_id, tok.sep_id)
+    # Pad only to the longest example of the batch, not to max_seq_length.
+    width = int(tf.reduce_max(tf.reduce_sum(inputs["input_mask"], 1)))
+    inputs = {k: v[:, :width] for k, v in inputs.items()}
+    selected, pooled = self._encode(inputs)
+    lengths = tf.reduce_sum(inputs["input_mask"], 1).numpy()
+    word_ids = inputs["input_word_ids"].numpy()
+    selected = [s.numpy() for s in selected]
+    pooled = pooled.numpy()
+    for row, length in enumerate(lengths):
+      yield (word_ids[row, :length].tolist(),
+             [s[row, :length] for s in selected], pooled[row])
+
+
+def to_json(line_index: int, tokens: List[str], input_ids: List[int],
+            layer_values, layer_indexes: Sequence[int], mean_pooled) -> str:
+  features = []
+  for position, token in enumerate(tokens):
+    features.append({
+        "token": token,
+        "layers": [{"index": index,
+                    "values": [round(float(x), 6) for x in values[position]]}
+                   for index, values in zip(layer_indexes, layer_values)],
+    })
+  return json.dumps({"linex_index": line_index, "features": features,
+                     "input_ids": input_ids,
+                     "mean_pooled": [round(float(x), 6) for x in mean_pooled]},
+                    ensure_ascii=False)
+
+
+def run_extraction(input_file: str, output_file: str, extractor: FeatureExtractor,
+                   batch_size: int) -> int:
+  """Streams `input_file` to `output_file` (written atomically); returns count."""
+  tmp = output_file + ".tmp"
+  count, start = 0, time.time()
+  with tf.io.gfile.GFile(tmp, "w") as out:
+    for batch in _batches(read_examples(input_file), batch_size):
+      texts_b = [b for _, _, b in batch]
+      has_pairs = any(b is not None for b in texts_b)
+      results = extractor.extract([a for _, a, _ in batch],
+                                  texts_b if has_pairs else None)
+      for (index, _, _), (ids, values, pooled) in zip(batch, results):
+        tokens = extractor.tokenizer.convert_ids_to_tokens(ids)
+        out.write(to_json(index, tokens, ids, values, extractor.layers, pooled) + "\n")
+        count += 1
+      elapsed = time.time() - start
+      logging.info("%d examples, %.1f examples/s", count, count / max(elapsed, 1e-9))
+  tf.io.gfile.rename(tmp, output_file, overwrite=True)
+  return count
+
+
+def main(argv):
+  del argv
+  FLAGS = flags.FLAGS
+  layer_map = checkpoints.parse_layer_map(FLAGS.layer_map)
+  model, source = checkpoints.load_bert(FLAGS.init_checkpoint, FLAGS.bert_config_file,
+                                        FLAGS.num_hidden_layers, layer_map)
+  vocab_file = FLAGS.vocab_file or (source.vocab_file if source else None)
+  if not vocab_file:
+    raise ValueError("no --vocab_file given and no vocab.txt beside --init_checkpoint")
+  tokenizer = tokenization.BertTokenizer(vocab_file, FLAGS.do_lower_case,
+                                         FLAGS.tokenization)
+  if tokenizer.vocab_size != model.config.vocab_size:
+    raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but the model's "
+                     f"vocab_size is {model.config.vocab_size}")
+  layers = [int(x) for x in FLAGS.layers.split(",")]
+  extractor = FeatureExtractor(model, tokenizer, FLAGS.max_seq_length, layers)
+  count = run_extraction(FLAGS.input_file, FLAGS.output_file, extractor,
+                         FLAGS.batch_size)
+  print(f"read {count} lines, wrote {count} examples to {FLAGS.output_file}")
+
+
+def define_flags():
+  cli.define_model_flags()
+  flags.DEFINE_string("input_file", None, "Text file: one text, or `a ||| b`, per line.")
+  flags.DEFINE_string("output_file", None, "JSON lines output.")
+  flags.DEFINE_string("layers", "-1,-2,-3,-4", "Comma list of layer indexes.")
+  flags.DEFINE_integer("max_seq_length", 128, "Longer inputs are truncated.")
+  flags.DEFINE_integer("batch_size", 32, "Examples per batch.")
+  flags.mark_flags_as_required(["input_file", "output_file", "init_checkpoint"])
+
+
+def run_main():
+  define_flags()
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run_main()

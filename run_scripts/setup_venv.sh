@@ -1,0 +1,23 @@
+# Sourced by the run_scripts: creates .venv and installs bert_pl into it when
+# missing (or when setup.py changed since the last install).
+ensure_venv() {
+  local python=${PYTHON:-}
+  if [ -z "$python" ]; then
+    for candidate in python3.11 python3; do
+      if command -v "$candidate" >/dev/null && \
+         "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+        python=$candidate; break
+      fi
+    done
+  fi
+  if [ ! -x .venv/bin/python ]; then
+    [ -n "$python" ] || { echo "error: Python 3.11 is required (set PYTHON=...)" >&2; exit 1; }
+    "$python" -m venv .venv
+    .venv/bin/pip install --quiet --upgrade pip
+  fi
+  local stamp=.venv/.bert_pl_installed
+  if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
+    .venv/bin/pip install --quiet -e ".[test]"
+    touch "$stamp"
+  fi
+}

