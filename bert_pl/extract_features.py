@@ -35,13 +35,18 @@ def read_examples(path: str) -> Iterator[Tuple[int, str, Optional[str]]]:
       yield (index, match.group(1), match.group(2)) if match else (index, line, None)
 
 
-def _batches(items, size):
+def _batches(examples, size):
+  """Consecutive examples, up to `size`, all pairs or all single texts.
+
+  Packing works per batch, and a single text must not get the empty second
+  segment (and extra [SEP]) of a pair.
+  """
   batch = []
-  for item in items:
-    batch.append(item)
-    if len(batch) == size:
+  for example in examples:
+    if batch and (len(batch) == size or (batch[-1][2] is None) != (example[2] is None)):
       yield batch
       batch = []
+    batch.append(example)
   if batch:
     yield batch
 
@@ -72,13 +77,13 @@ class FeatureExtractor:
     selected = [encoder_outputs[i] for i in self.layers]
     return selected, modeling.mean_pool(encoder_outputs[-1], inputs["input_mask"])
 
-  def extract(self, texts_a: List[str], texts_b: Optional[List[Optional[str]]]):
+  def extract(self, texts_a: List[str], texts_b: Optional[List[str]]):
     """Returns, per example, (input_ids, [layer arrays [len, hidden]], mean_pooled)."""
     tok = self.tokenizer
     ids_a = tok.tokenize_with_offsets(tf.constant(texts_a)).ids
     ids_b = None
     if texts_b is not None:
-      ids_b = tok.tokenize_with_offsets(tf.constant([t or "" for t in texts_b])).ids
+      ids_b = tok.tokenize_with_offsets(tf.constant(texts_b)).ids
     inputs = tokenization.pack_inputs(ids_a, ids_b, self.max_seq_length,
                                       tok.cls_id, tok.sep_id)
     # Pad only to the longest example of the batch, not to max_seq_length.
@@ -117,10 +122,8 @@ def run_extraction(input_file: str, output_file: str, extractor: FeatureExtracto
   count, start = 0, time.time()
   with tf.io.gfile.GFile(tmp, "w") as out:
     for batch in _batches(read_examples(input_file), batch_size):
-      texts_b = [b for _, _, b in batch]
-      has_pairs = any(b is not None for b in texts_b)
-      results = extractor.extract([a for _, a, _ in batch],
-                                  texts_b if has_pairs else None)
+      texts_b = None if batch[0][2] is None else [b for _, _, b in batch]
+      results = extractor.extract([a for _, a, _ in batch], texts_b)
       for (index, _, _), (ids, values, pooled) in zip(batch, results):
         tokens = extractor.tokenizer.convert_ids_to_tokens(ids)
         out.write(to_json(index, tokens, ids, values, extractor.layers, pooled) + "\n")
