@@ -80,11 +80,9 @@ class FeatureExtractor:
   def extract(self, texts_a: List[str], texts_b: Optional[List[str]]):
     """Returns, per example, (input_ids, [layer arrays [len, hidden]], mean_pooled)."""
     tok = self.tokenizer
-    ids_a = tok.tokenize_with_offsets(tf.constant(texts_a)).ids
-    ids_b = None
-    if texts_b is not None:
-      ids_b = tok.tokenize_with_offsets(tf.constant(texts_b)).ids
-    inputs = tokenization.pack_inputs(ids_a, ids_b, self.max_seq_length,
+    segments = [tok.tokenize_with_offsets(tf.constant(texts)).ids
+                for texts in ([texts_a] if texts_b is None else [texts_a, texts_b])]
+    inputs = tokenization.pack_inputs(segments, self.max_seq_length,
                                       tok.cls_id, tok.sep_id)
     # Pad only to the longest example of the batch, not to max_seq_length.
     width = int(tf.reduce_max(tf.reduce_sum(inputs["input_mask"], 1)))

@@ -47,6 +47,7 @@ exclusive. When normalisation changes a word's byte length (accents, some
 lower-casing), every piece of that word carries the whole word's span.
 """
 
+import unicodedata
 from typing import Iterable, List, NamedTuple, Sequence
 
 import tensorflow as tf
@@ -129,14 +130,22 @@ class BertTokenizer(tf.Module):
     self._token_to_id = {t: i for i, t in enumerate(self.vocab)}
     self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
         self._token_to_id[t] for t in (PAD, UNK, CLS, SEP, MASK))
+    # Single-character punctuation tokens: word boundaries for whole-word masking.
+    self.punctuation_ids = [i for i, t in enumerate(self.vocab)
+                            if len(t) == 1 and is_punctuation(t)]
     keys = list(self._token_to_id)
     self._table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
             tf.constant(keys), tf.constant([self._token_to_id[k] for k in keys],
                                            tf.int64)),
         default_value=self.unk_id)
+    # FastWordpieceTokenizer needs unique tokens; the original maps a
+    # duplicated token to its last line, so earlier copies get a placeholder
+    # that no word can match (words never contain '[').
+    unique_vocab = [t if self._token_to_id[t] == i else f"[duplicate line {i + 1}]"
+                    for i, t in enumerate(self.vocab)]
     self._wordpiece = tf_text.FastWordpieceTokenizer(
-        vocab=self.vocab, suffix_indicator="##",
+        vocab=unique_vocab, suffix_indicator="##",
         # Bytes, not characters: large enough for any word within the
         # character limit, which `_wordpiece_tokenize` enforces itself.
         max_bytes_per_word=4 * max_input_chars_per_word + 4,
@@ -222,6 +231,13 @@ class BertTokenizer(tf.Module):
     return [self._token_to_id.get(t, self.unk_id) for t in tokens]
 
 
+def is_punctuation(char: str) -> bool:
+  """BERT's `_is_punctuation`: non-alphanumeric printable ASCII, or Unicode P*."""
+  cp = ord(char)
+  return (33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126
+          or unicodedata.category(char).startswith("P"))
+
+
 def _bytes_to_chars(texts: tf.Tensor, byte_offsets: tf.RaggedTensor) -> tf.RaggedTensor:
   """Maps byte offsets into `texts` to code-point offsets."""
   _, char_starts = tf.strings.unicode_decode_with_offsets(texts, "UTF-8")
@@ -234,20 +250,22 @@ def _bytes_to_chars(texts: tf.Tensor, byte_offsets: tf.RaggedTensor) -> tf.Ragge
                                      lengths=byte_offsets.row_lengths())
 
 
-def pack_inputs(ids_a: tf.RaggedTensor, ids_b, max_seq_length: int,
+def pack_inputs(segments: Sequence[tf.RaggedTensor], max_seq_length: int,
                 cls_id: int, sep_id: int):
-  """[CLS] a [SEP] (b [SEP]) packed, truncated and padded to `max_seq_length`.
+  """`[CLS] s1 [SEP] s2 [SEP] ...` truncated and padded to `max_seq_length`.
 
-  Truncation removes tokens from the end of the longer segment first, which is
-  BERT's `_truncate_seq_pair` (ties trim segment b). Returns int32 dense
-  `input_word_ids`, `input_mask`, `input_type_ids` of shape [batch, max_seq_length].
+  Truncation removes tokens from the end of the longest segment first (ties:
+  the later segment), which is BERT's `_truncate_seq_pair` extended to any
+  number of segments. The first segment has type id 0, all later ones 1 (BERT
+  has two token types). Returns int32 `input_word_ids`, `input_mask`,
+  `input_type_ids` of shape [batch, max_seq_length].
   """
-  segments = [ids_a] if ids_b is None else [ids_a, ids_b]
   budget = max_seq_length - 1 - len(segments)
   if budget < 1:
     raise ValueError(f"max_seq_length={max_seq_length} leaves no room for tokens")
-  trimmed = tf_text.RoundRobinTrimmer(budget).trim(segments)
+  trimmed = tf_text.RoundRobinTrimmer(budget).trim(list(segments))
   word_ids, type_ids = tf_text.combine_segments(trimmed, cls_id, sep_id)
+  type_ids = tf.minimum(type_ids, 1)
   word_ids, mask = tf_text.pad_model_inputs(word_ids, max_seq_length)
   type_ids, _ = tf_text.pad_model_inputs(type_ids, max_seq_length)
   return {"input_word_ids": tf.cast(word_ids, tf.int32),

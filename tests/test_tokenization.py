@@ -189,8 +189,8 @@ def test_pack_inputs_matches_original_truncation():
   rng = random.Random(0)
   rows_a = [list(range(1000, 1000 + rng.randint(0, 20))) for _ in range(200)]
   rows_b = [list(range(2000, 2000 + rng.randint(0, 20))) for _ in range(200)]
-  packed = tokenization.pack_inputs(tf.ragged.constant(rows_a, tf.int64),
-                                    tf.ragged.constant(rows_b, tf.int64), 16, 101, 102)
+  packed = tokenization.pack_inputs([tf.ragged.constant(rows_a, tf.int64),
+                                     tf.ragged.constant(rows_b, tf.int64)], 16, 101, 102)
   for row, (a, b) in enumerate(zip(rows_a, rows_b)):
     a, b = _truncate_seq_pair(a, b, 16 - 3)
     expected = [101] + a + [102] + b + [102]
@@ -199,9 +199,17 @@ def test_pack_inputs_matches_original_truncation():
     assert packed["input_mask"][row].numpy().tolist() == [1] * len(expected) + [0] * pad
     assert packed["input_type_ids"][row].numpy().tolist() == (
         [0] * (len(a) + 2) + [1] * (len(b) + 1) + [0] * pad)
-  single = tokenization.pack_inputs(tf.ragged.constant([list(range(1, 30))], tf.int64),
-                                    None, 8, 101, 102)
+  single = tokenization.pack_inputs([tf.ragged.constant([list(range(1, 30))], tf.int64)],
+                                    8, 101, 102)
   assert single["input_word_ids"].numpy().tolist() == [[101, 1, 2, 3, 4, 5, 6, 102]]
+  # Three fields: longest first, type ids 0 then 1.
+  triple = tokenization.pack_inputs([tf.ragged.constant([[1, 2, 3, 4, 5]], tf.int64),
+                                     tf.ragged.constant([[6]], tf.int64),
+                                     tf.ragged.constant([[7, 8, 9, 10]], tf.int64)],
+                                    10, 101, 102)
+  # (5, 1, 4) tokens into 6: pop 5 -> (4,1,4) -> tie pops the later -> ... (3, 1, 2).
+  assert triple["input_word_ids"].numpy().tolist() == [[101, 1, 2, 3, 102, 6, 102, 7, 8, 102]]
+  assert triple["input_type_ids"].numpy().tolist() == [[0, 0, 0, 0, 0, 1, 1, 1, 1, 1]]
 
 
 def test_vocab_errors_name_the_file_and_line(tmp_path):
@@ -215,3 +223,17 @@ def test_vocab_errors_name_the_file_and_line(tmp_path):
     tokenization.load_vocab(str(no_mask))
   with pytest.raises(FileNotFoundError, match="missing.txt"):
     tokenization.load_vocab(str(tmp_path / "missing.txt"))
+
+
+def test_duplicate_vocab_tokens_map_to_last_line_like_original(tmp_path):
+  vocab = tmp_path / "vocab.txt"
+  vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "ab", "##c",
+                               "x", "ab", "\u2028", "\u2029"]) + "\n", encoding="utf-8")
+  tokenizer = tokenization.BertTokenizer(str(vocab))
+  reference = _original(str(vocab), True)
+  for text in ["ab abc x", "abx"]:
+    assert tokenizer.tokenize([text])[0] == reference.convert_tokens_to_ids(
+        reference.tokenize(text))
+  assert tokenizer.tokenize(["ab"])[0] == [8]
+  char = tokenization.BertTokenizer(str(vocab), mode="char")
+  assert char.tokenize(["x"])[0] == [7]

@@ -1,0 +1,226 @@
+r"""TFRecords for masked-LM pre-training, with pseudo-labels (steps 1 and 4).
+
+    python -m bert_pl.create_pretraining_data --input_file='pool/*.txt' \
+      --output_file=data/pretrain.tfrecord --num_output_shards=8 \
+      --vocab_file=vocab.txt --max_seq_length=64 --max_predictions_per_seq=10 \
+      --task=classification --label_file=labels.txt --num_workers=2
+
+Reads unlabeled text (`--task=none`) or pseudo-labeled files in the labeled
+formats (`--task=classification|ner`, confidences from `<file>.confidence`),
+streaming: memory does not grow with the corpus. The corpus is cut into
+chunks of a fixed number of examples; chunk k, re-masking d draws its masks
+from a generator seeded with (`--random_seed`, k, d), so the output is
+byte-identical for any `--num_workers`. Records go round-robin to the shards,
+the `--dupe_factor` re-maskings of an example one after another; shuffling is
+left to the training input pipeline (the original held the whole corpus in
+memory to shuffle it). Shards are written under temporary names and renamed
+when the job completes.
+"""
+
+import collections
+import dataclasses
+import multiprocessing
+import time
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+from absl import flags, logging
+
+from bert_pl import cli, features, input_files, masking, tfrecords, tokenization
+
+CHUNK_SIZE = 1024  # examples; part of the seeding scheme, so fixed
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  vocab_file: str
+  do_lower_case: bool = True
+  tokenization: str = "wordpiece"
+  max_seq_length: int = 128
+  max_predictions_per_seq: int = 20
+  masked_lm_prob: float = 0.15
+  dupe_factor: int = 1
+  do_whole_word_mask: bool = False
+  random_seed: int = 12345
+  task: str = "none"
+  labels: Optional[Tuple[str, ...]] = None
+  field_join: str = "sep"
+
+
+class ChunkProcessor:
+  """Encodes, masks and serializes one chunk of examples."""
+
+  def __init__(self, options: Options):
+    self.options = options
+    tokenizer = tokenization.BertTokenizer(options.vocab_file, options.do_lower_case,
+                                           options.tokenization)
+    self.encoder = features.FeatureEncoder(tokenizer, options.max_seq_length, options.task,
+                                           options.labels, options.field_join)
+    self.masker = masking.Masker(
+        tokenizer.vocab_size,
+        [tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id,
+         tokenizer.mask_id],
+        tokenizer.mask_id, options.masked_lm_prob, options.max_predictions_per_seq,
+        options.do_whole_word_mask)
+
+  def __call__(self, chunk: Tuple[int, List[input_files.Example]]) -> Tuple[List[bytes], int]:
+    """Returns (records, number of truncated examples)."""
+    index, examples = chunk
+    encoded, truncated = self.encoder.encode(examples)
+    n = len(examples)
+    per_dupe = []
+    for dupe in range(self.options.dupe_factor):
+      rng = np.random.default_rng([self.options.random_seed, index, dupe])
+      masked = self.masker.mask(encoded["input_ids"], encoded["input_mask"], rng,
+                                encoded["word_continues"])
+      record = dict(encoded, **masked)
+      del record["word_continues"]
+      record["next_sentence_labels"] = np.zeros([n, 1], np.int64)
+      per_dupe.append(tfrecords.serialize_examples(record))
+    records = [per_dupe[d][i] for i in range(n) for d in range(self.options.dupe_factor)]
+    return records, int(truncated.sum())
+
+
+def read_chunks(paths: Sequence[str], task: str, counts: input_files.Counts,
+                labels=None, tag_scheme: str = "bio") -> Iterator[Tuple[int, list]]:
+  """(chunk index, examples) over all files; an empty file is an error."""
+  chunk, index = [], 0
+  for path in paths:
+    before = counts.read
+    for example in input_files.read_examples(path, task, counts, labels, tag_scheme):
+      chunk.append(example)
+      if len(chunk) == CHUNK_SIZE:
+        yield index, chunk
+        chunk, index = [], index + 1
+    if counts.read == before:
+      raise input_files.InputError(f"{path}: empty file (no examples)")
+  if chunk:
+    yield index, chunk
+
+
+_WORKER: Optional[ChunkProcessor] = None
+
+
+def _init_worker(options: Options) -> None:
+  global _WORKER
+  _WORKER = ChunkProcessor(options)
+
+
+def _work(chunk):
+  return _WORKER(chunk)
+
+
+def _ordered_parallel(pool, chunks, max_in_flight: int):
+  """Like `pool.imap`, but reads ahead at most `max_in_flight` chunks, so
+  memory stays flat however fast the input is read."""
+  pending = collections.deque()
+  for chunk in chunks:
+    pending.append(pool.apply_async(_work, (chunk,)))
+    if len(pending) >= max_in_flight:
+      yield pending.popleft().get()
+  while pending:
+    yield pending.popleft().get()
+
+
+def create_pretraining_data(options: Options, input_patterns: str, output_file: str,
+                            num_output_shards: int = 1, num_workers: int = 1,
+                            skip_bad_lines: bool = False,
+                            tag_scheme: str = "bio") -> input_files.Counts:
+  """Runs the job; returns the counts. Raises `InputError` on bad input."""
+  paths = input_files.expand_input_files(input_patterns)
+  counts = input_files.Counts(skip_bad_lines=skip_bad_lines)
+  chunks = read_chunks(paths, options.task, counts, options.labels, tag_scheme)
+  writer = tfrecords.ShardedWriter(output_file, num_output_shards)
+  pool = None
+  try:
+    if num_workers > 1:
+      pool = multiprocessing.get_context("spawn").Pool(
+          num_workers, initializer=_init_worker, initargs=(options,))
+      results = _ordered_parallel(pool, chunks, 2 * num_workers)
+    else:
+      results = map(ChunkProcessor(options), chunks)
+    start, last_log = time.time(), 0.0
+    for records, truncated in results:
+      for record in records:
+        writer.write(record)
+      counts.written += len(records)
+      counts.truncated += truncated
+      elapsed = time.time() - start
+      if elapsed - last_log > 10:
+        last_log = elapsed
+        logging.info("%d lines read (%.0f lines/s), %d examples written",
+                     counts.read, counts.read / elapsed, counts.written)
+  except BaseException:
+    writer.abort()
+    raise
+  finally:
+    if pool is not None:
+      pool.terminate()
+  writer.close()
+  return counts
+
+
+def main(argv):
+  del argv
+  FLAGS = flags.FLAGS
+  labels = None
+  if FLAGS.task != "none":
+    if not FLAGS.label_file:
+      raise ValueError(f"--task={FLAGS.task} needs --label_file")
+    labels = tuple(input_files.read_labels(FLAGS.label_file))
+  options = Options(
+      vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case,
+      tokenization=FLAGS.tokenization, max_seq_length=FLAGS.max_seq_length,
+      max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+      masked_lm_prob=FLAGS.masked_lm_prob, dupe_factor=FLAGS.dupe_factor,
+      do_whole_word_mask=FLAGS.do_whole_word_mask, random_seed=FLAGS.random_seed,
+      task=FLAGS.task, labels=labels, field_join=FLAGS.field_join)
+  start = time.time()
+  counts = create_pretraining_data(options, FLAGS.input_file, FLAGS.output_file,
+                                   FLAGS.num_output_shards, FLAGS.num_workers,
+                                   FLAGS.skip_bad_lines, FLAGS.tag_scheme)
+  elapsed = time.time() - start
+  print(f"create_pretraining_data: {counts.summary()} "
+        f"({FLAGS.dupe_factor} masking(s) per example) in {elapsed:.1f}s, "
+        f"{counts.read / max(elapsed, 1e-9):.0f} lines/s -> "
+        f"{', '.join(tfrecords.shard_paths(FLAGS.output_file, FLAGS.num_output_shards))}")
+
+
+def define_flags():
+  flags.DEFINE_string("input_file", None, "Comma list of input files or globs.")
+  flags.DEFINE_string("output_file", None,
+                      "Output TFRecord path; with --num_output_shards=N > 1, shards are "
+                      "named OUTPUT-0000k-of-0000N.")
+  flags.DEFINE_integer("num_output_shards", 1, "Number of output shards.")
+  flags.DEFINE_string("vocab_file", None, "vocab.txt of the model.")
+  flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents.")
+  flags.DEFINE_enum("tokenization", "wordpiece", ["wordpiece", "char"],
+                    "WordPiece or one token per character.")
+  flags.DEFINE_integer("max_seq_length", 128, "Sequence length, [CLS] and [SEP] included.")
+  flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum masked tokens per sequence.")
+  flags.DEFINE_float("masked_lm_prob", 0.15, "Share of real tokens to mask.")
+  flags.DEFINE_integer("dupe_factor", 1, "Independent re-maskings of each example.")
+  flags.DEFINE_bool("do_whole_word_mask", False,
+                    "Mask whole words (Chinese text needs spaces between words).")
+  flags.DEFINE_integer("random_seed", 12345, "Seed of the masking.")
+  flags.DEFINE_enum("task", "none", list(features.TASKS),
+                    "none: unlabeled text; classification|ner: pseudo-labeled files.")
+  flags.DEFINE_string("label_file", None, "Labels (classification) or BIO tags (ner), "
+                      "one per line.")
+  flags.DEFINE_enum("tag_scheme", "bio", ["bio", "iob1", "bioes", "bmes"],
+                    "Tag scheme of NER input files (converted to BIO).")
+  flags.DEFINE_enum("field_join", "sep", list(features.FIELD_JOINS),
+                    "Join TAB-separated fields with [SEP] between them, or concatenate.")
+  flags.DEFINE_integer("num_workers", 1, "Worker processes.")
+  flags.DEFINE_bool("skip_bad_lines", False,
+                    "Skip and count malformed examples instead of failing on the first.")
+  flags.mark_flags_as_required(["input_file", "output_file", "vocab_file"])
+
+
+def run_main():
+  define_flags()
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run_main()

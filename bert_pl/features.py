@@ -1,0 +1,212 @@
+"""Examples -> model input features: the one conversion every job shares.
+
+Pre-training data (steps 1, 4), fine-tuning (steps 2, 5) and prediction
+(step 3) all turn `input_files.Example`s into ids here, through the tokenizer
+and packer that the SavedModel also runs, so that no two jobs can disagree on
+what the model sees.
+
+Classification / unlabeled text: the TAB-separated fields are segments,
+`[CLS] f1 [SEP] f2 [SEP] ...` (`field_join="sep"`; first field type 0, the
+rest type 1), or one segment of the fields joined by a space
+(`field_join="concat"`).
+
+NER: the CoNLL tokens are joined into one text, without separator when every
+token is a single character (Chinese CoNLL files have one character per line,
+so the text equals the raw sentence and WordPiece sees what it will see at
+serving time), else with a space. Tags are spread over characters (`B-X` on a
+token's first character, `I-X` on the rest) and each model token takes the tag
+of its first character, so a WordPiece continuation `##xx` gets `I-X`.
+[CLS], [SEP] get tag "O"; padding gets id 0 and lies outside `input_mask`,
+which is also the sequence length the CRF uses.
+"""
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from bert_pl import input_files, tag_schemes, tokenization
+from bert_pl.input_files import Example
+
+FIELD_JOINS = ("sep", "concat")
+TASKS = ("none", "classification", "ner")
+OUTSIDE = "O"
+
+
+def join_conll_tokens(tokens: Sequence[str]) -> Tuple[str, List[Tuple[int, int]]]:
+  """The sentence text and each token's character span in it."""
+  separator = "" if all(len(t) == 1 for t in tokens) else " "
+  spans, position = [], 0
+  for token in tokens:
+    spans.append((position, position + len(token)))
+    position += len(token) + len(separator)
+  return separator.join(tokens), spans
+
+
+def char_tags(tags: Sequence[str], spans, length: int) -> List[str]:
+  """Per-character BIO tags of the joined text (separators are "O")."""
+  out = [OUTSIDE] * length
+  for tag, (start, end) in zip(tags, spans):
+    if tag == OUTSIDE or start == end:
+      continue
+    out[start] = tag
+    for i in range(start + 1, end):
+      out[i] = "I-" + tag[2:]
+  return out
+
+
+class FeatureEncoder:
+  """Encodes batches of examples into padded numpy features."""
+
+  def __init__(self, tokenizer: tokenization.BertTokenizer, max_seq_length: int,
+               task: str = "none", labels: Optional[Sequence[str]] = None,
+               field_join: str = "sep"):
+    if task not in TASKS:
+      raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if field_join not in FIELD_JOINS:
+      raise ValueError(f"field_join must be one of {FIELD_JOINS}, got {field_join!r}")
+    if task != "none" and not labels:
+      raise ValueError(f"task={task} needs its labels (--label_file)")
+    if task == "ner" and OUTSIDE not in labels:
+      raise ValueError(f"the NER tag list must contain {OUTSIDE!r}")
+    self.tokenizer = tokenizer
+    self.max_seq_length = max_seq_length
+    self.task = task
+    self.labels = list(labels or [])
+    self.label_to_id = {label: i for i, label in enumerate(self.labels)}
+    self.field_join = field_join
+
+  def encode(self, examples: Sequence[Example]) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """Returns (features, truncated[bool per example]).
+
+    Features: `input_ids`, `input_mask`, `segment_ids` int64 [n, max_seq_length];
+    `word_continues` bool [n, max_seq_length] (for whole-word masking, not written);
+    `label_ids` int64 [n] (classification); `tag_ids` int64 [n, max_seq_length]
+    (ner); `label_weights` float32 [n] when every example has a confidence.
+    """
+    if self.task == "ner":
+      features, truncated = self._encode_ner(examples)
+    else:
+      features, truncated = self._encode_fields(examples)
+    if self.task == "classification":
+      features["label_ids"] = np.array([self.label_to_id[e.label] for e in examples],
+                                       np.int64)
+    if examples and all(e.confidence is not None for e in examples):
+      features["label_weights"] = np.array([e.confidence for e in examples], np.float32)
+    return features, truncated
+
+  def _pack(self, segments: List[tokenization.Tokens]):
+    """Packs token segments; also packs their word-continuation flags."""
+    ids = [s.ids for s in segments]
+    packed = tokenization.pack_inputs(ids, self.max_seq_length,
+                                      self.tokenizer.cls_id, self.tokenizer.sep_id)
+    flags = tokenization.pack_inputs([self._word_continues(s) for s in segments],
+                                     self.max_seq_length, 0, 0)["input_word_ids"]
+    total = sum(s.row_lengths() for s in ids)
+    truncated = (total > self.max_seq_length - 1 - len(segments)).numpy()
+    return {"input_ids": packed["input_word_ids"].numpy().astype(np.int64),
+            "input_mask": packed["input_mask"].numpy().astype(np.int64),
+            "segment_ids": packed["input_type_ids"].numpy().astype(np.int64),
+            "word_continues": flags.numpy().astype(bool)}, truncated
+
+  def _word_continues(self, tokens: tokenization.Tokens) -> tf.RaggedTensor:
+    """1 where a token continues the previous token's word (for whole-word
+    masking): it touches it in the raw text and neither is punctuation."""
+    starts, ends = tokens.starts.flat_values, tokens.ends.flat_values
+    punct = tf.constant(np.isin(tokens.ids.flat_values.numpy(), self.tokenizer.punctuation_ids))
+    touching = tf.concat([[False], tf.equal(starts[1:], ends[:-1])], 0)
+    not_punct = tf.logical_not(punct)
+    previous_not_punct = tf.concat([[False], not_punct[:-1]], 0)
+    first_in_row = tf.scatter_nd(tf.expand_dims(tokens.ids.row_starts(), 1),
+                                 tf.ones_like(tokens.ids.row_starts(), tf.bool),
+                                 tf.shape(starts, out_type=tf.int64))
+    flags = touching & not_punct & previous_not_punct & tf.logical_not(first_in_row)
+    return tokens.ids.with_flat_values(tf.cast(flags, tf.int64))
+
+  def _encode_fields(self, examples):
+    if self.field_join == "concat":
+      segment_texts = [[" ".join(e.fields)] for e in examples]
+    else:
+      segment_texts = [e.fields for e in examples]
+    # Packing needs the same number of segments in a call: group by count.
+    n = len(examples)
+    out = {k: np.zeros([n, self.max_seq_length], np.int64)
+           for k in ("input_ids", "input_mask", "segment_ids")}
+    out["word_continues"] = np.zeros([n, self.max_seq_length], bool)
+    truncated = np.zeros([n], bool)
+    for count in sorted({len(t) for t in segment_texts}):
+      rows = [i for i, t in enumerate(segment_texts) if len(t) == count]
+      flat = [segment_texts[i][k] for i in rows for k in range(count)]
+      tokens = self.tokenizer.tokenize_with_offsets(tf.constant(flat))
+      segments = [tokenization.Tokens(*(tf.gather(t, tf.range(k, len(flat), count))
+                                        for t in tokens)) for k in range(count)]
+      packed, cut = self._pack(segments)
+      for key, value in packed.items():
+        out[key][rows] = value
+      truncated[rows] = cut
+    return out, truncated
+
+  def _encode_ner(self, examples):
+    joined = [join_conll_tokens(e.fields) for e in examples]
+    tokens = self.tokenizer.tokenize_with_offsets(tf.constant([text for text, _ in joined]))
+    features, truncated = self._pack([tokens])
+    tag_ids = np.zeros([len(examples), self.max_seq_length], np.int64)
+    outside = self.label_to_id[OUTSIDE]
+    for row, (example, (text, spans), starts) in enumerate(
+        zip(examples, joined, tokens.starts.to_list())):
+      per_char = char_tags(example.tags, spans, len(text))
+      kept = starts[:self.max_seq_length - 2]
+      tag_ids[row, 0] = outside  # [CLS]
+      tag_ids[row, 1:1 + len(kept)] = [self.label_to_id[per_char[s]] for s in kept]
+      tag_ids[row, 1 + len(kept)] = outside  # [SEP]
+    features["tag_ids"] = tag_ids
+    return features, truncated
+
+
+def decode_entities(tag_ids: Sequence[int], starts: Sequence[int], ends: Sequence[int],
+                    labels: Sequence[str]) -> List[Tuple[str, int, int]]:
+  """Entities (type, char start, char end) from the tag ids of one sequence.
+
+  `tag_ids` are those of the tokens only (no [CLS]/[SEP]/padding), aligned
+  with the tokens' character `starts`/`ends`.
+  """
+  tags = [labels[i] for i in tag_ids]
+  return [(kind, starts[first], ends[last - 1])
+          for kind, first, last in tag_schemes.entities(tags)]
+
+
+def collect_labels(path: str, task: str, tag_scheme: str = "bio") -> List[str]:
+  """The label set of a training file, when no `--label_file` is given:
+  classification labels in order of first appearance; NER tags with "O"
+  first, then B-X, I-X per type in order of first appearance."""
+  counts = input_files.Counts(skip_bad_lines=True)
+  seen = {}
+  for example in input_files.read_examples(path, task, counts, None, tag_scheme):
+    for label in (example.tags if task == "ner" else [example.label]):
+      seen.setdefault(label if task != "ner" else label[2:], None)
+  if task != "ner":
+    return list(seen)
+  kinds = [k for k in seen if k]
+  return [OUTSIDE] + [f"{p}-{k}" for k in kinds for p in "BI"]
+
+
+def encode_file(path: str, encoder: FeatureEncoder, counts: input_files.Counts,
+                tag_scheme: str = "bio", batch_size: int = 1024) -> Dict[str, np.ndarray]:
+  """All examples of a labeled (or unlabeled) file as feature arrays, for
+  fine-tuning and evaluation (labeled sets are small enough for memory)."""
+  parts = []
+  batch = []
+  examples = input_files.read_examples(path, encoder.task, counts, encoder.labels, tag_scheme)
+  for example in examples:
+    batch.append(example)
+    if len(batch) == batch_size:
+      parts.append(encoder.encode(batch))
+      batch = []
+  if batch:
+    parts.append(encoder.encode(batch))
+  if not parts:
+    raise input_files.InputError(f"{path}: empty file (no examples)")
+  counts.written += sum(len(p[1]) for p in parts)
+  counts.truncated += int(sum(p[1].sum() for p in parts))
+  keys = set.intersection(*(set(p[0]) for p in parts)) - {"word_continues"}
+  return {k: np.concatenate([p[0][k] for p in parts]) for k in sorted(keys)}

@@ -1,0 +1,93 @@
+"""The pre-training TFRecord schema (DESIGN §3) and atomic sharded writing.
+
+Feature names, dtypes and shapes are those of google-research/bert's
+`run_pretraining.py` input function, plus the pseudo-label features:
+`label_ids` [1] (classification), `tag_ids` [max_seq_length] (NER) and the
+optional `label_weights` [1] (the pseudo-label's confidence; 1.0 when absent).
+"""
+
+import os
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+
+_INT_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
+                 "masked_lm_ids", "next_sentence_labels", "label_ids", "tag_ids")
+_FLOAT_FEATURES = ("masked_lm_weights", "label_weights")
+
+
+def pretraining_feature_spec(max_seq_length: int, max_predictions_per_seq: int,
+                             task: str = "none") -> Dict[str, tf.io.FixedLenFeature]:
+  """`tf.io.parse_example` spec; the first six entries are the original's."""
+  spec = {
+      "input_ids": tf.io.FixedLenFeature([max_seq_length], tf.int64),
+      "input_mask": tf.io.FixedLenFeature([max_seq_length], tf.int64),
+      "segment_ids": tf.io.FixedLenFeature([max_seq_length], tf.int64),
+      "masked_lm_positions": tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64),
+      "masked_lm_ids": tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64),
+      "masked_lm_weights": tf.io.FixedLenFeature([max_predictions_per_seq], tf.float32),
+      "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64),
+  }
+  if task == "classification":
+    spec["label_ids"] = tf.io.FixedLenFeature([1], tf.int64)
+    spec["label_weights"] = tf.io.FixedLenFeature([1], tf.float32, default_value=[1.0])
+  elif task == "ner":
+    spec["tag_ids"] = tf.io.FixedLenFeature([max_seq_length], tf.int64)
+    spec["label_weights"] = tf.io.FixedLenFeature([1], tf.float32, default_value=[1.0])
+  return spec
+
+
+def serialize_examples(features: Dict[str, np.ndarray]) -> List[bytes]:
+  """Rows of a feature batch -> serialized `tf.train.Example`s."""
+  names = [n for n in _INT_FEATURES + _FLOAT_FEATURES if n in features]
+  n = len(next(iter(features.values())))
+  rows = {name: features[name].reshape(n, -1).tolist() for name in names}
+  out = []
+  for i in range(n):
+    feature = {}
+    for name in names:
+      if name in _FLOAT_FEATURES:
+        feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=rows[name][i]))
+      else:
+        feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=rows[name][i]))
+    out.append(tf.train.Example(features=tf.train.Features(feature=feature))
+               .SerializeToString())
+  return out
+
+
+def shard_paths(output_file: str, num_shards: int) -> List[str]:
+  """`output_file` itself for one shard, else `output_file-0000k-of-0000n`."""
+  if num_shards == 1:
+    return [output_file]
+  return [f"{output_file}-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
+
+
+class ShardedWriter:
+  """Writes records round-robin to shards under temporary names; `close()`
+  renames them to their final names, so an interrupted job leaves no file
+  under a final shard name."""
+
+  def __init__(self, output_file: str, num_shards: int):
+    self.paths = shard_paths(output_file, num_shards)
+    directory = os.path.dirname(output_file)
+    if directory:
+      tf.io.gfile.makedirs(directory)
+    self._tmp = [f"{p}.tmp-{os.getpid()}" for p in self.paths]
+    self._writers = [tf.io.TFRecordWriter(p) for p in self._tmp]
+    self._next = 0
+
+  def write(self, record: bytes) -> None:
+    self._writers[self._next].write(record)
+    self._next = (self._next + 1) % len(self._writers)
+
+  def close(self) -> None:
+    for writer, tmp, final in zip(self._writers, self._tmp, self.paths):
+      writer.close()
+      tf.io.gfile.rename(tmp, final, overwrite=True)
+
+  def abort(self) -> None:
+    for writer, tmp in zip(self._writers, self._tmp):
+      writer.close()
+      if tf.io.gfile.exists(tmp):
+        tf.io.gfile.remove(tmp)

@@ -1,0 +1,320 @@
+"""create_pretraining_data: schema, masking statistics, determinism, labels, errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_pl import features, input_files, tag_schemes, tokenization
+from bert_pl.create_pretraining_data import Options, create_pretraining_data
+from conftest import REPO, run_job
+from data_prep import build_vocab, make_sample_corpus
+
+MAX_SEQ, MAX_PRED = 64, 10
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+  """The generated sample corpus and a vocab built from it."""
+  directory = tmp_path_factory.mktemp("corpus")
+  make_sample_corpus.main([f"--output_dir={directory}", "--num_unlabeled=12000",
+                           "--num_ner_unlabeled=200"])
+  build_vocab.main([f"--input_file={directory}/unlabeled.txt,{directory}/train.tsv,"
+                    f"{directory}/ner_unlabeled.txt", f"--output_file={directory}/vocab.txt"])
+  return directory
+
+
+def _original_spec(task):
+  """google-research/bert run_pretraining.py's name_to_features, plus the labels."""
+  spec = {
+      "input_ids": tf.io.FixedLenFeature([MAX_SEQ], tf.int64),
+      "input_mask": tf.io.FixedLenFeature([MAX_SEQ], tf.int64),
+      "segment_ids": tf.io.FixedLenFeature([MAX_SEQ], tf.int64),
+      "masked_lm_positions": tf.io.FixedLenFeature([MAX_PRED], tf.int64),
+      "masked_lm_ids": tf.io.FixedLenFeature([MAX_PRED], tf.int64),
+      "masked_lm_weights": tf.io.FixedLenFeature([MAX_PRED], tf.float32),
+      "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64),
+  }
+  if task == "classification":
+    spec["label_ids"] = tf.io.FixedLenFeature([1], tf.int64)
+  if task == "ner":
+    spec["tag_ids"] = tf.io.FixedLenFeature([MAX_SEQ], tf.int64)
+  return spec
+
+
+def _read(paths, task="none", extra=None):
+  spec = dict(_original_spec(task), **(extra or {}))
+  records = list(tf.data.TFRecordDataset(paths).as_numpy_iterator())
+  parsed = tf.io.parse_example(records, spec)
+  return {k: v.numpy() for k, v in parsed.items()}
+
+
+def _options(corpus, **changes):
+  values = dict(vocab_file=str(corpus / "vocab.txt"), max_seq_length=MAX_SEQ,
+                max_predictions_per_seq=MAX_PRED)
+  values.update(changes)
+  return Options(**values)
+
+
+def test_masking_statistics_over_12000_examples(corpus, tmp_path):
+  out = str(tmp_path / "pretrain.tfrecord")
+  counts = create_pretraining_data(_options(corpus), str(corpus / "unlabeled.txt"), out)
+  assert (counts.read, counts.written, counts.skipped) == (12000, 12000, 0)
+  f = _read([out])
+  original = f["input_ids"].copy()
+  tok = tokenization.BertTokenizer(str(corpus / "vocab.txt"))
+  rows, cols = np.nonzero(f["masked_lm_weights"])
+  positions = f["masked_lm_positions"][rows, cols]
+  original[rows, positions] = f["masked_lm_ids"][rows, cols]  # undo the masking
+  special = np.isin(original, [tok.cls_id, tok.sep_id, tok.pad_id])
+  real = (f["input_mask"] == 1) & ~special
+  selected = f["masked_lm_weights"].sum()
+  assert selected / real.sum() == pytest.approx(0.15, abs=0.01)
+  assert not special[rows, positions].any()  # [CLS]/[SEP]/[PAD] never selected
+  assert (f["input_mask"][rows, positions] == 1).all()
+  assert set(np.unique(f["masked_lm_weights"])) == {0.0, 1.0}
+  per_row = f["masked_lm_weights"].sum(1)
+  assert per_row.max() <= MAX_PRED and per_row.min() >= 1
+  for row in range(len(per_row)):  # sorted, then padding with zeros
+    k = int(per_row[row])
+    assert (np.diff(f["masked_lm_positions"][row, :k]) > 0).all()
+    assert not f["masked_lm_positions"][row, k:].any() and not f["masked_lm_ids"][row, k:].any()
+  now = f["input_ids"][rows, positions]
+  was = f["masked_lm_ids"][rows, cols]
+  masked = (now == tok.mask_id).mean()
+  kept = (now == was).mean()
+  assert masked == pytest.approx(0.8, abs=0.02)
+  assert kept == pytest.approx(0.1, abs=0.02)
+  assert 1 - masked - kept == pytest.approx(0.1, abs=0.02)
+  assert not f["next_sentence_labels"].any()
+  print(f"\nselected {selected / real.sum():.4f} of real tokens; "
+        f"[MASK] {masked:.4f} / kept {kept:.4f} / random {1 - masked - kept:.4f}")
+
+
+def test_byte_identical_for_same_seed_and_any_worker_count(corpus, tmp_path):
+  common = ["--input_file=" + str(corpus / "unlabeled.txt"), "--vocab_file=" + str(corpus / "vocab.txt"),
+            f"--max_seq_length={MAX_SEQ}", f"--max_predictions_per_seq={MAX_PRED}",
+            "--dupe_factor=2", "--num_output_shards=3", "--random_seed=7"]
+  outputs = {}
+  for run, workers in (("a", 1), ("b", 1), ("c", 2)):
+    result = run_job("create_pretraining_data", *common, f"--num_workers={workers}",
+                     f"--output_file={tmp_path / run / 'data.tfrecord'}")
+    assert "read 12000, written 24000, skipped 0" in result.stdout
+    outputs[run] = [(tmp_path / run / f"data.tfrecord-0000{i}-of-00003").read_bytes()
+                    for i in range(3)]
+  assert outputs["a"] == outputs["b"] == outputs["c"]
+  other_seed = _read([str(tmp_path / "a" / "data.tfrecord-00000-of-00003")])
+  # The two re-maskings of one example differ (dupes alternate between shards).
+  a = _read([str(tmp_path / "a" / f"data.tfrecord-0000{i}-of-00003") for i in range(3)])
+  assert not np.array_equal(a["masked_lm_positions"][0::2][:100],
+                            a["masked_lm_positions"][1::2][:100])
+  assert other_seed["input_ids"].shape == (8000, MAX_SEQ)
+
+
+def test_classification_labels_and_confidences(corpus, tmp_path):
+  pseudo = tmp_path / "pseudo.tsv"
+  lines = (corpus / "train.tsv").read_text(encoding="utf-8").splitlines()[:50]
+  pseudo.write_text("\n".join(lines) + "\n", encoding="utf-8")
+  (tmp_path / "pseudo.tsv.confidence").write_text(
+      "".join(f"{0.5 + i / 100:.2f}\n" for i in range(50)))
+  labels = input_files.read_labels(str(corpus / "labels.txt"))
+  out = str(tmp_path / "cls.tfrecord")
+  create_pretraining_data(_options(corpus, task="classification", labels=tuple(labels)),
+                          str(pseudo), out)
+  f = _read([out], "classification",
+            {"label_weights": tf.io.FixedLenFeature([1], tf.float32)})
+  assert f["label_ids"][:, 0].tolist() == [labels.index(l.split("\t")[0]) for l in lines]
+  np.testing.assert_allclose(f["label_weights"][:, 0], [0.5 + i / 100 for i in range(50)])
+  # Fields joined with [SEP]: three fields -> three [SEP], type ids 0 then 1.
+  tok = tokenization.BertTokenizer(str(corpus / "vocab.txt"))
+  assert ((f["input_ids"] == tok.sep_id).sum(1) == 3).all()
+  first_sep = np.argmax(f["input_ids"] == tok.sep_id, axis=1)
+  for row in range(50):
+    assert f["segment_ids"][row, :first_sep[row] + 1].max() == 0
+    assert f["segment_ids"][row, first_sep[row] + 1] == 1
+
+
+def _conll(sentences, path):
+  path.write_text("\n\n".join("\n".join(f"{t} {g}" for t, g in s) for s in sentences) + "\n",
+                  encoding="utf-8")
+
+
+def _char_entities(tokens, bio_tags):
+  text, spans = features.join_conll_tokens(tokens)
+  per_char = features.char_tags(bio_tags, spans, len(text))
+  return text, tag_schemes.entities(per_char)
+
+
+@pytest.mark.parametrize("scheme", ["bio", "iob1", "bmes"])
+def test_ner_tags_decode_to_input_entities_char_mode(corpus, tmp_path, scheme):
+  bio_sentences = []
+  for block in (corpus / "ner_train.txt").read_text(encoding="utf-8").strip().split("\n\n")[:200]:
+    bio_sentences.append([tuple(line.split(" ")) for line in block.splitlines()])
+  converted = []
+  for sentence in bio_sentences:
+    tags = [g for _, g in sentence]
+    if scheme == "iob1":
+      out = [("I" + g[1:]) if g.startswith("B-") and (i == 0 or tags[i - 1][2:] != g[2:])
+             else g for i, g in enumerate(tags)]
+    elif scheme == "bmes":
+      ents = tag_schemes.entities(tags)
+      out = ["O"] * len(tags)
+      for kind, s, e in ents:
+        if e - s == 1:
+          out[s] = f"S-{kind}"
+        else:
+          out[s], out[e - 1] = f"B-{kind}", f"E-{kind}"
+          for i in range(s + 1, e - 1):
+            out[i] = f"M-{kind}"
+    else:
+      out = tags
+    assert tag_schemes.to_bio(out, scheme) == tags
+    converted.append([(t, g) for (t, _), g in zip(sentence, out)])
+  _conll(converted, tmp_path / "ner.txt")
+  tags_list = tuple(input_files.read_labels(str(corpus / "tags.txt")))
+  out_file = str(tmp_path / "ner.tfrecord")
+  create_pretraining_data(_options(corpus, task="ner", labels=tags_list, tokenization="char"),
+                          str(tmp_path / "ner.txt"), out_file, tag_scheme=scheme)
+  f = _read([out_file], "ner")
+  total = 0
+  for row, sentence in enumerate(bio_sentences):
+    tokens = [t for t, _ in sentence]
+    text, expected = _char_entities(tokens, [g for _, g in sentence])
+    n = int(f["input_mask"][row].sum()) - 2
+    assert n == len(text)  # one token per character
+    tag_ids = f["tag_ids"][row, 1:1 + n]
+    decoded = features.decode_entities(tag_ids, list(range(n)), list(range(1, n + 1)), tags_list)
+    assert decoded == [(k, s, e) for k, s, e in expected]
+    assert f["tag_ids"][row, 0] == f["tag_ids"][row, n + 1] == tags_list.index("O")
+    total += len(expected)
+  assert total > 200
+
+
+def test_ner_wordpiece_mode_on_mixed_chinese_english(corpus, tmp_path):
+  vocab = tmp_path / "vocab.txt"
+  base = (corpus / "vocab.txt").read_text(encoding="utf-8").splitlines()
+  added = [t for t in ["iphone", "##13", "pro", "max", "##x", "我", "买", "了", "在", "北", "京"]
+           if t not in base]
+  vocab.write_text("\n".join(base + added) + "\n", encoding="utf-8")
+  sentence = [("我", "O"), ("买", "O"), ("了", "O"), ("iPhone13", "B-PRODUCT"),
+              ("Pro", "I-PRODUCT"), ("Max", "I-PRODUCT"), ("在", "O"), ("北", "B-LOC"),
+              ("京", "I-LOC"), ("maxx", "B-X")]
+  _conll([sentence], tmp_path / "mixed.txt")
+  labels = ("O", "B-PRODUCT", "I-PRODUCT", "B-LOC", "I-LOC", "B-X", "I-X")
+  options = _options(corpus, vocab_file=str(vocab), task="ner", labels=labels)
+  tok = tokenization.BertTokenizer(str(vocab))
+  encoder = features.FeatureEncoder(tok, MAX_SEQ, "ner", labels)
+  example = next(input_files.read_conll(str(tmp_path / "mixed.txt"), input_files.Counts()))
+  encoded, _ = encoder.encode([example])
+  n = int(encoded["input_mask"][0].sum()) - 2
+  pieces = tok.convert_ids_to_tokens(encoded["input_ids"][0, 1:1 + n])
+  tags = [labels[i] for i in encoded["tag_ids"][0, 1:1 + n]]
+  assert list(zip(pieces, tags)) == [
+      ("我", "O"), ("买", "O"), ("了", "O"), ("iphone", "B-PRODUCT"), ("##13", "I-PRODUCT"),
+      ("pro", "I-PRODUCT"), ("max", "I-PRODUCT"), ("在", "O"), ("北", "B-LOC"),
+      ("京", "I-LOC"), ("max", "B-X"), ("##x", "I-X")]
+  text, _ = features.join_conll_tokens([t for t, _ in sentence])
+  tokens = tok.tokenize_with_offsets(tf.constant([text]))
+  entities = features.decode_entities(encoded["tag_ids"][0, 1:1 + n], tokens.starts.to_list()[0],
+                                      tokens.ends.to_list()[0], labels)
+  assert [(k, text[s:e]) for k, s, e in entities] == [
+      ("PRODUCT", "iPhone13 Pro Max"), ("LOC", "北 京"), ("X", "maxx")]
+  out = str(tmp_path / "mixed.tfrecord")
+  create_pretraining_data(options, str(tmp_path / "mixed.txt"), out)
+  np.testing.assert_array_equal(_read([out], "ner")["tag_ids"], encoded["tag_ids"])
+
+
+def test_whole_word_masking_masks_whole_words(corpus, tmp_path):
+  text = tmp_path / "words.txt"
+  text.write_text("".join("奶茶 珍珠 大杯 少糖 炸鸡 外卖 披萨 寿司\n" for _ in range(300)),
+                  encoding="utf-8")
+  out = str(tmp_path / "wwm.tfrecord")
+  create_pretraining_data(_options(corpus, do_whole_word_mask=True, masked_lm_prob=0.25),
+                          str(text), out)
+  f = _read([out])
+  for row in range(300):
+    k = int(f["masked_lm_weights"][row].sum())
+    positions = set(f["masked_lm_positions"][row, :k].tolist())
+    assert k % 2 == 0 and k > 0  # every word has two characters
+    for p in positions:  # words are at positions (1,2), (3,4), ...
+      assert (p + 1 if p % 2 else p - 1) in positions
+
+
+BAD_INPUTS = [
+    ("invalid_utf8", "none", b"good line\n\xff\xfe bad\n", "bad.txt:2: invalid UTF-8"),
+    ("unknown_label", "classification", "食品\t一个\n外星\t两个\n".encode(),
+     "bad.txt:2: label '外星' is not in the label file"),
+    ("ner_no_tag", "ner", "我 O\n爱\n\n北 B-LOC\n".encode(),
+     "bad.txt:2: token '爱' has no tag"),
+    ("bad_tag", "ner", "我 O\n爱 X-LOC\n".encode(),
+     "bad.txt:2: tag 'X-LOC' is not valid in the BIO scheme"),
+    ("malformed_tag", "ner", "我 O\n爱 B_LOC\n".encode(), "bad.txt:2: malformed tag 'B_LOC'"),
+    ("empty_file", "none", b"", "bad.txt: empty file"),
+]
+
+
+@pytest.mark.parametrize("name,task,content,message", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_one_line_error(corpus, tmp_path, name, task, content, message):
+  bad = tmp_path / "bad.txt"
+  bad.write_bytes(content)
+  (tmp_path / "labels.txt").write_text("食品\nO\nB-LOC\nI-LOC\n", encoding="utf-8")
+  args = [f"--input_file={bad}", f"--output_file={tmp_path / 'out.tfrecord'}",
+          f"--vocab_file={corpus / 'vocab.txt'}", f"--task={task}",
+          f"--label_file={tmp_path / 'labels.txt'}"]
+  result = run_job("create_pretraining_data", *args, check=False)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  assert f"error: {tmp_path}/{message}" in result.stderr
+  assert not (tmp_path / "out.tfrecord").exists()
+  assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+  if name in ("unknown_label", "ner_no_tag", "bad_tag", "malformed_tag"):
+    skipped = run_job("create_pretraining_data", *args, "--skip_bad_lines")
+    assert "skipped 1 (bad)" in skipped.stdout
+    assert (tmp_path / "out.tfrecord").exists()
+
+
+def test_missing_file_and_confidence_count_mismatch(corpus, tmp_path):
+  missing = run_job("create_pretraining_data", f"--input_file={tmp_path}/nope.txt",
+                    f"--output_file={tmp_path}/o", f"--vocab_file={corpus / 'vocab.txt'}",
+                    check=False)
+  assert missing.returncode == 2 and "Traceback" not in missing.stderr
+  assert f"error: {tmp_path}/nope.txt: file not found" in missing.stderr
+  data = tmp_path / "p.tsv"
+  data.write_text("炸鸡\t一\n炸鸡\t二\n", encoding="utf-8")
+  (tmp_path / "p.tsv.confidence").write_text("0.9\n")
+  (tmp_path / "labels.txt").write_text("炸鸡\n", encoding="utf-8")
+  result = run_job("create_pretraining_data", f"--input_file={data}", f"--output_file={tmp_path}/o",
+                   f"--vocab_file={corpus / 'vocab.txt'}", "--task=classification",
+                   f"--label_file={tmp_path}/labels.txt", check=False)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert "p.tsv.confidence: fewer confidences than examples" in result.stderr
+
+
+def test_killed_job_leaves_no_final_shard(corpus, tmp_path):
+  big = tmp_path / "big.txt"
+  big.write_text((corpus / "unlabeled.txt").read_text(encoding="utf-8") * 8, encoding="utf-8")
+  out = tmp_path / "out" / "data.tfrecord"
+  process = subprocess.Popen(
+      [sys.executable, "-m", "bert_pl.create_pretraining_data", f"--input_file={big}",
+       f"--output_file={out}", f"--vocab_file={corpus / 'vocab.txt'}", "--num_output_shards=2"],
+      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until shards are being written
+      if (out.parent.exists() and any(".tmp-" in p for p in os.listdir(out.parent))
+          and sum(os.path.getsize(out.parent / p) for p in os.listdir(out.parent)) > 100_000):
+        break
+      time.sleep(0.2)
+    assert process.poll() is None, "the job ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+  finally:
+    if process.poll() is None:
+      process.kill()
+  left = os.listdir(out.parent)
+  assert left and all(".tmp-" in p for p in left), left
