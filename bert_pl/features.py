@@ -75,6 +75,10 @@ class FeatureEncoder:
     self.labels = list(labels or [])
     self.label_to_id = {label: i for i, label in enumerate(self.labels)}
     self.field_join = field_join
+    is_punctuation = np.zeros([tokenizer.vocab_size], bool)
+    is_punctuation[tokenizer.punctuation_ids] = True
+    self._is_punctuation = tf.constant(is_punctuation)
+    self._graphs = {}
 
   def encode(self, examples: Sequence[Example]) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
     """Returns (features, truncated[bool per example]).
@@ -95,30 +99,42 @@ class FeatureEncoder:
       features["label_weights"] = np.array([e.confidence for e in examples], np.float32)
     return features, truncated
 
-  def _pack(self, segments: List[tokenization.Tokens]):
-    """Packs token segments; also packs their word-continuation flags."""
-    ids = [s.ids for s in segments]
-    packed = tokenization.pack_inputs(ids, self.max_seq_length,
+  def _tokenize_and_pack(self, texts: List[str], count: int) -> Dict[str, np.ndarray]:
+    """Runs `_graph` for `count` segments, traced once per count."""
+    if count not in self._graphs:
+      self._graphs[count] = tf.function(
+          lambda t: self._graph(t, count), input_signature=[tf.TensorSpec([None], tf.string)])
+    return {k: v.numpy() for k, v in self._graphs[count](tf.constant(texts)).items()}
+
+  def _graph(self, texts: tf.Tensor, count: int):
+    """Tokenizes `texts` (example-major, `count` segments each) and packs
+    them, in one graph. Also packs the word-continuation flags (for whole-word
+    masking) and returns each first segment's token starts (for NER tags)."""
+    tokens = self.tokenizer.tokenize_with_offsets(texts)
+    n = tf.shape(texts)[0] // count
+    segments = [tokenization.Tokens(*(tf.gather(t, tf.range(k, n * count, count))
+                                      for t in tokens)) for k in range(count)]
+    packed = tokenization.pack_inputs([s.ids for s in segments], self.max_seq_length,
                                       self.tokenizer.cls_id, self.tokenizer.sep_id)
     flags = tokenization.pack_inputs([self._word_continues(s) for s in segments],
                                      self.max_seq_length, 0, 0)["input_word_ids"]
-    total = sum(s.row_lengths() for s in ids)
-    truncated = (total > self.max_seq_length - 1 - len(segments)).numpy()
-    return {"input_ids": packed["input_word_ids"].numpy().astype(np.int64),
-            "input_mask": packed["input_mask"].numpy().astype(np.int64),
-            "segment_ids": packed["input_type_ids"].numpy().astype(np.int64),
-            "word_continues": flags.numpy().astype(bool)}, truncated
+    total = tf.add_n([s.ids.row_lengths() for s in segments])
+    return {"input_ids": tf.cast(packed["input_word_ids"], tf.int64),
+            "input_mask": tf.cast(packed["input_mask"], tf.int64),
+            "segment_ids": tf.cast(packed["input_type_ids"], tf.int64),
+            "word_continues": tf.cast(flags, tf.bool),
+            "truncated": total > self.max_seq_length - 1 - count,
+            "starts": segments[0].starts.to_tensor(-1)}
 
   def _word_continues(self, tokens: tokenization.Tokens) -> tf.RaggedTensor:
     """1 where a token continues the previous token's word (for whole-word
     masking): it touches it in the raw text and neither is punctuation."""
     starts, ends = tokens.starts.flat_values, tokens.ends.flat_values
-    punct = tf.constant(np.isin(tokens.ids.flat_values.numpy(), self.tokenizer.punctuation_ids))
+    not_punct = tf.logical_not(tf.gather(self._is_punctuation, tokens.ids.flat_values))
     touching = tf.concat([[False], tf.equal(starts[1:], ends[:-1])], 0)
-    not_punct = tf.logical_not(punct)
     previous_not_punct = tf.concat([[False], not_punct[:-1]], 0)
-    first_in_row = tf.scatter_nd(tf.expand_dims(tokens.ids.row_starts(), 1),
-                                 tf.ones_like(tokens.ids.row_starts(), tf.bool),
+    row_starts = tokens.ids.row_starts()
+    first_in_row = tf.scatter_nd(row_starts[:, None], tf.ones_like(row_starts, tf.bool),
                                  tf.shape(starts, out_type=tf.int64))
     flags = touching & not_punct & previous_not_punct & tf.logical_not(first_in_row)
     return tokens.ids.with_flat_values(tf.cast(flags, tf.int64))
@@ -137,30 +153,28 @@ class FeatureEncoder:
     for count in sorted({len(t) for t in segment_texts}):
       rows = [i for i, t in enumerate(segment_texts) if len(t) == count]
       flat = [segment_texts[i][k] for i in rows for k in range(count)]
-      tokens = self.tokenizer.tokenize_with_offsets(tf.constant(flat))
-      segments = [tokenization.Tokens(*(tf.gather(t, tf.range(k, len(flat), count))
-                                        for t in tokens)) for k in range(count)]
-      packed, cut = self._pack(segments)
-      for key, value in packed.items():
-        out[key][rows] = value
-      truncated[rows] = cut
+      packed = self._tokenize_and_pack(flat, count)
+      for key in out:
+        out[key][rows] = packed[key]
+      truncated[rows] = packed["truncated"]
     return out, truncated
 
   def _encode_ner(self, examples):
     joined = [join_conll_tokens(e.fields) for e in examples]
-    tokens = self.tokenizer.tokenize_with_offsets(tf.constant([text for text, _ in joined]))
-    features, truncated = self._pack([tokens])
+    packed = self._tokenize_and_pack([text for text, _ in joined], 1)
+    features = {k: packed[k] for k in
+                ("input_ids", "input_mask", "segment_ids", "word_continues")}
+    starts = packed["starts"]
     tag_ids = np.zeros([len(examples), self.max_seq_length], np.int64)
     outside = self.label_to_id[OUTSIDE]
-    for row, (example, (text, spans), starts) in enumerate(
-        zip(examples, joined, tokens.starts.to_list())):
+    for row, (example, (text, spans)) in enumerate(zip(examples, joined)):
       per_char = char_tags(example.tags, spans, len(text))
-      kept = starts[:self.max_seq_length - 2]
+      kept = [s for s in starts[row, :self.max_seq_length - 2] if s >= 0]
       tag_ids[row, 0] = outside  # [CLS]
       tag_ids[row, 1:1 + len(kept)] = [self.label_to_id[per_char[s]] for s in kept]
       tag_ids[row, 1 + len(kept)] = outside  # [SEP]
     features["tag_ids"] = tag_ids
-    return features, truncated
+    return features, packed["truncated"]
 
 
 def decode_entities(tag_ids: Sequence[int], starts: Sequence[int], ends: Sequence[int],

@@ -43,36 +43,40 @@ class Masker:
   def mask(self, input_ids: np.ndarray, input_mask: np.ndarray, rng: np.random.Generator,
            word_continues: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
     """Returns the masked `input_ids` and `masked_lm_positions/ids/weights`."""
-    n = input_ids.shape[0]
+    n, length = input_ids.shape
     p = self.max_predictions_per_seq
-    masked = input_ids.copy()
-    positions = np.zeros([n, p], np.int64)
-    ids = np.zeros([n, p], np.int64)
-    weights = np.zeros([n, p], np.float32)
     is_candidate = (input_mask == 1) & ~np.isin(input_ids, self.special_ids)
-    for row in range(n):
-      candidates = np.flatnonzero(is_candidate[row])
-      if candidates.size == 0:
-        continue
-      expected = candidates.size * self.masked_lm_prob
-      count = int(expected) + int(rng.random() < expected - int(expected))
-      count = min(max(count, 1), p, candidates.size)
-      if self.do_whole_word_mask and word_continues is not None:
-        chosen = self._whole_words(candidates, word_continues[row], count, rng)
-      else:
-        chosen = np.sort(rng.choice(candidates, count, replace=False))
-      k = chosen.size
-      original = input_ids[row, chosen]
-      draw = rng.random(k)
-      replacement = np.where(draw < 0.8, self.mask_id, original)
-      random_token = draw >= 0.9
-      replacement[random_token] = rng.choice(self.random_ids, int(random_token.sum()))
-      masked[row, chosen] = replacement
-      positions[row, :k] = chosen
-      ids[row, :k] = original
-      weights[row, :k] = 1.0
+    num_candidates = is_candidate.sum(1)
+    expected = num_candidates * self.masked_lm_prob
+    count = np.floor(expected).astype(np.int64)
+    count += rng.random(n) < expected - count
+    count = np.minimum(np.minimum(np.maximum(count, 1), p), num_candidates)
+    if self.do_whole_word_mask and word_continues is not None:
+      positions = np.full([n, p], length, np.int64)
+      for row in range(n):
+        chosen = self._whole_words(np.flatnonzero(is_candidate[row]), word_continues[row],
+                                   int(count[row]), rng)
+        positions[row, :chosen.size] = chosen
+    else:
+      # Uniform choice without replacement, all rows at once: the `count`
+      # candidates with the smallest random keys.
+      keys = np.where(is_candidate, rng.random((n, length)), 2.0)
+      smallest = np.argsort(keys, axis=1, kind="stable")[:, :p]
+      taken = np.arange(p)[None, :] < count[:, None]
+      positions = np.sort(np.where(taken, smallest, length), axis=1)
+    valid = positions < length
+    positions = np.where(valid, positions, 0)
+    original = np.take_along_axis(input_ids, positions, axis=1)
+    draw = rng.random((n, p))
+    random_tokens = rng.choice(self.random_ids, (n, p))
+    replacement = np.where(draw < 0.8, self.mask_id,
+                           np.where(draw < 0.9, original, random_tokens))
+    masked = input_ids.copy()
+    rows, slots = np.nonzero(valid)
+    masked[rows, positions[rows, slots]] = replacement[rows, slots]
     return {"input_ids": masked, "masked_lm_positions": positions,
-            "masked_lm_ids": ids, "masked_lm_weights": weights}
+            "masked_lm_ids": np.where(valid, original, 0),
+            "masked_lm_weights": valid.astype(np.float32)}
 
   @staticmethod
   def _whole_words(candidates, continues, budget, rng):
