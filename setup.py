@@ -7,7 +7,7 @@ not import with Keras 3, TF >= 2.16).
 
 from setuptools import find_packages, setup
 
-JOBS = ["extract_features", "export_tf1_checkpoint"]
+JOBS = ["extract_features", "export_tf1_checkpoint", "create_pretraining_data"]
 
 setup(
     name="bert_pl",
