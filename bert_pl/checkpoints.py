@@ -319,15 +319,14 @@ def assign_weights(model: modeling.BertModel, weights: Weights,
   return LoadReport(loaded, missing_optional, unused)
 
 
-def load_bert(init_checkpoint: Optional[str], bert_config_file: Optional[str] = None,
-              num_hidden_layers: Optional[int] = None,
-              layer_map: Optional[Sequence[int]] = None):
-  """Builds a `BertModel` and loads `init_checkpoint` into it.
+def resolve_config(init_checkpoint: Optional[str], bert_config_file: Optional[str] = None,
+                   num_hidden_layers: Optional[int] = None,
+                   layer_map: Optional[Sequence[int]] = None):
+  """The model's config and the checkpoint's `Source` (None without one).
 
   The config comes from `bert_config_file`, else from the checkpoint's
   directory. The model's layer count is `len(layer_map)`, else
-  `num_hidden_layers`, else the config's. Returns (model, source); source is
-  None when `init_checkpoint` is empty (random initialisation).
+  `num_hidden_layers`, else the config's.
   """
   source = resolve_init_checkpoint(init_checkpoint) if init_checkpoint else None
   if bert_config_file:
@@ -337,17 +336,32 @@ def load_bert(init_checkpoint: Optional[str], bert_config_file: Optional[str] = 
   else:
     raise CheckpointError("no --bert_config_file given and none found beside "
                           f"--init_checkpoint={init_checkpoint!r}")
-  source_config = source.read_config() if source and source.config_file else config
-  weights = read_weights(source, source_config) if source else None
   if layer_map:
     num_hidden_layers = len(layer_map)
   if num_hidden_layers:
     config = config.replace(num_hidden_layers=num_hidden_layers)
+  return config, source
+
+
+def init_from_checkpoint(model: modeling.BertModel, source: Source,
+                         layer_map: Optional[Sequence[int]] = None) -> LoadReport:
+  """Loads `source` into an existing model (e.g. one built in a strategy scope)."""
+  source_config = source.read_config() if source.config_file else model.config
+  report = assign_weights(model, read_weights(source, source_config), layer_map)
+  logging.info("Loaded %d variables from %s (%s)", len(report.loaded), source.path, source.kind)
+  return report
+
+
+def load_bert(init_checkpoint: Optional[str], bert_config_file: Optional[str] = None,
+              num_hidden_layers: Optional[int] = None,
+              layer_map: Optional[Sequence[int]] = None):
+  """Builds a `BertModel` and loads `init_checkpoint` into it (see
+  `resolve_config`). Returns (model, source)."""
+  config, source = resolve_config(init_checkpoint, bert_config_file, num_hidden_layers,
+                                  layer_map)
   model = modeling.create_model(config)
-  if weights is not None:
-    report = assign_weights(model, weights, layer_map)
-    logging.info("Loaded %d variables from %s (%s)", len(report.loaded),
-                 source.path, source.kind)
+  if source is not None:
+    init_from_checkpoint(model, source, layer_map)
   return model, source
 
 

@@ -45,3 +45,31 @@ def run_job(module: str, *args: str, check: bool = True):
   if check and result.returncode != 0:
     raise AssertionError(f"{module} failed ({result.returncode}):\n{result.stderr[-3000:]}")
   return result
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+  """The generated sample corpus (small) and a vocab built from it."""
+  from data_prep import build_vocab, make_sample_corpus
+  directory = tmp_path_factory.mktemp("corpus")
+  make_sample_corpus.main([f"--output_dir={directory}", "--num_unlabeled=12000",
+                           "--num_ner_unlabeled=2000"])
+  build_vocab.main([f"--input_file={directory}/unlabeled.txt,{directory}/train.tsv,"
+                    f"{directory}/ner_unlabeled.txt", f"--output_file={directory}/vocab.txt"])
+  return directory
+
+
+_MIRRORED = []
+
+
+@pytest.fixture
+def mirrored_strategy():
+  """One 2-replica MirroredStrategy (the 2 logical CPUs) for the whole session.
+
+  A second MirroredStrategy in the same process reuses collective instance
+  keys and its all-reduces fail with "Shape mismatch in the collective"; jobs
+  create one strategy per process, so only the test process needs sharing.
+  """
+  if not _MIRRORED:
+    _MIRRORED.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+  return _MIRRORED[0]

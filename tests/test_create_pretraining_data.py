@@ -13,20 +13,8 @@ import tensorflow as tf
 from bert_pl import features, input_files, tag_schemes, tokenization
 from bert_pl.create_pretraining_data import Options, create_pretraining_data
 from conftest import REPO, run_job
-from data_prep import build_vocab, make_sample_corpus
 
 MAX_SEQ, MAX_PRED = 64, 10
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-  """The generated sample corpus and a vocab built from it."""
-  directory = tmp_path_factory.mktemp("corpus")
-  make_sample_corpus.main([f"--output_dir={directory}", "--num_unlabeled=12000",
-                           "--num_ner_unlabeled=200"])
-  build_vocab.main([f"--input_file={directory}/unlabeled.txt,{directory}/train.tsv,"
-                    f"{directory}/ner_unlabeled.txt", f"--output_file={directory}/vocab.txt"])
-  return directory
 
 
 def _original_spec(task):

@@ -1,0 +1,39 @@
+"""The self-contained model directory every step writes (DESIGN §5).
+
+    bert_config.json   the original format, with the layer count kept
+    vocab.txt          the tokenizer's vocabulary
+    task.json          task ("none" | "classification" | "ner"), labels or
+                       tags, max_seq_length, tokenizer options, field join
+    checkpoint, ckpt-N.*   tf.train.CheckpointManager (keys bert, head, optimizer)
+    summaries/         TensorBoard events
+    eval_results.txt   evaluation results
+"""
+
+import json
+import os
+from typing import Any, Dict
+
+import tensorflow as tf
+
+from bert_pl import modeling
+
+TASK_FILE = "task.json"
+
+
+def write(model_dir: str, config: modeling.BertConfig, vocab_file: str,
+          task_info: Dict[str, Any]) -> None:
+  tf.io.gfile.makedirs(model_dir)
+  config.to_json_file(os.path.join(model_dir, "bert_config.json"))
+  target = os.path.join(model_dir, "vocab.txt")
+  if os.path.abspath(vocab_file) != os.path.abspath(target):
+    tf.io.gfile.copy(vocab_file, target, overwrite=True)
+  with tf.io.gfile.GFile(os.path.join(model_dir, TASK_FILE), "w") as f:
+    f.write(json.dumps(task_info, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_task_info(model_dir: str) -> Dict[str, Any]:
+  path = os.path.join(model_dir, TASK_FILE)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"{path}: not a bert_pl model directory (no {TASK_FILE})")
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)

@@ -1,0 +1,134 @@
+r"""Pre-training with masked LM, plus a task loss on pseudo-labels (steps 1, 4).
+
+    python -m bert_pl.run_pretraining --input_file='data/pretrain.tfrecord*' \
+      --output_dir=models/model_c --init_checkpoint=chinese_L-12_H-768_A-12 \
+      --num_hidden_layers=3 --task_loss=classification --label_file=labels.txt \
+      --max_seq_length=64 --max_predictions_per_seq=10 --train_batch_size=256 \
+      --learning_rate=5e-5 --num_train_steps=100000 --num_warmup_steps=10000 \
+      --do_train --do_eval
+
+Loss = masked-LM loss + `--task_loss_weight` x task loss (`--task_loss=none`:
+MLM only, step 1). Flag names follow google-research/bert's run_pretraining.py.
+`--train_batch_size` is the GLOBAL batch (split over the replicas), as in the
+original. Re-running the same command resumes from the last checkpoint in
+`--output_dir` and stops at exactly `--num_train_steps`.
+"""
+
+from absl import flags, logging
+
+import tensorflow as tf
+
+from bert_pl import (checkpoints, cli, input_files, input_pipeline, model_dir,
+                     task_models, tfrecords, training, tokenization)
+
+
+def run(flags_values) -> dict:
+  f = flags_values
+  strategy = training.make_strategy(f.distribution_strategy, f.num_gpus)
+  layer_map = checkpoints.parse_layer_map(f.layer_map)
+  config, source = checkpoints.resolve_config(f.init_checkpoint, f.bert_config_file,
+                                              f.num_hidden_layers, layer_map)
+  vocab_file = f.vocab_file or (source.vocab_file if source else None)
+  if not vocab_file:
+    raise ValueError("no --vocab_file given and no vocab.txt beside --init_checkpoint")
+  vocab_size = len(tokenization.load_vocab(vocab_file))
+  if vocab_size != config.vocab_size:
+    raise ValueError(f"{vocab_file} has {vocab_size} tokens but vocab_size is {config.vocab_size}")
+  labels = input_files.read_labels(f.label_file) if f.label_file else None
+  num_labels = len(labels) if labels else (f.num_labels or 0)
+  if f.task_loss != "none" and not num_labels:
+    raise ValueError(f"--task_loss={f.task_loss} needs --label_file or --num_labels")
+
+  with strategy.scope():
+    model = task_models.BertTaskModel(config, f.task_loss, num_labels)
+    optimizer = training.create_optimizer(f.learning_rate, f.num_train_steps,
+                                          f.num_warmup_steps, f.weight_decay)
+  run_state = training.CheckpointedRun(model, optimizer, f.output_dir)
+
+  def initialize():
+    if source is not None:
+      checkpoints.init_from_checkpoint(model.bert, source, layer_map)
+    else:
+      logging.warning("No --init_checkpoint: training from random initialisation")
+
+  step = run_state.restore_or_initialize(initialize)
+  model_dir.write(f.output_dir, config, vocab_file, {
+      "task": f.task_loss, "labels": labels, "max_seq_length": f.max_seq_length,
+      "do_lower_case": f.do_lower_case, "tokenization": f.tokenization,
+      "trained_by": "run_pretraining"})
+  spec = tfrecords.pretraining_feature_spec(f.max_seq_length, f.max_predictions_per_seq,
+                                            f.task_loss)
+  trainer = training.Trainer(strategy, model, optimizer, use_mlm=True,
+                             use_task=f.task_loss != "none",
+                             task_loss_weight=f.task_loss_weight)
+  results = {}
+  if f.do_train and step >= f.num_train_steps:
+    run_state.save()  # e.g. --num_train_steps=0: the initialised model as a model dir
+  elif f.do_train:
+    files = input_pipeline.expand_patterns(f.input_file)
+    dataset = input_pipeline.distribute(
+        strategy, f.train_batch_size,
+        lambda batch, context: input_pipeline.pretraining_dataset(
+            files, spec, batch, True, context, seed=f.random_seed))
+    logging.info("Training from step %d to %d", step, f.num_train_steps)
+    results = training.train(trainer, run_state, iter(dataset), f.num_train_steps,
+                             f.save_checkpoints_steps, f.train_batch_size,
+                             training.summary_dir(f.output_dir, "train"))
+  if f.do_eval:
+    files = input_pipeline.expand_patterns(f.eval_input_file or f.input_file)
+    dataset = input_pipeline.distribute(
+        strategy, f.eval_batch_size,
+        lambda batch, context: input_pipeline.pretraining_dataset(files, spec, batch, False,
+                                                                  context))
+    results = trainer.evaluate(iter(dataset), f.max_eval_steps)
+    results["global_step"] = int(optimizer.iterations)
+    training.write_eval_results(f"{f.output_dir}/eval_results.txt", results)
+    writer = tf.summary.create_file_writer(training.summary_dir(f.output_dir, "eval"))
+    with writer.as_default(step=int(optimizer.iterations)):
+      for name, value in results.items():
+        tf.summary.scalar(name, value)
+  return results
+
+
+def main(argv):
+  del argv
+  results = run(flags.FLAGS)
+  print("run_pretraining: " + " ".join(f"{k}={v:.6g}" for k, v in sorted(results.items())))
+
+
+def define_flags():
+  cli.define_model_flags()
+  flags.DEFINE_string("input_file", None, "TFRecord files (comma list of globs).")
+  flags.DEFINE_string("eval_input_file", None, "TFRecords for --do_eval (default: --input_file).")
+  flags.DEFINE_string("output_dir", None, "The model directory (checkpoints, config, vocab).")
+  flags.DEFINE_integer("max_seq_length", 128, "As in the TFRecords.")
+  flags.DEFINE_integer("max_predictions_per_seq", 20, "As in the TFRecords.")
+  flags.DEFINE_integer("train_batch_size", 32, "GLOBAL batch size (split over replicas).")
+  flags.DEFINE_integer("eval_batch_size", 8, "GLOBAL batch size for evaluation.")
+  flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate of AdamW.")
+  flags.DEFINE_integer("num_train_steps", 100000, "Total training steps.")
+  flags.DEFINE_integer("num_warmup_steps", 10000, "Linear warmup steps.")
+  flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on LayerNorm, biases).")
+  flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints and logs.")
+  flags.DEFINE_bool("do_train", False, "Train.")
+  flags.DEFINE_bool("do_eval", False, "Evaluate; writes eval_results.txt.")
+  flags.DEFINE_integer("max_eval_steps", 100, "Maximum evaluation batches.")
+  flags.DEFINE_enum("task_loss", "none", list(task_models.TASKS),
+                    "Task loss on the pseudo-labels added to the MLM loss.")
+  flags.DEFINE_float("task_loss_weight", 1.0, "Weight of the task loss.")
+  flags.DEFINE_string("label_file", None, "Labels or BIO tags, one per line.")
+  flags.DEFINE_integer("num_labels", None, "Number of labels (without --label_file).")
+  flags.DEFINE_enum("distribution_strategy", "mirrored", list(training.STRATEGIES),
+                    "tf.distribute strategy.")
+  flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all).")
+  flags.DEFINE_integer("random_seed", None, "Seed of the input shuffling.")
+  flags.mark_flags_as_required(["output_dir"])
+
+
+def run_main():
+  define_flags()
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run_main()

@@ -1,0 +1,255 @@
+"""The custom training loop shared by run_pretraining, run_classifier, run_ner.
+
+Correct under tf.distribute: each loss is a numerator over a denominator
+summed across replicas, gradients are all-reduced before the global-norm
+clipping (tf-models' AdamWeightDecay clips per replica, before aggregation,
+which makes 2 replicas differ from 1), then applied once. So a 2-replica
+MirroredStrategy step equals a 1-replica step on the same global batch.
+
+Resumable: checkpoints (`tf.train.CheckpointManager`, object keys `bert`,
+`head`, `optimizer`) go to the model directory; re-running the same command
+restores the latest and continues to exactly `num_train_steps`. The step is
+the optimizer's iteration count, saved with it.
+"""
+
+import math
+import os
+import time
+from typing import Callable, Dict, Iterator, Optional
+
+import tensorflow as tf
+from absl import logging
+from official.nlp import optimization
+
+from bert_pl import checkpoints, task_models
+
+STRATEGIES = ("mirrored", "multi_worker_mirrored", "one_device")
+
+
+def make_strategy(name: str = "mirrored", num_gpus: Optional[int] = None) -> tf.distribute.Strategy:
+  """MirroredStrategy over the local GPUs (or the CPU), MultiWorkerMirrored
+  from TF_CONFIG, or OneDevice for debugging."""
+  gpus = tf.config.list_logical_devices("GPU")
+  if num_gpus is not None:
+    gpus = gpus[:num_gpus]
+  devices = [d.name for d in gpus] or ["/cpu:0"]
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy(devices)
+  if name == "multi_worker_mirrored":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if name == "one_device":
+    return tf.distribute.OneDeviceStrategy(devices[0])
+  raise ValueError(f"--distribution_strategy must be one of {STRATEGIES}, got {name!r}")
+
+
+def create_optimizer(learning_rate: float, num_train_steps: int, num_warmup_steps: int,
+                     weight_decay: float = 0.01) -> tf.keras.optimizers.Optimizer:
+  """tf-models-official's AdamW (BERT's: betas 0.9/0.999, epsilon 1e-6, no
+  decay of LayerNorm and biases) with linear warmup then linear decay to 0.
+  Clipping is done by the training loop (see module doc)."""
+  schedule = tf.keras.optimizers.schedules.PolynomialDecay(
+      learning_rate, max(num_train_steps, 1), end_learning_rate=0.0)
+  if num_warmup_steps:
+    schedule = optimization.WarmUp(learning_rate, schedule, num_warmup_steps)
+  return optimization.AdamWeightDecay(
+      learning_rate=schedule, weight_decay_rate=weight_decay, beta_1=0.9, beta_2=0.999,
+      epsilon=1e-6, exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias"],
+      gradient_clip_norm=0.0)
+
+
+class Trainer:
+  """Runs training and evaluation steps of a `BertTaskModel` under a strategy.
+
+  Create the model and optimizer inside `strategy.scope()`.
+  """
+
+  def __init__(self, strategy: tf.distribute.Strategy, model: task_models.BertTaskModel,
+               optimizer, use_mlm: bool, use_task: bool, task_loss_weight: float = 1.0,
+               clip_norm: float = 1.0):
+    self.strategy = strategy
+    self.model = model
+    self.optimizer = optimizer
+    self.use_mlm = use_mlm
+    self.use_task = use_task
+    self.task_loss_weight = task_loss_weight
+    self.clip_norm = clip_norm
+    self._train_loop = None
+    self._eval_step = None
+
+  def _global_losses(self, features, training: bool):
+    """Per-replica losses whose sum over replicas is the global loss."""
+    context = tf.distribute.get_replica_context()
+    outputs = self.model(features, training=training)
+    losses, metrics = task_models.loss_terms(self.model, features, outputs,
+                                             self.use_mlm, self.use_task)
+    names = sorted(losses)
+    denominators = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                      [tf.stop_gradient(losses[n][1]) for n in names])
+    scaled = {n: losses[n][0] / (d + 1e-5) for n, d in zip(names, denominators)}
+    total = scaled.get("mlm", 0.0) + self.task_loss_weight * scaled.get("task", 0.0)
+    return total, scaled, metrics
+
+  def _replica_train_step(self, features):
+    context = tf.distribute.get_replica_context()
+    variables = self.model.trainable_variables
+    with tf.GradientTape() as tape:
+      total, scaled, metrics = self._global_losses(features, training=True)
+    # Variables the loss does not reach (the pooler under an MLM-only loss)
+    # are left alone: a zero gradient would still apply weight decay to them.
+    pairs = [(g, v) for g, v in zip(tape.gradient(total, variables), variables)
+             if g is not None]
+    variables = [v for _, v in pairs]
+    grads = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                               [tf.convert_to_tensor(g) for g, _ in pairs])
+    if self.clip_norm:
+      grads, _ = tf.clip_by_global_norm(grads, self.clip_norm)
+    self.optimizer.apply_gradients(zip(grads, variables),
+                                   experimental_aggregate_gradients=False)
+    return dict(scaled, total_loss=total, **_flatten(metrics))
+
+  def _reduce(self, per_replica) -> Dict[str, tf.Tensor]:
+    return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+            for k, v in per_replica.items()}
+
+  def train_steps(self, iterator: Iterator, num_steps: int) -> Dict[str, float]:
+    """Runs `num_steps` steps; returns the last step's global losses and the
+    metrics summed over those steps (as accuracies)."""
+    if self._train_loop is None:
+      def step(iterator):
+        return self._reduce(self.strategy.run(self._replica_train_step,
+                                              args=(next(iterator),)))
+
+      @tf.function
+      def loop(iterator, num_steps):
+        last = step(iterator)
+        totals = {k: v for k, v in last.items() if k.endswith(("_num", "_den"))}
+        for _ in tf.range(num_steps - 1):
+          last = step(iterator)
+          totals = {k: totals[k] + last[k] for k in totals}
+        return last, totals
+      self._train_loop = loop
+    last, totals = self._train_loop(iterator, tf.constant(num_steps))
+    out = {k: float(v) for k, v in last.items() if not k.endswith(("_num", "_den"))}
+    out.update(_accuracies(totals))
+    return out
+
+  def evaluate(self, iterator: Iterator, num_steps: int) -> Dict[str, float]:
+    """Global losses and accuracies over `num_steps` batches."""
+    if self._eval_step is None:
+      def replica_step(features):
+        total, scaled, metrics = self._global_losses(features, training=False)
+        return dict(scaled, total_loss=total, **_flatten(metrics))
+
+      @tf.function
+      def step(iterator):
+        return self._reduce(self.strategy.run(replica_step, args=(next(iterator),)))
+      self._eval_step = step
+    sums, steps = {}, 0
+    for _ in range(num_steps):
+      try:
+        result = self._eval_step(iterator)
+      except (StopIteration, tf.errors.OutOfRangeError):
+        break
+      steps += 1
+      for k, v in result.items():
+        sums[k] = sums.get(k, 0.0) + float(v)
+    out = {k: v / max(steps, 1) for k, v in sums.items() if not k.endswith(("_num", "_den"))}
+    out.update(_accuracies(sums))
+    out["eval_steps"] = steps
+    return out
+
+
+def _flatten(metrics):
+  out = {}
+  for name, (numerator, denominator) in metrics.items():
+    out[name + "_num"] = numerator
+    out[name + "_den"] = denominator
+  return out
+
+
+def _accuracies(sums) -> Dict[str, float]:
+  if not sums:
+    return {}
+  return {k[:-4]: float(sums[k]) / max(float(sums[k[:-4] + "_den"]), 1e-9)
+          for k in sums if k.endswith("_num")}
+
+
+class CheckpointedRun:
+  """The model directory's checkpoints: restore-or-initialise, periodic saves."""
+
+  def __init__(self, model: task_models.BertTaskModel, optimizer, model_dir: str,
+               max_to_keep: int = 5):
+    items = {checkpoints.CHECKPOINT_KEY: model.bert, "optimizer": optimizer}
+    if model.head is not None:
+      items["head"] = model.head
+    self.checkpoint = tf.train.Checkpoint(**items)
+    self.manager = tf.train.CheckpointManager(self.checkpoint, model_dir, max_to_keep)
+    self.optimizer = optimizer
+
+  def restore_or_initialize(self, initialize: Callable[[], None]) -> int:
+    """Restores the latest checkpoint, or calls `initialize()` (e.g. load
+    --init_checkpoint) when there is none. Returns the current step."""
+    latest = self.manager.latest_checkpoint
+    if latest:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+      logging.info("Resumed from %s at step %d", latest, int(self.optimizer.iterations))
+    else:
+      initialize()
+    return int(self.optimizer.iterations)
+
+  def save(self) -> str:
+    step = int(self.optimizer.iterations)
+    if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
+      return self.manager.latest_checkpoint
+    return self.manager.save(checkpoint_number=step)
+
+
+def train(trainer: Trainer, run: CheckpointedRun, iterator: Iterator, num_train_steps: int,
+          steps_per_save: int, global_batch_size: int, summary_dir: str) -> Dict[str, float]:
+  """Trains to `num_train_steps`, saving every `steps_per_save` steps; logs
+  and writes TensorBoard summaries (losses, accuracies, learning rate,
+  examples/s) after each save. Returns the last step's results."""
+  writer = tf.summary.create_file_writer(summary_dir)
+  step = int(trainer.optimizer.iterations)
+  result = {}
+  start_step, start_time = step, time.time()
+  while step < num_train_steps:
+    n = min(steps_per_save - step % steps_per_save, num_train_steps - step)
+    loop_start = time.time()
+    result = trainer.train_steps(iterator, n)
+    step = int(trainer.optimizer.iterations)
+    elapsed = time.time() - loop_start
+    result["examples_per_second"] = n * global_batch_size / max(elapsed, 1e-9)
+    result["learning_rate"] = float(_learning_rate(trainer.optimizer, step))
+    run.save()
+    remaining = (num_train_steps - step) * (time.time() - start_time) / max(step - start_step, 1)
+    logging.info("step %d/%d %s | ETA %.0fs", step, num_train_steps,
+                 " ".join(f"{k}={v:.4g}" for k, v in sorted(result.items())), remaining)
+    with writer.as_default(step=step):
+      for name, value in result.items():
+        tf.summary.scalar(name, value)
+    writer.flush()
+  run.save()
+  return result
+
+
+def _learning_rate(optimizer, step: int) -> float:
+  schedule = optimizer.learning_rate
+  if isinstance(schedule, tf.keras.optimizers.schedules.LearningRateSchedule):
+    return float(schedule(step))
+  return float(schedule)
+
+
+def write_eval_results(path: str, results: Dict[str, float]) -> None:
+  """`key = value` lines, as the original's eval_results.txt."""
+  with tf.io.gfile.GFile(path, "w") as f:
+    for key in sorted(results):
+      f.write(f"{key} = {results[key]}\n")
+
+
+def steps_for_epochs(num_examples: int, epochs: float, global_batch_size: int) -> int:
+  return max(1, math.ceil(num_examples * epochs / global_batch_size))
+
+
+def summary_dir(model_dir: str, kind: str) -> str:
+  return os.path.join(model_dir, "summaries", kind)

@@ -1,0 +1,202 @@
+"""run_pretraining: distributed correctness, the MLM loss, learning, resuming."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_pl import (checkpoints, create_pretraining_data, input_files, input_pipeline,
+                     modeling, run_pretraining, task_models, training)
+from conftest import REPO
+
+TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=64, max_position_embeddings=32, type_vocab_size=2,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+SEQ, PRED, LABELS = 12, 3, 5
+
+
+def _batch(seed=0, n=8):
+  rng = np.random.default_rng(seed)
+  lengths = rng.integers(PRED + 2, SEQ + 1, n)
+  mask = (np.arange(SEQ)[None] < lengths[:, None]).astype(np.int64)
+  positions = np.sort(np.stack([rng.choice(np.arange(1, l - 1), PRED, replace=False)
+                                for l in lengths]), 1)
+  weights = np.ones([n, PRED], np.float32)
+  weights[::3, -1] = 0.0
+  return {
+      "input_ids": rng.integers(5, 50, (n, SEQ)) * mask,
+      "input_mask": mask,
+      "segment_ids": np.zeros([n, SEQ], np.int64),
+      "masked_lm_positions": positions * (weights > 0),
+      "masked_lm_ids": rng.integers(5, 50, (n, PRED)) * (weights > 0),
+      "masked_lm_weights": weights,
+      "label_ids": rng.integers(0, LABELS, (n, 1)),
+      "tag_ids": rng.integers(0, LABELS, (n, SEQ)) * mask,
+      "label_weights": rng.uniform(0.3, 1.0, (n, 1)).astype(np.float32),
+  }
+
+
+def _one_step(strategy, task, initial_values, batch):
+  config = modeling.BertConfig(**TINY)
+  with strategy.scope():
+    model = task_models.BertTaskModel(config, task, LABELS)
+    optimizer = training.create_optimizer(1e-3, 10, 0)  # warmup would make step 0 a no-op
+  for variable, value in zip(model.trainable_variables, initial_values):
+    variable.assign(value)
+  trainer = training.Trainer(strategy, model, optimizer, use_mlm=True,
+                             use_task=task != "none", task_loss_weight=0.7)
+  dataset = input_pipeline.distribute(
+      strategy, 8, lambda b, ctx: input_pipeline.array_dataset(batch, b, False))
+  result = trainer.train_steps(iter(dataset), 1)
+  return result, [v.numpy() for v in model.trainable_variables]
+
+
+@pytest.mark.parametrize("task", ["none", "classification", "ner"])
+def test_two_replicas_equal_one_replica(task, mirrored_strategy):
+  config = modeling.BertConfig(**TINY)
+  reference = task_models.BertTaskModel(config, task, LABELS)
+  initial = [v.numpy() for v in reference.trainable_variables]
+  batch = _batch()
+  one, one_weights = _one_step(tf.distribute.OneDeviceStrategy("/cpu:0"), task, initial, batch)
+  mirrored = mirrored_strategy
+  assert mirrored.num_replicas_in_sync == 2
+  two, two_weights = _one_step(mirrored, task, initial, batch)
+  for key in ("total_loss", "mlm") + (("task",) if task != "none" else ()):
+    assert two[key] == pytest.approx(one[key], abs=1e-5), key
+  moved = 0
+  for a, b, start in zip(one_weights, two_weights, initial):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    moved += not np.allclose(a, start)
+  assert moved > len(initial) // 2  # the step really changed the weights
+
+
+def test_mlm_loss_is_the_original_formula():
+  config = modeling.BertConfig(**TINY)
+  model = task_models.BertTaskModel(config, "none")
+  batch = _batch(seed=3)
+  trainer = training.Trainer(tf.distribute.get_strategy(), model, None, True, False)
+  features = {k: tf.constant(v) for k, v in batch.items()}
+  loss = float(trainer._global_losses(features, training=False)[1]["mlm"])
+  logits = model(features, training=False)["mlm_logits"].numpy()
+  log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1,
+                              keepdims=True)) - logits.max(-1, keepdims=True)
+  one_hot = np.eye(config.vocab_size)[batch["masked_lm_ids"]]
+  per_example = -np.sum(log_probs * one_hot, axis=-1)
+  weights = batch["masked_lm_weights"]
+  expected = np.sum(weights * per_example) / (np.sum(weights) + 1e-5)
+  assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def _flags(**values):
+  defaults = dict(
+      init_checkpoint=None, bert_config_file=None, vocab_file=None, do_lower_case=True,
+      tokenization="wordpiece", num_hidden_layers=None, layer_map=None, input_file=None,
+      eval_input_file=None, output_dir=None, max_seq_length=64, max_predictions_per_seq=10,
+      train_batch_size=32, eval_batch_size=32, learning_rate=2e-3, num_train_steps=0,
+      num_warmup_steps=5, weight_decay=0.01, save_checkpoints_steps=50, do_train=True,
+      do_eval=True, max_eval_steps=8, task_loss="none", task_loss_weight=1.0,
+      label_file=None, num_labels=None, distribution_strategy="mirrored", num_gpus=None,
+      random_seed=1)
+  defaults.update(values)
+  return types.SimpleNamespace(**defaults)
+
+
+def _tiny_config(corpus, path, layers=2):
+  vocab = len(open(corpus / "vocab.txt", encoding="utf-8").read().splitlines())
+  modeling.BertConfig(**dict(TINY, vocab_size=vocab, num_hidden_layers=layers,
+                             max_position_embeddings=64, hidden_dropout_prob=0.1,
+                             attention_probs_dropout_prob=0.1)).to_json_file(str(path))
+  return str(path)
+
+
+@pytest.mark.parametrize("task,data,labels", [
+    ("none", "unlabeled.txt", None),
+    ("classification", "train.tsv", "labels.txt"),
+    ("ner", "ner_train.txt", "tags.txt")])
+def test_each_task_loss_goes_down_on_the_sample_corpus(corpus, tmp_path, task, data, labels):
+  records = str(tmp_path / "data.tfrecord")
+  label_tuple = tuple(input_files.read_labels(str(corpus / labels))) if labels else None
+  create_pretraining_data.create_pretraining_data(
+      create_pretraining_data.Options(
+          vocab_file=str(corpus / "vocab.txt"), max_seq_length=64, max_predictions_per_seq=10,
+          task=task, labels=label_tuple, tokenization="char" if task == "ner" else "wordpiece"),
+      str(corpus / data), records)
+  common = dict(bert_config_file=_tiny_config(corpus, tmp_path / "config.json"),
+                vocab_file=str(corpus / "vocab.txt"), input_file=records,
+                output_dir=str(tmp_path / "model"), task_loss=task,
+                label_file=str(corpus / labels) if labels else None)
+  before = run_pretraining.run(_flags(**common, do_train=False))
+  after = run_pretraining.run(_flags(**common, num_train_steps=150))
+  assert after["global_step"] == 150
+  assert after["mlm"] < before["mlm"] - 1.0, (before, after)
+  assert after["mlm_accuracy"] > before["mlm_accuracy"] + 0.1
+  if task != "none":
+    assert after["task"] < 0.6 * before["task"], (before, after)
+    assert after["task_accuracy"] > before["task_accuracy"] + 0.2
+  info = json.loads((tmp_path / "model" / "task.json").read_text())
+  assert info["task"] == task and info["labels"] == (list(label_tuple) if labels else None)
+  assert (tmp_path / "model" / "eval_results.txt").read_text().count(" = ") >= 3
+  assert os.listdir(tmp_path / "model" / "summaries" / "train")
+  print(f"\n{task}: before {before}\nafter {after}")
+
+
+def test_killed_run_resumes_to_exact_step_count(corpus, tmp_path):
+  records = str(tmp_path / "data.tfrecord")
+  create_pretraining_data.create_pretraining_data(
+      create_pretraining_data.Options(vocab_file=str(corpus / "vocab.txt"), max_seq_length=64,
+                                      max_predictions_per_seq=10),
+      str(corpus / "unlabeled.txt"), records)
+  output = tmp_path / "model"
+  command = [sys.executable, "-m", "bert_pl.run_pretraining", f"--input_file={records}",
+             f"--bert_config_file={_tiny_config(corpus, tmp_path / 'config.json')}",
+             f"--vocab_file={corpus / 'vocab.txt'}", f"--output_dir={output}",
+             "--max_seq_length=64", "--max_predictions_per_seq=10", "--train_batch_size=16",
+             "--num_train_steps=60", "--save_checkpoints_steps=5", "--num_warmup_steps=2",
+             "--do_train"]
+  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 120
+    while time.time() < deadline and not (output / "ckpt-10.index").exists():
+      time.sleep(0.2)
+    assert process.poll() is None, "finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+  finally:
+    if process.poll() is None:
+      process.kill()
+  killed_at = int(tf.train.latest_checkpoint(str(output)).rsplit("-", 1)[1])
+  assert 10 <= killed_at < 60
+  result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"Resumed from {output}/ckpt-{killed_at} at step {killed_at}" in result.stderr
+  assert tf.train.latest_checkpoint(str(output)).endswith("ckpt-60")
+  reader = tf.train.load_checkpoint(str(output / "ckpt-60"))
+  assert reader.get_tensor("optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE") == 60
+
+
+def test_twelve_layer_google_checkpoint_initialises_three_layers(corpus, tmp_path):
+  from test_checkpoints import _write_google_standin
+  prefix, values = _write_google_standin(str(tmp_path))
+  vocab = tmp_path / "vocab.txt"
+  specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+  vocab.write_text("\n".join(specials + [f"t{i}" for i in range(21128 - 5)]) + "\n")
+  output = tmp_path / "model_a"
+  run_pretraining.run(_flags(init_checkpoint=prefix, num_hidden_layers=3, vocab_file=str(vocab),
+                             output_dir=str(output), do_eval=False))
+  saved = json.loads((output / "bert_config.json").read_text())
+  assert saved["num_hidden_layers"] == 3 and saved["hidden_size"] == 48
+  model, source = checkpoints.load_bert(str(output))
+  assert source.kind == "model_dir"
+  loaded = checkpoints.model_weights(model)
+  for name in ("bert/encoder/layer_2/attention/self/key/kernel",
+               "bert/embeddings/word_embeddings", "cls/predictions/output_bias"):
+    np.testing.assert_array_equal(loaded[name], values[name])
+  assert "bert/encoder/layer_3/output/dense/bias" not in loaded
