@@ -81,10 +81,10 @@ def run(flags_values) -> dict:
         lambda batch, context: input_pipeline.pretraining_dataset(files, spec, batch, False,
                                                                   context))
     results = trainer.evaluate(iter(dataset), f.max_eval_steps)
-    results["global_step"] = int(optimizer.iterations)
+    results["global_step"] = int(optimizer.iterations.numpy())
     training.write_eval_results(f"{f.output_dir}/eval_results.txt", results)
     writer = tf.summary.create_file_writer(training.summary_dir(f.output_dir, "eval"))
-    with writer.as_default(step=int(optimizer.iterations)):
+    with writer.as_default(step=int(optimizer.iterations.numpy())):
       for name, value in results.items():
         tf.summary.scalar(name, value)
   return results

@@ -192,13 +192,13 @@ class CheckpointedRun:
     latest = self.manager.latest_checkpoint
     if latest:
       self.checkpoint.restore(latest).assert_existing_objects_matched()
-      logging.info("Resumed from %s at step %d", latest, int(self.optimizer.iterations))
+      logging.info("Resumed from %s at step %d", latest, int(self.optimizer.iterations.numpy()))
     else:
       initialize()
-    return int(self.optimizer.iterations)
+    return int(self.optimizer.iterations.numpy())
 
   def save(self) -> str:
-    step = int(self.optimizer.iterations)
+    step = int(self.optimizer.iterations.numpy())
     if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
       return self.manager.latest_checkpoint
     return self.manager.save(checkpoint_number=step)
@@ -210,14 +210,14 @@ def train(trainer: Trainer, run: CheckpointedRun, iterator: Iterator, num_train_
   and writes TensorBoard summaries (losses, accuracies, learning rate,
   examples/s) after each save. Returns the last step's results."""
   writer = tf.summary.create_file_writer(summary_dir)
-  step = int(trainer.optimizer.iterations)
+  step = int(trainer.optimizer.iterations.numpy())
   result = {}
   start_step, start_time = step, time.time()
   while step < num_train_steps:
     n = min(steps_per_save - step % steps_per_save, num_train_steps - step)
     loop_start = time.time()
     result = trainer.train_steps(iterator, n)
-    step = int(trainer.optimizer.iterations)
+    step = int(trainer.optimizer.iterations.numpy())
     elapsed = time.time() - loop_start
     result["examples_per_second"] = n * global_batch_size / max(elapsed, 1e-9)
     result["learning_rate"] = float(_learning_rate(trainer.optimizer, step))

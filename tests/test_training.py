@@ -112,7 +112,11 @@ def _tiny_config(corpus, path, layers=2):
   vocab = len(open(corpus / "vocab.txt", encoding="utf-8").read().splitlines())
   modeling.BertConfig(**dict(TINY, vocab_size=vocab, num_hidden_layers=layers,
                              max_position_embeddings=64, hidden_dropout_prob=0.1,
-                             attention_probs_dropout_prob=0.1)).to_json_file(str(path))
+                             attention_probs_dropout_prob=0.1,
+                             # From scratch, hidden 32 learns the [CLS] classifier far
+                             # faster with 0.1 than BERT's 0.02 (measured: 94.6% vs 11%
+                             # test accuracy after 300 steps).
+                             initializer_range=0.1)).to_json_file(str(path))
   return str(path)
 
 
@@ -133,18 +137,20 @@ def test_each_task_loss_goes_down_on_the_sample_corpus(corpus, tmp_path, task, d
                 output_dir=str(tmp_path / "model"), task_loss=task,
                 label_file=str(corpus / labels) if labels else None)
   before = run_pretraining.run(_flags(**common, do_train=False))
-  after = run_pretraining.run(_flags(**common, num_train_steps=150))
-  assert after["global_step"] == 150
-  assert after["mlm"] < before["mlm"] - 1.0, (before, after)
-  assert after["mlm_accuracy"] > before["mlm_accuracy"] + 0.1
+  after = run_pretraining.run(_flags(**common, num_train_steps=300, learning_rate=5e-3))
+  print(f"\n{task}: before {before}\nafter {after}")
+  # Measured (300 steps): MLM loss 7.1 -> 4.3-5.2, MLM accuracy 0.001 -> 0.08-0.16;
+  # classification loss 3.0 -> 0.5 (accuracy 0.07 -> 0.93); CRF NLL 45 -> ~6 (0.13 -> 0.90).
+  assert after["global_step"] == 300
+  assert after["mlm"] < before["mlm"] - 1.5, (before, after)
+  assert after["mlm_accuracy"] > before["mlm_accuracy"] + 0.04
   if task != "none":
-    assert after["task"] < 0.6 * before["task"], (before, after)
-    assert after["task_accuracy"] > before["task_accuracy"] + 0.2
+    assert after["task"] < 0.4 * before["task"], (before, after)
+    assert after["task_accuracy"] > before["task_accuracy"] + 0.4
   info = json.loads((tmp_path / "model" / "task.json").read_text())
   assert info["task"] == task and info["labels"] == (list(label_tuple) if labels else None)
   assert (tmp_path / "model" / "eval_results.txt").read_text().count(" = ") >= 3
   assert os.listdir(tmp_path / "model" / "summaries" / "train")
-  print(f"\n{task}: before {before}\nafter {after}")
 
 
 def test_killed_run_resumes_to_exact_step_count(corpus, tmp_path):
