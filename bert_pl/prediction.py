@@ -1,0 +1,108 @@
+"""Prediction with a fine-tuned model, and the pseudo-labeled output files.
+
+Classification: the predicted label and its probability (the confidence).
+NER: the CRF's Viterbi tags, and the probability of that tag sequence under
+the CRF (its normalised Viterbi score) as the sentence's confidence.
+
+Batches are cut to their longest row before the model runs: rows are
+padded to `max_seq_length` by the encoder, but attention cost grows with the
+padded length, and short texts are the norm.
+
+Output formats (DESIGN §2): classification `label<TAB>field1[<TAB>...]`; NER
+CoNLL with one character per line (whitespace characters are not written:
+CoNLL has no way to hold them); both with `<file>.confidence`, one float per
+example. Files are written under a temporary name and renamed when complete.
+"""
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from bert_pl import task_models
+from bert_pl.input_files import CONFIDENCE_SUFFIX, Example
+
+_MODEL_INPUTS = ("input_ids", "input_mask", "segment_ids")
+
+
+class Predictor:
+  """Runs a classification or NER `BertTaskModel` over feature arrays."""
+
+  def __init__(self, model: task_models.BertTaskModel, batch_size: int = 64):
+    if model.task not in ("classification", "ner"):
+      raise ValueError(f"prediction needs a fine-tuned model, not task={model.task!r}")
+    self.model = model
+    self.batch_size = batch_size
+
+  @tf.function(reduce_retracing=True)
+  def _run(self, features):
+    outputs = self.model(features, training=False)
+    logits = tf.cast(outputs["task_logits"], tf.float32)
+    if self.model.task == "classification":
+      probabilities = tf.nn.softmax(logits, -1)
+      return {"label_ids": tf.argmax(probabilities, -1, output_type=tf.int32),
+              "confidence": tf.reduce_max(probabilities, -1),
+              "probabilities": probabilities}
+    lengths = tf.reduce_sum(features["input_mask"], 1)
+    crf = self.model.head.crf
+    tags = crf(logits, lengths)
+    return {"tag_ids": tags, "confidence": crf.sequence_probability(logits, tags, lengths)}
+
+  def predict(self, features: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    n = len(features["input_ids"])
+    parts = []
+    for start in range(0, n, self.batch_size):
+      mask = features["input_mask"][start:start + self.batch_size]
+      width = max(int(mask.sum(1).max()), 1)
+      batch = {k: tf.constant(features[k][start:start + self.batch_size, :width], tf.int32)
+               for k in _MODEL_INPUTS}
+      parts.append({k: v.numpy() for k, v in self._run(batch).items()})
+    if self.model.task == "ner":  # pad tags back to a common width
+      seq = features["input_ids"].shape[1]
+      for part in parts:
+        part["tag_ids"] = np.pad(part["tag_ids"], [(0, 0), (0, seq - part["tag_ids"].shape[1])])
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def char_tags_from_tokens(text: str, starts: Sequence[int], ends: Sequence[int],
+                          token_tags: Sequence[str]) -> List[str]:
+  """Per-character BIO tags from per-token tags: a token's first character
+  takes its tag, its other characters I-X (O stays O); characters no token
+  covers (truncated, deleted) are O."""
+  tags = ["O"] * len(text)
+  for start, end, tag in zip(starts, ends, token_tags):
+    if start < 0 or tag == "O":
+      continue
+    tags[start] = tag
+    for i in range(start + 1, end):
+      tags[i] = "I-" + tag[2:]
+  return tags
+
+
+def _write_atomically(path: str, text: str) -> None:
+  tmp = path + ".tmp"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    f.write(text)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_classification(path: str, examples: Sequence[Example], labels: Sequence[str],
+                         label_ids: np.ndarray, confidence: np.ndarray) -> None:
+  lines = [labels[i] + "\t" + "\t".join(e.fields) + "\n" for e, i in zip(examples, label_ids)]
+  _write_atomically(path + CONFIDENCE_SUFFIX, "".join(f"{c:.6f}\n" for c in confidence))
+  _write_atomically(path, "".join(lines))
+
+
+def write_ner(path: str, texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,
+              tag_ids: np.ndarray, labels: Sequence[str], confidence: np.ndarray) -> None:
+  """CoNLL, one character per line; token tags at positions 1.. (after [CLS])."""
+  blocks = []
+  for row, text in enumerate(texts):
+    # Tokens past max_seq_length - 2 were truncated away: their characters get O.
+    n = min(int(np.sum(starts[row] >= 0)), tag_ids.shape[1] - 2)
+    token_starts = starts[row, :n]
+    token_tags = [labels[i] for i in tag_ids[row, 1:1 + n]]
+    per_char = char_tags_from_tokens(text, token_starts, ends[row, :n], token_tags)
+    blocks.append("".join(f"{c} {t}\n" for c, t in zip(text, per_char) if not c.isspace()))
+  _write_atomically(path + CONFIDENCE_SUFFIX, "".join(f"{c:.6f}\n" for c in confidence))
+  _write_atomically(path, "\n".join(blocks))
