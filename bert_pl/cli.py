@@ -36,6 +36,20 @@ def define_model_flags() -> None:
                       "(overrides --num_hidden_layers).")
 
 
+def define_training_flags(learning_rate: float) -> None:
+  """Flags every training job has (with the job's default learning rate)."""
+  flags.DEFINE_string("output_dir", None, "The model directory (checkpoints, config, vocab).")
+  flags.DEFINE_integer("train_batch_size", 32, "GLOBAL batch size (split over replicas).")
+  flags.DEFINE_float("learning_rate", learning_rate, "Peak learning rate of AdamW.")
+  flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not LayerNorm, biases).")
+  flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints and logs.")
+  flags.DEFINE_enum("distribution_strategy", "mirrored",
+                    ["mirrored", "multi_worker_mirrored", "one_device"],
+                    "tf.distribute strategy.")
+  flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all).")
+  flags.DEFINE_integer("random_seed", None, "Seed of the training-data shuffling.")
+
+
 # Errors whose message already says what is wrong and where: printed as one
 # line instead of a traceback.
 _USER_ERRORS = (InputError, ValueError, FileNotFoundError, tf.errors.NotFoundError,

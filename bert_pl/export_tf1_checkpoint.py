@@ -50,6 +50,7 @@ def run_main():
   cli.define_model_flags()
   flags.DEFINE_string("output_dir", None, "Directory for the TF1 model.")
   flags.mark_flags_as_required(["init_checkpoint", "output_dir"])
+  flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
   cli.run(main)
 
 

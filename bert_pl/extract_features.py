@@ -165,6 +165,7 @@ def define_flags():
 
 def run_main():
   define_flags()
+  flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
   cli.run(main)
 
 

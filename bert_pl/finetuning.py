@@ -13,11 +13,9 @@ collected from `--train_file`; written to the model directory's task.json.
 """
 
 import os
-from typing import Optional
 
-import numpy as np
 import tensorflow as tf
-from absl import flags, logging
+from absl import flags
 
 from bert_pl import (checkpoints, cli, evaluation, features, input_files, input_pipeline,
                      model_dir, prediction, task_models, tokenization, training)
@@ -85,13 +83,14 @@ def predict(predictor: prediction.Predictor, tokenizer, f, labels, task: str) ->
   outputs = predictor.predict(encoded)
   if task == "classification":
     path = os.path.join(f.output_dir, "predictions.tsv")
-    prediction.write_classification(path, examples, labels, outputs["label_ids"],
-                                    outputs["confidence"])
+    lines = prediction.classification_lines(examples, labels, outputs["label_ids"])
   else:
     path = os.path.join(f.output_dir, "predictions.txt")
-    texts = [" ".join(e.fields) for e in examples]
-    prediction.write_ner(path, texts, encoded["starts"], encoded["ends"], outputs["tag_ids"],
-                         labels, outputs["confidence"])
+    lines = prediction.ner_blocks([" ".join(e.fields) for e in examples], encoded["starts"],
+                                  encoded["ends"], outputs["tag_ids"], labels)
+  output = prediction.AtomicOutput(path)
+  output.write(lines, prediction.confidence_lines(outputs["confidence"]))
+  output.commit()
   counts.written, counts.truncated = len(examples), int(truncated.sum())
   print(f"predict {f.predict_file}: {counts.summary()} -> {path} (+{input_files.CONFIDENCE_SUFFIX})")
   return path
@@ -145,11 +144,7 @@ def run(f, task: str) -> dict:
   if f.do_eval:
     results = evaluate(predictor, _encode(f.eval_file, encoder, f, "eval"), labels, task)
     results["global_step"] = int(optimizer.iterations.numpy())
-    training.write_eval_results(os.path.join(f.output_dir, "eval_results.txt"), results)
-    writer = tf.summary.create_file_writer(training.summary_dir(f.output_dir, "eval"))
-    with writer.as_default(step=results["global_step"]):
-      for name, value in results.items():
-        tf.summary.scalar(name, value)
+    training.record_eval(f.output_dir, results, results["global_step"])
   if f.do_predict:
     predict(predictor, tokenizer, f, labels, task)
   return results
@@ -163,36 +158,26 @@ def define_flags(task: str) -> None:
   flags.DEFINE_string("predict_file", None,
                       "Unlabeled file (one text per line, TAB-separated fields).")
   flags.DEFINE_string("label_file", None, "Labels (or BIO tags), one per line.")
-  flags.DEFINE_string("output_dir", None, "The model directory.")
   flags.DEFINE_bool("do_train", False, "Fine-tune on --train_file.")
   flags.DEFINE_bool("do_eval", False, "Evaluate on --eval_file; writes eval_results.txt.")
   flags.DEFINE_bool("do_predict", False, "Predict --predict_file with confidences.")
   flags.DEFINE_integer("max_seq_length", 128, "Sequence length, [CLS] and [SEP] included.")
-  flags.DEFINE_integer("train_batch_size", 32, "GLOBAL batch size (split over replicas).")
+  cli.define_training_flags(learning_rate=1e-5)
   flags.DEFINE_integer("predict_batch_size", 64, "Batch size for evaluation and prediction.")
-  flags.DEFINE_float("learning_rate", 1e-5, "Peak learning rate of AdamW.")
   flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs.")
   flags.DEFINE_float("warmup_proportion", 0.1, "Share of the steps with linear warmup.")
-  flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
-  flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints and logs.")
   flags.DEFINE_enum("field_join", "sep", list(features.FIELD_JOINS),
                     "Join TAB-separated fields with [SEP] or concatenate them.")
   flags.DEFINE_enum("tag_scheme", "bio", ["bio", "iob1", "bioes", "bmes"],
                     "Tag scheme of the NER files (converted to BIO).")
   flags.DEFINE_bool("skip_bad_lines", False, "Skip and count malformed examples.")
-  flags.DEFINE_enum("distribution_strategy", "mirrored", list(training.STRATEGIES),
-                    "tf.distribute strategy.")
-  flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all).")
-  flags.DEFINE_integer("random_seed", None, "Seed of the training-data shuffling.")
   flags.mark_flags_as_required(["output_dir"])
 
 
-def run_main(task: str) -> None:
-  define_flags(task)
-
+def make_main(task: str):
   def main(argv):
     del argv
     results = run(flags.FLAGS, task)
     if results:
       print(" ".join(f"{k}={v:.6g}" for k, v in sorted(results.items())))
-  cli.run(main)
+  return main

@@ -67,7 +67,12 @@ def expand_input_files(patterns: str) -> List[str]:
   """A comma list of paths and globs -> sorted, existing files."""
   files = []
   for pattern in filter(None, (p.strip() for p in patterns.split(","))):
-    matches = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+    matches = [pattern]
+    if any(c in pattern for c in "*?["):
+      # A glob over a pseudo-label directory must not pick up the side files
+      # or the unfinished outputs of an interrupted job.
+      matches = sorted(m for m in glob.glob(pattern)
+                       if not m.endswith((CONFIDENCE_SUFFIX, ".tmp")))
     if not matches:
       raise InputError(f"{pattern}: no file matches")
     for path in matches:

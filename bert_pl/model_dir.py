@@ -15,7 +15,7 @@ from typing import Any, Dict
 
 import tensorflow as tf
 
-from bert_pl import modeling
+from bert_pl import checkpoints, modeling, task_models, tokenization
 
 TASK_FILE = "task.json"
 
@@ -37,3 +37,23 @@ def read_task_info(model_dir: str) -> Dict[str, Any]:
     raise FileNotFoundError(f"{path}: not a bert_pl model directory (no {TASK_FILE})")
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
+
+
+def load_finetuned(model_dir: str):
+  """(BertTaskModel, BertTokenizer, task info) of a fine-tuned model
+  directory, its latest checkpoint restored (for prediction and export)."""
+  info = read_task_info(model_dir)
+  if info.get("task") not in ("classification", "ner"):
+    raise ValueError(f"{model_dir}: task {info.get('task')!r} is not a fine-tuned "
+                     "classification or NER model")
+  latest = tf.train.latest_checkpoint(model_dir)
+  if latest is None:
+    raise FileNotFoundError(f"{model_dir}: no checkpoint")
+  config = modeling.BertConfig.from_json_file(os.path.join(model_dir, "bert_config.json"))
+  model = task_models.BertTaskModel(config, info["task"], len(info["labels"]))
+  tf.train.Checkpoint(**{checkpoints.CHECKPOINT_KEY: model.bert, "head": model.head}).read(
+      latest).assert_existing_objects_matched().expect_partial()
+  tokenizer = tokenization.BertTokenizer(os.path.join(model_dir, "vocab.txt"),
+                                         info.get("do_lower_case", True),
+                                         info.get("tokenization", "wordpiece"))
+  return model, tokenizer, info

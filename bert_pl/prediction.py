@@ -28,11 +28,13 @@ _MODEL_INPUTS = ("input_ids", "input_mask", "segment_ids")
 class Predictor:
   """Runs a classification or NER `BertTaskModel` over feature arrays."""
 
-  def __init__(self, model: task_models.BertTaskModel, batch_size: int = 64):
+  def __init__(self, model: task_models.BertTaskModel, batch_size: int = 64,
+               trim_padding: bool = True):
     if model.task not in ("classification", "ner"):
       raise ValueError(f"prediction needs a fine-tuned model, not task={model.task!r}")
     self.model = model
     self.batch_size = batch_size
+    self.trim_padding = trim_padding  # False: the max_seq_length baseline of bench/
 
   @tf.function(reduce_retracing=True)
   def _run(self, features):
@@ -53,7 +55,7 @@ class Predictor:
     parts = []
     for start in range(0, n, self.batch_size):
       mask = features["input_mask"][start:start + self.batch_size]
-      width = max(int(mask.sum(1).max()), 1)
+      width = max(int(mask.sum(1).max()), 1) if self.trim_padding else mask.shape[1]
       batch = {k: tf.constant(features[k][start:start + self.batch_size, :width], tf.int32)
                for k in _MODEL_INPUTS}
       parts.append({k: v.numpy() for k, v in self._run(batch).items()})
@@ -79,30 +81,47 @@ def char_tags_from_tokens(text: str, starts: Sequence[int], ends: Sequence[int],
   return tags
 
 
-def _write_atomically(path: str, text: str) -> None:
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+def classification_lines(examples: Sequence[Example], labels: Sequence[str],
+                         label_ids: Sequence[int]) -> List[str]:
+  """`label<TAB>fields` lines (the labeled classification format)."""
+  return [labels[i] + "\t" + "\t".join(e.fields) + "\n" for e, i in zip(examples, label_ids)]
 
 
-def write_classification(path: str, examples: Sequence[Example], labels: Sequence[str],
-                         label_ids: np.ndarray, confidence: np.ndarray) -> None:
-  lines = [labels[i] + "\t" + "\t".join(e.fields) + "\n" for e, i in zip(examples, label_ids)]
-  _write_atomically(path + CONFIDENCE_SUFFIX, "".join(f"{c:.6f}\n" for c in confidence))
-  _write_atomically(path, "".join(lines))
-
-
-def write_ner(path: str, texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,
-              tag_ids: np.ndarray, labels: Sequence[str], confidence: np.ndarray) -> None:
-  """CoNLL, one character per line; token tags at positions 1.. (after [CLS])."""
+def ner_blocks(texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,
+               tag_ids: np.ndarray, labels: Sequence[str]) -> List[str]:
+  """CoNLL sentences, one character per line, each ending with a blank line;
+  `tag_ids` are per token at positions 1.. (after [CLS])."""
   blocks = []
   for row, text in enumerate(texts):
     # Tokens past max_seq_length - 2 were truncated away: their characters get O.
     n = min(int(np.sum(starts[row] >= 0)), tag_ids.shape[1] - 2)
-    token_starts = starts[row, :n]
     token_tags = [labels[i] for i in tag_ids[row, 1:1 + n]]
-    per_char = char_tags_from_tokens(text, token_starts, ends[row, :n], token_tags)
-    blocks.append("".join(f"{c} {t}\n" for c, t in zip(text, per_char) if not c.isspace()))
-  _write_atomically(path + CONFIDENCE_SUFFIX, "".join(f"{c:.6f}\n" for c in confidence))
-  _write_atomically(path, "\n".join(blocks))
+    per_char = char_tags_from_tokens(text, starts[row, :n], ends[row, :n], token_tags)
+    blocks.append("".join(f"{c} {t}\n" for c, t in zip(text, per_char) if not c.isspace())
+                  + "\n")
+  return blocks
+
+
+def confidence_lines(confidence: Sequence[float]) -> List[str]:
+  return [f"{c:.6f}\n" for c in confidence]
+
+
+class AtomicOutput:
+  """A pseudo-labeled file and its `.confidence` side file, written under
+  temporary names; `commit()` renames the side file, then the main file, so
+  the main file's existence means both are complete."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self._tmp = [f"{path}.tmp", f"{path}{CONFIDENCE_SUFFIX}.tmp"]
+    self._files = [tf.io.gfile.GFile(t, "w") for t in self._tmp]
+
+  def write(self, lines: Sequence[str], confidences: Sequence[str]) -> None:
+    self._files[0].write("".join(lines))
+    self._files[1].write("".join(confidences))
+
+  def commit(self) -> None:
+    for f in self._files:
+      f.close()
+    tf.io.gfile.rename(self._tmp[1], self.path + CONFIDENCE_SUFFIX, overwrite=True)
+    tf.io.gfile.rename(self._tmp[0], self.path, overwrite=True)

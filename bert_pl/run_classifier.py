@@ -5,11 +5,16 @@ r"""Fine-tunes, evaluates and predicts classification (steps 2 and 5); see `fine
       --init_checkpoint=models/model_a --output_dir=models/model_b
 """
 
-from bert_pl import finetuning
+from absl import flags
+
+from bert_pl import cli, finetuning
 
 
 def run_main():
-  finetuning.run_main("classification")
+  finetuning.define_flags("classification")
+  flags.adopt_module_key_flags(finetuning)  # --help lists the shared flags too
+  flags.adopt_module_key_flags(cli)
+  cli.run(finetuning.make_main("classification"))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ original. Re-running the same command resumes from the last checkpoint in
 
 from absl import flags, logging
 
-import tensorflow as tf
-
 from bert_pl import (checkpoints, cli, input_files, input_pipeline, model_dir,
                      task_models, tfrecords, training, tokenization)
 
@@ -82,11 +80,7 @@ def run(flags_values) -> dict:
                                                                   context))
     results = trainer.evaluate(iter(dataset), f.max_eval_steps)
     results["global_step"] = int(optimizer.iterations.numpy())
-    training.write_eval_results(f"{f.output_dir}/eval_results.txt", results)
-    writer = tf.summary.create_file_writer(training.summary_dir(f.output_dir, "eval"))
-    with writer.as_default(step=int(optimizer.iterations.numpy())):
-      for name, value in results.items():
-        tf.summary.scalar(name, value)
+    training.record_eval(f.output_dir, results, results["global_step"])
   return results
 
 
@@ -100,16 +94,12 @@ def define_flags():
   cli.define_model_flags()
   flags.DEFINE_string("input_file", None, "TFRecord files (comma list of globs).")
   flags.DEFINE_string("eval_input_file", None, "TFRecords for --do_eval (default: --input_file).")
-  flags.DEFINE_string("output_dir", None, "The model directory (checkpoints, config, vocab).")
   flags.DEFINE_integer("max_seq_length", 128, "As in the TFRecords.")
   flags.DEFINE_integer("max_predictions_per_seq", 20, "As in the TFRecords.")
-  flags.DEFINE_integer("train_batch_size", 32, "GLOBAL batch size (split over replicas).")
+  cli.define_training_flags(learning_rate=5e-5)
   flags.DEFINE_integer("eval_batch_size", 8, "GLOBAL batch size for evaluation.")
-  flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate of AdamW.")
   flags.DEFINE_integer("num_train_steps", 100000, "Total training steps.")
   flags.DEFINE_integer("num_warmup_steps", 10000, "Linear warmup steps.")
-  flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on LayerNorm, biases).")
-  flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints and logs.")
   flags.DEFINE_bool("do_train", False, "Train.")
   flags.DEFINE_bool("do_eval", False, "Evaluate; writes eval_results.txt.")
   flags.DEFINE_integer("max_eval_steps", 100, "Maximum evaluation batches.")
@@ -118,15 +108,12 @@ def define_flags():
   flags.DEFINE_float("task_loss_weight", 1.0, "Weight of the task loss.")
   flags.DEFINE_string("label_file", None, "Labels or BIO tags, one per line.")
   flags.DEFINE_integer("num_labels", None, "Number of labels (without --label_file).")
-  flags.DEFINE_enum("distribution_strategy", "mirrored", list(training.STRATEGIES),
-                    "tf.distribute strategy.")
-  flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all).")
-  flags.DEFINE_integer("random_seed", None, "Seed of the input shuffling.")
   flags.mark_flags_as_required(["output_dir"])
 
 
 def run_main():
   define_flags()
+  flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
   cli.run(main)
 
 

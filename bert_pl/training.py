@@ -240,11 +240,17 @@ def _learning_rate(optimizer, step: int) -> float:
   return float(schedule)
 
 
-def write_eval_results(path: str, results: Dict[str, float]) -> None:
-  """`key = value` lines, as the original's eval_results.txt."""
-  with tf.io.gfile.GFile(path, "w") as f:
+def record_eval(model_dir: str, results: Dict[str, float], step: int) -> None:
+  """Writes eval_results.txt (`key = value` lines, as the original) and the
+  eval TensorBoard summaries."""
+  with tf.io.gfile.GFile(os.path.join(model_dir, "eval_results.txt"), "w") as f:
     for key in sorted(results):
       f.write(f"{key} = {results[key]}\n")
+  writer = tf.summary.create_file_writer(summary_dir(model_dir, "eval"))
+  with writer.as_default(step=step):
+    for name, value in results.items():
+      tf.summary.scalar(name, value)
+  writer.flush()
 
 
 def steps_for_epochs(num_examples: int, epochs: float, global_batch_size: int) -> int:

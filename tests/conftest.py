@@ -73,3 +73,23 @@ def mirrored_strategy():
   if not _MIRRORED:
     _MIRRORED.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
   return _MIRRORED[0]
+
+
+def kill_when(command, ready, timeout: float = 120.0) -> None:
+  """Starts `command` (a `python -m ...` job), SIGKILLs it as soon as
+  `ready()` is true, and fails if it finished before that."""
+  import signal
+  import subprocess
+  import time
+  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + timeout
+    while time.time() < deadline and not ready():
+      time.sleep(0.1)
+    assert process.poll() is None, "the job ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+  finally:
+    if process.poll() is None:
+      process.kill()

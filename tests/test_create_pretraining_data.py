@@ -1,10 +1,7 @@
 """create_pretraining_data: schema, masking statistics, determinism, labels, errors."""
 
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -12,7 +9,7 @@ import tensorflow as tf
 
 from bert_pl import features, input_files, tag_schemes, tokenization
 from bert_pl.create_pretraining_data import Options, create_pretraining_data
-from conftest import REPO, run_job
+from conftest import kill_when, run_job
 
 MAX_SEQ, MAX_PRED = 64, 10
 
@@ -287,22 +284,11 @@ def test_killed_job_leaves_no_final_shard(corpus, tmp_path):
   big = tmp_path / "big.txt"
   big.write_text((corpus / "unlabeled.txt").read_text(encoding="utf-8") * 8, encoding="utf-8")
   out = tmp_path / "out" / "data.tfrecord"
-  process = subprocess.Popen(
-      [sys.executable, "-m", "bert_pl.create_pretraining_data", f"--input_file={big}",
-       f"--output_file={out}", f"--vocab_file={corpus / 'vocab.txt'}", "--num_output_shards=2"],
-      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  try:
-    deadline = time.time() + 60
-    while time.time() < deadline:  # wait until shards are being written
-      if (out.parent.exists() and any(".tmp-" in p for p in os.listdir(out.parent))
-          and sum(os.path.getsize(out.parent / p) for p in os.listdir(out.parent)) > 100_000):
-        break
-      time.sleep(0.2)
-    assert process.poll() is None, "the job ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
-  finally:
-    if process.poll() is None:
-      process.kill()
+  kill_when([sys.executable, "-m", "bert_pl.create_pretraining_data", f"--input_file={big}",
+             f"--output_file={out}", f"--vocab_file={corpus / 'vocab.txt'}",
+             "--num_output_shards=2"],
+            lambda: out.parent.exists() and sum(
+                os.path.getsize(out.parent / p) for p in os.listdir(out.parent)
+                if ".tmp-" in p) > 100_000, timeout=60)
   left = os.listdir(out.parent)
   assert left and all(".tmp-" in p for p in left), left

@@ -18,7 +18,7 @@ def test_real_minilm_weights_match_reference(tmp_path):
                    f"--output_file={output_file}", f"--init_checkpoint={minilm_dir()}",
                    f"--max_seq_length={reference['max_seq_length']}", "--layers=-1,-2",
                    "--batch_size=3")
-  assert f"read 8 lines, wrote 8 examples" in result.stdout
+  assert "read 8 lines, wrote 8 examples" in result.stdout
   lines = [json.loads(line) for line in output_file.read_text().splitlines()]
   assert [line["linex_index"] for line in lines] == list(range(8))
   for line, example in zip(lines, examples):

@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import types
 
 import numpy as np
@@ -14,7 +12,7 @@ import tensorflow as tf
 
 from bert_pl import (checkpoints, create_pretraining_data, input_files, input_pipeline,
                      modeling, run_pretraining, task_models, training)
-from conftest import REPO
+from conftest import REPO, kill_when
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=32, type_vocab_size=2,
@@ -166,18 +164,7 @@ def test_killed_run_resumes_to_exact_step_count(corpus, tmp_path):
              "--max_seq_length=64", "--max_predictions_per_seq=10", "--train_batch_size=16",
              "--num_train_steps=60", "--save_checkpoints_steps=5", "--num_warmup_steps=2",
              "--do_train"]
-  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-  try:
-    deadline = time.time() + 120
-    while time.time() < deadline and not (output / "ckpt-10.index").exists():
-      time.sleep(0.2)
-    assert process.poll() is None, "finished before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
-  finally:
-    if process.poll() is None:
-      process.kill()
+  kill_when(command, lambda: (output / "ckpt-10.index").exists())
   killed_at = int(tf.train.latest_checkpoint(str(output)).rsplit("-", 1)[1])
   assert 10 <= killed_at < 60
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)

@@ -1,0 +1,154 @@
+r"""Step 3: pseudo-labels for the unlabeled pool, with a fine-tuned model.
+
+    python -m bert_pl.predict_pseudo_labels --model_dir=models/model_b \
+      --input_file='pool/part-*.txt' --output_dir=pseudo/ --predict_batch_size=256 \
+      --num_shards=4 --shard_index=0 --min_confidence=0.0
+
+Each input file (an input shard, unlabeled format) gives one output file of
+the same name in `--output_dir`, in the labeled format of the model's task
+(classification TSV, or NER CoNLL with one character per line) plus
+`<name>.confidence`; both are written under temporary names and renamed when
+the file is complete, so re-running skips finished files and a killed job
+resumes without losing or duplicating a line. `--num_shards`/`--shard_index`
+split the input files between processes or machines (file i goes to shard
+i mod num_shards): cut a large corpus into many files first.
+
+Speed: lines are encoded in windows of `--sort_window` batches and sorted by
+length, and each batch is cut to its longest row, so short texts are not
+padded to `--max_seq_length`. Lines below `--min_confidence` are counted as
+filtered and not written.
+"""
+
+import os
+import time
+from typing import List
+
+import numpy as np
+import tensorflow as tf
+from absl import flags, logging
+
+from bert_pl import cli, features, input_files, input_pipeline, model_dir, prediction
+
+
+class PseudoLabeler:
+  """Encodes, predicts and formats windows of unlabeled examples."""
+
+  def __init__(self, model_path: str, batch_size: int = 256,
+               max_seq_length: int = 0, sort_window: int = 64, min_confidence: float = 0.0):
+    model, tokenizer, info = model_dir.load_finetuned(model_path)
+    self.task = info["task"]
+    self.labels = info["labels"]
+    max_seq_length = max_seq_length or info["max_seq_length"]
+    # NER reads raw sentences: the fields joined into one text.
+    join = info.get("field_join", "sep") if self.task == "classification" else "concat"
+    self.encoder = features.FeatureEncoder(tokenizer, max_seq_length, "none", field_join=join)
+    self.predictor = prediction.Predictor(model, batch_size)
+    self.window = sort_window * batch_size
+    self.min_confidence = min_confidence
+
+  def label_file(self, path: str, output_path: str, counts: input_files.Counts,
+                 progress) -> None:
+    output = prediction.AtomicOutput(output_path)
+    window: List[input_files.Example] = []
+    for example in input_files.read_unlabeled(path, counts):
+      window.append(example)
+      if len(window) == self.window:
+        self._label_window(window, output, counts)
+        progress(counts)
+        window = []
+    if window:
+      self._label_window(window, output, counts)
+    output.commit()
+    progress(counts)
+
+  def _label_window(self, examples, output, counts) -> None:
+    encoded, truncated = self.encoder.encode(examples)
+    order = np.argsort(encoded["input_mask"].sum(1), kind="stable")
+    outputs = self.predictor.predict({k: v[order] for k, v in encoded.items()
+                                      if k in ("input_ids", "input_mask", "segment_ids")})
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    outputs = {k: v[inverse] for k, v in outputs.items()}
+    keep = outputs["confidence"] >= self.min_confidence
+    kept = [e for e, k in zip(examples, keep) if k]
+    if self.task == "classification":
+      lines = prediction.classification_lines(kept, self.labels, outputs["label_ids"][keep])
+    else:
+      lines = prediction.ner_blocks([" ".join(e.fields) for e in kept], encoded["starts"][keep],
+                                    encoded["ends"][keep], outputs["tag_ids"][keep], self.labels)
+    output.write(lines, prediction.confidence_lines(outputs["confidence"][keep]))
+    counts.written += len(kept)
+    counts.skipped += len(examples) - len(kept)  # filtered by --min_confidence
+    counts.truncated += int(truncated.sum())
+
+
+def shard_files(files: List[str], num_shards: int, shard_index: int) -> List[str]:
+  if not 0 <= shard_index < num_shards:
+    raise ValueError(f"--shard_index={shard_index} is not in [0, {num_shards})")
+  return [f for i, f in enumerate(sorted(files)) if i % num_shards == shard_index]
+
+
+def run(model_path: str, input_patterns: str, output_dir: str, batch_size: int = 256,
+        max_seq_length: int = 0, num_shards: int = 1, shard_index: int = 0,
+        min_confidence: float = 0.0, sort_window: int = 64,
+        skip_bad_lines: bool = False) -> input_files.Counts:
+  files = shard_files(input_pipeline.expand_patterns(input_patterns), num_shards, shard_index)
+  names = [os.path.basename(f) for f in files]
+  if len(set(names)) != len(names):
+    raise ValueError("input files of one shard must have distinct names (outputs are named "
+                     "after them)")
+  tf.io.gfile.makedirs(output_dir)
+  todo = [f for f in files if not tf.io.gfile.exists(os.path.join(output_dir, os.path.basename(f)))]
+  logging.info("%d input files in this shard, %d already done", len(files), len(files) - len(todo))
+  labeler = PseudoLabeler(model_path, batch_size, max_seq_length, sort_window, min_confidence)
+  total_bytes = sum(tf.io.gfile.stat(f).length for f in todo) or 1
+  counts = input_files.Counts(skip_bad_lines=skip_bad_lines)
+  start, done_bytes = time.time(), 0
+
+  def progress(c):
+    elapsed = max(time.time() - start, 1e-9)
+    fraction = min(done_bytes / total_bytes, 1.0)
+    eta = elapsed * (1 - fraction) / fraction if fraction else float("nan")
+    logging.info("%d lines read, %.0f lines/s, %d written, %d filtered; ETA %.0fs",
+                 c.read, c.read / elapsed, c.written, c.skipped, eta)
+
+  for path in todo:
+    labeler.label_file(path, os.path.join(output_dir, os.path.basename(path)), counts, progress)
+    done_bytes += tf.io.gfile.stat(path).length
+    progress(counts)
+  return counts
+
+
+def main(argv):
+  del argv
+  f = flags.FLAGS
+  start = time.time()
+  counts = run(f.model_dir, f.input_file, f.output_dir, f.predict_batch_size, f.max_seq_length,
+               f.num_shards, f.shard_index, f.min_confidence, f.sort_window, f.skip_bad_lines)
+  elapsed = time.time() - start
+  print(f"predict_pseudo_labels: read {counts.read}, written {counts.written}, filtered "
+        f"{counts.skipped} (confidence < {f.min_confidence}), empty {counts.empty}, truncated "
+        f"{counts.truncated} in {elapsed:.1f}s ({counts.read / max(elapsed, 1e-9):.0f} lines/s)")
+
+
+def define_flags():
+  flags.DEFINE_string("model_dir", None, "A fine-tuned model directory (step 2).")
+  flags.DEFINE_string("input_file", None, "Unlabeled input files (comma list of globs).")
+  flags.DEFINE_string("output_dir", None, "Where the pseudo-labeled files go.")
+  flags.DEFINE_integer("predict_batch_size", 256, "Batch size.")
+  flags.DEFINE_integer("max_seq_length", 0, "Default: the model's (task.json).")
+  flags.DEFINE_integer("num_shards", 1, "Processes/machines sharing the input files.")
+  flags.DEFINE_integer("shard_index", 0, "This process's shard, in [0, num_shards).")
+  flags.DEFINE_float("min_confidence", 0.0, "Drop (and count) lines below this confidence.")
+  flags.DEFINE_integer("sort_window", 64, "Batches sorted by length together.")
+  flags.DEFINE_bool("skip_bad_lines", False, "Skip and count malformed lines.")
+  flags.mark_flags_as_required(["model_dir", "input_file", "output_dir"])
+
+
+def run_main():
+  define_flags()
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run_main()
