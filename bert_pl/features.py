@@ -136,9 +136,9 @@ class FeatureEncoder:
     not_punct = tf.logical_not(tf.gather(self._is_punctuation, tokens.ids.flat_values))
     touching = tf.concat([[False], tf.equal(starts[1:], ends[:-1])], 0)
     previous_not_punct = tf.concat([[False], not_punct[:-1]], 0)
-    row_starts = tokens.ids.row_starts()
-    first_in_row = tf.scatter_nd(row_starts[:, None], tf.ones_like(row_starts, tf.bool),
-                                 tf.shape(starts, out_type=tf.int64))
+    # A token is first in its row when its index is its row's start.
+    first_in_row = tf.equal(tf.range(tf.size(starts, out_type=tf.int64)),
+                            tf.gather(tokens.ids.row_starts(), tokens.ids.value_rowids()))
     flags = touching & not_punct & previous_not_punct & tf.logical_not(first_in_row)
     return tokens.ids.with_flat_values(tf.cast(flags, tf.int64))
 

@@ -39,21 +39,36 @@ def read_task_info(model_dir: str) -> Dict[str, Any]:
     return json.load(f)
 
 
-def load_finetuned(model_dir: str):
-  """(BertTaskModel, BertTokenizer, task info) of a fine-tuned model
-  directory, its latest checkpoint restored (for prediction and export)."""
-  info = read_task_info(model_dir)
-  if info.get("task") not in ("classification", "ner"):
-    raise ValueError(f"{model_dir}: task {info.get('task')!r} is not a fine-tuned "
-                     "classification or NER model")
-  latest = tf.train.latest_checkpoint(model_dir)
-  if latest is None:
-    raise FileNotFoundError(f"{model_dir}: no checkpoint")
-  config = modeling.BertConfig.from_json_file(os.path.join(model_dir, "bert_config.json"))
-  model = task_models.BertTaskModel(config, info["task"], len(info["labels"]))
-  tf.train.Checkpoint(**{checkpoints.CHECKPOINT_KEY: model.bert, "head": model.head}).read(
-      latest).assert_existing_objects_matched().expect_partial()
-  tokenizer = tokenization.BertTokenizer(os.path.join(model_dir, "vocab.txt"),
-                                         info.get("do_lower_case", True),
-                                         info.get("tokenization", "wordpiece"))
+def load_finetuned(directory: str):
+  """The fine-tuned model at the directory's latest checkpoint, its
+  tokenizer and task.json.
+
+  For prediction and export. Only `bert` and `head` are read: the optimizer
+  slots are training state, but every model variable must be in the
+  checkpoint, so that a model built from a config that does not match its
+  weights is never used.
+  """
+  info = read_task_info(directory)
+  task = info.get("task")
+  if task not in ("classification", "ner"):
+    raise ValueError(f"{directory}: needs a fine-tuned classification or NER "
+                     f"model, task.json says task={task!r}")
+  latest = tf.train.latest_checkpoint(directory)
+  if not latest:
+    raise ValueError(f"{directory}: no checkpoint")
+  config = modeling.BertConfig.from_json_file(os.path.join(directory, "bert_config.json"))
+  tokenizer = tokenization.BertTokenizer(os.path.join(directory, "vocab.txt"),
+                                         info["do_lower_case"], info["tokenization"])
+  if tokenizer.vocab_size != config.vocab_size:
+    raise ValueError(f"{directory}: vocab.txt has {tokenizer.vocab_size} tokens but "
+                     f"vocab_size is {config.vocab_size}")
+  model = task_models.BertTaskModel(config, task, len(info["labels"]))
+  # The keys of training.CheckpointedRun.
+  checkpoint = tf.train.Checkpoint(**{checkpoints.CHECKPOINT_KEY: model.bert,
+                                      "head": model.head})
+  try:
+    checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
+  except (AssertionError, ValueError) as e:  # messages that list every variable
+    raise ValueError(f"{latest} does not fit the model of bert_config.json and task.json: "
+                     f"{str(e).splitlines()[0][:200]}") from None
   return model, tokenizer, info

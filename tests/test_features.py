@@ -39,3 +39,15 @@ def test_labeled_files_to_features(tmp_path):
     gold = [line.split(" ")[1] for line in block.splitlines()][:62]
     assert [tags[i] for i in ner["tag_ids"][row, 1:1 + len(gold)]] == gold
   assert np.all(ner["tag_ids"][ner["input_mask"] == 0] == 0)
+
+
+def test_rows_without_tokens_at_the_end_encode(corpus):
+  """A last row (or last field) that tokenizes to nothing used to crash the
+  word-continuation flags (scatter_nd at a row start equal to the token count)."""
+  tok = tokenization.BertTokenizer(str(corpus / "vocab.txt"))
+  encoder = features.FeatureEncoder(tok, 16, "none")
+  encoded, _ = encoder.encode([input_files.Example("x", ["奶茶", ""])])
+  assert encoded["input_mask"][0].sum() == 5  # [CLS] 奶 茶 [SEP] [SEP]
+  encoded, _ = encoder.encode([input_files.Example(str(i), [t]) for i, t in enumerate("ab ")])
+  assert encoded["input_mask"].sum(1).tolist() == [3, 3, 2]
+  assert not encoded["word_continues"].any()
