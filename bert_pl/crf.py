@@ -4,8 +4,9 @@ The only module that imports tensorflow_addons (DESIGN §6). It uses tfa's
 functions, `crf_log_likelihood` and `crf_decode`, not `CRFModelWrapper`: the
 wrapper averages the loss over the replica's batch, so a 2-replica
 MirroredStrategy run takes a different step from a 1-replica run on the same
-global batch. Here the layer returns per-example log-likelihoods and
-`crf_loss` scales them for the global batch.
+global batch. Here the layer returns per-example log-likelihoods and the
+caller scales their sum for the global batch (bert_pl's training loop divides
+by the weights summed over all replicas).
 
 Padding: positions at and after `sequence_lengths[i]` are excluded from the
 score, the normaliser and the gradients; their tag ids may hold anything (e.g.
@@ -99,26 +100,6 @@ class CRF(tf.keras.layers.Layer):
     config = super().get_config()
     config.update(num_tags=self.num_tags, use_scan=self.use_scan)
     return config
-
-
-def crf_loss(log_likelihood, global_batch_size=None, weights=None):
-  """The negative log-likelihood summed and divided by the global batch size.
-
-  Called in each replica on its share of the batch, the replicas' losses (and
-  gradients) add up to the mean over the global batch, so any number of
-  replicas takes the same step (`tf.nn.compute_average_loss`).
-
-  Args:
-    log_likelihood: per-example log-likelihoods [batch] (`CRF.log_likelihood`).
-    global_batch_size: the batch size summed over replicas (an integer); by
-      default this replica's batch size times the number of replicas, which
-      is wrong for a short last batch.
-    weights: optional per-example weights [batch], e.g. the confidence of
-      pseudo labels. The sum is still divided by the batch size, not the sum
-      of weights, so a weight of 0.5 halves an example's pull.
-  """
-  return tf.nn.compute_average_loss(-log_likelihood, sample_weight=weights,
-                                    global_batch_size=global_batch_size)
 
 
 def _mask(sequence_lengths, potentials):

@@ -99,7 +99,8 @@ def test_training_learns_the_transition_rule():
   def train_step():
     with tf.GradientTape() as tape:
       log_likelihood = layer.log_likelihood(dense(features), tags, lengths)
-      loss = crf.crf_loss(log_likelihood, len(features))
+      loss = tf.nn.compute_average_loss(-log_likelihood,
+                                        global_batch_size=len(features))
     variables = dense.trainable_variables + layer.trainable_variables
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return loss
@@ -132,7 +133,8 @@ def _one_step(strategy, batch, kernel):
     with tf.GradientTape() as tape:
       log_likelihood = layer.log_likelihood(dense(features), tags, lengths)
       # Not len(features): that is this replica's share.
-      loss = crf.crf_loss(log_likelihood, global_batch_size, weights=weights)
+      loss = tf.nn.compute_average_loss(-log_likelihood, sample_weight=weights,
+                                        global_batch_size=global_batch_size)
     variables = dense.trainable_variables + layer.trainable_variables
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return loss
@@ -241,7 +243,7 @@ def test_xla():
     with tf.GradientTape() as tape:
       tape.watch(potentials)
       log_likelihood = layer.log_likelihood(potentials, tag_ids, lengths)
-      loss = crf.crf_loss(log_likelihood, 4)
+      loss = tf.nn.compute_average_loss(-log_likelihood, global_batch_size=4)
     return [log_likelihood, *tape.gradient(loss, [potentials, layer.transitions])]
 
   # tfa: the log-likelihood compiles, its gradient does not.
