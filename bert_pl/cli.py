@@ -47,7 +47,8 @@ def define_training_flags(learning_rate: float) -> None:
                     ["mirrored", "multi_worker_mirrored", "one_device"],
                     "tf.distribute strategy.")
   flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all).")
-  flags.DEFINE_integer("random_seed", None, "Seed of the training-data shuffling.")
+  flags.DEFINE_integer("random_seed", None,
+                       "Seed of initialisation, dropout and data shuffling (reproducible runs).")
 
 
 # Errors whose message already says what is wrong and where: printed as one

@@ -98,6 +98,7 @@ def predict(predictor: prediction.Predictor, tokenizer, f, labels, task: str) ->
 
 def run(f, task: str) -> dict:
   """The whole job for `task` ("classification" or "ner") from flag values."""
+  training.set_seed(f.random_seed)
   strategy = training.make_strategy(f.distribution_strategy, f.num_gpus)
   config, source, layer_map = _config_and_source(f)
   vocab_file = (f.vocab_file or (source.vocab_file if source else None)

@@ -22,6 +22,7 @@ from bert_pl import (checkpoints, cli, input_files, input_pipeline, model_dir,
 
 def run(flags_values) -> dict:
   f = flags_values
+  training.set_seed(f.random_seed)
   strategy = training.make_strategy(f.distribution_strategy, f.num_gpus)
   layer_map = checkpoints.parse_layer_map(f.layer_map)
   config, source = checkpoints.resolve_config(f.init_checkpoint, f.bert_config_file,

@@ -42,6 +42,13 @@ def make_strategy(name: str = "mirrored", num_gpus: Optional[int] = None) -> tf.
   raise ValueError(f"--distribution_strategy must be one of {STRATEGIES}, got {name!r}")
 
 
+def set_seed(seed: Optional[int]) -> None:
+  """Seeds Python, NumPy and TensorFlow (initialisation, dropout, shuffling)
+  so that a job run twice with the same seed gives the same model on CPU."""
+  if seed is not None:
+    tf.keras.utils.set_random_seed(seed)
+
+
 def create_optimizer(learning_rate: float, num_train_steps: int, num_warmup_steps: int,
                      weight_decay: float = 0.01) -> tf.keras.optimizers.Optimizer:
   """tf-models-official's AdamW (BERT's: betas 0.9/0.999, epsilon 1e-6, no

@@ -26,7 +26,7 @@ else
 fi
 : "${MAX_PREDICTIONS:=$(( (MAX_SEQ_LENGTH * 15 + 99) / 100 ))}"
 : "${PRETRAIN_STEPS:=100000}" "${BATCH_SIZE:=64}" "${FINETUNE_LR:=1e-5}"
-: "${NUM_SHARDS:=4}" "${NUM_WORKERS:=2}"
+: "${NUM_SHARDS:=4}" "${NUM_WORKERS:=2}" "${SEED:=12345}"
 JOB=$([ "$TASK" = ner ] && echo run_ner || echo run_classifier)
 
 # create_pretraining_data INPUT OUTPUT_PREFIX [flags]
@@ -36,7 +36,8 @@ pretraining_data() {
   "$PY" -m bert_pl.create_pretraining_data --input_file="$input" --output_file="$output" \
     --num_output_shards="$NUM_SHARDS" --num_workers="$NUM_WORKERS" --vocab_file="$VOCAB" \
     --do_lower_case="$DO_LOWER_CASE" --tokenization="$TOKENIZATION" \
-    --max_seq_length="$MAX_SEQ_LENGTH" --max_predictions_per_seq="$MAX_PREDICTIONS" "$@"
+    --max_seq_length="$MAX_SEQ_LENGTH" --max_predictions_per_seq="$MAX_PREDICTIONS" \
+    --random_seed="$SEED" "$@"
 }
 
 # run_pretraining OUTPUT_DIR INIT INPUT_PREFIX [flags]
@@ -48,7 +49,8 @@ pretrain() {
     --vocab_file="$VOCAB" --do_lower_case="$DO_LOWER_CASE" --tokenization="$TOKENIZATION" \
     --max_seq_length="$MAX_SEQ_LENGTH" --max_predictions_per_seq="$MAX_PREDICTIONS" \
     --train_batch_size="$BATCH_SIZE" --learning_rate="$PRETRAIN_LR" \
-    --num_train_steps="$PRETRAIN_STEPS" --num_warmup_steps="$PRETRAIN_WARMUP" "$@"
+    --num_train_steps="$PRETRAIN_STEPS" --num_warmup_steps="$PRETRAIN_WARMUP" \
+    --random_seed="$SEED" "$@"
 }
 
 # fine-tune OUTPUT_DIR INIT [flags]: run_classifier or run_ner on the labeled set
@@ -61,5 +63,5 @@ finetune() {
     --output_dir="$output" --vocab_file="$VOCAB" --do_lower_case="$DO_LOWER_CASE" \
     --tokenization="$TOKENIZATION" --max_seq_length="$MAX_SEQ_LENGTH" \
     --train_batch_size="$BATCH_SIZE" --learning_rate="$FINETUNE_LR" \
-    --num_train_epochs="$EPOCHS" "$@"
+    --num_train_epochs="$EPOCHS" --random_seed="$SEED" "$@"
 }

@@ -8,6 +8,7 @@ import pytest
 
 from bert_pl import (create_pretraining_data, evaluation, finetuning, input_files,
                      prediction, run_pretraining)
+from bert_pl.model_dir import load_finetuned
 from test_training import _flags as _pretraining_flags
 from test_training import _tiny_config
 
@@ -116,3 +117,20 @@ def test_char_tags_from_tokens_and_metrics():
   metrics = evaluation.classification_metrics([0, 0, 1, 2], [0, 1, 1, 2], 3)
   assert metrics["accuracy"] == 0.75
   assert metrics["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+
+
+def test_same_seed_same_model(corpus, model_a, tmp_path):
+  """--random_seed makes fine-tuning reproducible (initialisation, dropout,
+  shuffling); another seed gives another model."""
+  def train(name, seed):
+    finetuning.run(_finetune_flags(
+        init_checkpoint=str(model_a), train_file=str(corpus / "train.tsv"),
+        output_dir=str(tmp_path / name), num_train_epochs=0.5, do_eval=False,
+        random_seed=seed), "classification")
+    model, _, _ = load_finetuned(str(tmp_path / name))
+    return [v.numpy() for v in model.trainable_variables]
+
+  first, again, other = train("a", 7), train("b", 7), train("c", 8)
+  for x, y in zip(first, again):
+    np.testing.assert_array_equal(x, y)
+  assert any(not np.array_equal(x, z) for x, z in zip(first, other))
