@@ -95,6 +95,7 @@ def main():
           f"(target >= 5x), whole process {results['ratio_process']:.2f}x")
     if args.json_output:
       pathlib.Path(args.json_output).write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results))
   finally:
     shutil.rmtree(work, ignore_errors=True)
 

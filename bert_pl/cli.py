@@ -49,6 +49,13 @@ def define_training_flags(learning_rate: float) -> None:
   flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all).")
   flags.DEFINE_integer("random_seed", None,
                        "Seed of initialisation, dropout and data shuffling (reproducible runs).")
+  flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "float16"],
+                    "Compute precision: bfloat16/float16 are mixed precision (float32 "
+                    "variables, losses and CRF). Faster only where the hardware has them.")
+  flags.DEFINE_integer("bucket_width", 0,
+                       "Batch training examples of similar length (buckets this many tokens "
+                       "wide) and cut each batch to its longest row; 0: off, every batch "
+                       "padded to max_seq_length.")
 
 
 # Errors whose message already says what is wrong and where: printed as one

@@ -18,7 +18,7 @@ import tensorflow as tf
 from absl import flags
 
 from bert_pl import (checkpoints, cli, evaluation, features, input_files, input_pipeline,
-                     model_dir, prediction, task_models, tokenization, training)
+                     model_dir, precision, prediction, task_models, tokenization, training)
 
 
 def _config_and_source(f):
@@ -56,7 +56,7 @@ def _encode(path: str, encoder: features.FeatureEncoder, f, what: str):
 
 
 def evaluate(predictor: prediction.Predictor, encoded, labels, task: str):
-  outputs = predictor.predict(encoded)
+  outputs = prediction.predict_sorted(predictor, encoded)
   if task == "classification":
     return evaluation.classification_metrics(encoded["label_ids"], outputs["label_ids"],
                                              len(labels))
@@ -80,7 +80,7 @@ def predict(predictor: prediction.Predictor, tokenizer, f, labels, task: str) ->
   else:  # NER reads raw sentences: the fields joined into one text
     encoder = features.FeatureEncoder(tokenizer, f.max_seq_length, "none", field_join="concat")
   encoded, truncated = encoder.encode(examples)
-  outputs = predictor.predict(encoded)
+  outputs = prediction.predict_sorted(predictor, encoded)
   if task == "classification":
     path = os.path.join(f.output_dir, "predictions.tsv")
     lines = prediction.classification_lines(examples, labels, outputs["label_ids"])
@@ -114,11 +114,11 @@ def run(f, task: str) -> dict:
   if f.do_train:
     num_train_steps = training.steps_for_epochs(len(train_features["input_ids"]),
                                                 f.num_train_epochs, f.train_batch_size)
-  with strategy.scope():
+  with strategy.scope(), precision.policy(f.dtype):
     model = task_models.BertTaskModel(config, task, len(labels))
-    optimizer = training.create_optimizer(f.learning_rate, num_train_steps,
-                                          int(num_train_steps * f.warmup_proportion),
-                                          f.weight_decay)
+    optimizer = precision.wrap_optimizer(training.create_optimizer(
+        f.learning_rate, num_train_steps, int(num_train_steps * f.warmup_proportion),
+        f.weight_decay), f.dtype)
   run_state = training.CheckpointedRun(model, optimizer, f.output_dir)
 
   def initialize():
@@ -136,8 +136,8 @@ def run(f, task: str) -> dict:
     trainer = training.Trainer(strategy, model, optimizer, use_mlm=False, use_task=True)
     dataset = input_pipeline.distribute(
         strategy, f.train_batch_size,
-        lambda batch, context: input_pipeline.array_dataset(train_features, batch, True,
-                                                            context, f.random_seed))
+        lambda batch, context: input_pipeline.array_dataset(
+            train_features, batch, True, context, f.random_seed, f.bucket_width))
     training.train(trainer, run_state, iter(dataset), num_train_steps,
                    f.save_checkpoints_steps, f.train_batch_size,
                    training.summary_dir(f.output_dir, "train"))

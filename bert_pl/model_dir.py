@@ -15,7 +15,7 @@ from typing import Any, Dict
 
 import tensorflow as tf
 
-from bert_pl import checkpoints, modeling, task_models, tokenization
+from bert_pl import checkpoints, modeling, precision, task_models, tokenization
 
 TASK_FILE = "task.json"
 
@@ -39,9 +39,9 @@ def read_task_info(model_dir: str) -> Dict[str, Any]:
     return json.load(f)
 
 
-def load_finetuned(directory: str):
+def load_finetuned(directory: str, dtype: str = "float32"):
   """The fine-tuned model at the directory's latest checkpoint, its
-  tokenizer and task.json.
+  tokenizer and task.json. `dtype`: the compute precision (`precision`).
 
   For prediction and export. Only `bert` and `head` are read: the optimizer
   slots are training state, but every model variable must be in the
@@ -62,7 +62,8 @@ def load_finetuned(directory: str):
   if tokenizer.vocab_size != config.vocab_size:
     raise ValueError(f"{directory}: vocab.txt has {tokenizer.vocab_size} tokens but "
                      f"vocab_size is {config.vocab_size}")
-  model = task_models.BertTaskModel(config, task, len(info["labels"]))
+  with precision.policy(dtype):
+    model = task_models.BertTaskModel(config, task, len(info["labels"]))
   # The keys of training.CheckpointedRun.
   checkpoint = tf.train.Checkpoint(**{checkpoints.CHECKPOINT_KEY: model.bert,
                                       "head": model.head})

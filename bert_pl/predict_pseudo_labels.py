@@ -15,7 +15,9 @@ i mod num_shards): cut a large corpus into many files first.
 
 Speed: lines are encoded in windows of `--sort_window` batches and sorted by
 length, and each batch is cut to its longest row, so short texts are not
-padded to `--max_seq_length`. Lines below `--min_confidence` are counted as
+padded to `--max_seq_length`. `--dtype=bfloat16` (float16) predicts in
+mixed precision and `--use_xla` compiles the model with XLA: each is faster
+on some hardware only (see bench/). Lines below `--min_confidence` are counted as
 filtered and not written.
 """
 
@@ -23,7 +25,6 @@ import os
 import time
 from typing import List
 
-import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
@@ -34,15 +35,16 @@ class PseudoLabeler:
   """Encodes, predicts and formats windows of unlabeled examples."""
 
   def __init__(self, model_path: str, batch_size: int = 256,
-               max_seq_length: int = 0, sort_window: int = 64, min_confidence: float = 0.0):
-    model, tokenizer, info = model_dir.load_finetuned(model_path)
+               max_seq_length: int = 0, sort_window: int = 64, min_confidence: float = 0.0,
+               dtype: str = "float32", use_xla: bool = False):
+    model, tokenizer, info = model_dir.load_finetuned(model_path, dtype)
     self.task = info["task"]
     self.labels = info["labels"]
     max_seq_length = max_seq_length or info["max_seq_length"]
     # NER reads raw sentences: the fields joined into one text.
     join = info.get("field_join", "sep") if self.task == "classification" else "concat"
     self.encoder = features.FeatureEncoder(tokenizer, max_seq_length, "none", field_join=join)
-    self.predictor = prediction.Predictor(model, batch_size)
+    self.predictor = prediction.Predictor(model, batch_size, use_xla=use_xla)
     self.window = sort_window * batch_size
     self.min_confidence = min_confidence
 
@@ -63,12 +65,7 @@ class PseudoLabeler:
 
   def _label_window(self, examples, output, counts) -> None:
     encoded, truncated = self.encoder.encode(examples)
-    order = np.argsort(encoded["input_mask"].sum(1), kind="stable")
-    outputs = self.predictor.predict({k: v[order] for k, v in encoded.items()
-                                      if k in ("input_ids", "input_mask", "segment_ids")})
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    outputs = {k: v[inverse] for k, v in outputs.items()}
+    outputs = prediction.predict_sorted(self.predictor, encoded)
     keep = outputs["confidence"] >= self.min_confidence
     kept = [e for e, k in zip(examples, keep) if k]
     if self.task == "classification":
@@ -91,7 +88,8 @@ def shard_files(files: List[str], num_shards: int, shard_index: int) -> List[str
 def run(model_path: str, input_patterns: str, output_dir: str, batch_size: int = 256,
         max_seq_length: int = 0, num_shards: int = 1, shard_index: int = 0,
         min_confidence: float = 0.0, sort_window: int = 64,
-        skip_bad_lines: bool = False) -> input_files.Counts:
+        skip_bad_lines: bool = False, dtype: str = "float32",
+        use_xla: bool = False) -> input_files.Counts:
   files = shard_files(input_pipeline.expand_patterns(input_patterns), num_shards, shard_index)
   names = [os.path.basename(f) for f in files]
   if len(set(names)) != len(names):
@@ -100,7 +98,8 @@ def run(model_path: str, input_patterns: str, output_dir: str, batch_size: int =
   tf.io.gfile.makedirs(output_dir)
   todo = [f for f in files if not tf.io.gfile.exists(os.path.join(output_dir, os.path.basename(f)))]
   logging.info("%d input files in this shard, %d already done", len(files), len(files) - len(todo))
-  labeler = PseudoLabeler(model_path, batch_size, max_seq_length, sort_window, min_confidence)
+  labeler = PseudoLabeler(model_path, batch_size, max_seq_length, sort_window, min_confidence,
+                          dtype, use_xla)
   total_bytes = sum(tf.io.gfile.stat(f).length for f in todo) or 1
   counts = input_files.Counts(skip_bad_lines=skip_bad_lines)
   start, done_bytes = time.time(), 0
@@ -124,7 +123,8 @@ def main(argv):
   f = flags.FLAGS
   start = time.time()
   counts = run(f.model_dir, f.input_file, f.output_dir, f.predict_batch_size, f.max_seq_length,
-               f.num_shards, f.shard_index, f.min_confidence, f.sort_window, f.skip_bad_lines)
+               f.num_shards, f.shard_index, f.min_confidence, f.sort_window, f.skip_bad_lines,
+               f.dtype, f.use_xla)
   elapsed = time.time() - start
   print(f"predict_pseudo_labels: read {counts.read}, written {counts.written}, filtered "
         f"{counts.skipped} (confidence < {f.min_confidence}), empty {counts.empty}, truncated "
@@ -142,6 +142,9 @@ def define_flags():
   flags.DEFINE_float("min_confidence", 0.0, "Drop (and count) lines below this confidence.")
   flags.DEFINE_integer("sort_window", 64, "Batches sorted by length together.")
   flags.DEFINE_bool("skip_bad_lines", False, "Skip and count malformed lines.")
+  flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "float16"],
+                    "Compute precision (mixed precision for bfloat16/float16).")
+  flags.DEFINE_bool("use_xla", False, "Compile the model with XLA.")
   flags.mark_flags_as_required(["model_dir", "input_file", "output_dir"])
 
 

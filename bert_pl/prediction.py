@@ -5,8 +5,11 @@ NER: the CRF's Viterbi tags, and the probability of that tag sequence under
 the CRF (its normalised Viterbi score) as the sentence's confidence.
 
 Batches are cut to their longest row before the model runs: rows are
-padded to `max_seq_length` by the encoder, but attention cost grows with the
-padded length, and short texts are the norm.
+padded to `max_seq_length` by the encoder, but compute grows with the padded
+length, and short texts are the norm (callers sort rows by length first, so
+that a batch's rows are of similar length). With `use_xla`, the prediction
+function is compiled by XLA; XLA compiles once per input shape, so widths
+are rounded up to a multiple of 8 to bound the number of compilations.
 
 Output formats (DESIGN §2): classification `label<TAB>field1[<TAB>...]`; NER
 CoNLL with one character per line (whitespace characters are not written:
@@ -29,15 +32,16 @@ class Predictor:
   """Runs a classification or NER `BertTaskModel` over feature arrays."""
 
   def __init__(self, model: task_models.BertTaskModel, batch_size: int = 64,
-               trim_padding: bool = True):
+               trim_padding: bool = True, use_xla: bool = False):
     if model.task not in ("classification", "ner"):
       raise ValueError(f"prediction needs a fine-tuned model, not task={model.task!r}")
     self.model = model
     self.batch_size = batch_size
     self.trim_padding = trim_padding  # False: the max_seq_length baseline of bench/
+    self.width_multiple = 8 if use_xla else 1
+    self._run = tf.function(self._outputs, jit_compile=use_xla, reduce_retracing=not use_xla)
 
-  @tf.function(reduce_retracing=True)
-  def _run(self, features):
+  def _outputs(self, features):
     outputs = self.model(features, training=False)
     logits = tf.cast(outputs["task_logits"], tf.float32)
     if self.model.task == "classification":
@@ -55,7 +59,10 @@ class Predictor:
     parts = []
     for start in range(0, n, self.batch_size):
       mask = features["input_mask"][start:start + self.batch_size]
-      width = max(int(mask.sum(1).max()), 1) if self.trim_padding else mask.shape[1]
+      width = mask.shape[1]
+      if self.trim_padding:
+        longest = max(int(mask.sum(1).max()), 1)
+        width = min(-(-longest // self.width_multiple) * self.width_multiple, width)
       batch = {k: tf.constant(features[k][start:start + self.batch_size, :width], tf.int32)
                for k in _MODEL_INPUTS}
       parts.append({k: v.numpy() for k, v in self._run(batch).items()})
@@ -64,6 +71,17 @@ class Predictor:
       for part in parts:
         part["tag_ids"] = np.pad(part["tag_ids"], [(0, 0), (0, seq - part["tag_ids"].shape[1])])
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def predict_sorted(predictor: Predictor, encoded: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  """`predictor.predict` on the rows sorted by length (so that each batch
+  holds rows of similar length and is cut to little more than them), with
+  the outputs put back in the input order."""
+  order = np.argsort(encoded["input_mask"].sum(1), kind="stable")
+  outputs = predictor.predict({k: encoded[k][order] for k in _MODEL_INPUTS})
+  inverse = np.empty_like(order)
+  inverse[order] = np.arange(len(order))
+  return {k: v[inverse] for k, v in outputs.items()}
 
 
 def char_tags_from_tokens(text: str, starts: Sequence[int], ends: Sequence[int],

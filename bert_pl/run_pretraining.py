@@ -16,7 +16,7 @@ original. Re-running the same command resumes from the last checkpoint in
 
 from absl import flags, logging
 
-from bert_pl import (checkpoints, cli, input_files, input_pipeline, model_dir,
+from bert_pl import (checkpoints, cli, input_files, input_pipeline, model_dir, precision,
                      task_models, tfrecords, training, tokenization)
 
 
@@ -38,10 +38,10 @@ def run(flags_values) -> dict:
   if f.task_loss != "none" and not num_labels:
     raise ValueError(f"--task_loss={f.task_loss} needs --label_file or --num_labels")
 
-  with strategy.scope():
+  with strategy.scope(), precision.policy(f.dtype):
     model = task_models.BertTaskModel(config, f.task_loss, num_labels)
-    optimizer = training.create_optimizer(f.learning_rate, f.num_train_steps,
-                                          f.num_warmup_steps, f.weight_decay)
+    optimizer = precision.wrap_optimizer(training.create_optimizer(
+        f.learning_rate, f.num_train_steps, f.num_warmup_steps, f.weight_decay), f.dtype)
   run_state = training.CheckpointedRun(model, optimizer, f.output_dir)
 
   def initialize():
@@ -68,7 +68,8 @@ def run(flags_values) -> dict:
     dataset = input_pipeline.distribute(
         strategy, f.train_batch_size,
         lambda batch, context: input_pipeline.pretraining_dataset(
-            files, spec, batch, True, context, seed=f.random_seed))
+            files, spec, batch, True, context, seed=f.random_seed,
+            bucket_width=f.bucket_width))
     logging.info("Training from step %d to %d", step, f.num_train_steps)
     results = training.train(trainer, run_state, iter(dataset), f.num_train_steps,
                              f.save_checkpoints_steps, f.train_batch_size,
@@ -77,8 +78,8 @@ def run(flags_values) -> dict:
     files = input_pipeline.expand_patterns(f.eval_input_file or f.input_file)
     dataset = input_pipeline.distribute(
         strategy, f.eval_batch_size,
-        lambda batch, context: input_pipeline.pretraining_dataset(files, spec, batch, False,
-                                                                  context))
+        lambda batch, context: input_pipeline.pretraining_dataset(
+            files, spec, batch, False, context, bucket_width=f.bucket_width))
     results = trainer.evaluate(iter(dataset), f.max_eval_steps)
     results["global_step"] = int(optimizer.iterations.numpy())
     training.record_eval(f.output_dir, results, results["global_step"])

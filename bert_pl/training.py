@@ -21,7 +21,7 @@ import tensorflow as tf
 from absl import logging
 from official.nlp import optimization
 
-from bert_pl import checkpoints, task_models
+from bert_pl import checkpoints, precision, task_models
 
 STRATEGIES = ("mirrored", "multi_worker_mirrored", "one_device")
 
@@ -99,28 +99,33 @@ class Trainer:
   def _replica_train_step(self, features):
     context = tf.distribute.get_replica_context()
     variables = self.model.trainable_variables
+    loss_scaling = precision.uses_loss_scaling(self.optimizer)
     with tf.GradientTape() as tape:
       total, scaled, metrics = self._global_losses(features, training=True)
+      loss = self.optimizer.get_scaled_loss(total) if loss_scaling else total
     # Variables the loss does not reach (the pooler under an MLM-only loss)
     # are left alone: a zero gradient would still apply weight decay to them.
-    pairs = [(g, v) for g, v in zip(tape.gradient(total, variables), variables)
+    pairs = [(g, v) for g, v in zip(tape.gradient(loss, variables), variables)
              if g is not None]
     variables = [v for _, v in pairs]
     grads = context.all_reduce(tf.distribute.ReduceOp.SUM,
                                [tf.convert_to_tensor(g) for g, _ in pairs])
+    if loss_scaling:
+      grads = self.optimizer.get_unscaled_gradients(grads)
     if self.clip_norm:
       grads, _ = tf.clip_by_global_norm(grads, self.clip_norm)
     self.optimizer.apply_gradients(zip(grads, variables),
                                    experimental_aggregate_gradients=False)
-    return dict(scaled, total_loss=total, **_flatten(metrics))
+    return dict(scaled, total_loss=total, **_flatten(metrics), **_token_counts(features))
 
   def _reduce(self, per_replica) -> Dict[str, tf.Tensor]:
     return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
             for k, v in per_replica.items()}
 
   def train_steps(self, iterator: Iterator, num_steps: int) -> Dict[str, float]:
-    """Runs `num_steps` steps; returns the last step's global losses and the
-    metrics summed over those steps (as accuracies)."""
+    """Runs `num_steps` steps; returns the last step's global losses, the
+    metrics summed over those steps (as accuracies) and the token counts
+    summed over them (`real_tokens`, `padded_tokens`)."""
     if self._train_loop is None:
       def step(iterator):
         return self._reduce(self.strategy.run(self._replica_train_step,
@@ -129,15 +134,16 @@ class Trainer:
       @tf.function
       def loop(iterator, num_steps):
         last = step(iterator)
-        totals = {k: v for k, v in last.items() if k.endswith(("_num", "_den"))}
+        totals = {k: v for k, v in last.items() if k.endswith(_SUMMED)}
         for _ in tf.range(num_steps - 1):
           last = step(iterator)
           totals = {k: totals[k] + last[k] for k in totals}
         return last, totals
       self._train_loop = loop
     last, totals = self._train_loop(iterator, tf.constant(num_steps))
-    out = {k: float(v) for k, v in last.items() if not k.endswith(("_num", "_den"))}
+    out = {k: float(v) for k, v in last.items() if not k.endswith(_SUMMED)}
     out.update(_accuracies(totals))
+    out.update({k[:-len(_COUNT)]: float(v) for k, v in totals.items() if k.endswith(_COUNT)})
     return out
 
   def evaluate(self, iterator: Iterator, num_steps: int) -> Dict[str, float]:
@@ -166,6 +172,17 @@ class Trainer:
     return out
 
 
+_COUNT = "_count"
+_SUMMED = ("_num", "_den", _COUNT)  # step outputs summed over the steps of a loop
+
+
+def _token_counts(features) -> Dict[str, tf.Tensor]:
+  """This replica's real tokens (input_mask) and computed tokens (batch x
+  width, padding included): their ratio is what padding costs."""
+  return {"real_tokens" + _COUNT: tf.reduce_sum(tf.cast(features["input_mask"], tf.float32)),
+          "padded_tokens" + _COUNT: tf.cast(tf.size(features["input_ids"]), tf.float32)}
+
+
 def _flatten(metrics):
   out = {}
   for name, (numerator, denominator) in metrics.items():
@@ -186,10 +203,11 @@ class CheckpointedRun:
 
   def __init__(self, model: task_models.BertTaskModel, optimizer, model_dir: str,
                max_to_keep: int = 5):
-    items = {checkpoints.CHECKPOINT_KEY: model.bert, "optimizer": optimizer}
+    self._model_items = {checkpoints.CHECKPOINT_KEY: model.bert}
     if model.head is not None:
-      items["head"] = model.head
-    self.checkpoint = tf.train.Checkpoint(**items)
+      self._model_items["head"] = model.head
+    self.checkpoint = tf.train.Checkpoint(**self._model_items,
+                                          optimizer=precision.inner_optimizer(optimizer))
     self.manager = tf.train.CheckpointManager(self.checkpoint, model_dir, max_to_keep)
     self.optimizer = optimizer
 
@@ -198,7 +216,12 @@ class CheckpointedRun:
     --init_checkpoint) when there is none. Returns the current step."""
     latest = self.manager.latest_checkpoint
     if latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
+      # Every model variable must come from the checkpoint. The optimizer's
+      # state may lack the loss scale that float16 adds (a run resumed with
+      # another --dtype), so it alone is restored without that check.
+      self.checkpoint.restore(latest).expect_partial()
+      tf.train.Checkpoint(**self._model_items).restore(
+          latest).expect_partial().assert_existing_objects_matched()
       logging.info("Resumed from %s at step %d", latest, int(self.optimizer.iterations.numpy()))
     else:
       initialize()
@@ -215,7 +238,8 @@ def train(trainer: Trainer, run: CheckpointedRun, iterator: Iterator, num_train_
           steps_per_save: int, global_batch_size: int, summary_dir: str) -> Dict[str, float]:
   """Trains to `num_train_steps`, saving every `steps_per_save` steps; logs
   and writes TensorBoard summaries (losses, accuracies, learning rate,
-  examples/s) after each save. Returns the last step's results."""
+  examples/s, real tokens/s, the share of computed tokens that is padding)
+  after each save. Returns the last save interval's results."""
   writer = tf.summary.create_file_writer(summary_dir)
   step = int(trainer.optimizer.iterations.numpy())
   result = {}
@@ -225,8 +249,11 @@ def train(trainer: Trainer, run: CheckpointedRun, iterator: Iterator, num_train_
     loop_start = time.time()
     result = trainer.train_steps(iterator, n)
     step = int(trainer.optimizer.iterations.numpy())
-    elapsed = time.time() - loop_start
-    result["examples_per_second"] = n * global_batch_size / max(elapsed, 1e-9)
+    elapsed = max(time.time() - loop_start, 1e-9)
+    result["examples_per_second"] = n * global_batch_size / elapsed
+    real, padded = result.pop("real_tokens"), result.pop("padded_tokens")
+    result["real_tokens_per_second"] = real / elapsed
+    result["padding_share"] = 1.0 - real / max(padded, 1.0)
     result["learning_rate"] = float(_learning_rate(trainer.optimizer, step))
     run.save()
     remaining = (num_train_steps - step) * (time.time() - start_time) / max(step - start_step, 1)

@@ -27,6 +27,8 @@ fi
 : "${MAX_PREDICTIONS:=$(( (MAX_SEQ_LENGTH * 15 + 99) / 100 ))}"
 : "${PRETRAIN_STEPS:=100000}" "${BATCH_SIZE:=64}" "${FINETUNE_LR:=1e-5}"
 : "${NUM_SHARDS:=4}" "${NUM_WORKERS:=2}" "${SEED:=12345}"
+: "${BUCKET_WIDTH:=8}"               # length bucketing of training batches (0: off)
+: "${DTYPE:=float32}"                # float32 | bfloat16 | float16 (mixed precision)
 JOB=$([ "$TASK" = ner ] && echo run_ner || echo run_classifier)
 
 # create_pretraining_data INPUT OUTPUT_PREFIX [flags]
@@ -50,7 +52,7 @@ pretrain() {
     --max_seq_length="$MAX_SEQ_LENGTH" --max_predictions_per_seq="$MAX_PREDICTIONS" \
     --train_batch_size="$BATCH_SIZE" --learning_rate="$PRETRAIN_LR" \
     --num_train_steps="$PRETRAIN_STEPS" --num_warmup_steps="$PRETRAIN_WARMUP" \
-    --random_seed="$SEED" "$@"
+    --bucket_width="$BUCKET_WIDTH" --dtype="$DTYPE" --random_seed="$SEED" "$@"
 }
 
 # fine-tune OUTPUT_DIR INIT [flags]: run_classifier or run_ner on the labeled set
@@ -63,5 +65,6 @@ finetune() {
     --output_dir="$output" --vocab_file="$VOCAB" --do_lower_case="$DO_LOWER_CASE" \
     --tokenization="$TOKENIZATION" --max_seq_length="$MAX_SEQ_LENGTH" \
     --train_batch_size="$BATCH_SIZE" --learning_rate="$FINETUNE_LR" \
-    --num_train_epochs="$EPOCHS" --random_seed="$SEED" "$@"
+    --num_train_epochs="$EPOCHS" --bucket_width="$BUCKET_WIDTH" --dtype="$DTYPE" \
+    --random_seed="$SEED" "$@"
 }

@@ -4,4 +4,4 @@
 source "$(dirname "$0")/common.sh"
 : "${POOL:?set POOL to the unlabeled text files}"
 "$PY" -m bert_pl.predict_pseudo_labels --model_dir="$MODEL_B" --input_file="$POOL" \
-  --output_dir="$PSEUDO_DIR" "$@"
+  --output_dir="$PSEUDO_DIR" --dtype="$DTYPE" "$@"

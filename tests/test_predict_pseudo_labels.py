@@ -50,6 +50,25 @@ def test_same_labels_as_do_predict_and_min_confidence(classifier, tmp_path):
   assert len((tmp_path / "filtered" / "pool.txt").read_text().splitlines()) == filtered.written
 
 
+@pytest.mark.parametrize("dtype,use_xla", [("float32", True), ("bfloat16", False)])
+def test_xla_and_bfloat16_predict_what_float32_predicts(classifier, tmp_path, dtype, use_xla):
+  counts = predict_pseudo_labels.run(str(classifier / "model_b"), str(classifier / "pool.txt"),
+                                     str(tmp_path), batch_size=16, sort_window=4, dtype=dtype,
+                                     use_xla=use_xla)
+  assert counts.written == 400
+  ours = (tmp_path / "pool.txt").read_text(encoding="utf-8").splitlines()
+  reference = (classifier / "model_b" / "predictions.tsv").read_text(encoding="utf-8").splitlines()
+  confidence = np.loadtxt(tmp_path / "pool.txt.confidence")
+  reference_confidence = np.loadtxt(classifier / "model_b" / "predictions.tsv.confidence")
+  same = np.mean([a == b for a, b in zip(ours, reference)])
+  if use_xla:  # float32 in another compiler: rounding differences only
+    assert same == 1.0
+    np.testing.assert_allclose(confidence, reference_confidence, atol=1e-4)
+  else:  # bfloat16 keeps 8 bits of mantissa
+    assert same >= 0.95, same
+    np.testing.assert_allclose(confidence, reference_confidence, atol=0.05)
+
+
 def test_killed_run_resumes_with_every_line_once(classifier, corpus, tmp_path):
   lines = (corpus / "unlabeled.txt").read_text(encoding="utf-8").splitlines(keepends=True)
   inputs = tmp_path / "in"

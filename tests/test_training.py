@@ -100,7 +100,7 @@ def _flags(**values):
       train_batch_size=32, eval_batch_size=32, learning_rate=2e-3, num_train_steps=0,
       num_warmup_steps=5, weight_decay=0.01, save_checkpoints_steps=50, do_train=True,
       do_eval=True, max_eval_steps=8, task_loss="none", task_loss_weight=1.0,
-      label_file=None, num_labels=None, distribution_strategy="mirrored", num_gpus=None,
+      label_file=None, num_labels=None, distribution_strategy="mirrored", num_gpus=None, dtype="float32", bucket_width=0,
       random_seed=1)
   defaults.update(values)
   return types.SimpleNamespace(**defaults)
