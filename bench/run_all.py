@@ -27,7 +27,7 @@ SIZES = {  # benchmark -> arguments, full and --quick
                  ["--examples=1024", "--warmup_steps=2", "--timed_steps=3",
                   "--variants=padded,bucketed"]),
     "predict_pseudo_labels": (["--lines=8192"], ["--lines=2048"]),
-    "create_pretraining_data": (["--lines=40000"], ["--lines=10000"]),
+    "create_pretraining_data": (["--lines=20000"], ["--lines=5000"]),
     "tokenization": (["--lines=20000"], ["--lines=5000"]),
 }
 
