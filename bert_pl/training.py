@@ -249,6 +249,7 @@ def train(trainer: Trainer, run: CheckpointedRun, iterator: Iterator, num_train_
     loop_start = time.time()
     result = trainer.train_steps(iterator, n)
     step = int(trainer.optimizer.iterations.numpy())
+    _check_finite(result["total_loss"], step, run, precision.uses_loss_scaling(trainer.optimizer))
     elapsed = max(time.time() - loop_start, 1e-9)
     result["examples_per_second"] = n * global_batch_size / elapsed
     real, padded = result.pop("real_tokens"), result.pop("padded_tokens")
@@ -265,6 +266,23 @@ def train(trainer: Trainer, run: CheckpointedRun, iterator: Iterator, num_train_
     writer.flush()
   run.save()
   return result
+
+
+class DivergedError(ValueError):
+  """The loss became NaN or infinite: training stopped before saving it."""
+
+
+def _check_finite(loss: float, step: int, run: CheckpointedRun, loss_scaling: bool) -> None:
+  """Stops training when the loss is NaN or infinite, before the diverged
+  weights are saved: the last good checkpoint stays the latest. Under float16
+  loss scaling an overflowing step is skipped, not applied, so it is left to
+  the loss scale."""
+  if math.isfinite(loss) or loss_scaling:
+    return
+  raise DivergedError(
+      f"the loss became {loss} by step {step}: training stopped without saving; the last "
+      f"good checkpoint is {run.manager.latest_checkpoint or 'none (none was written yet)'} "
+      "(lower --learning_rate, or check the input data)")
 
 
 def _learning_rate(optimizer, step: int) -> float:

@@ -193,3 +193,26 @@ def test_twelve_layer_google_checkpoint_initialises_three_layers(corpus, tmp_pat
                "bert/embeddings/word_embeddings", "cls/predictions/output_bias"):
     np.testing.assert_array_equal(loaded[name], values[name])
   assert "bert/encoder/layer_3/output/dense/bias" not in loaded
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
+  records = str(tmp_path / "data.tfrecord")
+  create_pretraining_data.create_pretraining_data(
+      create_pretraining_data.Options(vocab_file=str(corpus / "vocab.txt"), max_seq_length=64,
+                                      max_predictions_per_seq=10),
+      str(corpus / "unlabeled.txt"), records)
+  common = dict(bert_config_file=_tiny_config(corpus, tmp_path / "config.json"),
+                vocab_file=str(corpus / "vocab.txt"), input_file=records,
+                output_dir=str(tmp_path / "model"), save_checkpoints_steps=5, do_eval=False)
+  run_pretraining.run(_flags(**common, num_train_steps=5))
+  good = tf.train.load_checkpoint(str(tmp_path / "model" / "ckpt-5"))
+  # A learning rate of 1e12 makes the weights, then the loss, overflow.
+  with pytest.raises(training.DivergedError, match=r"the loss became (nan|inf).*ckpt-5"):
+    run_pretraining.run(_flags(**common, num_train_steps=50, learning_rate=1e12,
+                               num_warmup_steps=0))
+  assert tf.train.latest_checkpoint(str(tmp_path / "model")).endswith("ckpt-5")
+  kept = tf.train.load_checkpoint(str(tmp_path / "model" / "ckpt-5"))
+  names = [n for n in kept.get_variable_to_shape_map() if n.startswith("bert/")]
+  assert len(names) > 10
+  for n in names:
+    np.testing.assert_array_equal(kept.get_tensor(n), good.get_tensor(n))
