@@ -110,13 +110,9 @@ def test_eval_dataset_covers_every_record(tmp_path, bucket_width):
 
 
 def test_run_pretraining_bucket_width_cuts_the_padding_it_reports(corpus, tmp_path):
-  from bert_pl import create_pretraining_data, run_pretraining
-  from test_training import _flags, _tiny_config
-  records = str(tmp_path / "data.tfrecord")
-  create_pretraining_data.create_pretraining_data(
-      create_pretraining_data.Options(vocab_file=str(corpus / "vocab.txt"), max_seq_length=64,
-                                      max_predictions_per_seq=10),
-      str(corpus / "unlabeled.txt"), records)
+  from bert_pl import run_pretraining
+  from test_training import _flags, _mlm_records, _tiny_config
+  records = _mlm_records(corpus, tmp_path)
   config = _tiny_config(corpus, tmp_path / "config.json")
   results = {width: run_pretraining.run(_flags(
       bert_config_file=config, vocab_file=str(corpus / "vocab.txt"), input_file=records,

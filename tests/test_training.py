@@ -151,12 +151,18 @@ def test_each_task_loss_goes_down_on_the_sample_corpus(corpus, tmp_path, task, d
   assert os.listdir(tmp_path / "model" / "summaries" / "train")
 
 
-def test_killed_run_resumes_to_exact_step_count(corpus, tmp_path):
-  records = str(tmp_path / "data.tfrecord")
+def _mlm_records(corpus, directory):
+  """MLM-only TFRecords of the sample corpus's unlabeled items (seq 64)."""
+  records = str(directory / "data.tfrecord")
   create_pretraining_data.create_pretraining_data(
       create_pretraining_data.Options(vocab_file=str(corpus / "vocab.txt"), max_seq_length=64,
                                       max_predictions_per_seq=10),
       str(corpus / "unlabeled.txt"), records)
+  return records
+
+
+def test_killed_run_resumes_to_exact_step_count(corpus, tmp_path):
+  records = _mlm_records(corpus, tmp_path)
   output = tmp_path / "model"
   command = [sys.executable, "-m", "bert_pl.run_pretraining", f"--input_file={records}",
              f"--bert_config_file={_tiny_config(corpus, tmp_path / 'config.json')}",
@@ -196,11 +202,7 @@ def test_twelve_layer_google_checkpoint_initialises_three_layers(corpus, tmp_pat
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
-  records = str(tmp_path / "data.tfrecord")
-  create_pretraining_data.create_pretraining_data(
-      create_pretraining_data.Options(vocab_file=str(corpus / "vocab.txt"), max_seq_length=64,
-                                      max_predictions_per_seq=10),
-      str(corpus / "unlabeled.txt"), records)
+  records = _mlm_records(corpus, tmp_path)
   common = dict(bert_config_file=_tiny_config(corpus, tmp_path / "config.json"),
                 vocab_file=str(corpus / "vocab.txt"), input_file=records,
                 output_dir=str(tmp_path / "model"), save_checkpoints_steps=5, do_eval=False)
