@@ -9,6 +9,8 @@ import sys
 import tensorflow as tf
 from absl import app, flags, logging
 
+from bert_pl import precision
+
 
 class InputError(ValueError):
   """Bad user input; the message names the file and line."""
@@ -49,7 +51,7 @@ def define_training_flags(learning_rate: float) -> None:
   flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all).")
   flags.DEFINE_integer("random_seed", None,
                        "Seed of initialisation, dropout and data shuffling (reproducible runs).")
-  flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "float16"],
+  flags.DEFINE_enum("dtype", "float32", list(precision.DTYPES),
                     "Compute precision: bfloat16/float16 are mixed precision (float32 "
                     "variables, losses and CRF). Faster only where the hardware has them.")
   flags.DEFINE_integer("bucket_width", 0,

@@ -28,7 +28,8 @@ from typing import List
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import cli, features, input_files, input_pipeline, model_dir, prediction
+from bert_pl import (cli, features, input_files, input_pipeline, model_dir, precision,
+                     prediction)
 
 
 class PseudoLabeler:
@@ -142,7 +143,7 @@ def define_flags():
   flags.DEFINE_float("min_confidence", 0.0, "Drop (and count) lines below this confidence.")
   flags.DEFINE_integer("sort_window", 64, "Batches sorted by length together.")
   flags.DEFINE_bool("skip_bad_lines", False, "Skip and count malformed lines.")
-  flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "float16"],
+  flags.DEFINE_enum("dtype", "float32", list(precision.DTYPES),
                     "Compute precision (mixed precision for bfloat16/float16).")
   flags.DEFINE_bool("use_xla", False, "Compile the model with XLA.")
   flags.mark_flags_as_required(["model_dir", "input_file", "output_dir"])
