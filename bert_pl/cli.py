@@ -66,8 +66,9 @@ _USER_ERRORS = (InputError, ValueError, FileNotFoundError, tf.errors.NotFoundErr
                 tf.errors.InvalidArgumentError)
 
 
-def run(main) -> None:
-  """`absl.app.run(main)`, turning user errors into one line and exit code 2."""
+def run(main, flags_parser=None) -> None:
+  """`absl.app.run(main)`, turning user errors into one line and exit code 2.
+  `flags_parser` may leave arguments to `main` (the Beam jobs' pipeline options)."""
   def guarded(argv):
     try:
       return main(argv)
@@ -76,4 +77,4 @@ def run(main) -> None:
       logging.error("%s", message)
       print(f"error: {message}", file=sys.stderr)
       sys.exit(2)
-  app.run(guarded)
+  app.run(guarded, flags_parser=flags_parser or app.parse_flags_with_usage)

@@ -7,10 +7,12 @@ r"""TFRecords for masked-LM pre-training, with pseudo-labels (steps 1 and 4).
 
 Reads unlabeled text (`--task=none`) or pseudo-labeled files in the labeled
 formats (`--task=classification|ner`, confidences from `<file>.confidence`),
-streaming: memory does not grow with the corpus. The corpus is cut into
-chunks of a fixed number of examples; chunk k, re-masking d draws its masks
-from a generator seeded with (`--random_seed`, k, d), so the output is
-byte-identical for any `--num_workers`. Records go round-robin to the shards,
+streaming: memory does not grow with the corpus. Each input file is cut into
+chunks of a fixed number of examples; chunk k of the f-th file (in sorted
+order), re-masking d, draws its masks from a generator seeded with
+(`--random_seed`, f, k, d), so the output is byte-identical for any
+`--num_workers`, and the Beam job (`bert_pl.beam.create_pretraining_data`),
+which spreads the chunks over machines, writes the same examples. Records go round-robin to the shards,
 the `--dupe_factor` re-maskings of an example one after another; shuffling is
 left to the training input pipeline (the original held the whole corpus in
 memory to shuffle it). Shards are written under temporary names and renamed
@@ -63,14 +65,15 @@ class ChunkProcessor:
         tokenizer.mask_id, options.masked_lm_prob, options.max_predictions_per_seq,
         options.do_whole_word_mask)
 
-  def __call__(self, chunk: Tuple[int, List[input_files.Example]]) -> Tuple[List[bytes], int]:
-    """Returns (records, number of truncated examples)."""
-    index, examples = chunk
+  def __call__(self, chunk: Tuple[Tuple[int, int], List[input_files.Example]]
+               ) -> Tuple[List[bytes], int]:
+    """(chunk key, examples) -> (records, number of truncated examples)."""
+    (file_index, chunk_index), examples = chunk
     encoded, truncated = self.encoder.encode(examples)
     n = len(examples)
     per_dupe = []
     for dupe in range(self.options.dupe_factor):
-      rng = np.random.default_rng([self.options.random_seed, index, dupe])
+      rng = np.random.default_rng([self.options.random_seed, file_index, chunk_index, dupe])
       masked = self.masker.mask(encoded["input_ids"], encoded["input_mask"], rng,
                                 encoded["word_continues"])
       record = dict(encoded, **masked)
@@ -81,21 +84,28 @@ class ChunkProcessor:
     return records, int(truncated.sum())
 
 
-def read_chunks(paths: Sequence[str], task: str, counts: input_files.Counts,
-                labels=None, tag_scheme: str = "bio") -> Iterator[Tuple[int, list]]:
-  """(chunk index, examples) over all files; an empty file is an error."""
+def read_file_chunks(path: str, file_index: int, task: str, counts: input_files.Counts,
+                     labels=None, tag_scheme: str = "bio"
+                     ) -> Iterator[Tuple[Tuple[int, int], list]]:
+  """((file index, chunk index), examples) of one file; an empty file is an error."""
   chunk, index = [], 0
-  for path in paths:
-    before = counts.read
-    for example in input_files.read_examples(path, task, counts, labels, tag_scheme):
-      chunk.append(example)
-      if len(chunk) == CHUNK_SIZE:
-        yield index, chunk
-        chunk, index = [], index + 1
-    if counts.read == before:
-      raise input_files.InputError(f"{path}: empty file (no examples)")
+  before = counts.read
+  for example in input_files.read_examples(path, task, counts, labels, tag_scheme):
+    chunk.append(example)
+    if len(chunk) == CHUNK_SIZE:
+      yield (file_index, index), chunk
+      chunk, index = [], index + 1
+  if counts.read == before:
+    raise input_files.InputError(f"{path}: empty file (no examples)")
   if chunk:
-    yield index, chunk
+    yield (file_index, index), chunk
+
+
+def read_chunks(paths: Sequence[str], task: str, counts: input_files.Counts,
+                labels=None, tag_scheme: str = "bio") -> Iterator[Tuple[Tuple[int, int], list]]:
+  """The chunks of every file, in order."""
+  for file_index, path in enumerate(paths):
+    yield from read_file_chunks(path, file_index, task, counts, labels, tag_scheme)
 
 
 _WORKER: Optional[ChunkProcessor] = None
@@ -160,21 +170,26 @@ def create_pretraining_data(options: Options, input_patterns: str, output_file: 
   return counts
 
 
+def options_from_flags(f) -> Options:
+  """The job's `Options` from its parsed flags (entry points only)."""
+  labels = None
+  if f.task != "none":
+    if not f.label_file:
+      raise ValueError(f"--task={f.task} needs --label_file")
+    labels = tuple(input_files.read_labels(f.label_file))
+  return Options(
+      vocab_file=f.vocab_file, do_lower_case=f.do_lower_case,
+      tokenization=f.tokenization, max_seq_length=f.max_seq_length,
+      max_predictions_per_seq=f.max_predictions_per_seq,
+      masked_lm_prob=f.masked_lm_prob, dupe_factor=f.dupe_factor,
+      do_whole_word_mask=f.do_whole_word_mask, random_seed=f.random_seed,
+      task=f.task, labels=labels, field_join=f.field_join)
+
+
 def main(argv):
   del argv
   FLAGS = flags.FLAGS
-  labels = None
-  if FLAGS.task != "none":
-    if not FLAGS.label_file:
-      raise ValueError(f"--task={FLAGS.task} needs --label_file")
-    labels = tuple(input_files.read_labels(FLAGS.label_file))
-  options = Options(
-      vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case,
-      tokenization=FLAGS.tokenization, max_seq_length=FLAGS.max_seq_length,
-      max_predictions_per_seq=FLAGS.max_predictions_per_seq,
-      masked_lm_prob=FLAGS.masked_lm_prob, dupe_factor=FLAGS.dupe_factor,
-      do_whole_word_mask=FLAGS.do_whole_word_mask, random_seed=FLAGS.random_seed,
-      task=FLAGS.task, labels=labels, field_join=FLAGS.field_join)
+  options = options_from_flags(FLAGS)
   start = time.time()
   counts = create_pretraining_data(options, FLAGS.input_file, FLAGS.output_file,
                                    FLAGS.num_output_shards, FLAGS.num_workers,
@@ -186,7 +201,8 @@ def main(argv):
         f"{', '.join(tfrecords.shard_paths(FLAGS.output_file, FLAGS.num_output_shards))}")
 
 
-def define_flags():
+def define_flags(local_workers: bool = True):
+  """The job's flags; the Beam job has no --num_workers (its runner has workers)."""
   flags.DEFINE_string("input_file", None, "Comma list of input files or globs.")
   flags.DEFINE_string("output_file", None,
                       "Output TFRecord path; with --num_output_shards=N > 1, shards are "
@@ -211,7 +227,8 @@ def define_flags():
                     "Tag scheme of NER input files (converted to BIO).")
   flags.DEFINE_enum("field_join", "sep", list(features.FIELD_JOINS),
                     "Join TAB-separated fields with [SEP] between them, or concatenate.")
-  flags.DEFINE_integer("num_workers", 1, "Worker processes.")
+  if local_workers:
+    flags.DEFINE_integer("num_workers", 1, "Worker processes.")
   flags.DEFINE_bool("skip_bad_lines", False,
                     "Skip and count malformed examples instead of failing on the first.")
   flags.mark_flags_as_required(["input_file", "output_file", "vocab_file"])

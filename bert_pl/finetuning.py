@@ -98,8 +98,8 @@ def predict(predictor: prediction.Predictor, tokenizer, f, labels, task: str) ->
 
 def run(f, task: str) -> dict:
   """The whole job for `task` ("classification" or "ner") from flag values."""
-  training.set_seed(f.random_seed)
   strategy = training.make_strategy(f.distribution_strategy, f.num_gpus)
+  training.set_seed(f.random_seed)
   config, source, layer_map = _config_and_source(f)
   vocab_file = (f.vocab_file or (source.vocab_file if source else None)
                 or os.path.join(f.output_dir, "vocab.txt"))
@@ -119,7 +119,8 @@ def run(f, task: str) -> dict:
     optimizer = precision.wrap_optimizer(training.create_optimizer(
         f.learning_rate, num_train_steps, int(num_train_steps * f.warmup_proportion),
         f.weight_decay), f.dtype)
-  run_state = training.CheckpointedRun(model, optimizer, f.output_dir)
+  chief = training.is_chief(strategy)
+  run_state = training.CheckpointedRun(model, optimizer, f.output_dir, is_chief=chief)
 
   def initialize():
     if source is None:
@@ -127,10 +128,12 @@ def run(f, task: str) -> dict:
     checkpoints.init_from_checkpoint(model.bert, source, layer_map)
 
   run_state.restore_or_initialize(initialize)
-  model_dir.write(f.output_dir, config, vocab_file, {
-      "task": task, "labels": list(labels), "max_seq_length": f.max_seq_length,
-      "do_lower_case": f.do_lower_case, "tokenization": f.tokenization,
-      "field_join": f.field_join, "trained_by": f"run_{'classifier' if task == 'classification' else 'ner'}"})
+  if chief:
+    model_dir.write(f.output_dir, config, vocab_file, {
+        "task": task, "labels": list(labels), "max_seq_length": f.max_seq_length,
+        "do_lower_case": f.do_lower_case, "tokenization": f.tokenization,
+        "field_join": f.field_join,
+        "trained_by": f"run_{'classifier' if task == 'classification' else 'ner'}"})
   results = {}
   if f.do_train:
     trainer = training.Trainer(strategy, model, optimizer, use_mlm=False, use_task=True)
@@ -141,6 +144,8 @@ def run(f, task: str) -> dict:
     training.train(trainer, run_state, iter(dataset), num_train_steps,
                    f.save_checkpoints_steps, f.train_batch_size,
                    training.summary_dir(f.output_dir, "train"))
+  if not chief:  # the chief alone evaluates and predicts (and writes the results)
+    return results
   predictor = prediction.Predictor(model, f.predict_batch_size)
   if f.do_eval:
     results = evaluate(predictor, _encode(f.eval_file, encoder, f, "eval"), labels, task)

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from bert_pl.cli import InputError
 
@@ -68,16 +69,22 @@ def pretraining_dataset(files: List[str], spec: Dict[str, tf.io.FixedLenFeature]
                         bucket_width: int = 0) -> tf.data.Dataset:
   """Batches of parsed pre-training examples; `batch_size` is per replica."""
   dataset = tf.data.Dataset.from_tensor_slices(files)
-  if input_context and input_context.num_input_pipelines > 1:
-    dataset = dataset.shard(input_context.num_input_pipelines,
-                            input_context.input_pipeline_id)
+  pipelines = input_context.num_input_pipelines if input_context else 1
+  # Each input pipeline (worker) reads its own files, or, with fewer files
+  # than workers, every file and its own share of the records.
+  shard_files = pipelines > 1 and len(files) >= pipelines
+  if shard_files:
+    dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
   if is_training:
     dataset = dataset.repeat().shuffle(len(files), seed=seed)
     dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
-    dataset = dataset.shuffle(shuffle_buffer, seed=seed)
   else:
     dataset = dataset.flat_map(tf.data.TFRecordDataset)
+  if pipelines > 1 and not shard_files:
+    dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
+  if is_training:
+    dataset = dataset.shuffle(shuffle_buffer, seed=seed)
   parse = lambda records: _cast(tf.io.parse_example(records, spec))
   if bucket_width:
     max_seq_length = spec["input_ids"].shape[0]
@@ -117,3 +124,34 @@ def distribute(strategy: tf.distribute.Strategy, global_batch_size: int, make_da
   return strategy.distribute_datasets_from_function(
       lambda context: make_dataset(context.get_per_replica_batch_size(global_batch_size),
                                    context))
+
+
+def count_records(path: str) -> int:
+  """The records of one TFRecord file; raises `tf.errors.DataLossError` at
+  the first truncated or corrupted record (lengths and data are CRC-checked)."""
+  return int(tf.data.TFRecordDataset(path).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+
+
+def drop_corrupt_files(files: List[str], skip: bool) -> List[str]:
+  """Called when reading `files` failed with a `DataLossError` (which names
+  no file): finds the corrupt files. Raises an `InputError` naming the first,
+  or, with `skip`, logs a warning for each and returns the others."""
+  corrupt, good = [], []
+  for path in files:
+    try:
+      count_records(path)
+      good.append(path)
+    except tf.errors.DataLossError as e:
+      corrupt.append((path, e.message.split("}}")[-1].split("[Op:")[0].strip()))
+  if not corrupt:
+    raise InputError("reading the TFRecords failed with a data loss error, but every file "
+                     "reads back whole now: " + ", ".join(files[:5]))
+  if not skip:
+    path, reason = corrupt[0]
+    raise InputError(f"{path}: corrupt TFRecord file ({reason}); regenerate it, or pass "
+                     "--skip_corrupt_files to train without it")
+  for path, reason in corrupt:
+    logging.warning("skipping corrupt TFRecord file %s (%s)", path, reason)
+  if not good:
+    raise InputError(f"every input file is corrupt ({len(files)} files)")
+  return good

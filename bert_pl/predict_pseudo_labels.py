@@ -23,8 +23,9 @@ filtered and not written.
 
 import os
 import time
-from typing import List
+from typing import List, Tuple
 
+import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
@@ -65,6 +66,18 @@ class PseudoLabeler:
     progress(counts)
 
   def _label_window(self, examples, output, counts) -> None:
+    _, lines, confidences, truncated = self.label(examples)
+    output.write(lines, confidences)
+    counts.written += len(lines)
+    counts.skipped += len(examples) - len(lines)  # filtered by --min_confidence
+    counts.truncated += truncated
+
+  def label(self, examples: List[input_files.Example]
+            ) -> Tuple[List[int], List[str], List[str], int]:
+    """Predicts a window of examples (sorted by length inside). Returns the
+    positions of the examples kept (confidence >= min_confidence), their
+    output lines (classification) or CoNLL blocks (NER), their confidence
+    lines, and the number of examples truncated to max_seq_length."""
     encoded, truncated = self.encoder.encode(examples)
     outputs = prediction.predict_sorted(self.predictor, encoded)
     keep = outputs["confidence"] >= self.min_confidence
@@ -74,10 +87,8 @@ class PseudoLabeler:
     else:
       lines = prediction.ner_blocks([" ".join(e.fields) for e in kept], encoded["starts"][keep],
                                     encoded["ends"][keep], outputs["tag_ids"][keep], self.labels)
-    output.write(lines, prediction.confidence_lines(outputs["confidence"][keep]))
-    counts.written += len(kept)
-    counts.skipped += len(examples) - len(kept)  # filtered by --min_confidence
-    counts.truncated += int(truncated.sum())
+    return (np.flatnonzero(keep).tolist(), lines,
+            prediction.confidence_lines(outputs["confidence"][keep]), int(truncated.sum()))
 
 
 def shard_files(files: List[str], num_shards: int, shard_index: int) -> List[str]:
@@ -86,19 +97,27 @@ def shard_files(files: List[str], num_shards: int, shard_index: int) -> List[str
   return [f for i, f in enumerate(sorted(files)) if i % num_shards == shard_index]
 
 
-def run(model_path: str, input_patterns: str, output_dir: str, batch_size: int = 256,
-        max_seq_length: int = 0, num_shards: int = 1, shard_index: int = 0,
-        min_confidence: float = 0.0, sort_window: int = 64,
-        skip_bad_lines: bool = False, dtype: str = "float32",
-        use_xla: bool = False) -> input_files.Counts:
+def pending_files(input_patterns: str, output_dir: str, num_shards: int = 1,
+                  shard_index: int = 0) -> Tuple[List[str], int]:
+  """This shard's input files whose output is not yet in `output_dir`, and
+  the number of this shard's files already done."""
   files = shard_files(input_pipeline.expand_patterns(input_patterns), num_shards, shard_index)
   names = [os.path.basename(f) for f in files]
   if len(set(names)) != len(names):
     raise ValueError("input files of one shard must have distinct names (outputs are named "
                      "after them)")
-  tf.io.gfile.makedirs(output_dir)
   todo = [f for f in files if not tf.io.gfile.exists(os.path.join(output_dir, os.path.basename(f)))]
-  logging.info("%d input files in this shard, %d already done", len(files), len(files) - len(todo))
+  return todo, len(files) - len(todo)
+
+
+def run(model_path: str, input_patterns: str, output_dir: str, batch_size: int = 256,
+        max_seq_length: int = 0, num_shards: int = 1, shard_index: int = 0,
+        min_confidence: float = 0.0, sort_window: int = 64,
+        skip_bad_lines: bool = False, dtype: str = "float32",
+        use_xla: bool = False) -> input_files.Counts:
+  tf.io.gfile.makedirs(output_dir)
+  todo, done = pending_files(input_patterns, output_dir, num_shards, shard_index)
+  logging.info("%d input files in this shard, %d already done", len(todo) + done, done)
   labeler = PseudoLabeler(model_path, batch_size, max_seq_length, sort_window, min_confidence,
                           dtype, use_xla)
   total_bytes = sum(tf.io.gfile.stat(f).length for f in todo) or 1
@@ -132,14 +151,17 @@ def main(argv):
         f"{counts.truncated} in {elapsed:.1f}s ({counts.read / max(elapsed, 1e-9):.0f} lines/s)")
 
 
-def define_flags():
+def define_flags(sharded_by_hand: bool = True):
+  """The job's flags; the Beam job, which spreads the files itself, has no
+  --num_shards/--shard_index."""
   flags.DEFINE_string("model_dir", None, "A fine-tuned model directory (step 2).")
   flags.DEFINE_string("input_file", None, "Unlabeled input files (comma list of globs).")
   flags.DEFINE_string("output_dir", None, "Where the pseudo-labeled files go.")
   flags.DEFINE_integer("predict_batch_size", 256, "Batch size.")
   flags.DEFINE_integer("max_seq_length", 0, "Default: the model's (task.json).")
-  flags.DEFINE_integer("num_shards", 1, "Processes/machines sharing the input files.")
-  flags.DEFINE_integer("shard_index", 0, "This process's shard, in [0, num_shards).")
+  if sharded_by_hand:
+    flags.DEFINE_integer("num_shards", 1, "Processes/machines sharing the input files.")
+    flags.DEFINE_integer("shard_index", 0, "This process's shard, in [0, num_shards).")
   flags.DEFINE_float("min_confidence", 0.0, "Drop (and count) lines below this confidence.")
   flags.DEFINE_integer("sort_window", 64, "Batches sorted by length together.")
   flags.DEFINE_bool("skip_bad_lines", False, "Skip and count malformed lines.")

@@ -11,9 +11,13 @@ Loss = masked-LM loss + `--task_loss_weight` x task loss (`--task_loss=none`:
 MLM only, step 1). Flag names follow google-research/bert's run_pretraining.py.
 `--train_batch_size` is the GLOBAL batch (split over the replicas), as in the
 original. Re-running the same command resumes from the last checkpoint in
-`--output_dir` and stops at exactly `--num_train_steps`.
+`--output_dir` and stops at exactly `--num_train_steps`. A truncated or
+corrupted TFRecord file stops training with an error naming it (TensorFlow's
+own error names no file, so the files are checked when it happens), or, with
+`--skip_corrupt_files`, is dropped with a warning and training goes on.
 """
 
+import tensorflow as tf
 from absl import flags, logging
 
 from bert_pl import (checkpoints, cli, input_files, input_pipeline, model_dir, precision,
@@ -22,8 +26,8 @@ from bert_pl import (checkpoints, cli, input_files, input_pipeline, model_dir, p
 
 def run(flags_values) -> dict:
   f = flags_values
-  training.set_seed(f.random_seed)
   strategy = training.make_strategy(f.distribution_strategy, f.num_gpus)
+  training.set_seed(f.random_seed)
   layer_map = checkpoints.parse_layer_map(f.layer_map)
   config, source = checkpoints.resolve_config(f.init_checkpoint, f.bert_config_file,
                                               f.num_hidden_layers, layer_map)
@@ -42,7 +46,8 @@ def run(flags_values) -> dict:
     model = task_models.BertTaskModel(config, f.task_loss, num_labels)
     optimizer = precision.wrap_optimizer(training.create_optimizer(
         f.learning_rate, f.num_train_steps, f.num_warmup_steps, f.weight_decay), f.dtype)
-  run_state = training.CheckpointedRun(model, optimizer, f.output_dir)
+  chief = training.is_chief(strategy)
+  run_state = training.CheckpointedRun(model, optimizer, f.output_dir, is_chief=chief)
 
   def initialize():
     if source is not None:
@@ -51,10 +56,11 @@ def run(flags_values) -> dict:
       logging.warning("No --init_checkpoint: training from random initialisation")
 
   step = run_state.restore_or_initialize(initialize)
-  model_dir.write(f.output_dir, config, vocab_file, {
-      "task": f.task_loss, "labels": labels, "max_seq_length": f.max_seq_length,
-      "do_lower_case": f.do_lower_case, "tokenization": f.tokenization,
-      "trained_by": "run_pretraining"})
+  if chief:
+    model_dir.write(f.output_dir, config, vocab_file, {
+        "task": f.task_loss, "labels": labels, "max_seq_length": f.max_seq_length,
+        "do_lower_case": f.do_lower_case, "tokenization": f.tokenization,
+        "trained_by": "run_pretraining"})
   spec = tfrecords.pretraining_feature_spec(f.max_seq_length, f.max_predictions_per_seq,
                                             f.task_loss)
   trainer = training.Trainer(strategy, model, optimizer, use_mlm=True,
@@ -64,25 +70,35 @@ def run(flags_values) -> dict:
   if f.do_train and step >= f.num_train_steps:
     run_state.save()  # e.g. --num_train_steps=0: the initialised model as a model dir
   elif f.do_train:
-    files = input_pipeline.expand_patterns(f.input_file)
-    dataset = input_pipeline.distribute(
-        strategy, f.train_batch_size,
-        lambda batch, context: input_pipeline.pretraining_dataset(
-            files, spec, batch, True, context, seed=f.random_seed,
-            bucket_width=f.bucket_width))
     logging.info("Training from step %d to %d", step, f.num_train_steps)
-    results = training.train(trainer, run_state, iter(dataset), f.num_train_steps,
-                             f.save_checkpoints_steps, f.train_batch_size,
-                             training.summary_dir(f.output_dir, "train"))
+    files = input_pipeline.expand_patterns(f.input_file)
+    while True:  # again without the corrupt files, when skipping them
+      dataset = input_pipeline.distribute(
+          strategy, f.train_batch_size,
+          lambda batch, context, files=files: input_pipeline.pretraining_dataset(
+              files, spec, batch, True, context, seed=f.random_seed,
+              bucket_width=f.bucket_width))
+      try:
+        results = training.train(trainer, run_state, iter(dataset), f.num_train_steps,
+                                 f.save_checkpoints_steps, f.train_batch_size,
+                                 training.summary_dir(f.output_dir, "train"))
+        break
+      except tf.errors.DataLossError:
+        files = input_pipeline.drop_corrupt_files(files, f.skip_corrupt_files)
   if f.do_eval:
     files = input_pipeline.expand_patterns(f.eval_input_file or f.input_file)
     dataset = input_pipeline.distribute(
         strategy, f.eval_batch_size,
         lambda batch, context: input_pipeline.pretraining_dataset(
             files, spec, batch, False, context, bucket_width=f.bucket_width))
-    results = trainer.evaluate(iter(dataset), f.max_eval_steps)
+    try:
+      results = trainer.evaluate(iter(dataset), f.max_eval_steps)
+    except tf.errors.DataLossError:
+      input_pipeline.drop_corrupt_files(files, skip=False)
+      raise
     results["global_step"] = int(optimizer.iterations.numpy())
-    training.record_eval(f.output_dir, results, results["global_step"])
+    if chief:
+      training.record_eval(f.output_dir, results, results["global_step"])
   return results
 
 
@@ -110,6 +126,9 @@ def define_flags():
   flags.DEFINE_float("task_loss_weight", 1.0, "Weight of the task loss.")
   flags.DEFINE_string("label_file", None, "Labels or BIO tags, one per line.")
   flags.DEFINE_integer("num_labels", None, "Number of labels (without --label_file).")
+  flags.DEFINE_bool("skip_corrupt_files", False,
+                    "Train without the TFRecord files that turn out truncated or corrupted "
+                    "(a warning names each) instead of stopping with an error naming the file.")
   flags.mark_flags_as_required(["output_dir"])
 
 

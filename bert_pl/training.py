@@ -10,6 +10,13 @@ Resumable: checkpoints (`tf.train.CheckpointManager`, object keys `bert`,
 `head`, `optimizer`) go to the model directory; re-running the same command
 restores the latest and continues to exactly `num_train_steps`. The step is
 the optimizer's iteration count, saved with it.
+
+Multi-worker (`MultiWorkerMirroredStrategy` from TF_CONFIG): every worker
+runs the same steps and takes part in each save, as TensorFlow requires, but
+only the chief writes the model directory (checkpoints, summaries, config);
+the other workers save to a scratch directory they delete. All restore the
+chief's latest checkpoint, so restarting the whole cluster after a worker
+died resumes from it.
 """
 
 import math
@@ -28,18 +35,25 @@ STRATEGIES = ("mirrored", "multi_worker_mirrored", "one_device")
 
 def make_strategy(name: str = "mirrored", num_gpus: Optional[int] = None) -> tf.distribute.Strategy:
   """MirroredStrategy over the local GPUs (or the CPU), MultiWorkerMirrored
-  from TF_CONFIG, or OneDevice for debugging."""
+  from TF_CONFIG, or OneDevice for debugging. Call it first: a multi-worker
+  strategy must be created before TensorFlow initialises its runtime."""
+  if name == "multi_worker_mirrored":
+    return tf.distribute.MultiWorkerMirroredStrategy()
   gpus = tf.config.list_logical_devices("GPU")
   if num_gpus is not None:
     gpus = gpus[:num_gpus]
   devices = [d.name for d in gpus] or ["/cpu:0"]
   if name == "mirrored":
     return tf.distribute.MirroredStrategy(devices)
-  if name == "multi_worker_mirrored":
-    return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "one_device":
     return tf.distribute.OneDeviceStrategy(devices[0])
   raise ValueError(f"--distribution_strategy must be one of {STRATEGIES}, got {name!r}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes the model directory: always, but on the
+  non-chief workers of a multi-worker strategy."""
+  return strategy.extended.should_checkpoint
 
 
 def set_seed(seed: Optional[int]) -> None:
@@ -199,22 +213,36 @@ def _accuracies(sums) -> Dict[str, float]:
 
 
 class CheckpointedRun:
-  """The model directory's checkpoints: restore-or-initialise, periodic saves."""
+  """The model directory's checkpoints: restore-or-initialise, periodic saves.
+
+  A non-chief worker (`is_chief=False`) saves to a scratch directory under
+  the model directory and deletes it after each save (TensorFlow's
+  multi-worker checkpointing recipe), and restores the chief's checkpoints.
+  """
 
   def __init__(self, model: task_models.BertTaskModel, optimizer, model_dir: str,
-               max_to_keep: int = 5):
+               max_to_keep: int = 5, is_chief: bool = True):
     self._model_items = {checkpoints.CHECKPOINT_KEY: model.bert}
     if model.head is not None:
       self._model_items["head"] = model.head
     self.checkpoint = tf.train.Checkpoint(**self._model_items,
                                           optimizer=precision.inner_optimizer(optimizer))
-    self.manager = tf.train.CheckpointManager(self.checkpoint, model_dir, max_to_keep)
+    self.model_dir = model_dir
+    self.is_chief = is_chief
+    self._write_dir = model_dir if is_chief else os.path.join(
+        model_dir, f"worker_scratch-{os.uname().nodename}-{os.getpid()}")
+    self.manager = tf.train.CheckpointManager(self.checkpoint, self._write_dir, max_to_keep)
     self.optimizer = optimizer
+    self._saved_step = None
+
+  @property
+  def latest_checkpoint(self) -> Optional[str]:
+    return tf.train.latest_checkpoint(self.model_dir)
 
   def restore_or_initialize(self, initialize: Callable[[], None]) -> int:
     """Restores the latest checkpoint, or calls `initialize()` (e.g. load
     --init_checkpoint) when there is none. Returns the current step."""
-    latest = self.manager.latest_checkpoint
+    latest = self.latest_checkpoint
     if latest:
       # Every model variable must come from the checkpoint. The optimizer's
       # state may lack the loss scale that float16 adds (a run resumed with
@@ -222,16 +250,22 @@ class CheckpointedRun:
       self.checkpoint.restore(latest).expect_partial()
       tf.train.Checkpoint(**self._model_items).restore(
           latest).expect_partial().assert_existing_objects_matched()
-      logging.info("Resumed from %s at step %d", latest, int(self.optimizer.iterations.numpy()))
+      self._saved_step = int(self.optimizer.iterations.numpy())
+      logging.info("Resumed from %s at step %d", latest, self._saved_step)
     else:
       initialize()
     return int(self.optimizer.iterations.numpy())
 
-  def save(self) -> str:
+  def save(self) -> Optional[str]:
+    """Saves the current step (once); returns the model directory's latest
+    checkpoint. Every worker must call it at the same steps."""
     step = int(self.optimizer.iterations.numpy())
-    if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
-      return self.manager.latest_checkpoint
-    return self.manager.save(checkpoint_number=step)
+    if step != self._saved_step:
+      self.manager.save(checkpoint_number=step)
+      self._saved_step = step
+      if not self.is_chief:
+        tf.io.gfile.rmtree(self._write_dir)
+    return self.latest_checkpoint
 
 
 def train(trainer: Trainer, run: CheckpointedRun, iterator: Iterator, num_train_steps: int,
@@ -240,7 +274,8 @@ def train(trainer: Trainer, run: CheckpointedRun, iterator: Iterator, num_train_
   and writes TensorBoard summaries (losses, accuracies, learning rate,
   examples/s, real tokens/s, the share of computed tokens that is padding)
   after each save. Returns the last save interval's results."""
-  writer = tf.summary.create_file_writer(summary_dir)
+  writer = (tf.summary.create_file_writer(summary_dir) if is_chief(trainer.strategy)
+            else tf.summary.create_noop_writer())
   step = int(trainer.optimizer.iterations.numpy())
   result = {}
   start_step, start_time = step, time.time()
@@ -281,7 +316,7 @@ def _check_finite(loss: float, step: int, run: CheckpointedRun, loss_scaling: bo
     return
   raise DivergedError(
       f"the loss became {loss} by step {step}: training stopped without saving; the last "
-      f"good checkpoint is {run.manager.latest_checkpoint or 'none (none was written yet)'} "
+      f"good checkpoint is {run.latest_checkpoint or 'none (none was written yet)'} "
       "(lower --learning_rate, or check the input data)")
 
 

@@ -75,9 +75,9 @@ def mirrored_strategy():
   return _MIRRORED[0]
 
 
-def kill_when(command, ready, timeout: float = 120.0) -> None:
-  """Starts `command` (a `python -m ...` job), SIGKILLs it as soon as
-  `ready()` is true, and fails if it finished before that."""
+def kill_when(command, ready, timeout: float = 120.0, delay: float = 0.0) -> None:
+  """Starts `command` (a `python -m ...` job), SIGKILLs it `delay` seconds
+  after `ready()` is true, and fails if it finished before that."""
   import signal
   import subprocess
   import time
@@ -87,9 +87,16 @@ def kill_when(command, ready, timeout: float = 120.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline and not ready():
       time.sleep(0.1)
+    time.sleep(delay)
     assert process.poll() is None, "the job ended before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
   finally:
     if process.poll() is None:
       process.kill()
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "slow: over ~30 s (subprocess pipelines, fault tests); deselect with "
+      "-m 'not slow' for a quick run, CI runs them all")

@@ -86,13 +86,13 @@ def test_byte_identical_for_same_seed_and_any_worker_count(corpus, tmp_path):
             f"--max_seq_length={MAX_SEQ}", f"--max_predictions_per_seq={MAX_PRED}",
             "--dupe_factor=2", "--num_output_shards=3", "--random_seed=7"]
   outputs = {}
-  for run, workers in (("a", 1), ("b", 1), ("c", 2)):
+  for run, workers in (("a", 1), ("c", 2)):
     result = run_job("create_pretraining_data", *common, f"--num_workers={workers}",
                      f"--output_file={tmp_path / run / 'data.tfrecord'}")
     assert "read 12000, written 24000, skipped 0" in result.stdout
     outputs[run] = [(tmp_path / run / f"data.tfrecord-0000{i}-of-00003").read_bytes()
                     for i in range(3)]
-  assert outputs["a"] == outputs["b"] == outputs["c"]
+  assert outputs["a"] == outputs["c"]
   other_seed = _read([str(tmp_path / "a" / "data.tfrecord-00000-of-00003")])
   # The two re-maskings of one example differ (dupes alternate between shards).
   a = _read([str(tmp_path / "a" / f"data.tfrecord-0000{i}-of-00003") for i in range(3)])
@@ -292,3 +292,58 @@ def test_killed_job_leaves_no_final_shard(corpus, tmp_path):
                 if ".tmp-" in p) > 100_000, timeout=60)
   left = os.listdir(out.parent)
   assert left and all(".tmp-" in p for p in left), left
+
+
+def _split_lines(source, directory, parts: int):
+  """`source`'s lines cut into `parts` files part-0.txt... in `directory`."""
+  lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+  directory.mkdir()
+  size = -(-len(lines) // parts)
+  for i in range(parts):
+    (directory / f"part-{i}.txt").write_text("".join(lines[i * size:(i + 1) * size]),
+                                             encoding="utf-8")
+  return lines
+
+
+def _rows(paths):
+  """Every decoded example as a tuple of its features (sortable, comparable)."""
+  features = _read([str(p) for p in paths])
+  names = sorted(features)
+  return sorted(tuple(tuple(features[n][i].tolist()) for n in names)
+                for i in range(len(features["input_ids"])))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])
+def test_beam_job_writes_the_single_process_examples(corpus, tmp_path, mode):
+  _split_lines(corpus / "unlabeled.txt", tmp_path / "pool", 4)
+  common = [f"--input_file={tmp_path}/pool/part-*.txt", f"--vocab_file={corpus / 'vocab.txt'}",
+            f"--max_seq_length={MAX_SEQ}", f"--max_predictions_per_seq={MAX_PRED}",
+            "--dupe_factor=2", "--num_output_shards=3", "--random_seed=7"]
+  single = run_job("create_pretraining_data", *common,
+                   f"--output_file={tmp_path / 'single' / 'data.tfrecord'}")
+  beam = run_job("beam.create_pretraining_data", *common, "--runner=DirectRunner",
+                 f"--direct_running_mode={mode}", "--direct_num_workers=2",
+                 f"--output_file={tmp_path / 'beam' / 'data.tfrecord'}")
+  assert "read 12000, written 24000, skipped 0" in single.stdout
+  assert "read 12000, written 24000, skipped 0" in beam.stdout
+  shards = sorted(os.listdir(tmp_path / "beam"))
+  assert shards == [f"data.tfrecord-0000{i}-of-00003" for i in range(3)]
+  beam_rows = _rows(tmp_path / "beam" / s for s in shards)
+  assert len(beam_rows) == 24000
+  assert beam_rows == _rows((tmp_path / "single").iterdir())
+
+
+def test_beam_job_bad_input_and_refused_mode(corpus, tmp_path):
+  bad = tmp_path / "bad.txt"
+  bad.write_bytes("一行\n二行\n".encode() + b"\xff\xfe\n")
+  args = [f"--vocab_file={corpus / 'vocab.txt'}", f"--output_file={tmp_path / 'out.tfrecord'}"]
+  result = run_job("beam.create_pretraining_data", f"--input_file={bad}", *args, check=False)
+  assert result.returncode == 2
+  assert f"error: {bad}:3: invalid UTF-8" in result.stderr
+  assert "Traceback" not in result.stderr
+  result = run_job("beam.create_pretraining_data", f"--input_file={corpus / 'unlabeled.txt'}",
+                   *args, "--direct_running_mode=multi_threading", check=False)
+  assert result.returncode == 2
+  assert "multi_threading is not supported" in result.stderr
+  assert not list(tmp_path.glob("out.tfrecord*"))

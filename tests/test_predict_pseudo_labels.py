@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bert_pl import finetuning, input_files, predict_pseudo_labels, run_pretraining
-from conftest import REPO, kill_when
+from conftest import REPO, kill_when, run_job
 from test_finetuning import _finetune_flags
 from test_training import _flags as _pretraining_flags
 from test_training import _tiny_config
@@ -103,3 +103,39 @@ def test_shards_split_the_files():
   assert shards[0] == ["f0", "f3", "f6"]
   with pytest.raises(ValueError, match="--shard_index=3 is not in"):
     predict_pseudo_labels.shard_files(files, 3, 3)
+
+
+@pytest.mark.slow
+def test_beam_job_writes_what_the_single_process_job_writes(classifier, corpus, tmp_path):
+  """20,000 lines over 5 files: the Beam job's files hold the single-process
+  job's lines, in the same order, in the default (in_memory) and
+  multi_processing modes; confidences differ by float32 rounding at most."""
+  lines = (corpus / "unlabeled.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+  lines = (lines + [line[::-1].lstrip("\n") + "\n" for line in lines])[:20000]
+  (tmp_path / "pool").mkdir()
+  for i in range(5):
+    (tmp_path / "pool" / f"part-{i}.txt").write_text("".join(lines[i * 4000:(i + 1) * 4000]),
+                                                    encoding="utf-8")
+  common = [f"--model_dir={classifier / 'model_b'}", f"--input_file={tmp_path}/pool/part-*.txt",
+            "--predict_batch_size=64", "--sort_window=4"]
+  single = run_job("predict_pseudo_labels", *common, f"--output_dir={tmp_path / 'single'}")
+  assert "read 20000, written 20000" in single.stdout
+  for mode in ("in_memory", "multi_processing"):
+    output = tmp_path / mode
+    beam = run_job("beam.predict_pseudo_labels", *common, f"--output_dir={output}",
+                   "--runner=DirectRunner", f"--direct_running_mode={mode}",
+                   "--direct_num_workers=2")
+    assert "5 files labeled (0 already done), read 20000, written 20000" in beam.stdout
+    written = collections.Counter()
+    for i in range(5):
+      name = f"part-{i}.txt"
+      ours = (output / name).read_text(encoding="utf-8").splitlines()
+      assert ours == (tmp_path / "single" / name).read_text(encoding="utf-8").splitlines()
+      written.update(ours)
+      np.testing.assert_allclose(np.loadtxt(output / f"{name}.confidence"),
+                                 np.loadtxt(tmp_path / "single" / f"{name}.confidence"),
+                                 atol=2e-6)
+    assert sum(written.values()) == 20000
+    assert not [p for p in os.listdir(output) if p.endswith(".tmp")]
+  again = run_job("beam.predict_pseudo_labels", *common, f"--output_dir={tmp_path / 'in_memory'}")
+  assert "0 files labeled (5 already done)" in again.stdout
