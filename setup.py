@@ -33,7 +33,7 @@ setup(
     # CUDA build of PyTorch (gigabytes) that nothing here uses; it is not an
     # extra for that reason: run_scripts/test.sh installs it with --no-deps.
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "pytest-xdist>=3"],
         # The Beam jobs (bert_pl.beam). Resolved together with the pins above:
         # protobuf must stay < 5 for TensorFlow 2.15; no `gcp` extra (its
         # Google Cloud clients need protobuf >= 5). 2.66 is the last release

@@ -100,11 +100,16 @@ def model_gemm_shapes(tokens: int, hidden: int = 768, intermediate: int = 3072):
           (tokens, intermediate, hidden)]
 
 
-def run_json(command: Sequence[str], env: Dict[str, str] = None, cwd=REPO) -> dict:
-  """Runs a benchmark process that prints its results as JSON on its last
-  stdout line."""
+def run_output(command: Sequence[str], env: Dict[str, str] = None, cwd=REPO) -> str:
+  """Runs a process to completion; returns its stdout (exits on failure)."""
   result = subprocess.run(list(command), cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
   if result.returncode:
     raise SystemExit(f"{' '.join(command[:3])} failed:\n{result.stderr[-3000:]}")
-  return json.loads(result.stdout.strip().splitlines()[-1])
+  return result.stdout
+
+
+def run_json(command: Sequence[str], env: Dict[str, str] = None, cwd=REPO) -> dict:
+  """Runs a benchmark process that prints its results as JSON on its last
+  stdout line."""
+  return json.loads(run_output(command, env, cwd).strip().splitlines()[-1])

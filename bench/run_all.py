@@ -29,6 +29,8 @@ SIZES = {  # benchmark -> arguments, full and --quick
     "predict_pseudo_labels": (["--lines=8192"], ["--lines=2048"]),
     "create_pretraining_data": (["--lines=20000"], ["--lines=5000"]),
     "tokenization": (["--lines=20000"], ["--lines=5000"]),
+    "beam": (["--cpd_lines=40000", "--predict_lines=4000"],
+             ["--cpd_lines=8000", "--predict_lines=800"]),
 }
 
 
@@ -85,6 +87,15 @@ def rows(results):
   if tok:
     out.append(("tokenization strings/s vs original FullTokenizer",
                 tok["strings_per_s"]["bert_pl"], tok["strings_per_s"]["full_tokenizer"], ""))
+  beam = results.get("beam")
+  if beam:
+    workers = beam["workers"]
+    for job in ("create_pretraining_data", "predict_pseudo_labels"):
+      r = beam[job]
+      out.append((f"beam {job} lines/s, 1 worker vs single-process job",
+                  r["beam_1"]["lines_per_s"], r["single_process"]["lines_per_s"], ""))
+      out.append((f"beam {job} lines/s, {workers} workers vs single-process job",
+                  r[f"beam_{workers}"]["lines_per_s"], r["single_process"]["lines_per_s"], ""))
   return [(what, m, b, m / b, target) for what, m, b, target in out]
 
 

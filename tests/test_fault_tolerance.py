@@ -201,3 +201,39 @@ def test_multi_worker_cluster_survives_a_killed_worker(corpus, tmp_path):
   initial = np.log(len((corpus / "vocab.txt").read_text(encoding="utf-8").splitlines()))
   assert after[killed_at + 10] < before[0][1] - 0.3, (before, after)
   assert after[80] < initial - 1.0, (before, after)
+
+
+@pytest.mark.slow
+def test_multi_worker_fine_tuning_writes_one_model_directory(corpus, tmp_path):
+  from bert_pl import run_pretraining
+  from test_training import _flags
+  run_pretraining.run(_flags(bert_config_file=_tiny_config(corpus, tmp_path / "config.json"),
+                             vocab_file=str(corpus / "vocab.txt"), output_dir=str(tmp_path / "init"),
+                             do_eval=False))
+  output = tmp_path / "model_b"
+  command = [sys.executable, "-m", "bert_pl.run_classifier", "--do_train", "--do_eval",
+             f"--train_file={corpus / 'train.tsv'}", f"--eval_file={corpus / 'test.tsv'}",
+             f"--label_file={corpus / 'labels.txt'}", f"--init_checkpoint={tmp_path / 'init'}",
+             f"--output_dir={output}", "--max_seq_length=64", "--train_batch_size=32",
+             "--learning_rate=5e-3", "--num_train_epochs=2", "--random_seed=1",
+             "--distribution_strategy=multi_worker_mirrored"]
+  processes = []
+  try:
+    ports = _free_ports(2)
+    logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(2)]
+    processes = [_start_worker(command, ports, i, logs[i]) for i in range(2)]
+    codes = [p.wait(timeout=300) for p in processes]
+  finally:
+    for p in processes:
+      if p.poll() is None:
+        p.kill()
+        p.wait(timeout=30)
+  log = [open(tmp_path / f"worker{i}.log").read() for i in range(2)]
+  assert codes == [0, 0], log[0][-3000:] + log[1][-3000:]
+  # 2,000 examples x 2 epochs / global batch 32 = 125 steps, one step per global batch.
+  assert _checkpoint_steps(output) == [125]
+  results = dict(line.split(" = ") for line in
+                 (output / "eval_results.txt").read_text().splitlines())
+  assert float(results["accuracy"]) > 0.5, results  # 20 labels: chance is 0.05
+  assert "num_examples=500" in log[0] and "num_examples=" not in log[1]  # the chief alone evaluates
+  assert not [n for n in os.listdir(output) if n.startswith("worker_scratch")]

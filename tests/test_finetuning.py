@@ -82,8 +82,10 @@ def test_classifier_from_model_a_then_pseudo_labels_feed_step_4_and_5(corpus, mo
   final = finetuning.run(_finetune_flags(
       init_checkpoint=str(model_c), train_file=str(corpus / "train.tsv"),
       eval_file=str(corpus / "test.tsv"), output_dir=str(tmp_path / "model_d"),
-      label_file=str(corpus / "labels.txt"), num_train_epochs=2.0), "classification")
+      label_file=str(corpus / "labels.txt")), "classification")
   print("Model-D", final)
+  # Fine-tuned as long as Model-B (4 epochs): measured 0.95. After 2 epochs
+  # it was 0.79 or 0.55 depending on step 4's masking seed: too fragile.
   assert final["accuracy"] > 0.7
 
 
