@@ -33,16 +33,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import common  # noqa: E402
 from bench_predict_pseudo_labels import write_model_dir  # noqa: E402
 from bert_pl import modeling, task_models  # noqa: E402
-
-
-def split(path: pathlib.Path, directory: pathlib.Path, parts: int) -> str:
-  lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-  directory.mkdir()
-  size = -(-len(lines) // parts)
-  for i in range(parts):
-    (directory / f"part-{i}.txt").write_text("".join(lines[i * size:(i + 1) * size]),
-                                             encoding="utf-8")
-  return f"{directory}/part-*.txt"
+from data_prep.common import write_parts  # noqa: E402
 
 
 def timed(module: str, args, lines: int, workers: int = 0):
@@ -58,6 +49,17 @@ def timed(module: str, args, lines: int, workers: int = 0):
           "lines_per_s_per_worker": round(lines / seconds / workers, 1)}
 
 
+def compare(job: str, args, output_flag: str, output_name: str, lines: int, workers: int,
+            work: pathlib.Path):
+  """The single-process job, then the Beam job with 1 and `workers` workers."""
+  def output(run):
+    return [f"{output_flag}={work / job / run / output_name}"]
+  return {"single_process": timed(f"bert_pl.{job}", args + output("single"), lines),
+          "beam_1": timed(f"bert_pl.beam.{job}", args + output("beam_1"), lines, 1),
+          f"beam_{workers}": timed(f"bert_pl.beam.{job}", args + output(f"beam_{workers}"),
+                                   lines, workers)}
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--cpd_lines", type=int, default=40000)
@@ -66,36 +68,23 @@ def main():
   args = parser.parse_args()
   work = pathlib.Path(tempfile.mkdtemp(prefix="bench_beam_"))
   corpus = common.make_corpus(work / "corpus", num_unlabeled=args.cpd_lines)
-  pool = split(work / "corpus" / "unlabeled.txt", work / "pool", 8)
+  lines = (work / "corpus" / "unlabeled.txt").read_text(encoding="utf-8").splitlines(True)
+  pool = write_parts(lines, work / "pool", 8)
   results = {"workers": args.workers}
 
   cpd = [f"--input_file={pool}", f"--vocab_file={corpus['vocab']}", "--max_seq_length=64",
          "--max_predictions_per_seq=10", "--num_output_shards=8"]
-  results["create_pretraining_data"] = {
-      "single_process": timed("bert_pl.create_pretraining_data",
-                              cpd + [f"--output_file={work}/cpd1/data"], args.cpd_lines),
-      "beam_1": timed("bert_pl.beam.create_pretraining_data",
-                      cpd + [f"--output_file={work}/cpd2/data"], args.cpd_lines, 1),
-      f"beam_{args.workers}": timed("bert_pl.beam.create_pretraining_data",
-                                    cpd + [f"--output_file={work}/cpd3/data"], args.cpd_lines,
-                                    args.workers)}
+  results["create_pretraining_data"] = compare("create_pretraining_data", cpd, "--output_file",
+                                               "data", args.cpd_lines, args.workers, work)
 
-  lines = (work / "corpus" / "unlabeled.txt").read_text(encoding="utf-8").splitlines(True)
-  (work / "small.txt").write_text("".join(lines[:args.predict_lines]), encoding="utf-8")
-  small = split(work / "small.txt", work / "small", 8)
+  small = write_parts(lines[:args.predict_lines], work / "small", 8)
   config = modeling.BertConfig(vocab_size=common.CHINESE_VOCAB_SIZE, **common.PAPER_MODEL)
   labels = [f"label{i}" for i in range(20)]
   model = task_models.BertTaskModel(config, "classification", len(labels))
   write_model_dir(work / "model_b", config, corpus["vocab"], model, labels)
   predict = [f"--model_dir={work}/model_b", f"--input_file={small}", "--predict_batch_size=256"]
-  results["predict_pseudo_labels"] = {
-      "single_process": timed("bert_pl.predict_pseudo_labels",
-                              predict + [f"--output_dir={work}/pl1"], args.predict_lines),
-      "beam_1": timed("bert_pl.beam.predict_pseudo_labels",
-                      predict + [f"--output_dir={work}/pl2"], args.predict_lines, 1),
-      f"beam_{args.workers}": timed("bert_pl.beam.predict_pseudo_labels",
-                                    predict + [f"--output_dir={work}/pl3"], args.predict_lines,
-                                    args.workers)}
+  results["predict_pseudo_labels"] = compare("predict_pseudo_labels", predict, "--output_dir",
+                                             "", args.predict_lines, args.workers, work)
   print(json.dumps(results))
 
 

@@ -122,3 +122,15 @@ def run_main(main, argv=None):
         print(f"{e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
+
+
+def write_parts(lines, directory, parts, name="part-{}.txt"):
+    """Writes `lines` (with their endings) into `parts` files of (nearly) equal length in
+    `directory`, named part-0.txt, part-1.txt, ...: the input shards of the scale-out jobs, whose
+    unit of work is a file. Returns the glob of the files."""
+    os.makedirs(directory, exist_ok=True)
+    size = -(-len(lines) // parts)
+    for i in range(parts):
+        with atomic_open(os.path.join(directory, name.format(i))) as f:
+            f.write("".join(lines[i * size:(i + 1) * size]))
+    return os.path.join(str(directory), name.format("*"))

@@ -10,6 +10,7 @@ import tensorflow as tf
 from bert_pl import features, input_files, tag_schemes, tokenization
 from bert_pl.create_pretraining_data import Options, create_pretraining_data
 from conftest import kill_when, run_job
+from data_prep.common import write_parts
 
 MAX_SEQ, MAX_PRED = 64, 10
 
@@ -294,17 +295,6 @@ def test_killed_job_leaves_no_final_shard(corpus, tmp_path):
   assert left and all(".tmp-" in p for p in left), left
 
 
-def _split_lines(source, directory, parts: int):
-  """`source`'s lines cut into `parts` files part-0.txt... in `directory`."""
-  lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
-  directory.mkdir()
-  size = -(-len(lines) // parts)
-  for i in range(parts):
-    (directory / f"part-{i}.txt").write_text("".join(lines[i * size:(i + 1) * size]),
-                                             encoding="utf-8")
-  return lines
-
-
 def _rows(paths):
   """Every decoded example as a tuple of its features (sortable, comparable)."""
   features = _read([str(p) for p in paths])
@@ -316,7 +306,8 @@ def _rows(paths):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])
 def test_beam_job_writes_the_single_process_examples(corpus, tmp_path, mode):
-  _split_lines(corpus / "unlabeled.txt", tmp_path / "pool", 4)
+  write_parts((corpus / "unlabeled.txt").read_text(encoding="utf-8").splitlines(keepends=True),
+              tmp_path / "pool", 4)
   common = [f"--input_file={tmp_path}/pool/part-*.txt", f"--vocab_file={corpus / 'vocab.txt'}",
             f"--max_seq_length={MAX_SEQ}", f"--max_predictions_per_seq={MAX_PRED}",
             "--dupe_factor=2", "--num_output_shards=3", "--random_seed=7"]

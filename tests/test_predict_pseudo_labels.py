@@ -10,6 +10,7 @@ import pytest
 
 from bert_pl import finetuning, input_files, predict_pseudo_labels, run_pretraining
 from conftest import REPO, kill_when, run_job
+from data_prep.common import write_parts
 from test_finetuning import _finetune_flags
 from test_training import _flags as _pretraining_flags
 from test_training import _tiny_config
@@ -112,10 +113,7 @@ def test_beam_job_writes_what_the_single_process_job_writes(classifier, corpus, 
   multi_processing modes; confidences differ by float32 rounding at most."""
   lines = (corpus / "unlabeled.txt").read_text(encoding="utf-8").splitlines(keepends=True)
   lines = (lines + [line[::-1].lstrip("\n") + "\n" for line in lines])[:20000]
-  (tmp_path / "pool").mkdir()
-  for i in range(5):
-    (tmp_path / "pool" / f"part-{i}.txt").write_text("".join(lines[i * 4000:(i + 1) * 4000]),
-                                                    encoding="utf-8")
+  write_parts(lines, tmp_path / "pool", 5)
   common = [f"--model_dir={classifier / 'model_b'}", f"--input_file={tmp_path}/pool/part-*.txt",
             "--predict_batch_size=64", "--sort_window=4"]
   single = run_job("predict_pseudo_labels", *common, f"--output_dir={tmp_path / 'single'}")
