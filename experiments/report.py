@@ -1,0 +1,115 @@
+"""The experiment's report: a table of mean and standard deviation over the
+seeds, a plot, and RESULTS.md, all made from results.json (nothing typed in)."""
+
+import os
+import platform
+import subprocess
+
+import numpy as np
+
+ROWS = (("baseline", "fine-tuned from the initial checkpoint (no domain pre-training)"),
+        ("model_b", "Model-B: step 1 (MLM on the pool), then fine-tuned"),
+        ("model_d", "Model-D: step 4 (MLM + task loss on pseudo-labels) from the initial "
+                    "checkpoint, then fine-tuned"),
+        ("model_d_from_a", "Model-D, step 4 from Model-A instead"))
+METRICS = {"classification": (("accuracy", "accuracy"), ("macro_f1", "macro-F1")),
+           "ner": (("f1", "entity F1"),)}
+PAPER = {"classification": "84.96 / 85.78 / 86.01 (accuracy)",
+         "ner": "73.33 / 73.39 / 74.05 (entity F1)"}
+
+
+def environment():
+  """Versions and hardware, for the record."""
+  import tensorflow as tf
+  cpu = platform.processor()
+  try:
+    for line in open("/proc/cpuinfo"):
+      if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip()
+        break
+  except OSError:
+    pass
+  commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, cwd=os.path.dirname(os.path.dirname(__file__))).stdout.strip()
+  return {"python": platform.python_version(), "tensorflow": tf.__version__,
+          "cpu": cpu, "cores": os.cpu_count(),
+          "gpus": [d.name for d in tf.config.list_physical_devices("GPU")], "commit": commit}
+
+
+def _stats(values):
+  values = [v for v in values if v is not None]
+  if not values:
+    return "n/a"
+  mean = 100 * float(np.mean(values))
+  if len(values) == 1:
+    return f"{mean:.2f}"
+  return f"{mean:.2f} ± {100 * float(np.std(values, ddof=1)):.2f}"
+
+
+def table(task, seeds):
+  """Markdown rows: each model's metrics, mean ± std (sample) over seeds, in %."""
+  metrics = METRICS[task]
+  lines = ["| model | " + " | ".join(label for _, label in metrics) + " |",
+           "|---|" + "---|" * len(metrics)]
+  for name, description in ROWS:
+    cells = [_stats([(seeds[s].get(name) or {}).get(key) for s in seeds]) for key, _ in metrics]
+    lines.append(f"| {description} | " + " | ".join(cells) + " |")
+  key = "accuracy" if task == "classification" else "f1"
+  quality = _stats([seeds[s]["pseudo_labels"][key] for s in seeds])
+  lines.append(f"| step 3: pseudo-labels of the pool vs its held-back labels | {quality} |"
+               + " |" * (len(metrics) - 1))
+  return "\n".join(lines)
+
+
+def plot(summary, path):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  tasks = list(summary["tasks"])
+  figure, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+  for axis, task in zip(axes[0], tasks):
+    seeds = summary["tasks"][task]
+    key = METRICS[task][0][0]
+    means, stds = [], []
+    for name, _ in ROWS:
+      values = [100 * seeds[s][name][key] for s in seeds if seeds[s].get(name)]
+      means.append(np.mean(values))
+      stds.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
+    axis.bar(range(len(ROWS)), means, yerr=stds, capsize=4,
+             color=["#999999", "#4c72b0", "#dd8452", "#c44e52"])
+    axis.set_xticks(range(len(ROWS)))
+    axis.set_xticklabels(["baseline", "Model-B", "Model-D", "Model-D\n(4 from A)"])
+    axis.set_ylabel(f"test {METRICS[task][0][1]} (%)")
+    axis.set_title(f"{task} ({len(seeds)} seeds)")
+    low = min(m - s for m, s in zip(means, stds))
+    axis.set_ylim(max(0.0, low - 5), min(100.0, max(m + s for m, s in zip(means, stds)) + 3))
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+
+
+def write(summary, out):
+  """Writes OUT/RESULTS.md and OUT/results.png; returns the markdown."""
+  env = summary["environment"]
+  lines = [f"# Reproducing the paper's comparison ({summary['mode']} run)", "",
+           "Made by `experiments/reproduce_paper.py` from `results.json`; nothing is typed in.", "",
+           f"Command: `{summary['command']}`", "",
+           f"Environment: Python {env['python']}, TensorFlow {env['tensorflow']}, {env['cpu']}, "
+           f"{env['cores']} cores, GPUs: {', '.join(env['gpus']) or 'none'}; commit "
+           f"{env['commit']}; wall time {summary['wall_seconds'] / 60:.1f} min.", "",
+           f"Sizes and model: `{summary['sizes']}`. The initial checkpoint is a randomly "
+           "initialised BERT of that shape: no pretrained Chinese weights exist on these "
+           "machines, so Model-A is pre-trained from scratch on the pool.", ""]
+  for task, seeds in summary["tasks"].items():
+    lines += [f"## {task}", "", f"Test set, mean ± standard deviation over {len(seeds)} "
+              f"seed(s), in %. The paper (plain BERT / Model-B / Model-D): {PAPER[task]}.", "",
+              table(task, seeds), ""]
+    timings = summary["timings"].get(task, {})
+    lines += ["Wall time per step, all seeds (s): " + ", ".join(
+        f"{step} {seconds:.0f}" for step, seconds in timings.items()), ""]
+  lines += ["![results](results.png)", ""]
+  markdown = "\n".join(lines)
+  with open(os.path.join(out, "RESULTS.md"), "w", encoding="utf-8") as f:
+    f.write(markdown)
+  plot(summary, os.path.join(out, "results.png"))
+  return markdown
