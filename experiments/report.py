@@ -96,7 +96,9 @@ def write(summary, out):
            f"Command: `{summary['command']}`", "",
            f"Environment: Python {env['python']}, TensorFlow {env['tensorflow']}, {env['cpu']}, "
            f"{env['cores']} cores, GPUs: {', '.join(env['gpus']) or 'none'}; commit "
-           f"{env['commit']}; wall time {summary['wall_seconds'] / 60:.1f} min.", "",
+           f"{env['commit']}; wall time {summary['wall_seconds'] / 60:.1f} min (of this "
+           "invocation: a re-run skips the jobs already done; the times per step below add "
+           "up every run).", "",
            f"Sizes and model: `{summary['sizes']}`. The initial checkpoint is a randomly "
            "initialised BERT of that shape: no pretrained Chinese weights exist on these "
            "machines, so Model-A is pre-trained from scratch on the pool.", ""]
