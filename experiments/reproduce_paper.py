@@ -58,7 +58,7 @@ MODES = {
                   layers=2, heads=4, intermediate=256, pretrain_steps=400, epochs=8, batch=32,
                   seeds=(1, 2, 3), pretrain_lr=5e-3, finetune_lr=5e-3, initializer_range=0.1),
     "full": dict(classification=(2000, 5000, 12000), ner=(1000, None, 6000), hidden=64,
-                 layers=2, heads=4, intermediate=256, pretrain_steps=1000, epochs=8, batch=32,
+                 layers=2, heads=4, intermediate=256, pretrain_steps=1000, epochs=12, batch=32,
                  seeds=(1, 2, 3), pretrain_lr=5e-3, finetune_lr=5e-3, initializer_range=0.1),
 }
 TASKS = {"classification": dict(job="run_classifier", max_seq_length=64, tokenization="wordpiece"),
