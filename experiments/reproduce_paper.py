@@ -129,8 +129,7 @@ def prepare_ner(data_dir, out, sizes):
   """CLUENER2020: part of train labeled, the rest the pool; dev is the test set."""
   train, dev = os.path.join(out, "cluener_train.txt"), os.path.join(out, "cluener_dev.txt")
   for split, path in (("train", train), ("dev", dev)):
-    cluener_to_conll.convert(os.path.join(data_dir, "cluener2020", f"{split}.jsonl"), path,
-                             skip_bad_lines=True)
+    cluener_to_conll.convert(_cluener_file(data_dir, split), path, skip_bad_lines=True)
   num_train, num_test, num_pool = sizes
   split_dataset.split(train, out, "conll", num_train, 0, seed=12345)
   blocks = list(common.read_conll_blocks(dev))[:num_test]
@@ -144,6 +143,16 @@ def prepare_ner(data_dir, out, sizes):
     f.write("".join(tag + "\n" for tag in ["O"] + [t for t in tags if t != "O"]))
   _truncate_pool(out, num_pool, conll=True)
   return dict(train=os.path.join(out, "train.txt"), test=os.path.join(out, "test.txt"))
+
+
+def _cluener_file(data_dir, split):
+  """`split`.jsonl (../shared/data) or `split`.json, the name in CLUENER's
+  own release (JSON lines too)."""
+  for name in (f"{split}.jsonl", f"{split}.json"):
+    path = os.path.join(data_dir, "cluener2020", name)
+    if os.path.exists(path):
+      return path
+  raise SystemExit(f"error: {data_dir}/cluener2020/{split}.jsonl (or {split}.json) not found")
 
 
 def _truncate_pool(out, num_pool, conll):

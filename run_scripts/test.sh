@@ -16,7 +16,7 @@ set +e
 # Two pytest workers (CI has 2 cores; much of a test's time is process
 # start-up and Python); a test module stays on one worker, so that its
 # module-scoped fixtures (trained tiny models) are built once.
-.venv/bin/python -m pytest -q -p no:cacheprovider -n "${TEST_WORKERS:-2}" --dist loadfile tests "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 -n "${TEST_WORKERS:-2}" --dist loadfile tests "$@"
 status=$?
 set -e
 # pytest exits 5 when it collected no test: that is a failure here too.

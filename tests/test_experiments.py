@@ -15,14 +15,16 @@ def test_smoke_run_writes_every_row_and_resumes(tmp_path):
   data_dir = shared_path()
   for needed in ("online_shopping_10_cats", "cluener2020", "bert-base-chinese"):
     shared_path(needed)
-  command = [sys.executable, "-m", "experiments.reproduce_paper", "--mode=smoke",
-             f"--data_dir={data_dir}", f"--output_dir={tmp_path}"]
+  report_dir = tmp_path / "report"
+  command = [sys.executable, "-m", "experiments.reproduce_paper", "--mode=smoke", "--seeds=7",
+             f"--data_dir={data_dir}", f"--output_dir={tmp_path}", f"--report_dir={report_dir}"]
   first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200)
   assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
-  summary = json.loads((tmp_path / "results.json").read_text())
+  summary = json.loads((report_dir / "results.json").read_text())
   assert set(summary["tasks"]) == {"classification", "ner"}
+  assert summary["sizes"]["seeds"] == [7] and (tmp_path / "ner" / "seed7" / "logs").is_dir()
   for task, key in (("classification", "accuracy"), ("ner", "f1")):
-    seed = summary["tasks"][task]["seed1"]
+    seed = summary["tasks"][task]["seed7"]
     for row in ("baseline", "model_b", "model_d", "model_d_from_a"):
       assert 0.0 <= seed[row][key] <= 1.0, (task, row, seed[row])
     assert seed["model_b"]["global_step"] > 0
@@ -34,11 +36,23 @@ def test_smoke_run_writes_every_row_and_resumes(tmp_path):
   labels = (tmp_path / "classification" / "data" / "pool_labels.txt").read_text(
       encoding="utf-8").split()
   assert len(set(labels)) == 10
-  markdown = (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
+  markdown = (report_dir / "RESULTS.md").read_text(encoding="utf-8")
   assert "| Model-D, step 4 from Model-A instead |" in markdown
-  assert (tmp_path / "results.png").stat().st_size > 10000
+  assert (report_dir / "results.png").stat().st_size > 10000
   # A re-run finds every job done and only rewrites the report.
   again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert again.returncode == 0, again.stderr[-3000:]
   assert "===" not in again.stdout
-  assert json.loads((tmp_path / "results.json").read_text())["tasks"] == summary["tasks"]
+  assert json.loads((report_dir / "results.json").read_text())["tasks"] == summary["tasks"]
+
+
+def test_missing_data_is_a_one_line_error(tmp_path):
+  (tmp_path / "online_shopping_10_cats").mkdir()
+  result = subprocess.run([sys.executable, "-m", "experiments.reproduce_paper", "--mode=smoke",
+                           f"--data_dir={tmp_path}", f"--output_dir={tmp_path / 'out'}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"error: {tmp_path}/cluener2020 not found (--data_dir: the layout of "
+      "../shared/data/README.md)")
+  assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

@@ -54,13 +54,14 @@ def test_policy_applies_inside_and_is_restored():
 
 def test_bfloat16_learns_like_float32(corpus, records, tmp_path):
   results = {dtype: _run(corpus, records, tmp_path / dtype / "model", dtype=dtype,
-                         num_train_steps=150)
+                         num_train_steps=60)
              for dtype in ("float32", "bfloat16")}
   print(results)
-  # Measured: MLM loss after 150 steps 4.730 (float32) vs 4.733 (bfloat16),
-  # CRF NLL 3.72 vs 3.78, from 7.1 and ~40 at the start.
+  # Measured: MLM loss after 60 steps 5.317 (float32) vs 5.318 (bfloat16),
+  # CRF NLL 7.86 vs 7.90, from 7.1 and ~40 at the start. (A bfloat16 step is
+  # ~10x slower on CPUs without bf16 instructions, hence few steps.)
   for result in results.values():
-    assert result["global_step"] == 150 and result["mlm"] < 5.8
+    assert result["global_step"] == 60 and result["mlm"] < 5.8
   assert abs(results["bfloat16"]["mlm"] - results["float32"]["mlm"]) < 0.3
   assert results["bfloat16"]["task"] < 1.5 * results["float32"]["task"] + 1.0
   reader = tf.train.load_checkpoint(str(tmp_path / "bfloat16" / "model"))
