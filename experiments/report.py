@@ -36,14 +36,21 @@ def environment():
           "gpus": [d.name for d in tf.config.list_physical_devices("GPU")], "commit": commit}
 
 
-def _stats(values):
+def _stats(values, signed=False):
   values = [v for v in values if v is not None]
   if not values:
     return "n/a"
-  mean = 100 * float(np.mean(values))
+  mean = f"{100 * float(np.mean(values)):{'+' if signed else ''}.2f}"
   if len(values) == 1:
-    return f"{mean:.2f}"
-  return f"{mean:.2f} ± {100 * float(np.std(values, ddof=1)):.2f}"
+    return mean
+  return f"{mean} ± {100 * float(np.std(values, ddof=1)):.2f}"
+
+
+def _difference(seeds, key, better, worse):
+  """`better` minus `worse`, paired by seed (same split, same initial
+  checkpoint): the spread of a difference, not of two means."""
+  return [seeds[s][better][key] - seeds[s][worse][key] for s in seeds
+          if seeds[s].get(better) and seeds[s].get(worse)]
 
 
 def table(task, seeds):
@@ -54,6 +61,10 @@ def table(task, seeds):
   for name, description in ROWS:
     cells = [_stats([(seeds[s].get(name) or {}).get(key) for s in seeds]) for key, _ in metrics]
     lines.append(f"| {description} | " + " | ".join(cells) + " |")
+  for better, worse, label in (("model_d", "model_b", "Model-D − Model-B"),
+                               ("model_b", "baseline", "Model-B − baseline")):
+    cells = [_stats(_difference(seeds, key, better, worse), signed=True) for key, _ in metrics]
+    lines.append(f"| {label}, paired by seed | " + " | ".join(cells) + " |")
   key = "accuracy" if task == "classification" else "f1"
   quality = _stats([seeds[s]["pseudo_labels"][key] for s in seeds])
   lines.append(f"| step 3: pseudo-labels of the pool vs its held-back labels | {quality} |"

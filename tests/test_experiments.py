@@ -38,6 +38,7 @@ def test_smoke_run_writes_every_row_and_resumes(tmp_path):
   assert len(set(labels)) == 10
   markdown = (report_dir / "RESULTS.md").read_text(encoding="utf-8")
   assert "| Model-D, step 4 from Model-A instead |" in markdown
+  assert "| Model-D − Model-B, paired by seed |" in markdown
   assert (report_dir / "results.png").stat().st_size > 10000
   # A re-run finds every job done and only rewrites the report.
   again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
