@@ -272,7 +272,7 @@ def main(argv):
   start = time.time()
   seeds = [int(seed) for seed in FLAGS.seeds or MODES[mode]["seeds"]]
   summary = {"mode": mode, "sizes": {**MODES[mode], "seeds": seeds},
-             "command": " ".join(sys.argv),
+             "command": " ".join(["python -m experiments.reproduce_paper", *sys.argv[1:]]),
              "environment": report.environment(), "tasks": {}, "timings": {}}
   def run_task(task):
     data = os.path.join(out, task, "data")
