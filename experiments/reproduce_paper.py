@@ -1,6 +1,6 @@
 r"""The paper's comparison on public data: baseline vs Model-B vs Model-D.
 
-    ./run_scripts/reproduce_paper.sh --mode=quick [--data_dir=../shared/data]
+    ./run_scripts/reproduce_paper.sh --quick [--data_dir=../shared/data]
 
 For each task (classification: online_shopping_10_cats, 10 categories;
 NER: CLUENER2020) the labeled data is split with a fixed seed into a small
@@ -66,6 +66,8 @@ TASKS = {"classification": dict(job="run_classifier", max_seq_length=64, tokeniz
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "quick", list(MODES), "smoke (CI), quick (< 30 min on 2 cores), full.")
+for _mode in MODES:
+  flags.DEFINE_bool(_mode, False, f"Same as --mode={_mode}.")
 flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(REPO), "shared", "data"),
                     "The public data (layout of ../shared/data/README.md).")
 flags.DEFINE_string("output_dir", None, "Where every job writes (default output/paper_MODE).")
@@ -262,7 +264,10 @@ def run_seed(task, seed, mode, data, files, out):
 
 def main(argv):
   del argv
-  mode = FLAGS.mode
+  chosen = [mode for mode in MODES if FLAGS[mode].value]
+  if len(chosen) > 1:
+    raise SystemExit(f"error: choose one of --{' --'.join(chosen)}")
+  mode = chosen[0] if chosen else FLAGS.mode
   out = FLAGS.output_dir or os.path.join(REPO, "output", f"paper_{mode}")
   for needed in ("online_shopping_10_cats", "cluener2020", "bert-base-chinese"):
     if not os.path.isdir(os.path.join(FLAGS.data_dir, needed)):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The paper's comparison on public data (experiments/reproduce_paper.py):
 # baseline vs Model-B vs Model-D, classification and NER, over seeds.
-#   ./run_scripts/reproduce_paper.sh --mode=smoke|quick|full [--data_dir=../shared/data]
+#   ./run_scripts/reproduce_paper.sh --smoke|--quick|--full [--data_dir=../shared/data]
 # Sets up .venv when missing. Re-running skips the jobs already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -16,12 +16,12 @@ def test_smoke_run_writes_every_row_and_resumes(tmp_path):
   for needed in ("online_shopping_10_cats", "cluener2020", "bert-base-chinese"):
     shared_path(needed)
   report_dir = tmp_path / "report"
-  command = [sys.executable, "-m", "experiments.reproduce_paper", "--mode=smoke", "--seeds=7",
+  command = [sys.executable, "-m", "experiments.reproduce_paper", "--smoke", "--seeds=7",
              f"--data_dir={data_dir}", f"--output_dir={tmp_path}", f"--report_dir={report_dir}"]
   first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200)
   assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
   summary = json.loads((report_dir / "results.json").read_text())
-  assert set(summary["tasks"]) == {"classification", "ner"}
+  assert set(summary["tasks"]) == {"classification", "ner"} and summary["mode"] == "smoke"
   assert summary["sizes"]["seeds"] == [7] and (tmp_path / "ner" / "seed7" / "logs").is_dir()
   for task, key in (("classification", "accuracy"), ("ner", "f1")):
     seed = summary["tasks"][task]["seed7"]
@@ -47,13 +47,15 @@ def test_smoke_run_writes_every_row_and_resumes(tmp_path):
   assert json.loads((report_dir / "results.json").read_text())["tasks"] == summary["tasks"]
 
 
-def test_missing_data_is_a_one_line_error(tmp_path):
+@pytest.mark.parametrize("flags, message", [
+    (["--mode=smoke"], "error: {data_dir}/cluener2020 not found (--data_dir: the layout of "
+                       "../shared/data/README.md)"),
+    (["--smoke", "--full"], "error: choose one of --smoke --full")])
+def test_bad_input_is_a_one_line_error(flags, message, tmp_path):
   (tmp_path / "online_shopping_10_cats").mkdir()
-  result = subprocess.run([sys.executable, "-m", "experiments.reproduce_paper", "--mode=smoke",
+  result = subprocess.run([sys.executable, "-m", "experiments.reproduce_paper", *flags,
                            f"--data_dir={tmp_path}", f"--output_dir={tmp_path / 'out'}"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode == 1
-  assert result.stderr.strip().splitlines()[-1] == (
-      f"error: {tmp_path}/cluener2020 not found (--data_dir: the layout of "
-      "../shared/data/README.md)")
+  assert result.stderr.strip().splitlines()[-1] == message.format(data_dir=tmp_path)
   assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
