@@ -55,7 +55,7 @@ MODES = {
                   heads=2, intermediate=64, pretrain_steps=40, epochs=2, batch=32, seeds=(1,),
                   pretrain_lr=5e-3, finetune_lr=5e-3, initializer_range=0.1),
     "quick": dict(classification=(1000, 2000, 4000), ner=(700, 1000, 3000), hidden=64,
-                  layers=2, heads=4, intermediate=256, pretrain_steps=400, epochs=8, batch=32,
+                  layers=2, heads=4, intermediate=256, pretrain_steps=300, epochs=8, batch=32,
                   seeds=(1, 2, 3), pretrain_lr=5e-3, finetune_lr=5e-3, initializer_range=0.1),
     "full": dict(classification=(2000, 5000, 12000), ner=(1000, None, 6000), hidden=64,
                  layers=2, heads=4, intermediate=256, pretrain_steps=1000, epochs=12, batch=32,
