@@ -22,8 +22,9 @@ runs them (`python -m bert_pl.<job>`):
 
 Every job's output directory is kept; a re-run skips the jobs already done.
 Results (test accuracy and macro-F1, or CoNLL entity F1) go to
-`OUTPUT_DIR/results.json`, and `experiments/report.py` makes the table, the
-plot and RESULTS.md from it.
+`REPORT_DIR/results.json` (default: the output directory), and
+`experiments/report.py` makes the table, the plot and RESULTS.md from it.
+The committed experiments/RESULTS.md is `--full --report_dir=experiments`.
 """
 
 import concurrent.futures
