@@ -72,8 +72,7 @@ def table(task, seeds):
                                ("model_b", "baseline", "Model-B − baseline")):
     cells = [_stats(_difference(seeds, key, better, worse), signed=True) for key, _ in metrics]
     lines.append(f"| {label}, paired by seed | " + " | ".join(cells) + " |")
-  key = "accuracy" if task == "classification" else "f1"
-  quality = _stats([seeds[s]["pseudo_labels"][key] for s in seeds])
+  quality = _stats([seeds[s]["pseudo_labels"][metrics[0][0]] for s in seeds])
   lines.append(f"| step 3: pseudo-labels of the pool vs its held-back labels | {quality} |"
                + " |" * (len(metrics) - 1))
   return "\n".join(lines)

@@ -125,7 +125,6 @@ def prepare_classification(data_dir, out, sizes):
   with open(os.path.join(out, "labels.txt"), "w", encoding="utf-8") as f:
     f.write("".join(label + "\n" for label in labels))
   _truncate_pool(out, num_pool, conll=False)
-  return dict(train=os.path.join(out, "train.tsv"), test=os.path.join(out, "test.tsv"))
 
 
 def prepare_ner(data_dir, out, sizes):
@@ -145,7 +144,6 @@ def prepare_ner(data_dir, out, sizes):
   with open(os.path.join(out, "labels.txt"), "w", encoding="utf-8") as f:
     f.write("".join(tag + "\n" for tag in ["O"] + [t for t in tags if t != "O"]))
   _truncate_pool(out, num_pool, conll=True)
-  return dict(train=os.path.join(out, "train.txt"), test=os.path.join(out, "test.txt"))
 
 
 def _cluener_file(data_dir, split):

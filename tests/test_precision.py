@@ -61,7 +61,7 @@ def test_bfloat16_learns_like_float32(corpus, records, tmp_path):
   # CRF NLL 7.86 vs 7.90, from 7.1 and ~40 at the start. (A bfloat16 step is
   # ~10x slower on CPUs without bf16 instructions, hence few steps.)
   for result in results.values():
-    assert result["global_step"] == 60 and result["mlm"] < 5.8
+    assert result["global_step"] == 60 and result["mlm"] < 5.8 and result["task"] < 15
   assert abs(results["bfloat16"]["mlm"] - results["float32"]["mlm"]) < 0.3
   assert results["bfloat16"]["task"] < 1.5 * results["float32"]["task"] + 1.0
   reader = tf.train.load_checkpoint(str(tmp_path / "bfloat16" / "model"))
