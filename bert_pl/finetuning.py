@@ -18,7 +18,8 @@ import tensorflow as tf
 from absl import flags
 
 from bert_pl import (checkpoints, cli, evaluation, features, input_files, input_pipeline,
-                     model_dir, precision, prediction, task_models, tokenization, training)
+                     model_dir, optimization, precision, prediction, task_models, tokenization,
+                     training)
 
 
 def _config_and_source(f):
@@ -116,7 +117,7 @@ def run(f, task: str) -> dict:
                                                 f.num_train_epochs, f.train_batch_size)
   with strategy.scope(), precision.policy(f.dtype):
     model = task_models.BertTaskModel(config, task, len(labels))
-    optimizer = precision.wrap_optimizer(training.create_optimizer(
+    optimizer = precision.wrap_optimizer(optimization.create_optimizer(
         f.learning_rate, num_train_steps, int(num_train_steps * f.warmup_proportion),
         f.weight_decay), f.dtype)
   chief = training.is_chief(strategy)

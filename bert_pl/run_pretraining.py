@@ -20,8 +20,8 @@ own error names no file, so the files are checked when it happens), or, with
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import (checkpoints, cli, input_files, input_pipeline, model_dir, precision,
-                     task_models, tfrecords, training, tokenization)
+from bert_pl import (checkpoints, cli, input_files, input_pipeline, model_dir, optimization,
+                     precision, task_models, tfrecords, training, tokenization)
 
 
 def run(flags_values) -> dict:
@@ -44,7 +44,7 @@ def run(flags_values) -> dict:
 
   with strategy.scope(), precision.policy(f.dtype):
     model = task_models.BertTaskModel(config, f.task_loss, num_labels)
-    optimizer = precision.wrap_optimizer(training.create_optimizer(
+    optimizer = precision.wrap_optimizer(optimization.create_optimizer(
         f.learning_rate, f.num_train_steps, f.num_warmup_steps, f.weight_decay), f.dtype)
   chief = training.is_chief(strategy)
   run_state = training.CheckpointedRun(model, optimizer, f.output_dir, is_chief=chief)

@@ -3,7 +3,8 @@
 Correct under tf.distribute: each loss is a numerator over a denominator
 summed across replicas, gradients are all-reduced before the global-norm
 clipping (tf-models' AdamWeightDecay clips per replica, before aggregation,
-which makes 2 replicas differ from 1), then applied once. So a 2-replica
+which makes 2 replicas differ from 1), then applied once by
+`optimization.AdamW`. So a 2-replica
 MirroredStrategy step equals a 1-replica step on the same global batch.
 
 Resumable: checkpoints (`tf.train.CheckpointManager`, object keys `bert`,
@@ -26,7 +27,6 @@ from typing import Callable, Dict, Iterator, Optional
 
 import tensorflow as tf
 from absl import logging
-from official.nlp import optimization
 
 from bert_pl import checkpoints, precision, task_models
 
@@ -61,21 +61,6 @@ def set_seed(seed: Optional[int]) -> None:
   so that a job run twice with the same seed gives the same model on CPU."""
   if seed is not None:
     tf.keras.utils.set_random_seed(seed)
-
-
-def create_optimizer(learning_rate: float, num_train_steps: int, num_warmup_steps: int,
-                     weight_decay: float = 0.01) -> tf.keras.optimizers.Optimizer:
-  """tf-models-official's AdamW (BERT's: betas 0.9/0.999, epsilon 1e-6, no
-  decay of LayerNorm and biases) with linear warmup then linear decay to 0.
-  Clipping is done by the training loop (see module doc)."""
-  schedule = tf.keras.optimizers.schedules.PolynomialDecay(
-      learning_rate, max(num_train_steps, 1), end_learning_rate=0.0)
-  if num_warmup_steps:
-    schedule = optimization.WarmUp(learning_rate, schedule, num_warmup_steps)
-  return optimization.AdamWeightDecay(
-      learning_rate=schedule, weight_decay_rate=weight_decay, beta_1=0.9, beta_2=0.999,
-      epsilon=1e-6, exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias"],
-      gradient_clip_norm=0.0)
 
 
 class Trainer:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_pl import input_pipeline, modeling, task_models, training
+from bert_pl import input_pipeline, modeling, optimization, task_models, training
 
 SEQ, N = 32, 200
 
@@ -64,7 +64,7 @@ def test_two_replicas_train_on_batches_of_different_widths(mirrored_strategy):
                                initializer_range=0.1)
   with mirrored_strategy.scope():
     model = task_models.BertTaskModel(config, "ner", 5)
-    optimizer = training.create_optimizer(5e-3, 40, 0)
+    optimizer = optimization.create_optimizer(5e-3, 40, 0)
   trainer = training.Trainer(mirrored_strategy, model, optimizer, use_mlm=True, use_task=True)
   f = _features()
   dataset = input_pipeline.distribute(

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from bert_pl import (checkpoints, create_pretraining_data, input_files, input_pipeline,
-                     modeling, run_pretraining, task_models, training)
+                     modeling, optimization, run_pretraining, task_models, training)
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=32, type_vocab_size=2,
@@ -42,7 +42,7 @@ def _one_step(strategy, task, initial_values, batch):
   config = modeling.BertConfig(**TINY)
   with strategy.scope():
     model = task_models.BertTaskModel(config, task, LABELS)
-    optimizer = training.create_optimizer(1e-3, 10, 0)  # warmup would make step 0 a no-op
+    optimizer = optimization.create_optimizer(1e-3, 10, 0)  # warmup would make step 0 a no-op
   for variable, value in zip(model.trainable_variables, initial_values):
     variable.assign(value)
   trainer = training.Trainer(strategy, model, optimizer, use_mlm=True,
