@@ -205,11 +205,8 @@ def test_multi_worker_cluster_survives_a_killed_worker(corpus, tmp_path):
 
 @pytest.mark.slow
 def test_multi_worker_fine_tuning_writes_one_model_directory(corpus, tmp_path):
-  from bert_pl import run_pretraining
-  from test_training import _flags
-  run_pretraining.run(_flags(bert_config_file=_tiny_config(corpus, tmp_path / "config.json"),
-                             vocab_file=str(corpus / "vocab.txt"), output_dir=str(tmp_path / "init"),
-                             do_eval=False))
+  from test_training import _random_init
+  _random_init(corpus, tmp_path)
   output = tmp_path / "model_b"
   command = [sys.executable, "-m", "bert_pl.run_classifier", "--do_train", "--do_eval",
              f"--train_file={corpus / 'train.tsv'}", f"--eval_file={corpus / 'test.tsv'}",

@@ -8,21 +8,18 @@ import sys
 import numpy as np
 import pytest
 
-from bert_pl import finetuning, input_files, predict_pseudo_labels, run_pretraining
+from bert_pl import finetuning, input_files, predict_pseudo_labels
 from conftest import REPO, kill_when, run_job
 from data_prep.common import write_parts
 from test_finetuning import _finetune_flags
-from test_training import _flags as _pretraining_flags
-from test_training import _tiny_config
+from test_training import _random_init
 
 
 @pytest.fixture(scope="module")
 def classifier(corpus, tmp_path_factory):
   """A tiny fine-tuned classifier directory, with its --do_predict output on 400 lines."""
   work = tmp_path_factory.mktemp("classifier")
-  run_pretraining.run(_pretraining_flags(
-      bert_config_file=_tiny_config(corpus, work / "config.json"),
-      vocab_file=str(corpus / "vocab.txt"), output_dir=str(work / "init"), do_eval=False))
+  _random_init(corpus, work)
   pool = work / "pool.txt"
   pool.write_text("".join((corpus / "unlabeled.txt").read_text(encoding="utf-8")
                           .splitlines(keepends=True)[:400]), encoding="utf-8")

@@ -115,6 +115,15 @@ def _tiny_config(corpus, path, layers=2):
   return str(path)
 
 
+def _random_init(corpus, work):
+  """`work`/init: a model directory of the tiny config at its random initial
+  weights (0 steps), for fine-tuning tests that need no pre-training."""
+  run_pretraining.run(_flags(bert_config_file=_tiny_config(corpus, work / "config.json"),
+                             vocab_file=str(corpus / "vocab.txt"), output_dir=str(work / "init"),
+                             do_eval=False))
+  return work / "init"
+
+
 @pytest.mark.parametrize("task,data,labels", [
     ("none", "unlabeled.txt", None),
     ("classification", "train.tsv", "labels.txt"),
