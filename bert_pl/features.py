@@ -20,7 +20,7 @@ of its first character, so a WordPiece continuation `##xx` gets `I-X`.
 which is also the sequence length the CRF uses.
 """
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -211,13 +211,13 @@ def collect_labels(path: str, task: str, tag_scheme: str = "bio") -> List[str]:
   return [OUTSIDE] + [f"{p}-{k}" for k in kinds for p in "BI"]
 
 
-def encode_file(path: str, encoder: FeatureEncoder, counts: input_files.Counts,
-                tag_scheme: str = "bio", batch_size: int = 1024) -> Dict[str, np.ndarray]:
-  """All examples of a labeled (or unlabeled) file as feature arrays, for
-  fine-tuning and evaluation (labeled sets are small enough for memory)."""
+def encode_examples(examples: Iterable[Example], encoder: FeatureEncoder,
+                    counts: input_files.Counts,
+                    batch_size: int = 1024) -> Optional[Dict[str, np.ndarray]]:
+  """Examples as feature arrays, encoded `batch_size` at a time (for sets that
+  fit in memory: fine-tuning, evaluation); None when there are none."""
   parts = []
   batch = []
-  examples = input_files.read_examples(path, encoder.task, counts, encoder.labels, tag_scheme)
   for example in examples:
     batch.append(example)
     if len(batch) == batch_size:
@@ -226,8 +226,25 @@ def encode_file(path: str, encoder: FeatureEncoder, counts: input_files.Counts,
   if batch:
     parts.append(encoder.encode(batch))
   if not parts:
-    raise input_files.InputError(f"{path}: empty file (no examples)")
+    return None
   counts.written += sum(len(p[1]) for p in parts)
   counts.truncated += int(sum(p[1].sum() for p in parts))
-  keys = set.intersection(*(set(p[0]) for p in parts)) - {"word_continues", "starts", "ends"}
-  return {k: np.concatenate([p[0][k] for p in parts]) for k in sorted(keys)}
+  return concatenate([p[0] for p in parts])
+
+
+def concatenate(parts: Sequence[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+  """Several encodings' features as one: the features all of them have, but
+  those not written to the model (`word_continues`; `starts`/`ends`, whose
+  width varies)."""
+  keys = set.intersection(*(set(p) for p in parts)) - {"word_continues", "starts", "ends"}
+  return {k: np.concatenate([p[k] for p in parts]) for k in sorted(keys)}
+
+
+def encode_file(path: str, encoder: FeatureEncoder, counts: input_files.Counts,
+                tag_scheme: str = "bio", batch_size: int = 1024) -> Dict[str, np.ndarray]:
+  """All examples of a labeled (or unlabeled) file as feature arrays."""
+  examples = input_files.read_examples(path, encoder.task, counts, encoder.labels, tag_scheme)
+  encoded = encode_examples(examples, encoder, counts, batch_size)
+  if encoded is None:
+    raise input_files.InputError(f"{path}: empty file (no examples)")
+  return encoded

@@ -7,6 +7,8 @@
     checkpoint, ckpt-N.*   tf.train.CheckpointManager (keys bert, head, optimizer)
     summaries/         TensorBoard events
     eval_results.txt   evaluation results
+    self_training.json what classic self-training added (run_classifier/run_ner
+                       with --pseudo_label_file; see self_training)
 """
 
 import json
@@ -27,8 +29,14 @@ def write(model_dir: str, config: modeling.BertConfig, vocab_file: str,
   target = os.path.join(model_dir, "vocab.txt")
   if os.path.abspath(vocab_file) != os.path.abspath(target):
     tf.io.gfile.copy(vocab_file, target, overwrite=True)
-  with tf.io.gfile.GFile(os.path.join(model_dir, TASK_FILE), "w") as f:
-    f.write(json.dumps(task_info, indent=2, ensure_ascii=False) + "\n")
+  write_json(os.path.join(model_dir, TASK_FILE), task_info)
+
+
+def write_json(path: str, value: Any) -> None:
+  """A JSON file of the model directory, under a temporary name renamed when complete."""
+  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+    f.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
 def read_task_info(model_dir: str) -> Dict[str, Any]:
