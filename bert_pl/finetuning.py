@@ -10,6 +10,13 @@ on `--train_file`, `--eval_file`, `--predict_file`; `--num_train_epochs` and
 
 Labels: `--label_file`, else those of an existing `--output_dir`, else
 collected from `--train_file`; written to the model directory's task.json.
+
+Classic self-training (the baseline of the method's later version, DESIGN
+§1b): `--pseudo_label_file` (step-3 outputs) and `--pseudo_per_class=N` add the
+N most confident pseudo-labeled examples of each class (`self_training` says
+how they are chosen) to the whole labeled training set; the epochs run over
+both, the eval set is never mixed. What was added is printed and written to
+the model directory as self_training.json.
 """
 
 import os
@@ -18,8 +25,10 @@ import tensorflow as tf
 from absl import flags
 
 from bert_pl import (checkpoints, cli, evaluation, features, input_files, input_pipeline,
-                     model_dir, optimization, precision, prediction, task_models, tokenization,
-                     training)
+                     model_dir, optimization, precision, prediction, self_training, task_models,
+                     tokenization, training)
+
+SELF_TRAINING_FILE = "self_training.json"
 
 
 def _config_and_source(f):
@@ -54,6 +63,74 @@ def _encode(path: str, encoder: features.FeatureEncoder, f, what: str):
   encoded = features.encode_file(path, encoder, counts, f.tag_scheme)
   print(f"{what} {path}: {counts.summary()}")
   return encoded
+
+
+def check_self_training_flags(f) -> None:
+  """--pseudo_label_file and --pseudo_per_class > 0 go together, with --do_train."""
+  if f.pseudo_per_class < 0:
+    raise ValueError(f"--pseudo_per_class={f.pseudo_per_class} is negative")
+  if bool(f.pseudo_label_file) != (f.pseudo_per_class > 0):
+    raise ValueError("classic self-training needs both --pseudo_label_file and "
+                     f"--pseudo_per_class > 0; got --pseudo_label_file={f.pseudo_label_file} "
+                     f"--pseudo_per_class={f.pseudo_per_class}")
+  if not 0.0 <= f.pseudo_min_confidence <= 1.0:
+    raise ValueError(f"--pseudo_min_confidence={f.pseudo_min_confidence} is outside [0, 1]")
+  if f.pseudo_min_confidence and not f.pseudo_label_file:
+    raise ValueError("--pseudo_min_confidence needs --pseudo_label_file")
+  if f.pseudo_label_file and not f.do_train:
+    raise ValueError("--pseudo_label_file needs --do_train (it adds training examples)")
+
+
+def pseudo_labeled(f, encoder: features.FeatureEncoder, num_labeled: int):
+  """Classic self-training: the examples of `--pseudo_label_file` the
+  `self_training.Sampler` keeps, encoded (None when none is kept), and the
+  `self_training.report`.
+
+  The files are step-3 outputs and are read as written (BIO tags, a
+  confidence per example): a bad line, or a label the model does not have
+  (the pseudo-labels of another model), stops the job even with
+  --skip_bad_lines. NER reads the files twice: the bins need the entity types'
+  frequencies over all sentences first."""
+  files = input_files.expand_input_files(f.pseudo_label_file)
+  for path in files:
+    side = path + input_files.CONFIDENCE_SUFFIX
+    if not tf.io.gfile.exists(side):
+      raise input_files.InputError(f"{side}: file not found (the confidences of the "
+                                   f"--pseudo_label_file {path})")
+
+  def examples(counts):
+    for path in files:
+      yield from input_files.read_examples(path, encoder.task, counts, encoder.labels)
+
+  seed = 0 if f.random_seed is None else f.random_seed
+  sampler = self_training.Sampler(f.pseudo_per_class, f.pseudo_min_confidence, seed)
+  counts = input_files.Counts()
+  if encoder.task == "classification":
+    classes = encoder.labels
+    for example in examples(counts):
+      sampler.add(example.label, example.confidence, example)
+  else:
+    classes = self_training.ner_classes(encoder.labels)
+    frequency = self_training.type_frequency(e.tags for e in examples(input_files.Counts()))
+    for example in examples(counts):
+      sampler.add(self_training.ner_bin(example.tags, frequency), example.confidence, example)
+  encoded = features.encode_examples(sampler.selected(), encoder, counts)
+  print(f"pseudo-labeled {f.pseudo_label_file}: {counts.summary()}")
+  summary = self_training.report(sampler, classes, f.pseudo_label_file, files, num_labeled)
+  print(self_training.describe(summary))
+  return encoded, summary
+
+
+def training_set(f, encoder: features.FeatureEncoder):
+  """The training features: `--train_file`, followed by the pseudo-labeled
+  examples self-training adds (if any); and the self-training report (or None)."""
+  train_features = _encode(f.train_file, encoder, f, "train")
+  if not f.pseudo_label_file:
+    return train_features, None
+  added, summary = pseudo_labeled(f, encoder, len(train_features["input_ids"]))
+  if added is not None:
+    train_features = features.concatenate([train_features, added])
+  return train_features, summary
 
 
 def evaluate(predictor: prediction.Predictor, encoded, labels, task: str):
@@ -99,6 +176,7 @@ def predict(predictor: prediction.Predictor, tokenizer, f, labels, task: str) ->
 
 def run(f, task: str) -> dict:
   """The whole job for `task` ("classification" or "ner") from flag values."""
+  check_self_training_flags(f)
   strategy = training.make_strategy(f.distribution_strategy, f.num_gpus)
   training.set_seed(f.random_seed)
   config, source, layer_map = _config_and_source(f)
@@ -110,9 +188,9 @@ def run(f, task: str) -> dict:
                      f"{config.vocab_size}")
   labels = _labels(f, task)
   encoder = features.FeatureEncoder(tokenizer, f.max_seq_length, task, labels, f.field_join)
-  train_features = _encode(f.train_file, encoder, f, "train") if f.do_train else None
-  num_train_steps = 0
+  train_features, self_training_report, num_train_steps = None, None, 0
   if f.do_train:
+    train_features, self_training_report = training_set(f, encoder)
     num_train_steps = training.steps_for_epochs(len(train_features["input_ids"]),
                                                 f.num_train_epochs, f.train_batch_size)
   with strategy.scope(), precision.policy(f.dtype):
@@ -135,6 +213,9 @@ def run(f, task: str) -> dict:
         "do_lower_case": f.do_lower_case, "tokenization": f.tokenization,
         "field_join": f.field_join,
         "trained_by": f"run_{'classifier' if task == 'classification' else 'ner'}"})
+    if self_training_report:
+      model_dir.write_json(os.path.join(f.output_dir, SELF_TRAINING_FILE),
+                           self_training_report)
   results = {}
   if f.do_train:
     trainer = training.Trainer(strategy, model, optimizer, use_mlm=False, use_task=True)
@@ -178,6 +259,15 @@ def define_flags(task: str) -> None:
   flags.DEFINE_enum("tag_scheme", "bio", ["bio", "iob1", "bioes", "bmes"],
                     "Tag scheme of the NER files (converted to BIO).")
   flags.DEFINE_bool("skip_bad_lines", False, "Skip and count malformed examples.")
+  flags.DEFINE_string("pseudo_label_file", None,
+                      "Classic self-training: pseudo-labeled files (step 3 output, each with "
+                      "its .confidence; comma list of globs) to add training examples from.")
+  flags.DEFINE_integer("pseudo_per_class", 0,
+                       "Add the N most confident examples of --pseudo_label_file of each "
+                       "class (NER: each sentence's rarest entity type, or O) to the labeled "
+                       "training set; 0: none.")
+  flags.DEFINE_float("pseudo_min_confidence", 0.0,
+                     "Only pseudo-labeled examples with at least this confidence are added.")
   flags.mark_flags_as_required(["output_dir"])
 
 

@@ -21,7 +21,9 @@ def _finetune_flags(**values):
       do_eval=True, do_predict=False, max_seq_length=64, train_batch_size=32,
       predict_batch_size=64, learning_rate=5e-3, num_train_epochs=4.0, warmup_proportion=0.1,
       weight_decay=0.01, save_checkpoints_steps=1000, field_join="sep", tag_scheme="bio",
-      skip_bad_lines=False, distribution_strategy="mirrored", num_gpus=None, dtype="float32", bucket_width=0, random_seed=1)
+      skip_bad_lines=False, distribution_strategy="mirrored", num_gpus=None, dtype="float32",
+      bucket_width=0, random_seed=1, pseudo_label_file=None, pseudo_per_class=0,
+      pseudo_min_confidence=0.0)
   defaults.update(values)
   return types.SimpleNamespace(**defaults)
 
