@@ -70,7 +70,9 @@ KL = dict(pseudo_label_loss="kl", kl_temperature=2.0)
 @pytest.mark.parametrize("task,loss", [
     ("none", {}), ("classification", {}), ("ner", {}),
     ("classification", KL), ("classification", dict(KL, masked_lm_loss_weight=0.0)),
-    ("ner", KL), ("ner", dict(KL, masked_lm_loss_weight=0.0))])
+    ("ner", KL), ("ner", dict(KL, masked_lm_loss_weight=0.0))],
+    ids=["none", "classification", "ner", "classification-kl", "classification-kl-no_mlm",
+         "ner-kl", "ner-kl-no_mlm"])
 def test_two_replicas_equal_one_replica(task, loss, mirrored_strategy):
   config = modeling.BertConfig(**TINY)
   reference = task_models.BertTaskModel(config, task, LABELS)
