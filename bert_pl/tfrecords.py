@@ -2,8 +2,11 @@
 
 Feature names, dtypes and shapes are those of google-research/bert's
 `run_pretraining.py` input function, plus the pseudo-label features:
-`label_ids` [1] (classification), `tag_ids` [max_seq_length] (NER) and the
-optional `label_weights` [1] (the pseudo-label's confidence; 1.0 when absent).
+`label_ids` [1] (classification), `tag_ids` [max_seq_length] (NER), the
+optional `label_weights` [1] (the pseudo-label's confidence; 1.0 when absent)
+and the teacher's pre-softmax logits for the KL loss (DESIGN §9):
+`label_logits` [num_labels] or `tag_logits` [max_seq_length * num_tags]
+(row-major; zero rows where `tag_ids` carries no tag).
 """
 
 import os
@@ -14,12 +17,17 @@ import tensorflow as tf
 
 _INT_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
                  "masked_lm_ids", "next_sentence_labels", "label_ids", "tag_ids")
-_FLOAT_FEATURES = ("masked_lm_weights", "label_weights")
+_FLOAT_FEATURES = ("masked_lm_weights", "label_weights", "label_logits", "tag_logits")
+# The teacher-logits feature of each task.
+LOGITS_FEATURES = {"classification": "label_logits", "ner": "tag_logits"}
 
 
 def pretraining_feature_spec(max_seq_length: int, max_predictions_per_seq: int,
-                             task: str = "none") -> Dict[str, tf.io.FixedLenFeature]:
-  """`tf.io.parse_example` spec; the first six entries are the original's."""
+                             task: str = "none", num_labels: int = 0,
+                             with_logits: bool = False) -> Dict[str, tf.io.FixedLenFeature]:
+  """`tf.io.parse_example` spec; the first six entries are the original's.
+  `with_logits` adds the task's teacher logits (required: records without
+  them fail to parse), which need `num_labels`."""
   spec = {
       "input_ids": tf.io.FixedLenFeature([max_seq_length], tf.int64),
       "input_mask": tf.io.FixedLenFeature([max_seq_length], tf.int64),
@@ -35,6 +43,12 @@ def pretraining_feature_spec(max_seq_length: int, max_predictions_per_seq: int,
   elif task == "ner":
     spec["tag_ids"] = tf.io.FixedLenFeature([max_seq_length], tf.int64)
     spec["label_weights"] = tf.io.FixedLenFeature([1], tf.float32, default_value=[1.0])
+  if with_logits:
+    if task not in LOGITS_FEATURES or num_labels < 1:
+      raise ValueError(f"teacher logits need task classification or ner and num_labels >= 1, "
+                       f"got task={task!r}, num_labels={num_labels}")
+    width = num_labels if task == "classification" else max_seq_length * num_labels
+    spec[LOGITS_FEATURES[task]] = tf.io.FixedLenFeature([width], tf.float32)
   return spec
 
 

@@ -66,18 +66,28 @@ def set_seed(seed: Optional[int]) -> None:
 class Trainer:
   """Runs training and evaluation steps of a `BertTaskModel` under a strategy.
 
+  Total loss = `masked_lm_loss_weight` x MLM + `task_loss_weight` x task
+  loss (`pseudo_label_loss`, `kl_temperature`: see `task_models.loss_terms`).
+  Without `use_mlm` the model is called without `masked_lm_positions`, so the
+  MLM head (its gather and vocabulary projection) is not computed at all and
+  its variables get no gradient and keep their values.
+
   Create the model and optimizer inside `strategy.scope()`.
   """
 
   def __init__(self, strategy: tf.distribute.Strategy, model: task_models.BertTaskModel,
                optimizer, use_mlm: bool, use_task: bool, task_loss_weight: float = 1.0,
-               clip_norm: float = 1.0):
+               clip_norm: float = 1.0, masked_lm_loss_weight: float = 1.0,
+               pseudo_label_loss: str = "hard", kl_temperature: float = 1.0):
     self.strategy = strategy
     self.model = model
     self.optimizer = optimizer
     self.use_mlm = use_mlm
     self.use_task = use_task
     self.task_loss_weight = task_loss_weight
+    self.masked_lm_loss_weight = masked_lm_loss_weight
+    self.pseudo_label_loss = pseudo_label_loss
+    self.kl_temperature = kl_temperature
     self.clip_norm = clip_norm
     self._train_loop = None
     self._eval_step = None
@@ -85,14 +95,18 @@ class Trainer:
   def _global_losses(self, features, training: bool):
     """Per-replica losses whose sum over replicas is the global loss."""
     context = tf.distribute.get_replica_context()
-    outputs = self.model(features, training=training)
-    losses, metrics = task_models.loss_terms(self.model, features, outputs,
-                                             self.use_mlm, self.use_task)
+    inputs = features if self.use_mlm else {
+        k: v for k, v in features.items() if k != "masked_lm_positions"}
+    outputs = self.model(inputs, training=training)
+    losses, metrics = task_models.loss_terms(self.model, features, outputs, self.use_mlm,
+                                             self.use_task, self.pseudo_label_loss,
+                                             self.kl_temperature)
     names = sorted(losses)
     denominators = context.all_reduce(tf.distribute.ReduceOp.SUM,
                                       [tf.stop_gradient(losses[n][1]) for n in names])
     scaled = {n: losses[n][0] / (d + 1e-5) for n, d in zip(names, denominators)}
-    total = scaled.get("mlm", 0.0) + self.task_loss_weight * scaled.get("task", 0.0)
+    total = (self.masked_lm_loss_weight * scaled.get("mlm", 0.0)
+             + self.task_loss_weight * scaled.get("task", 0.0))
     return total, scaled, metrics
 
   def _replica_train_step(self, features):

@@ -18,6 +18,9 @@ SEQ, PRED, LABELS = 12, 3, 5
 
 
 def _batch(seed=0, n=8):
+  """Random features of every kind; the teacher's `tag_logits` rows are zero
+  where a record carries no tag: [CLS], [SEP], padding and ~1/4 of the other
+  tokens (the word-piece continuations)."""
   rng = np.random.default_rng(seed)
   lengths = rng.integers(PRED + 2, SEQ + 1, n)
   mask = (np.arange(SEQ)[None] < lengths[:, None]).astype(np.int64)
@@ -25,7 +28,7 @@ def _batch(seed=0, n=8):
                                 for l in lengths]), 1)
   weights = np.ones([n, PRED], np.float32)
   weights[::3, -1] = 0.0
-  return {
+  batch = {
       "input_ids": rng.integers(5, 50, (n, SEQ)) * mask,
       "input_mask": mask,
       "segment_ids": np.zeros([n, SEQ], np.int64),
@@ -36,34 +39,54 @@ def _batch(seed=0, n=8):
       "tag_ids": rng.integers(0, LABELS, (n, SEQ)) * mask,
       "label_weights": rng.uniform(0.3, 1.0, (n, 1)).astype(np.float32),
   }
+  batch["label_logits"] = rng.normal(0.0, 2.0, (n, LABELS)).astype(np.float32)
+  tagged = mask.astype(bool) & (rng.uniform(size=(n, SEQ)) > 0.25)
+  tagged[:, 0] = False
+  tagged[np.arange(n), lengths - 1] = False
+  tag_logits = rng.normal(0.0, 2.0, (n, SEQ, LABELS)).astype(np.float32) * tagged[..., None]
+  batch["tag_logits"] = tag_logits.reshape(n, SEQ * LABELS)
+  return batch
 
 
-def _one_step(strategy, task, initial_values, batch):
+def _one_step(strategy, task, initial_values, batch, masked_lm_loss_weight=1.0, **loss):
   config = modeling.BertConfig(**TINY)
   with strategy.scope():
     model = task_models.BertTaskModel(config, task, LABELS)
     optimizer = optimization.create_optimizer(1e-3, 10, 0)  # warmup would make step 0 a no-op
   for variable, value in zip(model.trainable_variables, initial_values):
     variable.assign(value)
-  trainer = training.Trainer(strategy, model, optimizer, use_mlm=True,
-                             use_task=task != "none", task_loss_weight=0.7)
+  trainer = training.Trainer(strategy, model, optimizer, use_mlm=masked_lm_loss_weight > 0,
+                             use_task=task != "none", task_loss_weight=0.7,
+                             masked_lm_loss_weight=masked_lm_loss_weight, **loss)
   dataset = input_pipeline.distribute(
       strategy, 8, lambda b, ctx: input_pipeline.array_dataset(batch, b, False))
   result = trainer.train_steps(iter(dataset), 1)
   return result, [v.numpy() for v in model.trainable_variables]
 
 
-@pytest.mark.parametrize("task", ["none", "classification", "ner"])
-def test_two_replicas_equal_one_replica(task, mirrored_strategy):
+KL = dict(pseudo_label_loss="kl", kl_temperature=2.0)
+
+
+@pytest.mark.parametrize("task,loss", [
+    ("none", {}), ("classification", {}), ("ner", {}),
+    ("classification", KL), ("classification", dict(KL, masked_lm_loss_weight=0.0)),
+    ("ner", KL), ("ner", dict(KL, masked_lm_loss_weight=0.0))],
+    ids=["none", "classification", "ner", "classification-kl", "classification-kl-no_mlm",
+         "ner-kl", "ner-kl-no_mlm"])
+def test_two_replicas_equal_one_replica(task, loss, mirrored_strategy):
   config = modeling.BertConfig(**TINY)
   reference = task_models.BertTaskModel(config, task, LABELS)
   initial = [v.numpy() for v in reference.trainable_variables]
   batch = _batch()
-  one, one_weights = _one_step(tf.distribute.OneDeviceStrategy("/cpu:0"), task, initial, batch)
+  one, one_weights = _one_step(tf.distribute.OneDeviceStrategy("/cpu:0"), task, initial, batch,
+                               **loss)
   mirrored = mirrored_strategy
   assert mirrored.num_replicas_in_sync == 2
-  two, two_weights = _one_step(mirrored, task, initial, batch)
-  for key in ("total_loss", "mlm") + (("task",) if task != "none" else ()):
+  two, two_weights = _one_step(mirrored, task, initial, batch, **loss)
+  with_mlm = loss.get("masked_lm_loss_weight", 1.0) > 0
+  assert ("mlm" in one) == with_mlm
+  for key in ("total_loss",) + (("mlm",) if with_mlm else ()) + (
+      ("task",) if task != "none" else ()):
     assert two[key] == pytest.approx(one[key], abs=1e-5), key
   moved = 0
   for a, b, start in zip(one_weights, two_weights, initial):
@@ -98,7 +121,7 @@ def _flags(**values):
       num_warmup_steps=5, weight_decay=0.01, save_checkpoints_steps=50, do_train=True,
       do_eval=True, max_eval_steps=8, task_loss="none", task_loss_weight=1.0,
       label_file=None, num_labels=None, distribution_strategy="mirrored", num_gpus=None, dtype="float32", bucket_width=0,
-      random_seed=1)
+      random_seed=1, pseudo_label_loss="hard", kl_temperature=1.0, masked_lm_loss_weight=1.0)
   defaults.update(values)
   return types.SimpleNamespace(**defaults)
 
