@@ -2,19 +2,21 @@
 
 Feature names, dtypes and shapes are those of google-research/bert's
 `run_pretraining.py` input function, plus the pseudo-label features:
-`label_ids` [1] (classification), `tag_ids` [max_seq_length] (NER) and the
-optional `label_weights` [1] (the pseudo-label's confidence; 1.0 when absent).
+`label_ids` [1] (classification), `tag_ids` [max_seq_length] (NER), the
+optional `label_weights` [1] (the pseudo-label's confidence; 1.0 when absent)
+and the teacher's logits (DESIGN §9) when step 3 wrote them: `label_logits`
+[num_labels] or `tag_logits` [max_seq_length * num_tags], row-major.
 """
 
 import os
-from typing import Dict, List
+from typing import Dict, List, Set
 
 import numpy as np
 import tensorflow as tf
 
 _INT_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
                  "masked_lm_ids", "next_sentence_labels", "label_ids", "tag_ids")
-_FLOAT_FEATURES = ("masked_lm_weights", "label_weights")
+_FLOAT_FEATURES = ("masked_lm_weights", "label_weights", "label_logits", "tag_logits")
 
 
 def pretraining_feature_spec(max_seq_length: int, max_predictions_per_seq: int,
@@ -36,6 +38,14 @@ def pretraining_feature_spec(max_seq_length: int, max_predictions_per_seq: int,
     spec["tag_ids"] = tf.io.FixedLenFeature([max_seq_length], tf.int64)
     spec["label_weights"] = tf.io.FixedLenFeature([1], tf.float32, default_value=[1.0])
   return spec
+
+
+def record_features(path: str) -> Set[str]:
+  """The feature names of a TFRecord file's first record (say, whether the
+  file carries the teacher's logits)."""
+  for record in tf.data.TFRecordDataset(path).take(1):
+    return set(tf.train.Example.FromString(record.numpy()).features.feature)
+  raise ValueError(f"{path}: no records")
 
 
 def _list_proto(values: tf.Tensor, message: str) -> tf.Tensor:

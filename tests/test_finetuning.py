@@ -18,7 +18,8 @@ def _finetune_flags(**values):
       init_checkpoint=None, bert_config_file=None, vocab_file=None, do_lower_case=True,
       tokenization="wordpiece", num_hidden_layers=None, layer_map=None, train_file=None,
       eval_file=None, predict_file=None, label_file=None, output_dir=None, do_train=True,
-      do_eval=True, do_predict=False, max_seq_length=64, train_batch_size=32,
+      do_eval=True, do_predict=False, write_logits=False, logits_top_k=0, max_seq_length=64,
+      train_batch_size=32,
       predict_batch_size=64, learning_rate=5e-3, num_train_epochs=4.0, warmup_proportion=0.1,
       weight_decay=0.01, save_checkpoints_steps=1000, field_join="sep", tag_scheme="bio",
       skip_bad_lines=False, distribution_strategy="mirrored", num_gpus=None, dtype="float32", bucket_width=0, random_seed=1)
