@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from bert_pl import (create_pretraining_data, features, finetuning, input_files, model_dir,
-                     predict_pseudo_labels, run_pretraining, tfrecords)
+                     predict_pseudo_labels, prediction, run_pretraining, tfrecords)
 from conftest import REPO, kill_when, run_job
 from data_prep.common import write_parts
 from test_finetuning import _finetune_flags
@@ -181,6 +181,16 @@ def test_ner_logits_from_step_3_to_the_tfrecords(tagger, tmp_path):
   _close(tag_logits[real], teacher[real])
   outside = info["labels"].index("O")
   assert (parsed["tag_ids"][:, 0] == outside).all()
+
+
+def test_logits_flags_are_checked():
+  prediction.OutputFormat("classification", ["a", "b"], True, 2)
+  with pytest.raises(ValueError, match="--logits_top_k needs --write_logits"):
+    prediction.OutputFormat("classification", ["a", "b"], False, 1)
+  with pytest.raises(ValueError, match="--logits_top_k is for classification"):
+    prediction.OutputFormat("ner", ["O", "B-X", "I-X"], True, 2)
+  with pytest.raises(ValueError, match=r"--logits_top_k=3 is not in \[0, 2\]"):
+    prediction.OutputFormat("classification", ["a", "b"], True, 3)
 
 
 def test_same_labels_as_do_predict_and_min_confidence(classifier, tmp_path):
