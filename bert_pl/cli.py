@@ -38,6 +38,16 @@ def define_model_flags() -> None:
                       "(overrides --num_hidden_layers).")
 
 
+def define_logits_flags() -> None:
+  """The teacher-logits flags of step 3 (predict_pseudo_labels, --do_predict)."""
+  flags.DEFINE_bool("write_logits", False,
+                    "Also write <output>.logits: the teacher's pre-softmax logits per example "
+                    "(what the KL loss of step 4 trains on).")
+  flags.DEFINE_integer("logits_top_k", 0,
+                       "Classification: write only the K largest logits, as id:value pairs "
+                       "(0: all labels).")
+
+
 def define_training_flags(learning_rate: float) -> None:
   """Flags every training job has (with the job's default learning rate)."""
   flags.DEFINE_string("output_dir", None, "The model directory (checkpoints, config, vocab).")

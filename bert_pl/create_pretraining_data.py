@@ -6,17 +6,23 @@ r"""TFRecords for masked-LM pre-training, with pseudo-labels (steps 1 and 4).
       --task=classification --label_file=labels.txt --num_workers=2
 
 Reads unlabeled text (`--task=none`) or pseudo-labeled files in the labeled
-formats (`--task=classification|ner`, confidences from `<file>.confidence`),
+formats (`--task=classification|ner`, confidences from `<file>.confidence`,
+the teacher's logits from `<file>.logits` when every input file has one),
 streaming: memory does not grow with the corpus. Each input file is cut into
 chunks of a fixed number of examples; chunk k of the f-th file (in sorted
 order), re-masking d, draws its masks from a generator seeded with
 (`--random_seed`, f, k, d), so the output is byte-identical for any
 `--num_workers`, and the Beam job (`bert_pl.beam.create_pretraining_data`),
-which spreads the chunks over machines, writes the same examples. Records go round-robin to the shards,
-the `--dupe_factor` re-maskings of an example one after another; shuffling is
-left to the training input pipeline (the original held the whole corpus in
-memory to shuffle it). Shards are written under temporary names and renamed
+which spreads the chunks over machines, writes the same examples. Records go
+round-robin to the shards, the `--dupe_factor` re-maskings of an example one
+after another; shuffling is left to the training input pipeline (the original
+held the whole corpus in memory to shuffle it). Shards are written under temporary names and renamed
 when the job completes.
+
+`--masked_lm_prob=0` writes task data without masking (the method's later
+version trains step 4 on the unmasked input, without the MLM loss): only with
+a task, since MLM-only data without masks teaches nothing, and with one
+`--dupe_factor`, since every copy would be the same.
 """
 
 import collections
@@ -48,6 +54,14 @@ class Options:
   labels: Optional[Tuple[str, ...]] = None
   field_join: str = "sep"
 
+  def __post_init__(self):
+    if self.masked_lm_prob == 0 and self.task == "none":
+      raise ValueError("--masked_lm_prob=0 (no masking) needs --task=classification or ner: "
+                       "unmasked data without labels has nothing to learn")
+    if self.masked_lm_prob == 0 and self.dupe_factor > 1:
+      raise ValueError(f"--dupe_factor={self.dupe_factor} with --masked_lm_prob=0 would write "
+                       "each example unchanged several times; use --dupe_factor=1")
+
 
 class ChunkProcessor:
   """Encodes, masks and serializes one chunk of examples."""
@@ -66,8 +80,9 @@ class ChunkProcessor:
         options.do_whole_word_mask)
 
   def __call__(self, chunk: Tuple[Tuple[int, int], List[input_files.Example]]
-               ) -> Tuple[List[bytes], int]:
-    """(chunk key, examples) -> (records, number of truncated examples)."""
+               ) -> Tuple[List[bytes], int, int]:
+    """(chunk key, examples) -> (records, number of truncated examples,
+    number of examples with the teacher's logits)."""
     (file_index, chunk_index), examples = chunk
     encoded, truncated = self.encoder.encode(examples)
     n = len(examples)
@@ -81,16 +96,25 @@ class ChunkProcessor:
       record["next_sentence_labels"] = np.zeros([n, 1], np.int64)
       per_dupe.append(tfrecords.serialize_examples(record))
     records = [per_dupe[d][i] for i in range(n) for d in range(self.options.dupe_factor)]
-    return records, int(truncated.sum())
+    with_logits = "label_logits" in encoded or "tag_logits" in encoded
+    return records, int(truncated.sum()), n if with_logits else 0
+
+
+def input_paths(options: Options, input_patterns: str) -> Tuple[List[str], bool]:
+  """The input files, and whether they have `.logits` side files (all of
+  them, or none: else `InputError`)."""
+  paths = input_files.expand_input_files(input_patterns)
+  return paths, options.task != "none" and input_files.logits_side_files(paths)
 
 
 def read_file_chunks(path: str, file_index: int, task: str, counts: input_files.Counts,
-                     labels=None, tag_scheme: str = "bio"
+                     labels=None, tag_scheme: str = "bio", with_logits: bool = False
                      ) -> Iterator[Tuple[Tuple[int, int], list]]:
   """((file index, chunk index), examples) of one file; an empty file is an error."""
   chunk, index = [], 0
   before = counts.read
-  for example in input_files.read_examples(path, task, counts, labels, tag_scheme):
+  for example in input_files.read_examples(path, task, counts, labels, tag_scheme,
+                                           with_logits):
     chunk.append(example)
     if len(chunk) == CHUNK_SIZE:
       yield (file_index, index), chunk
@@ -102,10 +126,12 @@ def read_file_chunks(path: str, file_index: int, task: str, counts: input_files.
 
 
 def read_chunks(paths: Sequence[str], task: str, counts: input_files.Counts,
-                labels=None, tag_scheme: str = "bio") -> Iterator[Tuple[Tuple[int, int], list]]:
+                labels=None, tag_scheme: str = "bio", with_logits: bool = False
+                ) -> Iterator[Tuple[Tuple[int, int], list]]:
   """The chunks of every file, in order."""
   for file_index, path in enumerate(paths):
-    yield from read_file_chunks(path, file_index, task, counts, labels, tag_scheme)
+    yield from read_file_chunks(path, file_index, task, counts, labels, tag_scheme,
+                                with_logits)
 
 
 _WORKER: Optional[ChunkProcessor] = None
@@ -137,9 +163,9 @@ def create_pretraining_data(options: Options, input_patterns: str, output_file: 
                             skip_bad_lines: bool = False,
                             tag_scheme: str = "bio") -> input_files.Counts:
   """Runs the job; returns the counts. Raises `InputError` on bad input."""
-  paths = input_files.expand_input_files(input_patterns)
+  paths, with_logits = input_paths(options, input_patterns)
   counts = input_files.Counts(skip_bad_lines=skip_bad_lines)
-  chunks = read_chunks(paths, options.task, counts, options.labels, tag_scheme)
+  chunks = read_chunks(paths, options.task, counts, options.labels, tag_scheme, with_logits)
   writer = tfrecords.ShardedWriter(output_file, num_output_shards)
   pool = None
   try:
@@ -150,11 +176,12 @@ def create_pretraining_data(options: Options, input_patterns: str, output_file: 
     else:
       results = map(ChunkProcessor(options), chunks)
     start, last_log = time.time(), 0.0
-    for records, truncated in results:
+    for records, truncated, with_logits in results:
       for record in records:
         writer.write(record)
       counts.written += len(records)
       counts.truncated += truncated
+      counts.logits += with_logits
       elapsed = time.time() - start
       if elapsed - last_log > 10:
         last_log = elapsed
@@ -196,9 +223,18 @@ def main(argv):
                                    FLAGS.skip_bad_lines, FLAGS.tag_scheme)
   elapsed = time.time() - start
   print(f"create_pretraining_data: {counts.summary()} "
-        f"({FLAGS.dupe_factor} masking(s) per example) in {elapsed:.1f}s, "
+        f"({masking_note(FLAGS.masked_lm_prob, FLAGS.dupe_factor)}"
+        f"{logits_note(FLAGS.task, counts)}) in {elapsed:.1f}s, "
         f"{counts.read / max(elapsed, 1e-9):.0f} lines/s -> "
         f"{', '.join(tfrecords.shard_paths(FLAGS.output_file, FLAGS.num_output_shards))}")
+
+
+def masking_note(masked_lm_prob: float, dupe_factor: int) -> str:
+  return "no masking" if masked_lm_prob == 0 else f"{dupe_factor} masking(s) per example"
+
+
+def logits_note(task: str, counts: input_files.Counts) -> str:
+  return "" if task == "none" else f"; {counts.logits} examples with teacher logits"
 
 
 def define_flags(local_workers: bool = True):
@@ -214,8 +250,11 @@ def define_flags(local_workers: bool = True):
                     "WordPiece or one token per character.")
   flags.DEFINE_integer("max_seq_length", 128, "Sequence length, [CLS] and [SEP] included.")
   flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum masked tokens per sequence.")
-  flags.DEFINE_float("masked_lm_prob", 0.15, "Share of real tokens to mask.")
-  flags.DEFINE_integer("dupe_factor", 1, "Independent re-maskings of each example.")
+  flags.DEFINE_float("masked_lm_prob", 0.15,
+                     "Share of real tokens to mask; 0: no masking (task data only, the "
+                     "masked_lm_* features all zero).")
+  flags.DEFINE_integer("dupe_factor", 1,
+                       "Independent re-maskings of each example (1 with --masked_lm_prob=0).")
   flags.DEFINE_bool("do_whole_word_mask", False,
                     "Mask whole words (Chinese text needs spaces between words).")
   flags.DEFINE_integer("random_seed", 12345, "Seed of the masking.")

@@ -18,6 +18,12 @@ token's first character, `I-X` on the rest) and each model token takes the tag
 of its first character, so a WordPiece continuation `##xx` gets `I-X`.
 [CLS], [SEP] get tag "O"; padding gets id 0 and lies outside `input_mask`,
 which is also the sequence length the CRF uses.
+
+Teacher logits (DESIGN §9), when every example has them: `label_logits`
+[n, num_labels]; NER `tag_logits` [n, max_seq_length, num_tags], where a
+model token takes the row of the CoNLL token holding its first character,
+as it takes its tag, and [CLS], [SEP] and padding (the positions whose tag
+is not a token's) get zeros.
 """
 
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -88,7 +94,9 @@ class FeatureEncoder:
     for single-segment text, `starts`/`ends` [n, tokens] character offsets of the
     tokens (-1 padded; for mapping predictions back to characters, not written);
     `label_ids` int64 [n] (classification); `tag_ids` int64 [n, max_seq_length]
-    (ner); `label_weights` float32 [n] when every example has a confidence.
+    (ner); `label_weights` float32 [n] when every example has a confidence;
+    `label_logits` float32 [n, labels] (classification) or `tag_logits` float32
+    [n, max_seq_length, tags] (ner) when every example has logits.
     """
     if self.task == "ner":
       features, truncated = self._encode_ner(examples)
@@ -99,6 +107,8 @@ class FeatureEncoder:
                                        np.int64)
     if examples and all(e.confidence is not None for e in examples):
       features["label_weights"] = np.array([e.confidence for e in examples], np.float32)
+    if self.task == "classification" and _all_have_logits(examples):
+      features["label_logits"] = np.stack([e.logits for e in examples]).astype(np.float32)
     return features, truncated
 
   def _tokenize_and_pack(self, texts: List[str], count: int) -> Dict[str, np.ndarray]:
@@ -173,6 +183,9 @@ class FeatureEncoder:
                 ("input_ids", "input_mask", "segment_ids", "word_continues")}
     starts = packed["starts"]
     tag_ids = np.zeros([len(examples), self.max_seq_length], np.int64)
+    with_logits = _all_have_logits(examples)
+    if with_logits:
+      tag_logits = np.zeros([len(examples), self.max_seq_length, len(self.labels)], np.float32)
     outside = self.label_to_id[OUTSIDE]
     for row, (example, (text, spans)) in enumerate(zip(examples, joined)):
       per_char = char_tags(example.tags, spans, len(text))
@@ -180,8 +193,21 @@ class FeatureEncoder:
       tag_ids[row, 0] = outside  # [CLS]
       tag_ids[row, 1:1 + len(kept)] = [self.label_to_id[per_char[s]] for s in kept]
       tag_ids[row, 1 + len(kept)] = outside  # [SEP]
+      if with_logits:
+        token_of_char = np.full([len(text)], -1)
+        for index, (start, end) in enumerate(spans):
+          token_of_char[start:end] = index
+        tokens = token_of_char[kept]
+        covered = tokens >= 0  # a model token never starts on a separator; -1 must not wrap
+        tag_logits[row, 1 + np.flatnonzero(covered)] = example.logits[tokens[covered]]
     features["tag_ids"] = tag_ids
+    if with_logits:
+      features["tag_logits"] = tag_logits
     return features, packed["truncated"]
+
+
+def _all_have_logits(examples: Sequence[Example]) -> bool:
+  return bool(examples) and all(e.logits is not None for e in examples)
 
 
 def decode_entities(tag_ids: Sequence[int], starts: Sequence[int], ends: Sequence[int],

@@ -146,31 +146,30 @@ def evaluate(predictor: prediction.Predictor, encoded, labels, task: str):
   return evaluation.ner_metrics(gold, predicted)
 
 
-def predict(predictor: prediction.Predictor, tokenizer, f, labels, task: str) -> str:
-  """Writes the pseudo-labeled file for `--predict_file`; returns its path."""
+def predict(predictor: prediction.Predictor, tokenizer, f,
+            output_format: prediction.OutputFormat) -> str:
+  """Writes the pseudo-labeled file for `--predict_file` (with its side
+  files); returns its path."""
+  task = output_format.task
   counts = input_files.Counts(skip_bad_lines=f.skip_bad_lines)
   examples = list(input_files.read_unlabeled(f.predict_file, counts))
   if not examples:
     raise input_files.InputError(f"{f.predict_file}: empty file (no examples)")
-  if task == "classification":
-    encoder = features.FeatureEncoder(tokenizer, f.max_seq_length, "none",
-                                      field_join=f.field_join)
-  else:  # NER reads raw sentences: the fields joined into one text
-    encoder = features.FeatureEncoder(tokenizer, f.max_seq_length, "none", field_join="concat")
+  # NER reads raw sentences: the fields joined into one text.
+  encoder = features.FeatureEncoder(tokenizer, f.max_seq_length, "none",
+                                    field_join=f.field_join if task == "classification"
+                                    else "concat")
   encoded, truncated = encoder.encode(examples)
   outputs = prediction.predict_sorted(predictor, encoded)
-  if task == "classification":
-    path = os.path.join(f.output_dir, "predictions.tsv")
-    lines = prediction.classification_lines(examples, labels, outputs["label_ids"])
-  else:
-    path = os.path.join(f.output_dir, "predictions.txt")
-    lines = prediction.ner_blocks([" ".join(e.fields) for e in examples], encoded["starts"],
-                                  encoded["ends"], outputs["tag_ids"], labels)
-  output = prediction.AtomicOutput(path)
-  output.write(lines, prediction.confidence_lines(outputs["confidence"]))
+  name = "predictions.tsv" if task == "classification" else "predictions.txt"
+  path = os.path.join(f.output_dir, name)
+  output = prediction.AtomicOutput(path, f.write_logits)
+  output.write(*output_format.lines(examples, encoded, outputs))
   output.commit()
   counts.written, counts.truncated = len(examples), int(truncated.sum())
-  print(f"predict {f.predict_file}: {counts.summary()} -> {path} (+{input_files.CONFIDENCE_SUFFIX})")
+  sides = input_files.CONFIDENCE_SUFFIX + (f", {input_files.LOGITS_SUFFIX}" if f.write_logits
+                                           else "")
+  print(f"predict {f.predict_file}: {counts.summary()} -> {path} (+{sides})")
   return path
 
 
@@ -187,6 +186,8 @@ def run(f, task: str) -> dict:
     raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but vocab_size is "
                      f"{config.vocab_size}")
   labels = _labels(f, task)
+  # Checks the logits flags before training.
+  output_format = prediction.OutputFormat(task, labels, f.write_logits, f.logits_top_k)
   encoder = features.FeatureEncoder(tokenizer, f.max_seq_length, task, labels, f.field_join)
   train_features, self_training_report, num_train_steps = None, None, 0
   if f.do_train:
@@ -234,7 +235,7 @@ def run(f, task: str) -> dict:
     results["global_step"] = int(optimizer.iterations.numpy())
     training.record_eval(f.output_dir, results, results["global_step"])
   if f.do_predict:
-    predict(predictor, tokenizer, f, labels, task)
+    predict(predictor, tokenizer, f, output_format)
   return results
 
 
@@ -249,6 +250,7 @@ def define_flags(task: str) -> None:
   flags.DEFINE_bool("do_train", False, "Fine-tune on --train_file.")
   flags.DEFINE_bool("do_eval", False, "Evaluate on --eval_file; writes eval_results.txt.")
   flags.DEFINE_bool("do_predict", False, "Predict --predict_file with confidences.")
+  cli.define_logits_flags()
   flags.DEFINE_integer("max_seq_length", 128, "Sequence length, [CLS] and [SEP] included.")
   cli.define_training_flags(learning_rate=1e-5)
   flags.DEFINE_integer("predict_batch_size", 64, "Batch size for evaluation and prediction.")

@@ -6,7 +6,12 @@ Formats:
   ner             CoNLL: `token<whitespace>tag` per line (the last column is
                   the tag, as in CoNLL-2003), a blank line between sentences.
 Pseudo-labeled files (step 3) are in the same formats; their confidences are
-in a side file `<file>.confidence`, one float per example in the same order.
+in a side file `<file>.confidence`, one float per example in the same order,
+and the teacher's pre-softmax logits, when asked for (`with_logits`), in
+`<file>.logits` (DESIGN §9): one line per example, classification
+`v1 ... vK` or top-k pairs `id:value`, NER `num_tokens * num_tags` values
+row-major. A side file is read in lockstep with its data file: a skipped
+(malformed) example skips its side lines too, so they never shift.
 
 A bad example raises `InputError("file:line: what")`, or, when the `Counts`
 passed in allows skipping, is counted as skipped and logged. Empty lines of
@@ -15,8 +20,9 @@ unlabeled/classification files are skipped and counted as `empty`.
 
 import dataclasses
 import glob
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -24,6 +30,10 @@ from bert_pl import tag_schemes
 from bert_pl.cli import InputError
 
 CONFIDENCE_SUFFIX = ".confidence"
+LOGITS_SUFFIX = ".logits"
+# Top-k logits: a label outside the k kept gets the smallest kept value minus
+# this, so that its softmax weight is negligible (e^-20 ~ 2e-9).
+TOP_K_FILL_MARGIN = 20.0
 
 
 @dataclasses.dataclass
@@ -35,6 +45,7 @@ class Counts:
   skipped: int = 0
   empty: int = 0
   truncated: int = 0
+  logits: int = 0  # examples with the teacher's logits
 
   def bad(self, message: str) -> None:
     """A malformed example: fail, or count it when skipping is allowed."""
@@ -44,7 +55,7 @@ class Counts:
     logging.warning("skipped: %s", message)
 
   def add(self, other: "Counts") -> None:
-    for field in ("read", "written", "skipped", "empty", "truncated"):
+    for field in ("read", "written", "skipped", "empty", "truncated", "logits"):
       setattr(self, field, getattr(self, field) + getattr(other, field))
 
   def summary(self) -> str:
@@ -61,6 +72,7 @@ class Example:
   label: Optional[str] = None
   tags: Optional[List[str]] = None
   confidence: Optional[float] = None
+  logits: Optional[np.ndarray] = None  # [num_labels], or NER [num_tokens, num_tags]
 
 
 def expand_input_files(patterns: str) -> List[str]:
@@ -72,7 +84,7 @@ def expand_input_files(patterns: str) -> List[str]:
       # A glob over a pseudo-label directory must not pick up the side files
       # or the unfinished outputs of an interrupted job.
       matches = sorted(m for m in glob.glob(pattern)
-                       if not m.endswith((CONFIDENCE_SUFFIX, ".tmp")))
+                       if not m.endswith((CONFIDENCE_SUFFIX, LOGITS_SUFFIX, ".tmp")))
     if not matches:
       raise InputError(f"{pattern}: no file matches")
     for path in matches:
@@ -98,40 +110,117 @@ def _lines(path: str) -> Iterator[Tuple[int, str]]:
       yield number, text.rstrip("\r\n")
 
 
-def _confidences(path: str) -> Optional[Iterator[Tuple[int, float]]]:
-  side = path + CONFIDENCE_SUFFIX
-  if not tf.io.gfile.exists(side):
-    return None
-
-  def parse():
-    for number, text in _lines(side):
-      try:
-        value = float(text)
-      except ValueError:
-        raise InputError(f"{side}:{number}: not a number: {text!r}") from None
-      if not 0.0 <= value <= 1.0:
-        raise InputError(f"{side}:{number}: confidence {value} is outside [0, 1]")
-      yield number, value
-  return parse()
+def logits_side_files(paths: Sequence[str]) -> bool:
+  """Whether the input files have `.logits` side files: all of them or none
+  (a job cannot train on the teacher's logits for only part of its data)."""
+  present = [tf.io.gfile.exists(p + LOGITS_SUFFIX) for p in paths]
+  if any(present) and not all(present):
+    missing = paths[present.index(False)]
+    having = paths[present.index(True)]
+    raise InputError(f"{missing}: no {LOGITS_SUFFIX} side file, but {having} has one "
+                     "(every input file needs one, or none)")
+  return all(present)
 
 
-def _with_confidence(path: str, examples: Iterator[Example]) -> Iterator[Example]:
-  """Attaches the side file's confidences; their counts must agree."""
-  confidences = _confidences(path)
-  if confidences is None:
-    yield from examples
-    return
-  side = path + CONFIDENCE_SUFFIX
+def _confidence(text: str, where: str, example: Example) -> None:
+  try:
+    value = float(text)
+  except ValueError:
+    raise InputError(f"{where}: not a number: {text!r}") from None
+  if not 0.0 <= value <= 1.0:
+    raise InputError(f"{where}: confidence {value} is outside [0, 1]")
+  example.confidence = value
+
+
+def _numbers(texts: Sequence[str], where: str) -> np.ndarray:
+  try:
+    values = np.array([float(t) for t in texts], np.float32)
+  except ValueError:
+    bad = next(t for t in texts if not _is_float(t))
+    raise InputError(f"{where}: not a number: {bad!r}") from None
+  if not np.isfinite(values).all():
+    bad = texts[int(np.flatnonzero(~np.isfinite(values))[0])]
+    raise InputError(f"{where}: logit {bad!r} is not finite")
+  return values
+
+
+def _is_float(text: str) -> bool:
+  try:
+    float(text)
+  except ValueError:
+    return False
+  return True
+
+
+def parse_label_logits(text: str, num_labels: int, where: str) -> np.ndarray:
+  """One classification line of a `.logits` file -> float32 [num_labels]:
+  all labels' values, or `id:value` pairs of the top k, the others filled
+  with (smallest kept value - TOP_K_FILL_MARGIN)."""
+  items = text.split()
+  if not items or ":" not in items[0]:
+    if len(items) != num_labels:
+      raise InputError(f"{where}: expected {num_labels} logits (one per label) or id:value "
+                       f"pairs, got {len(items)} values")
+    return _numbers(items, where)
+  pairs = [item.partition(":") for item in items]
+  if any(not sep for _, sep, _ in pairs):
+    raise InputError(f"{where}: expected id:value pairs (top-k logits), got {text[:60]!r}")
+  if not all(i.isascii() and i.isdigit() for i, _, _ in pairs):
+    bad = next(i for i, _, _ in pairs if not (i.isascii() and i.isdigit()))
+    raise InputError(f"{where}: label id {bad!r} is not a number")
+  ids = np.array([int(i) for i, _, _ in pairs])
+  if ids.max() >= num_labels:
+    raise InputError(f"{where}: label id {ids.max()} is out of range (there are {num_labels} "
+                     "labels)")
+  if len(set(ids.tolist())) != len(ids):
+    raise InputError(f"{where}: a label id appears twice")
+  kept = _numbers([v for _, _, v in pairs], where)
+  values = np.full([num_labels], float(kept.min()) - TOP_K_FILL_MARGIN, np.float32)
+  values[ids] = kept
+  return values
+
+
+def parse_tag_logits(text: str, num_tokens: int, num_tags: int, where: str) -> np.ndarray:
+  """One NER line of a `.logits` file -> float32 [num_tokens, num_tags]."""
+  items = text.split()
+  if len(items) != num_tokens * num_tags:
+    raise InputError(f"{where}: expected {num_tokens} tokens x {num_tags} tags = "
+                     f"{num_tokens * num_tags} logits, got {len(items)}")
+  return _numbers(items, where).reshape(num_tokens, num_tags)
+
+
+Attach = Callable[[str, str, Example], None]
+
+
+def _with_side_file(path: str, suffix: str, what: str, examples: Iterator[Optional[Example]],
+                    attach: Attach) -> Iterator[Optional[Example]]:
+  """Reads `<path><suffix>` in lockstep with `examples` (None: a skipped
+  example, which still has its side line); `attach(text, "side:line",
+  example)` stores a line's value. Their counts must agree."""
+  side = path + suffix
+  lines = _lines(side)
   for example in examples:
-    item = next(confidences, None)
+    item = next(lines, None)
     if item is None:
-      raise InputError(f"{side}: fewer confidences than examples in {path} "
-                       f"(none for {example.source})")
-    example.confidence = item[1]
+      source = example.source if example else "a skipped example"
+      raise InputError(f"{side}: fewer {what} than examples in {path} (none for {source})")
+    if example is not None:
+      attach(item[1], f"{side}:{item[0]}", example)
     yield example
-  extra = next(confidences, None)
+  extra = next(lines, None)
   if extra is not None:
-    raise InputError(f"{side}:{extra[0]}: more confidences than examples in {path}")
+    raise InputError(f"{side}:{extra[0]}: more {what} than examples in {path}")
+
+
+def _with_side_files(path: str, examples: Iterator[Optional[Example]],
+                     logits: Optional[Attach]) -> Iterator[Example]:
+  """The examples with their confidences (when `<path>.confidence` exists)
+  and logits (when `logits` parses them), skipped examples dropped."""
+  if tf.io.gfile.exists(path + CONFIDENCE_SUFFIX):
+    examples = _with_side_file(path, CONFIDENCE_SUFFIX, "confidences", examples, _confidence)
+  if logits is not None:
+    examples = _with_side_file(path, LOGITS_SUFFIX, "logits lines", examples, logits)
+  return (e for e in examples if e is not None)
 
 
 def read_unlabeled(path: str, counts: Counts) -> Iterator[Example]:
@@ -143,9 +232,10 @@ def read_unlabeled(path: str, counts: Counts) -> Iterator[Example]:
     yield Example(f"{path}:{number}", text.split("\t"))
 
 
-def read_classification(path: str, counts: Counts,
-                        labels: Optional[Sequence[str]] = None) -> Iterator[Example]:
-  """Labeled TSV; with `labels`, a label outside it is a bad line."""
+def read_classification(path: str, counts: Counts, labels: Optional[Sequence[str]] = None,
+                        with_logits: bool = False) -> Iterator[Example]:
+  """Labeled TSV; with `labels`, a label outside it is a bad line.
+  `with_logits` reads `<path>.logits` (needs `labels`)."""
   known = set(labels) if labels is not None else None
 
   def examples():
@@ -158,17 +248,31 @@ def read_classification(path: str, counts: Counts,
       source = f"{path}:{number}"
       if not sep or not rest.strip():
         counts.bad(f"{source}: expected `label<TAB>text`, got {text[:60]!r}")
-        continue
-      if known is not None and label not in known:
+        yield None
+      elif known is not None and label not in known:
         counts.bad(f"{source}: label {label!r} is not in the label file")
-        continue
-      yield Example(source, rest.split("\t"), label=label)
-  return _with_confidence(path, examples())
+        yield None
+      else:
+        yield Example(source, rest.split("\t"), label=label)
+
+  def logits(text, where, example):
+    example.logits = parse_label_logits(text, len(labels), where)
+  return _with_side_files(path, examples(), _needs_labels(logits, with_logits, labels))
+
+
+def _needs_labels(attach: Attach, with_logits: bool, labels) -> Optional[Attach]:
+  if not with_logits:
+    return None
+  if labels is None:
+    raise ValueError("reading logits needs the label list (the width of a line)")
+  return attach
 
 
 def read_conll(path: str, counts: Counts, scheme: str = "bio",
-               tags: Optional[Sequence[str]] = None) -> Iterator[Example]:
-  """CoNLL sentences with tags converted from `scheme` to BIO."""
+               tags: Optional[Sequence[str]] = None,
+               with_logits: bool = False) -> Iterator[Example]:
+  """CoNLL sentences with tags converted from `scheme` to BIO.
+  `with_logits` reads `<path>.logits` (needs `tags`)."""
   known = set(tags) if tags is not None else None
 
   def sentence(line_numbers, tokens, raw_tags):
@@ -190,10 +294,10 @@ def read_conll(path: str, counts: Counts, scheme: str = "bio",
     for number, text in _lines(path):
       columns = text.split()
       if not columns or columns[0] == "-DOCSTART-":
-        if tokens and not bad:
-          example = sentence(line_numbers, tokens, raw_tags)
-          if example:
-            yield example
+        if bad:
+          yield None
+        elif tokens:
+          yield sentence(line_numbers, tokens, raw_tags)
         tokens, raw_tags, line_numbers, bad = [], [], [], False
         continue
       if len(columns) < 2:
@@ -206,11 +310,14 @@ def read_conll(path: str, counts: Counts, scheme: str = "bio",
       tokens.append(columns[0])
       raw_tags.append(columns[-1])
       line_numbers.append(number)
-    if tokens and not bad:
-      example = sentence(line_numbers, tokens, raw_tags)
-      if example:
-        yield example
-  return _with_confidence(path, examples())
+    if bad:
+      yield None
+    elif tokens:
+      yield sentence(line_numbers, tokens, raw_tags)
+
+  def logits(text, where, example):
+    example.logits = parse_tag_logits(text, len(example.fields), len(tags), where)
+  return _with_side_files(path, examples(), _needs_labels(logits, with_logits, tags))
 
 
 def read_labels(path: str) -> List[str]:
@@ -229,10 +336,10 @@ def read_labels(path: str) -> List[str]:
 
 
 def read_examples(path: str, task: str, counts: Counts, labels=None,
-                  scheme: str = "bio") -> Iterator[Example]:
+                  scheme: str = "bio", with_logits: bool = False) -> Iterator[Example]:
   """Examples of `task` ("none", "classification", "ner") from one file."""
   if task == "classification":
-    return read_classification(path, counts, labels)
+    return read_classification(path, counts, labels, with_logits)
   if task == "ner":
-    return read_conll(path, counts, scheme, labels)
+    return read_conll(path, counts, scheme, labels, with_logits)
   return read_unlabeled(path, counts)

@@ -15,6 +15,10 @@ in the raw text and are not punctuation, so WordPiece continuations join their
 word; Chinese text needs its words separated by spaces) until the budget is
 reached, skipping words that would exceed it, as the original does.
 
+`masked_lm_prob=0` masks nothing (the unmasked task data of the method's
+later version): the input stays as it is and the `masked_lm_*` features are
+all zero, weights included, so the original parsing spec still reads them.
+
 Randomness comes from the `np.random.Generator` passed in; callers derive it
 from (seed, chunk, dupe) so that outputs do not depend on how many processes
 share the work.
@@ -31,8 +35,8 @@ class Masker:
   def __init__(self, vocab_size: int, special_ids, mask_id: int,
                masked_lm_prob: float = 0.15, max_predictions_per_seq: int = 20,
                do_whole_word_mask: bool = False):
-    if not 0.0 < masked_lm_prob < 1.0:
-      raise ValueError(f"masked_lm_prob must be in (0, 1), got {masked_lm_prob}")
+    if not 0.0 <= masked_lm_prob < 1.0:
+      raise ValueError(f"masked_lm_prob must be in [0, 1), got {masked_lm_prob}")
     self.special_ids = np.array(sorted(set(special_ids)), np.int64)
     self.random_ids = np.setdiff1d(np.arange(vocab_size, dtype=np.int64), self.special_ids)
     self.mask_id = mask_id
@@ -45,6 +49,10 @@ class Masker:
     """Returns the masked `input_ids` and `masked_lm_positions/ids/weights`."""
     n, length = input_ids.shape
     p = self.max_predictions_per_seq
+    if self.masked_lm_prob == 0:
+      nothing = np.zeros([n, p], np.int64)
+      return {"input_ids": input_ids.copy(), "masked_lm_positions": nothing,
+              "masked_lm_ids": nothing, "masked_lm_weights": nothing.astype(np.float32)}
     is_candidate = (input_mask == 1) & ~np.isin(input_ids, self.special_ids)
     num_candidates = is_candidate.sum(1)
     expected = num_candidates * self.masked_lm_prob

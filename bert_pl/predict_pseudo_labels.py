@@ -7,9 +7,11 @@ r"""Step 3: pseudo-labels for the unlabeled pool, with a fine-tuned model.
 Each input file (an input shard, unlabeled format) gives one output file of
 the same name in `--output_dir`, in the labeled format of the model's task
 (classification TSV, or NER CoNLL with one character per line) plus
-`<name>.confidence`; both are written under temporary names and renamed when
-the file is complete, so re-running skips finished files and a killed job
-resumes without losing or duplicating a line. `--num_shards`/`--shard_index`
+`<name>.confidence` and, with `--write_logits`, `<name>.logits` (the
+teacher's pre-softmax logits, `--logits_top_k` largest for classification;
+format in `prediction`); all are written under temporary names and renamed
+when the file is complete (side files first), so re-running skips finished
+files and a killed job resumes without losing or duplicating a line. `--num_shards`/`--shard_index`
 split the input files between processes or machines (file i goes to shard
 i mod num_shards): cut a large corpus into many files first.
 
@@ -23,7 +25,7 @@ filtered and not written.
 
 import os
 import time
-from typing import List, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -33,15 +35,26 @@ from bert_pl import (cli, features, input_files, input_pipeline, model_dir, prec
                      prediction)
 
 
+class Labeled(NamedTuple):
+  """A window's output: `kept` are the positions of the examples kept
+  (confidence >= min_confidence), the other fields theirs."""
+  kept: List[int]
+  lines: List[str]  # output lines (classification) or CoNLL blocks (NER)
+  confidences: List[str]
+  logits: Optional[List[str]]  # None without --write_logits
+  truncated: int  # examples truncated to max_seq_length
+
+
 class PseudoLabeler:
   """Encodes, predicts and formats windows of unlabeled examples."""
 
   def __init__(self, model_path: str, batch_size: int = 256,
                max_seq_length: int = 0, sort_window: int = 64, min_confidence: float = 0.0,
-               dtype: str = "float32", use_xla: bool = False):
+               dtype: str = "float32", use_xla: bool = False, write_logits: bool = False,
+               logits_top_k: int = 0):
     model, tokenizer, info = model_dir.load_finetuned(model_path, dtype)
     self.task = info["task"]
-    self.labels = info["labels"]
+    self.format = prediction.OutputFormat(self.task, info["labels"], write_logits, logits_top_k)
     max_seq_length = max_seq_length or info["max_seq_length"]
     # NER reads raw sentences: the fields joined into one text.
     join = info.get("field_join", "sep") if self.task == "classification" else "concat"
@@ -52,7 +65,7 @@ class PseudoLabeler:
 
   def label_file(self, path: str, output_path: str, counts: input_files.Counts,
                  progress) -> None:
-    output = prediction.AtomicOutput(output_path)
+    output = prediction.AtomicOutput(output_path, self.format.write_logits)
     window: List[input_files.Example] = []
     for example in input_files.read_unlabeled(path, counts):
       window.append(example)
@@ -66,29 +79,23 @@ class PseudoLabeler:
     progress(counts)
 
   def _label_window(self, examples, output, counts) -> None:
-    _, lines, confidences, truncated = self.label(examples)
-    output.write(lines, confidences)
-    counts.written += len(lines)
-    counts.skipped += len(examples) - len(lines)  # filtered by --min_confidence
-    counts.truncated += truncated
+    labeled = self.label(examples)
+    output.write(labeled.lines, labeled.confidences, labeled.logits)
+    counts.written += len(labeled.lines)
+    counts.skipped += len(examples) - len(labeled.lines)  # filtered by --min_confidence
+    counts.truncated += labeled.truncated
 
-  def label(self, examples: List[input_files.Example]
-            ) -> Tuple[List[int], List[str], List[str], int]:
-    """Predicts a window of examples (sorted by length inside). Returns the
-    positions of the examples kept (confidence >= min_confidence), their
-    output lines (classification) or CoNLL blocks (NER), their confidence
-    lines, and the number of examples truncated to max_seq_length."""
+  def label(self, examples: List[input_files.Example]) -> Labeled:
+    """Predicts a window of examples (sorted by length inside)."""
     encoded, truncated = self.encoder.encode(examples)
     outputs = prediction.predict_sorted(self.predictor, encoded)
     keep = outputs["confidence"] >= self.min_confidence
     kept = [e for e, k in zip(examples, keep) if k]
-    if self.task == "classification":
-      lines = prediction.classification_lines(kept, self.labels, outputs["label_ids"][keep])
-    else:
-      lines = prediction.ner_blocks([" ".join(e.fields) for e in kept], encoded["starts"][keep],
-                                    encoded["ends"][keep], outputs["tag_ids"][keep], self.labels)
-    return (np.flatnonzero(keep).tolist(), lines,
-            prediction.confidence_lines(outputs["confidence"][keep]), int(truncated.sum()))
+    lines, confidences, logits = self.format.lines(
+        kept, {k: encoded[k][keep] for k in ("starts", "ends") if k in encoded},
+        {k: v[keep] for k, v in outputs.items()})
+    return Labeled(np.flatnonzero(keep).tolist(), lines, confidences, logits,
+                   int(truncated.sum()))
 
 
 def shard_files(files: List[str], num_shards: int, shard_index: int) -> List[str]:
@@ -98,15 +105,18 @@ def shard_files(files: List[str], num_shards: int, shard_index: int) -> List[str
 
 
 def pending_files(input_patterns: str, output_dir: str, num_shards: int = 1,
-                  shard_index: int = 0) -> Tuple[List[str], int]:
-  """This shard's input files whose output is not yet in `output_dir`, and
-  the number of this shard's files already done."""
+                  shard_index: int = 0, write_logits: bool = False) -> Tuple[List[str], int]:
+  """This shard's input files whose output (with its `.logits` when
+  `write_logits`) is not yet in `output_dir`, and the number of this
+  shard's files already done."""
   files = shard_files(input_pipeline.expand_patterns(input_patterns), num_shards, shard_index)
   names = [os.path.basename(f) for f in files]
   if len(set(names)) != len(names):
     raise ValueError("input files of one shard must have distinct names (outputs are named "
                      "after them)")
-  todo = [f for f in files if not tf.io.gfile.exists(os.path.join(output_dir, os.path.basename(f)))]
+  suffixes = ["", input_files.LOGITS_SUFFIX] if write_logits else [""]
+  todo = [f for f in files if not all(
+      tf.io.gfile.exists(os.path.join(output_dir, os.path.basename(f) + s)) for s in suffixes)]
   return todo, len(files) - len(todo)
 
 
@@ -114,12 +124,13 @@ def run(model_path: str, input_patterns: str, output_dir: str, batch_size: int =
         max_seq_length: int = 0, num_shards: int = 1, shard_index: int = 0,
         min_confidence: float = 0.0, sort_window: int = 64,
         skip_bad_lines: bool = False, dtype: str = "float32",
-        use_xla: bool = False) -> input_files.Counts:
+        use_xla: bool = False, write_logits: bool = False,
+        logits_top_k: int = 0) -> input_files.Counts:
   tf.io.gfile.makedirs(output_dir)
-  todo, done = pending_files(input_patterns, output_dir, num_shards, shard_index)
+  todo, done = pending_files(input_patterns, output_dir, num_shards, shard_index, write_logits)
   logging.info("%d input files in this shard, %d already done", len(todo) + done, done)
   labeler = PseudoLabeler(model_path, batch_size, max_seq_length, sort_window, min_confidence,
-                          dtype, use_xla)
+                          dtype, use_xla, write_logits, logits_top_k)
   total_bytes = sum(tf.io.gfile.stat(f).length for f in todo) or 1
   counts = input_files.Counts(skip_bad_lines=skip_bad_lines)
   start, done_bytes = time.time(), 0
@@ -144,7 +155,7 @@ def main(argv):
   start = time.time()
   counts = run(f.model_dir, f.input_file, f.output_dir, f.predict_batch_size, f.max_seq_length,
                f.num_shards, f.shard_index, f.min_confidence, f.sort_window, f.skip_bad_lines,
-               f.dtype, f.use_xla)
+               f.dtype, f.use_xla, f.write_logits, f.logits_top_k)
   elapsed = time.time() - start
   print(f"predict_pseudo_labels: read {counts.read}, written {counts.written}, filtered "
         f"{counts.skipped} (confidence < {f.min_confidence}), empty {counts.empty}, truncated "
@@ -168,6 +179,7 @@ def define_flags(sharded_by_hand: bool = True):
   flags.DEFINE_enum("dtype", "float32", list(precision.DTYPES),
                     "Compute precision (mixed precision for bfloat16/float16).")
   flags.DEFINE_bool("use_xla", False, "Compile the model with XLA.")
+  cli.define_logits_flags()
   flags.mark_flags_as_required(["model_dir", "input_file", "output_dir"])
 
 

@@ -15,15 +15,25 @@ Output formats (DESIGN §2): classification `label<TAB>field1[<TAB>...]`; NER
 CoNLL with one character per line (whitespace characters are not written:
 CoNLL has no way to hold them); both with `<file>.confidence`, one float per
 example. Files are written under a temporary name and renamed when complete.
+
+With `write_logits`, `<file>.logits` holds the teacher's pre-softmax logits
+(DESIGN §9), one line per example, values with 4 significant digits (float16
+precision, which step 4 needs no more than): classification `v1 ... vK`, or
+the `id:value` pairs of the `logits_top_k` largest, largest first (for
+hundreds of classes); NER the emission logits (the CRF's unary potentials)
+of the CoNLL block's characters, `num_chars * num_tags` values row-major. A
+character takes the row of the model token covering it (in WordPiece mode
+all characters of a token share its row; step 4 reads a token's first
+character only); a character no token covers (truncated away) gets zeros.
 """
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from bert_pl import task_models
-from bert_pl.input_files import CONFIDENCE_SUFFIX, Example
+from bert_pl.input_files import CONFIDENCE_SUFFIX, LOGITS_SUFFIX, Example
 
 _MODEL_INPUTS = ("input_ids", "input_mask", "segment_ids")
 
@@ -48,11 +58,12 @@ class Predictor:
       probabilities = tf.nn.softmax(logits, -1)
       return {"label_ids": tf.argmax(probabilities, -1, output_type=tf.int32),
               "confidence": tf.reduce_max(probabilities, -1),
-              "probabilities": probabilities}
+              "probabilities": probabilities, "logits": logits}
     lengths = tf.reduce_sum(features["input_mask"], 1)
     crf = self.model.head.crf
     tags = crf(logits, lengths)
-    return {"tag_ids": tags, "confidence": crf.sequence_probability(logits, tags, lengths)}
+    return {"tag_ids": tags, "confidence": crf.sequence_probability(logits, tags, lengths),
+            "logits": logits}
 
   def predict(self, features: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     n = len(features["input_ids"])
@@ -66,10 +77,12 @@ class Predictor:
       batch = {k: tf.constant(features[k][start:start + self.batch_size, :width], tf.int32)
                for k in _MODEL_INPUTS}
       parts.append({k: v.numpy() for k, v in self._run(batch).items()})
-    if self.model.task == "ner":  # pad tags back to a common width
+    if self.model.task == "ner":  # pad tags and logits back to a common width
       seq = features["input_ids"].shape[1]
       for part in parts:
-        part["tag_ids"] = np.pad(part["tag_ids"], [(0, 0), (0, seq - part["tag_ids"].shape[1])])
+        for key in ("tag_ids", "logits"):
+          padding = [(0, 0), (0, seq - part[key].shape[1])] + [(0, 0)] * (part[key].ndim - 2)
+          part[key] = np.pad(part[key], padding)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -105,18 +118,28 @@ def classification_lines(examples: Sequence[Example], labels: Sequence[str],
   return [labels[i] + "\t" + "\t".join(e.fields) + "\n" for e, i in zip(examples, label_ids)]
 
 
+def _kept_tokens(starts: np.ndarray, row: int, max_seq_length: int) -> int:
+  """How many tokens of a row are in the model's input: those past
+  max_seq_length - 2 were truncated away."""
+  return min(int(np.sum(starts[row] >= 0)), max_seq_length - 2)
+
+
+def _written_chars(text: str) -> List[int]:
+  """The positions of the characters a CoNLL block holds (no whitespace)."""
+  return [i for i, c in enumerate(text) if not c.isspace()]
+
+
 def ner_blocks(texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,
                tag_ids: np.ndarray, labels: Sequence[str]) -> List[str]:
   """CoNLL sentences, one character per line, each ending with a blank line;
   `tag_ids` are per token at positions 1.. (after [CLS])."""
   blocks = []
   for row, text in enumerate(texts):
-    # Tokens past max_seq_length - 2 were truncated away: their characters get O.
-    n = min(int(np.sum(starts[row] >= 0)), tag_ids.shape[1] - 2)
+    # Truncated tokens' characters get O.
+    n = _kept_tokens(starts, row, tag_ids.shape[1])
     token_tags = [labels[i] for i in tag_ids[row, 1:1 + n]]
     per_char = char_tags_from_tokens(text, starts[row, :n], ends[row, :n], token_tags)
-    blocks.append("".join(f"{c} {t}\n" for c, t in zip(text, per_char) if not c.isspace())
-                  + "\n")
+    blocks.append("".join(f"{text[i]} {per_char[i]}\n" for i in _written_chars(text)) + "\n")
   return blocks
 
 
@@ -124,22 +147,92 @@ def confidence_lines(confidence: Sequence[float]) -> List[str]:
   return [f"{c:.6f}\n" for c in confidence]
 
 
+def _values(values: np.ndarray) -> str:
+  return " ".join(f"{v:.4g}" for v in values.ravel().tolist())
+
+
+def label_logits_lines(logits: np.ndarray, top_k: int = 0) -> List[str]:
+  """Classification `.logits` lines from [n, labels]: all values, or the
+  `id:value` pairs of the `top_k` largest, largest first."""
+  if not top_k:
+    return [_values(row) + "\n" for row in logits]
+  order = np.argsort(-logits, axis=1, kind="stable")[:, :top_k]
+  return [" ".join(f"{i}:{v:.4g}" for i, v in zip(ids.tolist(), row[ids].tolist())) + "\n"
+          for ids, row in zip(order, logits)]
+
+
+def tag_logits_lines(texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,
+                     logits: np.ndarray) -> List[str]:
+  """NER `.logits` lines from the emission logits [n, seq, tags]: for each
+  character `ner_blocks` writes, the row of the token covering it (zeros
+  where none does)."""
+  lines = []
+  for row, text in enumerate(texts):
+    n = _kept_tokens(starts, row, logits.shape[1])
+    token_of_char = np.full([len(text)], -1)
+    for token in range(n):
+      token_of_char[starts[row, token]:ends[row, token]] = token
+    tokens = token_of_char[_written_chars(text)]
+    rows = np.where(tokens[:, None] >= 0, logits[row, 1 + tokens], 0.0)
+    lines.append(_values(rows) + "\n")
+  return lines
+
+
+class OutputFormat:
+  """The step-3 output of a task: pseudo-labeled lines, confidence lines and,
+  with `write_logits`, logits lines, for examples and their predictions."""
+
+  def __init__(self, task: str, labels: Sequence[str], write_logits: bool = False,
+               logits_top_k: int = 0):
+    if logits_top_k and not write_logits:
+      raise ValueError("--logits_top_k needs --write_logits")
+    if logits_top_k and task != "classification":
+      raise ValueError("--logits_top_k is for classification (NER writes every tag's logit)")
+    if not 0 <= logits_top_k <= len(labels):
+      raise ValueError(f"--logits_top_k={logits_top_k} is not in [0, {len(labels)}] (the "
+                       "number of labels)")
+    self.task, self.labels = task, list(labels)
+    self.write_logits, self.logits_top_k = write_logits, logits_top_k
+
+  def lines(self, examples: Sequence[Example], encoded: Dict[str, np.ndarray],
+            outputs: Dict[str, np.ndarray]
+            ) -> Tuple[List[str], List[str], Optional[List[str]]]:
+    """(output lines or CoNLL blocks, confidence lines, logits lines or None)."""
+    if self.task == "classification":
+      lines = classification_lines(examples, self.labels, outputs["label_ids"])
+    else:
+      texts = [" ".join(e.fields) for e in examples]
+      lines = ner_blocks(texts, encoded["starts"], encoded["ends"], outputs["tag_ids"],
+                         self.labels)
+    logits = None
+    if self.write_logits and self.task == "classification":
+      logits = label_logits_lines(outputs["logits"], self.logits_top_k)
+    elif self.write_logits:
+      logits = tag_logits_lines(texts, encoded["starts"], encoded["ends"], outputs["logits"])
+    return lines, confidence_lines(outputs["confidence"]), logits
+
+
 class AtomicOutput:
-  """A pseudo-labeled file and its `.confidence` side file, written under
-  temporary names; `commit()` renames the side file, then the main file, so
-  the main file's existence means both are complete."""
+  """A pseudo-labeled file and its side files (`.confidence`, and `.logits`
+  with `with_logits`), written under temporary names; `commit()` renames the
+  side files, then the main file, so the main file's existence means all are
+  complete."""
 
-  def __init__(self, path: str):
+  def __init__(self, path: str, with_logits: bool = False):
     self.path = path
-    self._tmp = [f"{path}.tmp", f"{path}{CONFIDENCE_SUFFIX}.tmp"]
-    self._files = [tf.io.gfile.GFile(t, "w") for t in self._tmp]
+    self._suffixes = ["", CONFIDENCE_SUFFIX] + ([LOGITS_SUFFIX] if with_logits else [])
+    self._files = [tf.io.gfile.GFile(f"{path}{s}.tmp", "w") for s in self._suffixes]
 
-  def write(self, lines: Sequence[str], confidences: Sequence[str]) -> None:
-    self._files[0].write("".join(lines))
-    self._files[1].write("".join(confidences))
+  def write(self, lines: Sequence[str], confidences: Sequence[str],
+            logits: Optional[Sequence[str]] = None) -> None:
+    for f, part in zip(self._files, (lines, confidences, logits)):
+      f.write("".join(part))
 
   def commit(self) -> None:
     for f in self._files:
       f.close()
-    tf.io.gfile.rename(self._tmp[1], self.path + CONFIDENCE_SUFFIX, overwrite=True)
-    tf.io.gfile.rename(self._tmp[0], self.path, overwrite=True)
+    if LOGITS_SUFFIX not in self._suffixes and tf.io.gfile.exists(self.path + LOGITS_SUFFIX):
+      # Left by an earlier run with logits: it would not match the new file.
+      tf.io.gfile.remove(self.path + LOGITS_SUFFIX)
+    for suffix in self._suffixes[::-1]:  # the main file ("") last
+      tf.io.gfile.rename(f"{self.path}{suffix}.tmp", self.path + suffix, overwrite=True)

@@ -148,17 +148,15 @@ def _check_teacher_logits(path: str, name: str, width: int) -> None:
   """Refuses records without the teacher logits the KL loss needs (or with
   logits of another width), checked on the first record of `path`: the data
   job writes them for every record of a job or for none."""
-  for record in tf.data.TFRecordDataset(path).take(1):
-    feature = tf.train.Example.FromString(record.numpy()).features.feature
-    if name not in feature:
-      raise cli.InputError(
-          f"{path}: no {name} feature (TFRecords written without teacher logits: run "
-          "predict_pseudo_labels --write_logits and create_pretraining_data again, or use "
-          "--pseudo_label_loss=hard)")
-    found = len(feature[name].float_list.value)
-    if found != width:
-      raise cli.InputError(f"{path}: {name} has {found} values, expected {width} (labels x "
-                           "max_seq_length for NER): the records do not fit the flags")
+  found = tfrecords.record_features(path)
+  if name not in found:
+    raise cli.InputError(
+        f"{path}: no {name} feature (TFRecords written without teacher logits: run "
+        "predict_pseudo_labels --write_logits and create_pretraining_data again, or use "
+        "--pseudo_label_loss=hard)")
+  if found[name] != width:
+    raise cli.InputError(f"{path}: {name} has {found[name]} values, expected {width} (labels x "
+                         "max_seq_length for NER): the records do not fit the flags")
 
 
 def main(argv):

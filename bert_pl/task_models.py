@@ -137,10 +137,10 @@ def loss_terms(model: BertTaskModel, features, outputs, use_mlm: bool, use_task:
   sum(weights). With "kl": `kl_divergence` against `label_logits`, over
   sum(weights); NER: per tagged token against `tag_logits`, summed, over the
   number of tagged tokens. A tagged token is a real token (input_mask) whose
-  teacher row is not all zeros: the records hold zero rows exactly where
-  `tag_ids` carries no tag ([CLS], [SEP], padding, word-piece
-  continuations), and `tag_ids` itself cannot tell (features.py gives
-  continuations the I- tag of their word, [CLS] and [SEP] "O").
+  teacher row is not all zeros: the records hold zero rows exactly on
+  [CLS], [SEP] and padding (word-piece continuations carry a tag, the I- tag
+  of their word, and their own teacher row, as in the CRF loss), and
+  `tag_ids` itself cannot tell ([CLS] and [SEP] carry "O").
   metrics: "mlm_accuracy", "task_accuracy" (per token for NER: CRF-decoded
   tags over the real tokens; with "kl", the emissions' argmax over the tagged
   tokens, which is what that loss trains).

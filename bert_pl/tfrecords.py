@@ -6,7 +6,7 @@ Feature names, dtypes and shapes are those of google-research/bert's
 optional `label_weights` [1] (the pseudo-label's confidence; 1.0 when absent)
 and the teacher's pre-softmax logits for the KL loss (DESIGN §9):
 `label_logits` [num_labels] or `tag_logits` [max_seq_length * num_tags]
-(row-major; zero rows where `tag_ids` carries no tag).
+(row-major; zero rows on [CLS], [SEP] and padding).
 """
 
 import os
@@ -50,6 +50,16 @@ def pretraining_feature_spec(max_seq_length: int, max_predictions_per_seq: int,
     width = num_labels if task == "classification" else max_seq_length * num_labels
     spec[LOGITS_FEATURES[task]] = tf.io.FixedLenFeature([width], tf.float32)
   return spec
+
+
+def record_features(path: str) -> Dict[str, int]:
+  """Feature name -> number of values, of a TFRecord file's first record
+  (say, whether and how wide the file carries the teacher's logits)."""
+  for record in tf.data.TFRecordDataset(path).take(1):
+    features = tf.train.Example.FromString(record.numpy()).features.feature
+    return {name: len(feature.float_list.value) + len(feature.int64_list.value)
+            for name, feature in features.items()}
+  raise ValueError(f"{path}: no records")
 
 
 def _list_proto(values: tf.Tensor, message: str) -> tf.Tensor:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_pl import features, input_files, tag_schemes, tokenization
+from bert_pl import features, input_files, prediction, tag_schemes, tfrecords, tokenization
+from bert_pl.cli import InputError
 from bert_pl.create_pretraining_data import Options, create_pretraining_data
 from conftest import kill_when, run_job
 from data_prep.common import write_parts
@@ -181,17 +182,26 @@ def test_ner_tags_decode_to_input_entities_char_mode(corpus, tmp_path, scheme):
   assert total > 200
 
 
-def test_ner_wordpiece_mode_on_mixed_chinese_english(corpus, tmp_path):
+MIXED_LABELS = ("O", "B-PRODUCT", "I-PRODUCT", "B-LOC", "I-LOC", "B-X", "I-X")
+
+
+def _mixed_vocab(corpus, tmp_path):
+  """The corpus vocabulary plus WordPiece pieces of a few English words."""
   vocab = tmp_path / "vocab.txt"
   base = (corpus / "vocab.txt").read_text(encoding="utf-8").splitlines()
   added = [t for t in ["iphone", "##13", "pro", "max", "##x", "我", "买", "了", "在", "北", "京"]
            if t not in base]
   vocab.write_text("\n".join(base + added) + "\n", encoding="utf-8")
+  return vocab
+
+
+def test_ner_wordpiece_mode_on_mixed_chinese_english(corpus, tmp_path):
+  vocab = _mixed_vocab(corpus, tmp_path)
   sentence = [("我", "O"), ("买", "O"), ("了", "O"), ("iPhone13", "B-PRODUCT"),
               ("Pro", "I-PRODUCT"), ("Max", "I-PRODUCT"), ("在", "O"), ("北", "B-LOC"),
               ("京", "I-LOC"), ("maxx", "B-X")]
   _conll([sentence], tmp_path / "mixed.txt")
-  labels = ("O", "B-PRODUCT", "I-PRODUCT", "B-LOC", "I-LOC", "B-X", "I-X")
+  labels = MIXED_LABELS
   options = _options(corpus, vocab_file=str(vocab), task="ner", labels=labels)
   tok = tokenization.BertTokenizer(str(vocab))
   encoder = features.FeatureEncoder(tok, MAX_SEQ, "ner", labels)
@@ -213,6 +223,164 @@ def test_ner_wordpiece_mode_on_mixed_chinese_english(corpus, tmp_path):
   out = str(tmp_path / "mixed.tfrecord")
   create_pretraining_data(options, str(tmp_path / "mixed.txt"), out)
   np.testing.assert_array_equal(_read([out], "ner")["tag_ids"], encoded["tag_ids"])
+
+
+def test_ner_tag_logits_follow_wordpiece_tokens(corpus, tmp_path):
+  """Step 3 writes a row per character (a token's row on all its characters);
+  step 4 gives each token the row of its first character: every WordPiece
+  token, continuations included, gets back its own emission row."""
+  vocab = _mixed_vocab(corpus, tmp_path)
+  text = "我买了iPhone13在北京maxx"
+  tok = tokenization.BertTokenizer(str(vocab))
+  encoded, _ = features.FeatureEncoder(tok, MAX_SEQ, "none", field_join="concat").encode(
+      [input_files.Example("-", [text])])
+  n = int(encoded["input_mask"][0].sum())
+  assert tok.convert_ids_to_tokens(encoded["input_ids"][0, 4:6]) == ["iphone", "##13"]
+  logits = np.random.default_rng(0).normal(size=[1, MAX_SEQ, 7]).astype(np.float32)
+  pseudo = tmp_path / "pseudo.txt"
+  pseudo.write_text("".join(prediction.ner_blocks(
+      [text], encoded["starts"], encoded["ends"], np.zeros([1, MAX_SEQ], int), MIXED_LABELS)),
+      encoding="utf-8")
+  side = prediction.tag_logits_lines([text], encoded["starts"], encoded["ends"], logits)
+  (tmp_path / "pseudo.txt.logits").write_text("".join(side))
+  rows = np.array(side[0].split(), np.float32).reshape(len(text), 7)
+  np.testing.assert_allclose(rows[3:9], logits[0, [4] * 6], rtol=1e-3)  # "iPhone": iphone's
+  np.testing.assert_allclose(rows[9:11], logits[0, [5] * 2], rtol=1e-3)  # "13": ##13's
+  out = str(tmp_path / "ner.tfrecord")
+  counts = create_pretraining_data(
+      _options(corpus, vocab_file=str(vocab), task="ner", labels=MIXED_LABELS, masked_lm_prob=0),
+      str(pseudo), out)
+  assert counts.logits == 1
+  f = _read([out], "ner", {"tag_logits": tf.io.FixedLenFeature([MAX_SEQ * 7], tf.float32)})
+  np.testing.assert_array_equal(f["input_ids"], encoded["input_ids"])
+  got = f["tag_logits"].reshape(MAX_SEQ, 7)
+  np.testing.assert_allclose(got[1:n - 1], logits[0, 1:n - 1], rtol=1e-3, atol=1e-6)
+  assert not got[0].any() and not got[n - 1:].any()  # [CLS], [SEP], padding
+
+
+def _pseudo_classification(tmp_path, logits_lines, data="甲\t一\n乙\t二\n丙\t三\n"):
+  """3 pseudo-labeled examples, their confidences and the given logits lines."""
+  (tmp_path / "labels.txt").write_text("甲\n乙\n丙\n", encoding="utf-8")
+  path = tmp_path / "p.tsv"
+  path.write_text(data, encoding="utf-8")
+  (tmp_path / "p.tsv.confidence").write_text("0.5\n0.6\n0.7\n")
+  (tmp_path / "p.tsv.logits").write_text("".join(line + "\n" for line in logits_lines))
+  return path
+
+
+def test_skipped_example_skips_its_side_lines(corpus, tmp_path):
+  """--skip_bad_lines: a skipped example's confidence and logits are skipped
+  with it, so the next examples keep their own."""
+  path = _pseudo_classification(tmp_path, ["1 2 3", "4 5 6", "0:9 2:8"],
+                                data="甲\t一\n外\t二\n丙\t三\n")
+  out = str(tmp_path / "o.tfrecord")
+  counts = create_pretraining_data(
+      _options(corpus, task="classification", labels=("甲", "乙", "丙")), str(path), out,
+      skip_bad_lines=True)
+  assert (counts.written, counts.skipped, counts.logits) == (2, 1, 2)
+  f = _read([out], "classification", {
+      "label_weights": tf.io.FixedLenFeature([1], tf.float32),
+      "label_logits": tf.io.FixedLenFeature([3], tf.float32)})
+  np.testing.assert_allclose(f["label_weights"][:, 0], [0.5, 0.7])
+  np.testing.assert_array_equal(f["label_logits"], [[1, 2, 3], [9, 8 - 20, 8]])
+  conll = tmp_path / "n.txt"
+  conll.write_text("我 O\n爱 O\n\n北\n京 I-X\n\n北 B-X\n", encoding="utf-8")
+  (tmp_path / "n.txt.confidence").write_text("0.1\n0.2\n0.3\n")
+  (tmp_path / "n.txt.logits").write_text("1 2 3 4 5 6\n7 8 9 10 11 12\n13 14 15\n")
+  counts = input_files.Counts(skip_bad_lines=True)
+  sentences = list(input_files.read_conll(str(conll), counts, tags=("O", "B-X", "I-X"),
+                                          with_logits=True))
+  assert counts.skipped == 1 and [s.confidence for s in sentences] == [0.1, 0.3]
+  np.testing.assert_array_equal(sentences[1].logits, [[13, 14, 15]])
+
+
+OK = "1 2 3"
+BAD_LOGITS = [
+    ("fewer", [OK, OK], "p.tsv.logits: fewer logits lines than examples in {dir}/p.tsv (none for "
+     "{dir}/p.tsv:3)"),
+    ("more", [OK] * 4, "p.tsv.logits:4: more logits lines than examples in {dir}/p.tsv"),
+    ("width", [OK, "1 2", OK], "p.tsv.logits:2: expected 3 logits (one per label) or id:value "
+     "pairs, got 2 values"),
+    ("nan", [OK, "1 nan 3", OK], "p.tsv.logits:2: logit 'nan' is not finite"),
+    ("inf", ["1 2 -inf", OK, OK], "p.tsv.logits:1: logit '-inf' is not finite"),
+    ("abc", [OK, OK, "1 abc 3"], "p.tsv.logits:3: not a number: 'abc'"),
+    ("top_k_id", ["0:1.5 7:0.2", OK, OK], "p.tsv.logits:1: label id 7 is out of range (there are "
+     "3 labels)"),
+    ("top_k_pair", ["0:1.5 2", OK, OK], "p.tsv.logits:1: expected id:value pairs (top-k logits), "
+     "got '0:1.5 2'"),
+]
+
+
+@pytest.mark.parametrize("name,lines,message", BAD_LOGITS, ids=[b[0] for b in BAD_LOGITS])
+def test_bad_logits_side_file(corpus, tmp_path, name, lines, message):
+  path = _pseudo_classification(tmp_path, lines)
+  out = tmp_path / "out" / "o.tfrecord"
+  with pytest.raises(InputError) as error:
+    create_pretraining_data(_options(corpus, task="classification", labels=("甲", "乙", "丙")),
+                            str(path), str(out), num_output_shards=2)
+  assert str(error.value) == f"{tmp_path}/" + message.format(dir=tmp_path)
+  assert not os.listdir(out.parent)  # no shard, not even a temporary one
+
+
+def test_bad_ner_logits_width_and_mixed_side_files(corpus, tmp_path):
+  conll = tmp_path / "n.txt"
+  conll.write_text("我 O\n爱 O\n吃 O\n\n北 B-X\n京 I-X\n", encoding="utf-8")
+  (tmp_path / "n.txt.logits").write_text("1 2 3 4 5 6 7 8 9\n1 2 3 4 5\n")
+  options = _options(corpus, task="ner", labels=("O", "B-X", "I-X"))
+  with pytest.raises(InputError, match=rf"^{tmp_path}/n.txt.logits:2: expected 2 tokens x 3 "
+                     r"tags = 6 logits, got 5$"):
+    create_pretraining_data(options, str(conll), str(tmp_path / "o.tfrecord"))
+  (tmp_path / "n.txt.logits").write_text("1 2 3 4 5 6 7 8 9\n1 2 3 4 5 6\n")
+  other = tmp_path / "other.txt"
+  other.write_text("我 O\n", encoding="utf-8")
+  with pytest.raises(InputError, match=rf"^{other}: no .logits side file, but {conll} has one"):
+    create_pretraining_data(options, f"{conll},{other}", str(tmp_path / "o.tfrecord"))
+  assert create_pretraining_data(options, str(conll), str(tmp_path / "o.tfrecord")).logits == 2
+
+
+def test_bad_logits_stop_the_job_with_one_line(corpus, tmp_path):
+  path = _pseudo_classification(tmp_path, ["1 2 3", "1 NaN 3", "1 2 3"])
+  result = run_job("create_pretraining_data", f"--input_file={path}",
+                   f"--output_file={tmp_path / 'o.tfrecord'}",
+                   f"--vocab_file={corpus / 'vocab.txt'}", "--task=classification",
+                   f"--label_file={tmp_path / 'labels.txt'}", check=False)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert errors == [f"error: {path}.logits:2: logit 'NaN' is not finite"]
+  assert not list(tmp_path.glob("o.tfrecord*"))
+
+
+def test_unmasked_task_data(corpus, tmp_path):
+  """--masked_lm_prob=0: the input as it is, the masked_lm_* features all 0
+  (the original spec still parses them); refused without a task or with
+  several dupes."""
+  pseudo = tmp_path / "pseudo.tsv"
+  lines = (corpus / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)[:300]
+  pseudo.write_text("".join(lines), encoding="utf-8")
+  labels = tuple(input_files.read_labels(str(corpus / "labels.txt")))
+  out = str(tmp_path / "cls.tfrecord")
+  create_pretraining_data(_options(corpus, task="classification", labels=labels,
+                                   masked_lm_prob=0), str(pseudo), out)
+  f = _read([out], "classification")
+  tok = tokenization.BertTokenizer(str(corpus / "vocab.txt"))
+  encoder = features.FeatureEncoder(tok, MAX_SEQ, "classification", labels)
+  examples = list(input_files.read_classification(str(pseudo), input_files.Counts(), labels))
+  np.testing.assert_array_equal(f["input_ids"], encoder.encode(examples)[0]["input_ids"])
+  assert not (f["input_ids"] == tok.mask_id).any()
+  for name in ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights"):
+    assert f[name].shape == (300, MAX_PRED) and not f[name].any(), name
+  assert "label_logits" not in tfrecords.record_features(out)
+  with pytest.raises(ValueError, match="--masked_lm_prob=0 .* needs --task=classification or ner"):
+    _options(corpus, masked_lm_prob=0)
+  result = run_job("create_pretraining_data", f"--input_file={pseudo}", f"--output_file={out}2",
+                   f"--vocab_file={corpus / 'vocab.txt'}", "--task=classification",
+                   f"--label_file={corpus / 'labels.txt'}", "--masked_lm_prob=0",
+                   "--dupe_factor=2", check=False)
+  assert result.returncode == 2
+  assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+      "error: --dupe_factor=2 with --masked_lm_prob=0 would write each example unchanged "
+      "several times; use --dupe_factor=1"]
+  assert not list(tmp_path.glob("cls.tfrecord2*"))
 
 
 def test_whole_word_masking_masks_whole_words(corpus, tmp_path):

@@ -1,4 +1,5 @@
-"""predict_pseudo_labels: same results as --do_predict, resumable, sharded, filtered."""
+"""predict_pseudo_labels: same results as --do_predict, resumable, sharded, filtered;
+the teacher's logits from step 3 to the step-4 TFRecords."""
 
 import collections
 import os
@@ -7,8 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from bert_pl import finetuning, input_files, predict_pseudo_labels
+from bert_pl import (create_pretraining_data, features, finetuning, input_files, model_dir,
+                     predict_pseudo_labels, prediction, run_pretraining, tfrecords)
 from conftest import REPO, kill_when, run_job
 from data_prep.common import write_parts
 from test_finetuning import _finetune_flags
@@ -26,8 +29,165 @@ def classifier(corpus, tmp_path_factory):
   finetuning.run(_finetune_flags(
       init_checkpoint=str(work / "init"), train_file=str(corpus / "train.tsv"),
       predict_file=str(pool), output_dir=str(work / "model_b"), do_eval=False, do_predict=True,
-      num_train_epochs=1.0), "classification")
+      write_logits=True, num_train_epochs=1.0), "classification")
   return work
+
+
+@pytest.fixture(scope="module")
+def tagger(classifier, corpus):
+  """A tiny fine-tuned NER model (WordPiece) beside the classifier, and a pool
+  of 200 sentences."""
+  finetuning.run(_finetune_flags(
+      init_checkpoint=str(classifier / "init"), train_file=str(corpus / "ner_train.txt"),
+      label_file=str(corpus / "tags.txt"), output_dir=str(classifier / "ner_b"), do_eval=False,
+      num_train_epochs=1.0), "ner")
+  pool = classifier / "ner_pool.txt"
+  pool.write_text("".join((corpus / "ner_unlabeled.txt").read_text(encoding="utf-8")
+                          .splitlines(keepends=True)[:200]), encoding="utf-8")
+  return classifier / "ner_b"
+
+
+def _teacher(model_path, examples, max_seq_length=64):
+  """The oracle: the model's own logits on its own full-width features
+  (classification [n, labels], NER emission logits [n, seq, tags])."""
+  model, tokenizer, info = model_dir.load_finetuned(str(model_path))
+  join = info["field_join"] if info["task"] == "classification" else "concat"
+  encoder = features.FeatureEncoder(tokenizer, max_seq_length, "none", field_join=join)
+  encoded, _ = encoder.encode(examples)
+  inputs = {k: tf.constant(encoded[k]) for k in ("input_ids", "input_mask", "segment_ids")}
+  return model(inputs, training=False)["task_logits"].numpy(), encoded, info
+
+
+@pytest.fixture(scope="module")
+def classifier_teacher(classifier):
+  """The classifier's own logits on its pool: (logits [400, 20], task.json)."""
+  examples = list(input_files.read_unlabeled(str(classifier / "pool.txt"), input_files.Counts()))
+  teacher, _, info = _teacher(classifier / "model_b", examples)
+  return teacher, info
+
+
+def _step4(model_path, info, path, tmp_path, max_seq_length=64, masked_lm_prob=0.15):
+  """create_pretraining_data on a pseudo-labeled file (and its side files),
+  parsed back with the logits feature (as run_pretraining will parse it)."""
+  out = str(tmp_path / "step4.tfrecord")
+  counts = create_pretraining_data.create_pretraining_data(
+      create_pretraining_data.Options(
+          vocab_file=str(model_path / "vocab.txt"), max_seq_length=max_seq_length,
+          max_predictions_per_seq=10, masked_lm_prob=masked_lm_prob, task=info["task"],
+          labels=tuple(info["labels"])), str(path), out)
+  spec = tfrecords.pretraining_feature_spec(max_seq_length, 10, info["task"])
+  if info["task"] == "classification":
+    spec["label_logits"] = tf.io.FixedLenFeature([len(info["labels"])], tf.float32)
+  else:
+    spec["tag_logits"] = tf.io.FixedLenFeature([max_seq_length * len(info["labels"])],
+                                               tf.float32)
+  records = list(tf.data.TFRecordDataset(out).as_numpy_iterator())
+  assert tfrecords.record_features(out) == set(spec)
+  return counts, {k: v.numpy() for k, v in tf.io.parse_example(records, spec).items()}
+
+
+def _close(ours, teacher):
+  """Equal within the 4 significant digits of the side file (and float32
+  differences between batchings)."""
+  np.testing.assert_allclose(ours, teacher, rtol=1e-3, atol=1e-5)
+
+
+def test_classification_logits_from_step_3_to_the_tfrecords(classifier, classifier_teacher,
+                                                            tmp_path):
+  model_b = classifier / "model_b"
+  pool = classifier / "pool.txt"
+  teacher, info = classifier_teacher
+  probabilities = np.exp(teacher - teacher.max(1, keepdims=True))
+  probabilities /= probabilities.sum(1, keepdims=True)
+  threshold = float(np.median(probabilities.max(1)))
+  kept = probabilities.max(1) >= threshold
+  counts = predict_pseudo_labels.run(str(model_b), str(pool), str(tmp_path / "pseudo"),
+                                     batch_size=16, sort_window=4, min_confidence=threshold,
+                                     write_logits=True)
+  assert counts.written == kept.sum() and counts.skipped == 400 - kept.sum()
+  output = tmp_path / "pseudo" / "pool.txt"
+  side = np.loadtxt(f"{output}.logits")
+  assert side.shape == (kept.sum(), 20)  # filtered examples are absent from all three files
+  _close(side, teacher[kept])
+  assert len(np.loadtxt(f"{output}.confidence")) == kept.sum()
+  # --do_predict (no filter) writes the same logits.
+  _close(np.loadtxt(model_b / "predictions.tsv.logits"), teacher)
+
+  step4, parsed = _step4(model_b, info, output, tmp_path)
+  assert step4.written == step4.logits == kept.sum()
+  _close(parsed["label_logits"], teacher[kept])
+  assert (parsed["label_ids"][:, 0] == teacher[kept].argmax(1)).all()
+  np.testing.assert_allclose(parsed["label_weights"][:, 0], probabilities.max(1)[kept],
+                             atol=1e-5)
+
+
+def test_top_k_logits_keep_the_k_largest(classifier, classifier_teacher, tmp_path):
+  model_b = classifier / "model_b"
+  pool = classifier / "pool.txt"
+  teacher, info = classifier_teacher
+  predict_pseudo_labels.run(str(model_b), str(pool), str(tmp_path / "pseudo"), batch_size=400,
+                            write_logits=True, logits_top_k=3)
+  output = tmp_path / "pseudo" / "pool.txt"
+  lines = open(f"{output}.logits", encoding="utf-8").read().splitlines()
+  assert len(lines) == 400
+  step4, parsed = _step4(model_b, info, output, tmp_path)
+  assert step4.logits == 400
+  for row, line in enumerate(lines):
+    pairs = [item.split(":") for item in line.split()]
+    ids = [int(i) for i, _ in pairs]
+    values = np.array([float(v) for _, v in pairs], np.float32)
+    assert ids == np.argsort(-teacher[row])[:3].tolist()  # the 3 largest, largest first
+    _close(values, teacher[row, ids])
+    expected = np.full([20], np.float32(float(values.min()) - 20.0))
+    expected[ids] = values
+    np.testing.assert_array_equal(parsed["label_logits"][row], expected)
+
+
+def test_ner_logits_from_step_3_to_the_tfrecords(tagger, tmp_path):
+  pool = tagger.parent / "ner_pool.txt"
+  examples = list(input_files.read_unlabeled(str(pool), input_files.Counts()))
+  seq = 24  # shorter than the model's 64: some sentences are truncated
+  teacher, encoded, info = _teacher(tagger, examples, seq)
+  num_tags = len(info["labels"])
+  counts = predict_pseudo_labels.run(str(tagger), str(pool), str(tmp_path / "pseudo"),
+                                     batch_size=16, max_seq_length=seq, sort_window=2,
+                                     write_logits=True)
+  assert counts.written == 200 and counts.truncated > 20
+  output = tmp_path / "pseudo" / "ner_pool.txt"
+  side = open(f"{output}.logits", encoding="utf-8").read().splitlines()
+  texts = [e.fields[0] for e in examples]
+  assert len(side) == 200
+  for row, (text, line) in enumerate(zip(texts, side)):
+    values = np.array(line.split(), np.float32).reshape(len(text), num_tags)  # one per char
+    tokens = int(encoded["input_mask"][row].sum()) - 2
+    covered = int(encoded["ends"][row, tokens - 1])  # characters of the kept tokens
+    assert not values[covered:].any()  # truncated away: zeros
+    assert (np.abs(values[:covered]).sum(1) > 0).all()
+
+  step4, parsed = _step4(tagger, info, output, tmp_path, seq, masked_lm_prob=0)
+  assert step4.written == step4.logits == 200
+  # Unmasked: the very tokens step 3 saw.
+  np.testing.assert_array_equal(parsed["input_ids"], encoded["input_ids"])
+  assert not parsed["masked_lm_weights"].any()
+  tag_logits = parsed["tag_logits"].reshape(200, seq, num_tags)
+  lengths = encoded["input_mask"].sum(1)
+  real = np.arange(seq)[None] < lengths[:, None] - 1
+  real[:, 0] = False  # tokens carry a tag; [CLS], [SEP] and padding do not
+  assert not tag_logits[~real].any()  # exactly zero there
+  assert (np.abs(tag_logits[real]).sum(-1) > 0).all()
+  _close(tag_logits[real], teacher[real])
+  outside = info["labels"].index("O")
+  assert (parsed["tag_ids"][:, 0] == outside).all()
+
+
+def test_logits_flags_are_checked():
+  prediction.OutputFormat("classification", ["a", "b"], True, 2)
+  with pytest.raises(ValueError, match="--logits_top_k needs --write_logits"):
+    prediction.OutputFormat("classification", ["a", "b"], False, 1)
+  with pytest.raises(ValueError, match="--logits_top_k is for classification"):
+    prediction.OutputFormat("ner", ["O", "B-X", "I-X"], True, 2)
+  with pytest.raises(ValueError, match=r"--logits_top_k=3 is not in \[0, 2\]"):
+    prediction.OutputFormat("classification", ["a", "b"], True, 3)
 
 
 def test_same_labels_as_do_predict_and_min_confidence(classifier, tmp_path):
@@ -77,18 +237,25 @@ def test_killed_run_resumes_with_every_line_once(classifier, corpus, tmp_path):
   output = tmp_path / "out"
   command = [sys.executable, "-m", "bert_pl.predict_pseudo_labels",
              f"--model_dir={classifier / 'model_b'}", f"--input_file={inputs}/part-*.txt",
-             f"--output_dir={output}", "--predict_batch_size=32", "--sort_window=2"]
+             f"--output_dir={output}", "--predict_batch_size=32", "--sort_window=2",
+             "--write_logits"]
   kill_when(command, lambda: (output / "part-01.txt").exists())
   finished = sorted(p for p in os.listdir(output) if p.endswith(".txt"))
   assert 2 <= len(finished) < 12
+  sides = [p for p in os.listdir(output) if p.endswith((".confidence", ".logits"))]
+  assert {f"{p}.logits" for p in finished} <= set(sides)
+  for side in sides:  # a side file under its final name is complete
+    assert len((output / side).read_text().splitlines()) == 600, side
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "already done" in result.stderr
+  labels = model_dir.read_task_info(str(classifier / "model_b"))["labels"]
   written = collections.Counter()
   for i in range(12):
     path = output / f"part-{i:02d}.txt"
-    examples = list(input_files.read_classification(str(path), input_files.Counts()))
-    assert len(examples) == 600
+    examples = list(input_files.read_classification(str(path), input_files.Counts(),
+                                                     labels, with_logits=True))
+    assert len(examples) == 600 and all(e.logits.shape == (20,) for e in examples)
     written.update("\t".join(e.fields) for e in examples)
   assert written == collections.Counter(line.rstrip("\n") for line in lines[:7200])
   assert not [p for p in os.listdir(output) if p.endswith(".tmp")]
@@ -107,12 +274,13 @@ def test_shards_split_the_files():
 def test_beam_job_writes_what_the_single_process_job_writes(classifier, corpus, tmp_path):
   """20,000 lines over 5 files: the Beam job's files hold the single-process
   job's lines, in the same order, in the default (in_memory) and
-  multi_processing modes; confidences differ by float32 rounding at most."""
+  multi_processing modes; confidences and logits differ by float32 rounding
+  at most."""
   lines = (corpus / "unlabeled.txt").read_text(encoding="utf-8").splitlines(keepends=True)
   lines = (lines + [line[::-1].lstrip("\n") + "\n" for line in lines])[:20000]
   write_parts(lines, tmp_path / "pool", 5)
   common = [f"--model_dir={classifier / 'model_b'}", f"--input_file={tmp_path}/pool/part-*.txt",
-            "--predict_batch_size=64", "--sort_window=4"]
+            "--predict_batch_size=64", "--sort_window=4", "--write_logits"]
   single = run_job("predict_pseudo_labels", *common, f"--output_dir={tmp_path / 'single'}")
   assert "read 20000, written 20000" in single.stdout
   for mode in ("in_memory", "multi_processing"):
@@ -130,6 +298,11 @@ def test_beam_job_writes_what_the_single_process_job_writes(classifier, corpus, 
       np.testing.assert_allclose(np.loadtxt(output / f"{name}.confidence"),
                                  np.loadtxt(tmp_path / "single" / f"{name}.confidence"),
                                  atol=2e-6)
+      # 4 significant digits of values that differ by float32 rounding: one
+      # unit of the last digit at most.
+      np.testing.assert_allclose(np.loadtxt(output / f"{name}.logits"),
+                                 np.loadtxt(tmp_path / "single" / f"{name}.logits"),
+                                 rtol=1.1e-3, atol=1e-5)
     assert sum(written.values()) == 20000
     assert not [p for p in os.listdir(output) if p.endswith(".tmp")]
   again = run_job("beam.predict_pseudo_labels", *common, f"--output_dir={tmp_path / 'in_memory'}")

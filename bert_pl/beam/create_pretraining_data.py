@@ -28,16 +28,18 @@ from bert_pl.beam import common
 class ReadChunksFn(beam.DoFn):
   """(file index, path) -> ((file index, chunk index), examples) chunks."""
 
-  def __init__(self, task: str, labels, tag_scheme: str, skip_bad_lines: bool):
+  def __init__(self, task: str, labels, tag_scheme: str, skip_bad_lines: bool,
+               with_logits: bool):
     self.task, self.labels, self.tag_scheme = task, labels, tag_scheme
-    self.skip_bad_lines = skip_bad_lines
+    self.skip_bad_lines, self.with_logits = skip_bad_lines, with_logits
     self.read, self.empty, self.skipped = (common.counter(n) for n in ("read", "empty", "skipped"))
 
   def process(self, element):
     file_index, path = element
     counts = input_files.Counts(skip_bad_lines=self.skip_bad_lines)
     yield from create_pretraining_data.read_file_chunks(path, file_index, self.task, counts,
-                                                        self.labels, self.tag_scheme)
+                                                        self.labels, self.tag_scheme,
+                                                        self.with_logits)
     self.read.inc(counts.read)
     self.empty.inc(counts.empty)
     self.skipped.inc(counts.skipped)
@@ -49,7 +51,8 @@ class MaskChunkFn(beam.DoFn):
 
   def __init__(self, options: create_pretraining_data.Options):
     self.options = options
-    self.written, self.truncated = common.counter("written"), common.counter("truncated")
+    self.written, self.truncated, self.logits = (
+        common.counter(n) for n in ("written", "truncated", "logits"))
     self.processor = None
 
   def setup(self):
@@ -57,21 +60,22 @@ class MaskChunkFn(beam.DoFn):
     self.processor = create_pretraining_data.ChunkProcessor(self.options)
 
   def process(self, chunk):
-    records, truncated = self.processor(chunk)
+    records, truncated, with_logits = self.processor(chunk)
     self.written.inc(len(records))
     self.truncated.inc(truncated)
+    self.logits.inc(with_logits)
     yield from records
 
 
 def build(pipeline: beam.Pipeline, options: create_pretraining_data.Options, paths,
           output_file: str, num_output_shards: int, skip_bad_lines: bool = False,
-          tag_scheme: str = "bio") -> None:
+          tag_scheme: str = "bio", with_logits: bool = False) -> None:
   """Adds the job's transforms to `pipeline`."""
   _ = (pipeline
        | "Files" >> beam.Create(list(enumerate(paths)))
        | "SpreadFiles" >> beam.Reshuffle()
        | "ReadChunks" >> beam.ParDo(ReadChunksFn(options.task, options.labels, tag_scheme,
-                                                 skip_bad_lines))
+                                                 skip_bad_lines, with_logits))
        | "SpreadChunks" >> beam.Reshuffle()
        | "MaskChunks" >> beam.ParDo(MaskChunkFn(options))
        | "Write" >> beam.io.WriteToTFRecord(
@@ -82,17 +86,19 @@ def build(pipeline: beam.Pipeline, options: create_pretraining_data.Options, pat
 def main(argv):
   f = flags.FLAGS
   options = create_pretraining_data.options_from_flags(f)
-  paths = input_files.expand_input_files(f.input_file)
+  paths, with_logits = create_pretraining_data.input_paths(options, f.input_file)
   pipeline = beam.Pipeline(options=common.pipeline_options(f.runner, argv[1:]))
   build(pipeline, options, paths, f.output_file, f.num_output_shards, f.skip_bad_lines,
-        f.tag_scheme)
+        f.tag_scheme, with_logits)
   start = time.time()
   totals = common.run_pipeline(pipeline)
   elapsed = time.time() - start
   counts = input_files.Counts(**{k: totals.get(k, 0) for k in
-                                 ("read", "written", "skipped", "empty", "truncated")})
-  print(f"beam.create_pretraining_data: {counts.summary()} ({f.dupe_factor} masking(s) per "
-        f"example) in {elapsed:.1f}s, {counts.read / max(elapsed, 1e-9):.0f} lines/s, "
+                                 ("read", "written", "skipped", "empty", "truncated", "logits")})
+  print(f"beam.create_pretraining_data: {counts.summary()} "
+        f"({create_pretraining_data.masking_note(f.masked_lm_prob, f.dupe_factor)}"
+        f"{create_pretraining_data.logits_note(f.task, counts)}) "
+        f"in {elapsed:.1f}s, {counts.read / max(elapsed, 1e-9):.0f} lines/s, "
         f"{len(paths)} input files -> {f.output_file} ({f.num_output_shards} shards)")
 
 

@@ -6,25 +6,27 @@ r"""Beam job, step 3: pseudo-labels for the unlabeled pool with a fine-tuned mod
 
 Writes what `python -m bert_pl.predict_pseudo_labels` writes: for each input
 file, a file of the same name in `--output_dir` (labeled format) and its
-`.confidence` side file, in input order, each written under a temporary name
-and renamed when complete; files whose output exists are skipped, so a
-failed pipeline is resumed by running it again. Lines are read per file,
-spread over the workers, grouped by `beam.BatchElements` (between one and
-`--sort_window` batches) and predicted by the single-process job's
-`PseudoLabeler`, which each worker loads once (`DoFn.setup`). The files are
-then reassembled per input file, in line order. Batches differ from the
-single-process job's, so confidences may differ in the last digits
-(float32 rounding); labels and tags are the same but for exact ties.
+`.confidence` (and, with `--write_logits`, `.logits`) side files, in input
+order, each written under a temporary name and renamed when complete; files
+whose output exists are skipped, so a failed pipeline is resumed by running
+it again. Lines are read per file, spread over the workers, grouped by
+`beam.BatchElements` (between one and `--sort_window` batches) and predicted
+by the single-process job's `PseudoLabeler`, which each worker loads once
+(`DoFn.setup`). The files are then reassembled per input file, in line
+order. Batches differ from the single-process job's, so confidences and
+logits may differ in the last digits (float32 rounding); labels and tags
+are the same but for exact ties.
 """
 
 import os
 import time
+from typing import Any, Dict
 
 import apache_beam as beam
 import tensorflow as tf
 from absl import flags
 
-from bert_pl import input_files, prediction, predict_pseudo_labels
+from bert_pl import input_files, model_dir, prediction, predict_pseudo_labels
 from bert_pl.beam import common
 
 
@@ -44,72 +46,81 @@ class ReadLinesFn(beam.DoFn):
 
 class PredictFn(beam.DoFn):
   """A batch of (path, (position, example)) -> (path, (position, output
-  text, confidence line)) for the examples kept by --min_confidence."""
+  text, confidence line, logits line or None)) for the examples kept by
+  --min_confidence. Takes `PseudoLabeler`'s arguments."""
 
-  def __init__(self, model_dir: str, batch_size: int, max_seq_length: int, sort_window: int,
-               min_confidence: float, dtype: str, use_xla: bool):
-    self.args = (model_dir, batch_size, max_seq_length, sort_window, min_confidence, dtype,
-                 use_xla)
+  def __init__(self, labeler_args: Dict[str, Any]):
+    self.args = labeler_args
     self.written, self.filtered, self.truncated = (
         common.counter(n) for n in ("written", "skipped", "truncated"))
     self.labeler = None
 
   def setup(self):
     common.import_tensorflow_text()
-    self.labeler = predict_pseudo_labels.PseudoLabeler(*self.args)
+    self.labeler = predict_pseudo_labels.PseudoLabeler(**self.args)
 
   def process(self, batch):
-    kept, texts, confidences, truncated = self.labeler.label([e for _, (_, e) in batch])
-    for i, text, confidence in zip(kept, texts, confidences):
+    labeled = self.labeler.label([e for _, (_, e) in batch])
+    logits = labeled.logits or [None] * len(labeled.kept)
+    for i, text, confidence, logit in zip(labeled.kept, labeled.lines, labeled.confidences,
+                                          logits):
       path, (position, _) = batch[i]
-      yield path, (position, text, confidence)
-    self.written.inc(len(kept))
-    self.filtered.inc(len(batch) - len(kept))
-    self.truncated.inc(truncated)
+      yield path, (position, text, confidence, logit)
+    self.written.inc(len(labeled.kept))
+    self.filtered.inc(len(batch) - len(labeled.kept))
+    self.truncated.inc(labeled.truncated)
 
 
 class WriteFileFn(beam.DoFn):
-  """(path, {"file": [path], "lines": [(position, text, confidence)...]}) ->
-  the output file and its side file, in input order, written atomically."""
+  """(path, {"file": [path], "lines": [(position, text, confidence, logits)...]})
+  -> the output file and its side files, in input order, written atomically."""
 
-  def __init__(self, output_dir: str):
-    self.output_dir = output_dir
+  def __init__(self, output_dir: str, write_logits: bool):
+    self.output_dir, self.write_logits = output_dir, write_logits
     self.files = common.counter("files_written")
 
   def process(self, element):
     path, grouped = element
     lines = sorted(grouped["lines"])
-    output = prediction.AtomicOutput(os.path.join(self.output_dir, os.path.basename(path)))
-    output.write([text for _, text, _ in lines], [confidence for _, _, confidence in lines])
+    output = prediction.AtomicOutput(os.path.join(self.output_dir, os.path.basename(path)),
+                                     self.write_logits)
+    output.write([line[1] for line in lines], [line[2] for line in lines],
+                 [line[3] for line in lines] if self.write_logits else None)
     output.commit()
     self.files.inc()
     yield path
 
 
-def build(pipeline: beam.Pipeline, todo, output_dir: str, batch_size: int, predict_args):
-  """Adds the job's transforms to `pipeline`; `predict_args` are `PredictFn`'s."""
+def build(pipeline: beam.Pipeline, todo, output_dir: str, labeler_args: Dict[str, Any]):
+  """Adds the job's transforms to `pipeline`; `labeler_args` are `PseudoLabeler`'s."""
+  batch_size = labeler_args["batch_size"]
+  window = batch_size * labeler_args["sort_window"]
   files = pipeline | "Files" >> beam.Create(todo)
   labeled = (files
              | "SpreadFiles" >> beam.Reshuffle()
              | "ReadLines" >> beam.ParDo(ReadLinesFn())
              | "SpreadLines" >> beam.Reshuffle()
-             | "Batch" >> beam.BatchElements(min_batch_size=batch_size,
-                                              max_batch_size=batch_size * predict_args[3])
-             | "Predict" >> beam.ParDo(PredictFn(*predict_args)))
+             | "Batch" >> beam.BatchElements(min_batch_size=batch_size, max_batch_size=window)
+             | "Predict" >> beam.ParDo(PredictFn(labeler_args)))
   # Every file gets an output, also one whose lines were all filtered or empty.
   _ = ({"file": files | "KeyFiles" >> beam.Map(lambda path: (path, path)), "lines": labeled}
        | "GroupByFile" >> beam.CoGroupByKey()
-       | "WriteFiles" >> beam.ParDo(WriteFileFn(output_dir)))
+       | "WriteFiles" >> beam.ParDo(WriteFileFn(output_dir, labeler_args["write_logits"])))
 
 
 def main(argv):
   f = flags.FLAGS
   tf.io.gfile.makedirs(f.output_dir)
-  todo, done = predict_pseudo_labels.pending_files(f.input_file, f.output_dir)
+  info = model_dir.read_task_info(f.model_dir)
+  # Checks the logits flags here, not in the workers.
+  prediction.OutputFormat(info["task"], info["labels"], f.write_logits, f.logits_top_k)
+  todo, done = predict_pseudo_labels.pending_files(f.input_file, f.output_dir,
+                                                   write_logits=f.write_logits)
   pipeline = beam.Pipeline(options=common.pipeline_options(f.runner, argv[1:]))
-  build(pipeline, todo, f.output_dir, f.predict_batch_size,
-        (f.model_dir, f.predict_batch_size, f.max_seq_length, f.sort_window, f.min_confidence,
-         f.dtype, f.use_xla))
+  build(pipeline, todo, f.output_dir, dict(
+      model_path=f.model_dir, batch_size=f.predict_batch_size, max_seq_length=f.max_seq_length,
+      sort_window=f.sort_window, min_confidence=f.min_confidence, dtype=f.dtype,
+      use_xla=f.use_xla, write_logits=f.write_logits, logits_top_k=f.logits_top_k))
   start = time.time()
   totals = common.run_pipeline(pipeline) if todo else {}
   elapsed = time.time() - start
