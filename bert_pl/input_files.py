@@ -24,6 +24,7 @@ from bert_pl import tag_schemes
 from bert_pl.cli import InputError
 
 CONFIDENCE_SUFFIX = ".confidence"
+LOGITS_SUFFIX = ".logits"
 
 
 @dataclasses.dataclass
