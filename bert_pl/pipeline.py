@@ -533,8 +533,9 @@ def define_flags() -> None:
   flags.DEFINE_integer("baseline_layers", None,
                        "And a second baseline from its first N layers (e.g. 6).")
   flags.DEFINE_string("pool_labels", None,
-                      "Held-back labels of the pool, in the labeled format, one file per pool "
-                      "file: scores each round's pseudo-labels (accuracy or entity F1).")
+                      "Held-back labels of the pool, one file per pool file, as "
+                      "data_prep/split_dataset.py writes them (a label per line, or CoNLL): "
+                      "scores each round's pseudo-labels (accuracy or entity F1).")
   flags.DEFINE_list("variants", list(d["variants"]), f"Comma list of: {', '.join(VARIANTS)}.")
   flags.DEFINE_integer("pseudo_per_class", d["pseudo_per_class"],
                        "self_training: pseudo-labeled examples added per class.")

@@ -13,7 +13,7 @@ pipeline rewrites the same report.
 import itertools
 import json
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -61,21 +61,32 @@ def _char_tags(example: input_files.Example) -> List[str]:
   return [tag for char, tag in zip(text, tags) if not char.isspace()]
 
 
+def _held_back_labels(path: str) -> Iterator[str]:
+  """Labels, one per line (split_dataset's pool_labels.txt), or the first
+  field of labeled TSV lines."""
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      if line.strip():
+        yield line.split("\t", 1)[0].strip()
+
+
 def pseudo_label_quality(task: str, pseudo_files: Sequence[str],
                          gold_files: Sequence[str]) -> Dict[str, float]:
   """Step 3's pseudo-labels against the pool's held-back labels (file by
-  file, example by example): accuracy, or CoNLL entity-level F1."""
+  file, example by example, as data_prep/split_dataset.py writes them: a
+  label per line, or CoNLL sentences): accuracy, or CoNLL entity-level F1."""
   predicted, gold = [], []
   for pseudo_file, gold_file in zip(pseudo_files, gold_files):
+    held_back = (_held_back_labels(gold_file) if task == "classification"
+                 else input_files.read_conll(gold_file, input_files.Counts()))
     for mine, theirs in itertools.zip_longest(
-        *(input_files.read_examples(path, task, input_files.Counts())
-          for path in (pseudo_file, gold_file))):
+        input_files.read_examples(pseudo_file, task, input_files.Counts()), held_back):
       if mine is None or theirs is None:
         raise InputError(f"{gold_file}: not as many examples as its pseudo-labels "
                          f"{pseudo_file} (held-back labels follow the pool's order)")
       if task == "classification":
         predicted.append(mine.label)
-        gold.append(theirs.label)
+        gold.append(theirs)
         continue
       mine_tags, their_tags = _char_tags(mine), _char_tags(theirs)
       if len(mine_tags) != len(their_tags):
