@@ -220,6 +220,8 @@ class PipelineConfig:
         self.logits_top_k or self.kl_temperature != 1.0):
       raise cli.InputError("--logits_top_k and --kl_temperature are for the kl_* variants, "
                            "which --variants does not list")
+    if self.logits_top_k and self.task != "classification":
+      raise cli.InputError("--logits_top_k is for classification (NER keeps every tag's logit)")
     if self.baseline_layers is not None and not self.baseline:
       raise cli.InputError("--baseline_layers needs --baseline")
     for name in ("rounds", "pretrain_batch_size", "finetune_batch_size", "num_shards",

@@ -111,6 +111,8 @@ def test_plan_of_every_kind_of_variant_and_rounds():
                                "self_training variant"),
     (dict(logits_top_k=5), "--logits_top_k and --kl_temperature are for the kl_* variants"),
     (dict(variants=["kl_mlm"], kl_temperature=0.0), "--kl_temperature=0.0: must be > 0"),
+    (dict(task="ner", variants=["kl_mlm"], logits_top_k=3), "--logits_top_k is for "
+                                                            "classification"),
     (dict(export_variant="kl_mlm"), "--export_variant=kl_mlm is not one of --variants=hard_mlm"),
     (dict(baseline_layers=6), "--baseline_layers needs --baseline"),
     (dict(rounds=0), "--rounds=0: must be >= 1"),
