@@ -9,7 +9,7 @@ from setuptools import find_packages, setup
 
 JOBS = ["extract_features", "export_tf1_checkpoint", "create_pretraining_data",
         "run_pretraining", "run_classifier", "run_ner", "predict_pseudo_labels",
-        "export_saved_model", "pipeline_report"]
+        "export_saved_model", "pipeline"]
 
 setup(
     name="bert_pl",

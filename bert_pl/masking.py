@@ -24,9 +24,19 @@ from (seed, chunk, dupe) so that outputs do not depend on how many processes
 share the work.
 """
 
+import math
 from typing import Dict, Optional
 
 import numpy as np
+
+MASKED_LM_PROB = 0.15
+
+
+def default_max_predictions(max_seq_length: int, masked_lm_prob: float = MASKED_LM_PROB) -> int:
+  """`--max_predictions_per_seq` when none is given, one rule for the whole
+  project: the masked share of a full sequence, rounded up (64 -> 10; 128 ->
+  20, the original's setting)."""
+  return math.ceil(round(max_seq_length * masked_lm_prob, 6))
 
 
 class Masker:

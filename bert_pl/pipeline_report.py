@@ -1,30 +1,30 @@
-r"""The pipeline's report: every step's metrics, Model-B vs Model-D.
+"""The report of a pipeline run (`bert_pl.pipeline`): every model's evaluation
+against Model-B, the pseudo-labels of each round and their quality, wall time
+per job, and the exported SavedModel's answers.
 
-    python -m bert_pl.pipeline_report --work_dir=output/pipeline
-
-Reads, for each task directory under `--work_dir` (classification, ner), the
-`eval_results.txt` of baseline (fine-tuned from the initial checkpoint),
-model_a (step 1), model_b (step 2), model_c (step 4) and model_d (step 5),
-the pseudo-labels of step 3 (count, mean confidence) and `timings.tsv`
-(`step<TAB>seconds` lines the pipeline appends), and writes
-`pipeline_report.md`, `pipeline_report.json` and `pipeline_report.png`.
+Written as WORK/report.json (everything; experiments/reproduce_paper.py reads
+it), WORK/report.md and WORK/report.png (the headline metric of every
+fine-tuned model). Nothing is typed in: the numbers come from the model
+directories' eval_results.txt, the pseudo-label files and their side files,
+the jobs' done-markers and the export check, so re-running a finished
+pipeline rewrites the same report.
 """
 
+import itertools
 import json
 import os
-from typing import Dict, Optional
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-from absl import flags
 
-from bert_pl import cli, input_files
+from bert_pl import evaluation, features, input_files
+from bert_pl.cli import InputError
 
-MODELS = (("baseline", "fine-tuned from the initial checkpoint"),
-          ("model_a", "step 1: domain pre-training (MLM)"),
-          ("model_b", "step 2: fine-tuned Model-A"),
-          ("model_c", "step 4: MLM + task loss on pseudo-labels"),
-          ("model_d", "step 5: fine-tuned Model-C"))
 HEADLINE = {"classification": "accuracy", "ner": "f1"}
+EXPORT_CHECK_FILE = "export_check.json"  # under WORK, written by the driver's export check
+# Eval results shown beside the headline (fine-tuning, then pre-training).
+OTHER_METRICS = ("macro_f1", "precision", "recall", "mlm", "mlm_accuracy", "task",
+                 "task_accuracy", "global_step")
 
 
 def read_eval_results(path: str) -> Optional[Dict[str, float]]:
@@ -39,6 +39,7 @@ def read_eval_results(path: str) -> Optional[Dict[str, float]]:
 
 
 def pseudo_label_stats(directory: str) -> Optional[Dict[str, float]]:
+  """Count and confidence of the pseudo-labels in a step-3 output directory."""
   if not os.path.isdir(directory):
     return None
   values = []
@@ -52,22 +53,93 @@ def pseudo_label_stats(directory: str) -> Optional[Dict[str, float]]:
           "share_confidence_over_0.9": float(np.mean(np.array(values) > 0.9))}
 
 
-def collect(work_dir: str) -> Dict:
-  report = {"tasks": {}, "timings": {}}
-  timings = os.path.join(work_dir, "timings.tsv")
-  if os.path.exists(timings):
-    with open(timings, encoding="utf-8") as f:
-      for line in f:
-        step, _, seconds = line.rstrip("\n").partition("\t")
-        report["timings"][step] = float(seconds)
-  for task in ("classification", "ner"):
-    task_dir = os.path.join(work_dir, task)
-    if not os.path.isdir(task_dir):
-      continue
-    entry = {name: read_eval_results(os.path.join(task_dir, name, "eval_results.txt"))
-             for name, _ in MODELS}
-    entry["pseudo_labels"] = pseudo_label_stats(os.path.join(task_dir, "pseudo"))
-    report["tasks"][task] = entry
+def _char_tags(example: input_files.Example) -> List[str]:
+  """A CoNLL sentence's tags per non-space character: step 3 writes one
+  character per line, a held-back file may have words."""
+  text, spans = features.join_conll_tokens(example.fields)
+  tags = features.char_tags(example.tags, spans, len(text))
+  return [tag for char, tag in zip(text, tags) if not char.isspace()]
+
+
+def _held_back_labels(path: str) -> Iterator[str]:
+  """Labels, one per line (split_dataset's pool_labels.txt), or the first
+  field of labeled TSV lines."""
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      if line.strip():
+        yield line.split("\t", 1)[0].strip()
+
+
+def pseudo_label_quality(task: str, pseudo_files: Sequence[str],
+                         gold_files: Sequence[str]) -> Dict[str, float]:
+  """Step 3's pseudo-labels against the pool's held-back labels (file by
+  file, example by example, as data_prep/split_dataset.py writes them: a
+  label per line, or CoNLL sentences): accuracy, or CoNLL entity-level F1."""
+  predicted, gold = [], []
+  for pseudo_file, gold_file in zip(pseudo_files, gold_files):
+    held_back = (_held_back_labels(gold_file) if task == "classification"
+                 else input_files.read_conll(gold_file, input_files.Counts()))
+    for mine, theirs in itertools.zip_longest(
+        input_files.read_examples(pseudo_file, task, input_files.Counts()), held_back):
+      if mine is None or theirs is None:
+        raise InputError(f"{gold_file}: not as many examples as its pseudo-labels "
+                         f"{pseudo_file} (held-back labels follow the pool's order)")
+      if task == "classification":
+        predicted.append(mine.label)
+        gold.append(theirs)
+        continue
+      mine_tags, their_tags = _char_tags(mine), _char_tags(theirs)
+      if len(mine_tags) != len(their_tags):
+        raise InputError(f"{theirs.source}: {len(their_tags)} characters, but the pseudo-"
+                         f"labels at {mine.source} have {len(mine_tags)}")
+      predicted.append(mine_tags)
+      gold.append(their_tags)
+  if task == "classification":
+    return {"accuracy": float(np.mean([p == g for p, g in zip(predicted, gold)])),
+            "num_examples": len(gold)}
+  metrics = evaluation.ner_metrics(gold, predicted)
+  return {"f1": metrics["f1"], "precision": metrics["precision"],
+          "recall": metrics["recall"], "num_examples": len(gold)}
+
+
+def describe_prediction(task: str, outputs: Dict[str, list], row: int) -> str:
+  """One answer of the SavedModel's serving signature, in words."""
+  if task == "classification":
+    return f"{outputs['labels'][row]} (confidence {outputs['confidence'][row]:.3f})"
+  entities = [f"{kind}:{text}" for kind, text in
+              zip(outputs["entity_types"][row], outputs["entity_texts"][row]) if kind]
+  return f"[{', '.join(entities)}] (confidence {outputs['confidence'][row]:.3f})"
+
+
+def collect(work_dir: str, task: str, models: Sequence[Tuple[str, str]],
+            pseudo_labels: Sequence[Tuple[str, str]], pool_files: Sequence[str],
+            pool_label_files: Optional[Sequence[str]], timings: Dict[str, Optional[float]],
+            export: Optional[Tuple[str, str]]) -> Dict:
+  """The report's numbers. `models`: (directory under work_dir, what it is);
+  `pseudo_labels`: (step-3 output directory, its teacher's directory);
+  `export`: (SavedModel directory, the model directory it exports)."""
+  report = {"task": task, "headline": HEADLINE[task], "models": {}, "pseudo_labels": {},
+            "timings": timings,
+            "total_seconds": round(sum(s for s in timings.values() if s is not None), 1)}
+  for directory, what in models:
+    report["models"][directory] = {
+        "what": what,
+        "results": read_eval_results(os.path.join(work_dir, directory, "eval_results.txt"))}
+  for directory, teacher in pseudo_labels:
+    entry = {"teacher": teacher, **(pseudo_label_stats(os.path.join(work_dir, directory))
+                                    or {})}
+    if pool_label_files:
+      files = [os.path.join(work_dir, directory, os.path.basename(f)) for f in pool_files]
+      entry["quality"] = pseudo_label_quality(task, files, pool_label_files)
+    report["pseudo_labels"][directory] = entry
+  if export:
+    with open(os.path.join(work_dir, EXPORT_CHECK_FILE), encoding="utf-8") as f:
+      check = json.load(f)
+    report["export"] = {
+        "dir": os.path.join(work_dir, export[0]), "model": export[1],
+        "examples": [{"text": text, "prediction": describe_prediction(task, check["outputs"], i)}
+                     for i, text in enumerate(check["texts"])],
+        "outputs": check["outputs"]}
   return report
 
 
@@ -76,83 +148,74 @@ def _fmt(value) -> str:
 
 
 def to_markdown(report: Dict) -> str:
-  lines = ["# Pipeline report", ""]
-  for task, entry in report["tasks"].items():
-    metric = HEADLINE[task]
-    lines += [f"## {task}", "", f"| model | what | {metric} | other metrics |", "|---|---|---|---|"]
-    for name, what in MODELS:
-      results = entry.get(name) or {}
-      if name in ("model_a", "model_c"):
-        shown = {k: v for k, v in results.items() if k in ("mlm", "mlm_accuracy", "task",
-                                                            "task_accuracy", "global_step")}
-        lines.append(f"| {name} | {what} | | " + ", ".join(
-            f"{k} {v:.4g}" for k, v in sorted(shown.items())) + " |")
-      else:
-        others = {k: v for k, v in results.items()
-                  if k in ("macro_f1", "precision", "recall", "global_step")}
-        lines.append(f"| {name} | {what} | {_fmt(results.get(metric))} | " + ", ".join(
-            f"{k} {v:.4g}" for k, v in sorted(others.items())) + " |")
-    pseudo = entry.get("pseudo_labels")
-    if pseudo:
-      lines += ["", f"Step 3 pseudo-labels: {pseudo['examples']} examples, mean confidence "
-                f"{pseudo['mean_confidence']:.3f}, {pseudo['share_confidence_over_0.9']:.1%} "
-                "above 0.9."]
-    b, d = (entry.get("model_b") or {}).get(metric), (entry.get("model_d") or {}).get(metric)
-    if b is not None and d is not None:
-      verdict = "better than" if d > b else ("equal to" if d == b else "worse than")
-      lines += ["", f"Model-D ({d:.4f}) is {verdict} Model-B ({b:.4f}) on {metric}, "
-                f"difference {d - b:+.4f} (one run, one seed: not a significance test)."]
+  metric = report["headline"]
+  reference = (report["models"].get("model_b", {}).get("results") or {}).get(metric)
+  lines = [f"# Pipeline report: {report['task']}", "",
+           f"| model | what | {metric} | vs Model-B | other metrics |", "|---|---|---|---|---|"]
+  for name, entry in report["models"].items():
+    results = entry["results"] or {}
+    value = results.get(metric)
+    versus = ("" if value is None or reference is None or name == "model_b"
+              else f"{value - reference:+.4f}")
+    others = ", ".join(f"{k} {results[k]:.4g}" for k in OTHER_METRICS if k in results)
+    lines.append(f"| {name} | {entry['what']} | {_fmt(value)} | {versus} | {others} |")
+  lines += ["", "One run, one seed: differences are not a significance test.", ""]
+  if report["pseudo_labels"]:
+    quality = [entry.get("quality") for entry in report["pseudo_labels"].values()]
+    score = f" | {metric} vs --pool_labels" if any(quality) else ""
+    lines += ["## Pseudo-labels (step 3)", "",
+              f"| directory | teacher | examples | mean confidence | share > 0.9{score} |",
+              "|---|---|---|---|---" + ("|---" if score else "") + "|"]
+    for directory, entry in report["pseudo_labels"].items():
+      row = (f"| {directory} | {entry['teacher']} | {entry.get('examples', '—')} | "
+             f"{_fmt(entry.get('mean_confidence'))} | "
+             f"{_fmt(entry.get('share_confidence_over_0.9'))} |")
+      if score:
+        row += f" {_fmt((entry.get('quality') or {}).get(metric))} |"
+      lines.append(row)
     lines.append("")
-  if report["timings"]:
-    lines += ["## Wall time per step", "", "| step | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v:.0f} |" for k, v in report["timings"].items()]
-    lines += ["", f"Total: {sum(report['timings'].values()):.0f} s", ""]
-  lines += ["![Model-B vs Model-D](pipeline_report.png)", ""]
+  export = report.get("export")
+  if export:
+    lines += ["## Export", "", f"SavedModel `{export['dir']}` ({export['model']}), loaded in a "
+              "process that imports only tensorflow and tensorflow_text:", ""]
+    lines += [f"- `{e['text']}` → {e['prediction']}".replace("\t", " ⇥ ")
+              for e in export["examples"]]
+    lines.append("")
+  lines += ["## Wall time per job", "", "| job | seconds |", "|---|---|"]
+  lines += [f"| {name} | {'—' if s is None else f'{s:.0f}'} |"
+            for name, s in report["timings"].items()]
+  lines += ["", f"Total: {report['total_seconds']:.0f} s", "", "![models](report.png)", ""]
   return "\n".join(lines)
 
 
 def plot(report: Dict, path: str) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  tasks = list(report["tasks"])
-  figure, axes = plt.subplots(1, max(len(tasks), 1), figsize=(5 * max(len(tasks), 1), 4))
-  axes = np.atleast_1d(axes)
-  for axis, task in zip(axes, tasks):
-    metric = HEADLINE[task]
-    names = ["baseline", "model_b", "model_d"]
-    values = [(report["tasks"][task].get(n) or {}).get(metric, 0.0) for n in names]
-    bars = axis.bar(["baseline\n(initial ckpt)", "Model-B\n(step 2)", "Model-D\n(step 5)"],
-                    values, color=["#999999", "#4c72b0", "#dd8452"])
-    axis.bar_label(bars, fmt="%.3f")
-    axis.set_title(f"{task}: {metric} on held-out data")
-    axis.set_ylim(0, 1.05)
+  """Bars of the headline metric of every evaluated fine-tuned model."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  metric = report["headline"]
+  names = [name for name, entry in report["models"].items()
+           if (entry["results"] or {}).get(metric) is not None]
+  values = [report["models"][name]["results"][metric] for name in names]
+  figure = Figure(figsize=(max(4.0, 1.3 * len(names)), 4.5))
+  axis = figure.subplots()
+  bars = axis.bar(range(len(names)), values,
+                  color=["#4c72b0" if name == "model_b" else "#999999"
+                         if name.startswith("baseline") else "#dd8452" for name in names])
+  axis.bar_label(bars, fmt="%.3f")
+  axis.set_xticks(range(len(names)))
+  axis.set_xticklabels([name.replace("/", "\n") for name in names], fontsize=8)
+  axis.set_title(f"{report['task']}: {metric} on the test set")
+  axis.set_ylim(0, 1.05)
   figure.tight_layout()
-  figure.savefig(path, dpi=100)
-  plt.close(figure)
+  figure.savefig(path, dpi=100, format="png")
 
 
-def write_report(work_dir: str) -> Dict:
-  report = collect(work_dir)
-  with open(os.path.join(work_dir, "pipeline_report.json"), "w", encoding="utf-8") as f:
-    json.dump(report, f, indent=2)
-  with open(os.path.join(work_dir, "pipeline_report.md"), "w", encoding="utf-8") as f:
-    f.write(to_markdown(report))
-  plot(report, os.path.join(work_dir, "pipeline_report.png"))
-  return report
-
-
-def main(argv):
-  del argv
-  write_report(flags.FLAGS.work_dir)
-  print(open(os.path.join(flags.FLAGS.work_dir, "pipeline_report.md"), encoding="utf-8").read())
-
-
-def run_main():
-  flags.DEFINE_string("work_dir", None, "The pipeline's output directory.")
-  flags.mark_flag_as_required("work_dir")
-  cli.run(main)
-
-
-if __name__ == "__main__":
-  run_main()
+def write_report(work_dir: str, report: Dict) -> None:
+  """WORK/report.json, report.md and report.png, each written whole."""
+  for name, text in (("report.json", json.dumps(report, indent=1, ensure_ascii=False)),
+                     ("report.md", to_markdown(report))):
+    path = os.path.join(work_dir, name)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+      f.write(text + "\n")
+    os.replace(path + ".tmp", path)
+  plot(report, os.path.join(work_dir, "report.png.tmp"))
+  os.replace(os.path.join(work_dir, "report.png.tmp"), os.path.join(work_dir, "report.png"))

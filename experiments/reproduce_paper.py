@@ -5,20 +5,20 @@ r"""The paper's comparison on public data: baseline vs Model-B vs Model-D.
 For each task (classification: online_shopping_10_cats, 10 categories;
 NER: CLUENER2020) the labeled data is split with a fixed seed into a small
 labeled train set, a test set and an unlabeled pool whose labels are held
-back, and for each seed the whole method runs as separate jobs, as a user
-runs them (`python -m bert_pl.<job>`):
+back, and for each seed an initial checkpoint is written (randomly
+initialised: no pretrained Chinese weights exist on these machines, so "the
+12-layer Chinese BERT" is replaced by a random model of the chosen shape),
+then the pipeline driver (`bert_pl.pipeline`, in process; every step a
+separate job, as a user runs them) runs, in OUTPUT/TASK/seedN:
 
-  init        the initial checkpoint: randomly initialised (no pretrained
-              Chinese weights exist on these machines, so "the 12-layer
-              Chinese BERT" is replaced by a random model of the chosen shape);
   baseline    fine-tuned from the initial checkpoint;
   model_a     step 1: masked-LM pre-training from init on the pool;
   model_b     step 2: Model-A fine-tuned;
-  pseudo      step 3: Model-B's pseudo-labels for the pool (scored against
+  round1/pseudo  step 3: Model-B's pseudo-labels for the pool (scored against
               the held-back labels);
-  model_c     step 4: MLM + task loss on the pseudo-labels, from init (the
-              paper), and model_c_from_a from Model-A;
-  model_d     step 5: Model-C fine-tuned (and model_d_from_a).
+  hard_mlm/round1/model_c, model_d   steps 4 and 5 as the paper's first
+              version (MLM + one-hot task loss), from init; and
+  hard_mlm_from_a/round1/...         the same with step 4 from Model-A.
 
 Every job's output directory is kept; a re-run skips the jobs already done.
 Results (test accuracy and macro-F1, or CoNLL entity F1) go to
@@ -32,7 +32,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 
@@ -40,8 +39,7 @@ from absl import app, flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from bert_pl import evaluation, input_files, modeling  # noqa: E402
-from bert_pl.pipeline_report import read_eval_results  # noqa: E402
+from bert_pl import modeling, pipeline  # noqa: E402
 from data_prep import cluener_to_conll, common, csv_to_tsv, split_dataset  # noqa: E402
 from experiments import report  # noqa: E402
 
@@ -77,36 +75,6 @@ flags.DEFINE_list("seeds", None, "Seeds to run (default: the mode's).")
 flags.DEFINE_string("report_dir", None,
                     "Where RESULTS.md, results.png and results.json go (default --output_dir; "
                     "the committed full run used experiments/).")
-
-
-def run(name, command, log_dir):
-  """Runs one job unless its done-marker exists; the marker holds its wall
-  time in seconds (the report sums them, across resumed runs too)."""
-  step = name.split("/")[-1]
-  marker, log_file = (os.path.join(log_dir, step + suffix) for suffix in (".done", ".log"))
-  if os.path.exists(marker):
-    return
-  start = time.time()
-  print(f"=== {name}", flush=True)
-  with open(log_file, "w") as log:
-    result = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-  if result.returncode:
-    raise SystemExit(f"{name} failed (exit {result.returncode}); see {log_file}")
-  with open(marker, "w") as f:
-    f.write(f"{time.time() - start:.1f}\n")
-
-
-def step_seconds(task_dir, seeds):
-  """Wall time per step, summed over the seeds, from the done-markers."""
-  totals = {}
-  for seed in seeds:
-    logs = os.path.join(task_dir, f"seed{seed}", "logs")
-    for name in sorted(os.listdir(logs)):
-      if name.endswith(".done"):
-        step = name[:-len(".done")]
-        totals[step] = totals.get(step, 0.0) + float(open(os.path.join(logs, name)).read())
-  return totals
 
 
 def job(module, *args):
@@ -175,90 +143,48 @@ def _truncate_pool(out, num_pool, conll):
     open(labels, "w", encoding="utf-8").write("".join(gold[i] for i in keep))
 
 
-def pseudo_label_quality(task, pseudo_file, data):
-  """Step 3's pseudo-labels against the pool's held-back labels."""
-  held_back = os.path.join(data, "pool_labels.txt")
-  if task == "classification":
-    predicted = [line.split("\t", 1)[0] for line in open(pseudo_file, encoding="utf-8")]
-    gold = open(held_back, encoding="utf-8").read().splitlines()
-    assert len(predicted) == len(gold), (len(predicted), len(gold))
-    return {"accuracy": sum(p == g for p, g in zip(predicted, gold)) / len(gold),
-            "num_examples": len(gold)}
-  counts = input_files.Counts()
-  predicted = [e.tags for e in input_files.read_conll(pseudo_file, counts)]
-  gold = [e.tags for e in input_files.read_conll(held_back, counts)]
-  assert [len(t) for t in predicted] == [len(t) for t in gold]
-  metrics = evaluation.ner_metrics(gold, predicted)
-  return {"f1": metrics["f1"], "num_examples": len(gold)}
+# The experiment's rows: the driver's model directories.
+MODEL_DIRS = {"baseline": "baseline", "model_b": "model_b", "model_d": "hard_mlm/round1/model_d",
+              "model_d_from_a": "hard_mlm_from_a/round1/model_d"}
 
 
 def run_seed(task, seed, mode, data, files, out):
-  """The whole method for one task and seed; returns every model's results."""
+  """The whole method for one task and seed (bert_pl.pipeline, after a random
+  initial checkpoint of the mode's shape); returns every model's results and
+  the wall time of every job."""
   spec, sizes = TASKS[task], MODES[mode]
   work = os.path.join(out, task, f"seed{seed}")
-  logs = os.path.join(work, "logs")
-  os.makedirs(logs, exist_ok=True)
+  os.makedirs(work, exist_ok=True)
   vocab = os.path.join(FLAGS.data_dir, "bert-base-chinese", "vocab.txt")
-  labels = os.path.join(data, "labels.txt")
-  seq, pred = spec["max_seq_length"], spec["max_seq_length"] * 15 // 100
   config = os.path.join(work, "bert_config.json")
   modeling.BertConfig(
       vocab_size=sum(1 for _ in open(vocab, encoding="utf-8")), hidden_size=sizes["hidden"],
       num_hidden_layers=sizes["layers"], num_attention_heads=sizes["heads"],
       intermediate_size=sizes["intermediate"], max_position_embeddings=128,
       initializer_range=sizes["initializer_range"]).to_json_file(config)
-  common_flags = [f"--vocab_file={vocab}", f"--tokenization={spec['tokenization']}",
-                  f"--max_seq_length={seq}", f"--random_seed={seed}", "--bucket_width=8"]
-  pretrain = ["--do_train", f"--max_predictions_per_seq={pred}",
-              f"--train_batch_size={sizes['batch']}", f"--learning_rate={sizes['pretrain_lr']}",
-              f"--num_train_steps={sizes['pretrain_steps']}",
-              f"--num_warmup_steps={sizes['pretrain_steps'] // 10}",
-              f"--save_checkpoints_steps={max(sizes['pretrain_steps'] // 5, 10)}"]
-  finetune = ["--do_train", "--do_eval", f"--train_file={files['train']}",
-              f"--eval_file={files['test']}", f"--label_file={labels}",
-              f"--train_batch_size={sizes['batch']}", f"--learning_rate={sizes['finetune_lr']}",
-              f"--num_train_epochs={sizes['epochs']}"]
-  d = lambda name: os.path.join(work, name)  # noqa: E731
-  record_flags = [f"--vocab_file={vocab}", f"--tokenization={spec['tokenization']}",
-                  f"--max_seq_length={seq}", f"--max_predictions_per_seq={pred}",
-                  f"--random_seed={seed}", "--num_output_shards=2"]
-  task_flags = [f"--task={task}", f"--label_file={labels}"]
-
-  run(f"{task}/seed{seed}/init", job("run_pretraining", f"--bert_config_file={config}",
-                                     f"--output_dir={d('init')}", "--do_train",
-                                     "--num_train_steps=0", *common_flags), logs)
-  run(f"{task}/seed{seed}/pool_records", job(
-      "create_pretraining_data", f"--input_file={data}/pool.txt",
-      f"--output_file={d('records/pool.tfrecord')}", *record_flags), logs)
-  run(f"{task}/seed{seed}/baseline", job(spec["job"], f"--init_checkpoint={d('init')}",
-                                         f"--output_dir={d('baseline')}", *finetune,
-                                         *common_flags), logs)
-  run(f"{task}/seed{seed}/model_a", job(
-      "run_pretraining", f"--init_checkpoint={d('init')}", f"--output_dir={d('model_a')}",
-      f"--input_file={d('records/pool.tfrecord')}*", *pretrain, *common_flags), logs)
-  run(f"{task}/seed{seed}/model_b", job(spec["job"], f"--init_checkpoint={d('model_a')}",
-                                        f"--output_dir={d('model_b')}", *finetune,
-                                        *common_flags), logs)
-  run(f"{task}/seed{seed}/pseudo_labels", job(
-      "predict_pseudo_labels", f"--model_dir={d('model_b')}", f"--input_file={data}/pool.txt",
-      f"--output_dir={d('pseudo')}"), logs)
-  run(f"{task}/seed{seed}/pseudo_records", job(
-      "create_pretraining_data", f"--input_file={d('pseudo')}/pool.txt",
-      f"--output_file={d('records/pseudo.tfrecord')}", *task_flags, *record_flags),
-      logs)
-  for suffix, init in (("", d("init")), ("_from_a", d("model_a"))):
-    run(f"{task}/seed{seed}/model_c{suffix}", job(
-        "run_pretraining", f"--init_checkpoint={init}", f"--output_dir={d('model_c' + suffix)}",
-        f"--input_file={d('records/pseudo.tfrecord')}*", f"--task_loss={task}",
-        f"--label_file={labels}", *pretrain, *common_flags), logs)
-    run(f"{task}/seed{seed}/model_d{suffix}", job(
-        spec["job"], f"--init_checkpoint={d('model_c' + suffix)}",
-        f"--output_dir={d('model_d' + suffix)}", *finetune, *common_flags), logs)
-  results = {name: read_eval_results(os.path.join(d(name), "eval_results.txt"))
-             for name, _ in report.ROWS}
-  results["pseudo_labels"] = pseudo_label_quality(task, os.path.join(d("pseudo"), "pool.txt"),
-                                                  data)
-  return results
+  init = os.path.join(work, "init")
+  pipeline.run_job("init", job("run_pretraining", f"--bert_config_file={config}",
+                               f"--vocab_file={vocab}", f"--output_dir={init}", "--do_train",
+                               "--num_train_steps=0", f"--random_seed={seed}"),
+                   os.path.join(work, "logs"))
+  steps = sizes["pretrain_steps"]
+  outcome = pipeline.run(pipeline.PipelineConfig(
+      task=task, work_dir=work, pool=os.path.join(data, "pool.txt"), train_file=files["train"],
+      eval_file=files["test"], label_file=os.path.join(data, "labels.txt"),
+      init_checkpoint=init, vocab_file=vocab, tokenization=spec["tokenization"],
+      max_seq_length=spec["max_seq_length"], pretrain_steps=steps,
+      pretrain_warmup_steps=steps // 10, pretrain_learning_rate=sizes["pretrain_lr"],
+      pretrain_batch_size=sizes["batch"], save_checkpoints_steps=max(steps // 5, 10),
+      finetune_learning_rate=sizes["finetune_lr"], finetune_epochs=sizes["epochs"],
+      finetune_batch_size=sizes["batch"], random_seed=seed, num_shards=2, baseline=True,
+      pool_labels=os.path.join(data, "pool_labels.txt"),
+      variants=("hard_mlm", "hard_mlm_from_a")))
+  results = {row: outcome["models"][directory]["results"]
+             for row, directory in MODEL_DIRS.items()}
+  results["pseudo_labels"] = outcome["pseudo_labels"]["round1/pseudo"]["quality"]
+  timings = {"init": pipeline.done_seconds(os.path.join(work, "logs"), "init"),
+             **outcome["timings"]}
+  return results, timings
 
 
 def main(argv):
@@ -287,16 +213,22 @@ def main(argv):
       prepare(FLAGS.data_dir, data, MODES[mode][task])
     suffix = ".tsv" if task == "classification" else ".txt"
     files = {part: os.path.join(data, part + suffix) for part in ("train", "test")}
-    return {f"seed{seed}": run_seed(task, seed, mode, data, files, out)
-            for seed in seeds}
+    results, timings = {}, {}
+    for seed in seeds:
+      results[f"seed{seed}"], seconds = run_seed(task, seed, mode, data, files, out)
+      for name, value in seconds.items():  # summed over the seeds
+        timings[name] = timings.get(name, 0.0) + value
+    return results, timings
 
   # The two tasks run side by side: on few cores much of a small job is
   # start-up (imports, tracing), which overlaps well.
   with concurrent.futures.ThreadPoolExecutor(len(FLAGS.tasks)) as pool:
-    results = dict(zip(FLAGS.tasks, pool.map(run_task, FLAGS.tasks)))
-  summary["tasks"] = {task: results[task] for task in FLAGS.tasks}
-  summary["timings"] = {task: step_seconds(os.path.join(out, task), seeds)
-                        for task in FLAGS.tasks}
+    try:
+      outcomes = dict(zip(FLAGS.tasks, pool.map(run_task, FLAGS.tasks)))
+    except pipeline.JobError as e:
+      raise SystemExit(f"error: {e}") from None
+  summary["tasks"] = {task: outcomes[task][0] for task in FLAGS.tasks}
+  summary["timings"] = {task: outcomes[task][1] for task in FLAGS.tasks}
   summary["wall_seconds"] = time.time() - start
   report_dir = FLAGS.report_dir or out
   os.makedirs(report_dir, exist_ok=True)

@@ -24,7 +24,8 @@ if [ "$TASK" = ner ]; then
 else
   : "${MAX_SEQ_LENGTH:=64}" "${PRETRAIN_LR:=5e-5}" "${PRETRAIN_WARMUP:=10000}" "${EPOCHS:=7}"
 fi
-: "${MAX_PREDICTIONS:=$(( (MAX_SEQ_LENGTH * 15 + 99) / 100 ))}"
+: "${MAX_PREDICTIONS:=$("$PY" -c "from bert_pl import masking
+print(masking.default_max_predictions($MAX_SEQ_LENGTH))")}"
 : "${PRETRAIN_STEPS:=100000}" "${BATCH_SIZE:=64}" "${FINETUNE_LR:=1e-5}"
 : "${NUM_SHARDS:=4}" "${NUM_WORKERS:=2}" "${SEED:=12345}"
 : "${BUCKET_WIDTH:=8}"               # length bucketing of training batches (0: off)
