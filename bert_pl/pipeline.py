@@ -131,9 +131,9 @@ class Variant:
       return "classic self-training: Model-A fine-tuned on labeled + pseudo-labeled"
     hard = "one-hot CRF" if task == "ner" else "one-hot cross-entropy"
     loss = hard if self.pseudo_label_loss == "hard" else "KL on the teacher's logits"
-    data = "+ MLM, 15%-masked input" if self.mlm else "unmasked input, no MLM"
+    data = " + MLM on 15%-masked input" if self.mlm else ", unmasked input, no MLM"
     init = "Model-A" if self.from_a else "the initial checkpoint"
-    return f"{loss} {data}, from {init}"
+    return f"{loss}{data}, from {init}"
 
 
 def parse_variant(name: str) -> Variant:
