@@ -259,6 +259,11 @@ class Plan:
   export: Optional[Tuple[str, str]]  # (SavedModel directory, model directory) under WORK
 
 
+def job_command(module: str, *args: str) -> Tuple[str, ...]:
+  """`python -m bert_pl.<module> ARGS`, as a user runs a job."""
+  return (sys.executable, "-m", f"bert_pl.{module}", *args)
+
+
 def job_name(output: str) -> str:
   """A job's name: its output's path under the work directory, "/" as "."."""
   return output.replace("/", ".")
@@ -271,7 +276,7 @@ def make_plan(config: PipelineConfig, vocab_file: str, pool_files: Sequence[str]
   path = lambda *parts: os.path.join(c.work_dir, *parts)  # noqa: E731
 
   def add(output: str, module: str, *args: str) -> None:
-    plan.jobs.append(Job(job_name(output), (sys.executable, "-m", f"bert_pl.{module}", *args)))
+    plan.jobs.append(Job(job_name(output), job_command(module, *args)))
 
   tokenizer = [f"--vocab_file={vocab_file}", f"--do_lower_case={c.do_lower_case}",
                f"--tokenization={c.tokenization}", f"--max_seq_length={c.max_seq_length}"]

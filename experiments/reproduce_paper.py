@@ -77,10 +77,6 @@ flags.DEFINE_string("report_dir", None,
                     "the committed full run used experiments/).")
 
 
-def job(module, *args):
-  return [sys.executable, "-m", f"bert_pl.{module}", *args]
-
-
 def prepare_classification(data_dir, out, sizes):
   """online_shopping_10_cats -> labeled TSV (label = category) -> split."""
   tsv = os.path.join(out, "all.tsv")
@@ -163,10 +159,10 @@ def run_seed(task, seed, mode, data, files, out):
       intermediate_size=sizes["intermediate"], max_position_embeddings=128,
       initializer_range=sizes["initializer_range"]).to_json_file(config)
   init = os.path.join(work, "init")
-  pipeline.run_job("init", job("run_pretraining", f"--bert_config_file={config}",
-                               f"--vocab_file={vocab}", f"--output_dir={init}", "--do_train",
-                               "--num_train_steps=0", f"--random_seed={seed}"),
-                   os.path.join(work, "logs"))
+  pipeline.run_job("init", pipeline.job_command(
+      "run_pretraining", f"--bert_config_file={config}", f"--vocab_file={vocab}",
+      f"--output_dir={init}", "--do_train", "--num_train_steps=0", f"--random_seed={seed}"),
+      os.path.join(work, "logs"))
   steps = sizes["pretrain_steps"]
   outcome = pipeline.run(pipeline.PipelineConfig(
       task=task, work_dir=work, pool=os.path.join(data, "pool.txt"), train_file=files["train"],
