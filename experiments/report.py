@@ -1,13 +1,21 @@
-"""The experiment's report: a table of mean and standard deviation over the
-seeds, a plot, and RESULTS.md, all made from results.json (nothing typed in)."""
+"""The experiments' report, all made from the runs' JSONs (nothing typed in):
+RESULTS.md, with the real-weights run's section (real_report.py, from
+results_real.json) first, then the Chinese from-scratch run's (this module,
+from results.json: a table of mean and standard deviation over the seeds and
+results.png). One command remakes all of it byte for byte:
+
+    python -m experiments.report --report_dir=experiments
+"""
 
 import json
 import os
 import platform
 import subprocess
-import sys
 
 import numpy as np
+from absl import flags
+
+from experiments import real_report
 
 ROWS = (("baseline", "fine-tuned from the initial checkpoint (no domain pre-training)"),
         ("model_b", "Model-B: step 1 (MLM on the pool), then fine-tuned"),
@@ -43,16 +51,6 @@ def environment():
           "gpus": [d.name for d in tf.config.list_physical_devices("GPU")], "commit": commit}
 
 
-def _stats(values, signed=False):
-  values = [v for v in values if v is not None]
-  if not values:
-    return "n/a"
-  mean = f"{100 * float(np.mean(values)):{'+' if signed else ''}.2f}"
-  if len(values) == 1:
-    return mean
-  return f"{mean} ± {100 * float(np.std(values, ddof=1)):.2f}"
-
-
 def _difference(seeds, key, better, worse):
   """`better` minus `worse`, paired by seed (same split, same initial
   checkpoint): the spread of a difference, not of two means."""
@@ -66,13 +64,15 @@ def table(task, seeds):
   lines = ["| model | " + " | ".join(label for _, label in metrics) + " |",
            "|---|" + "---|" * len(metrics)]
   for name, description in ROWS:
-    cells = [_stats([(seeds[s].get(name) or {}).get(key) for s in seeds]) for key, _ in metrics]
+    cells = [real_report.mean_std([(seeds[s].get(name) or {}).get(key) for s in seeds])
+             for key, _ in metrics]
     lines.append(f"| {description} | " + " | ".join(cells) + " |")
   for better, worse, label in (("model_d", "model_b", "Model-D − Model-B"),
                                ("model_b", "baseline", "Model-B − baseline")):
-    cells = [_stats(_difference(seeds, key, better, worse), signed=True) for key, _ in metrics]
+    cells = [real_report.mean_std(_difference(seeds, key, better, worse), signed=True)
+             for key, _ in metrics]
     lines.append(f"| {label}, paired by seed | " + " | ".join(cells) + " |")
-  quality = _stats([seeds[s]["pseudo_labels"][metrics[0][0]] for s in seeds])
+  quality = real_report.mean_std([seeds[s]["pseudo_labels"][metrics[0][0]] for s in seeds])
   lines.append(f"| step 3: pseudo-labels of the pool vs its held-back labels | {quality} |"
                + " |" * (len(metrics) - 1))
   return "\n".join(lines)
@@ -101,7 +101,7 @@ def plot(summary, path):
     low = min(m - s for m, s in zip(means, stds))
     axis.set_ylim(max(0.0, low - 5), min(100.0, max(m + s for m, s in zip(means, stds)) + 3))
   figure.tight_layout()
-  figure.savefig(path, dpi=100)
+  real_report.save_png(figure, path)
   plt.close(figure)
 
 
@@ -118,47 +118,100 @@ def _setting(sizes):
           f"{', '.join(str(seed) for seed in sizes['seeds'])}.")
 
 
-def write(summary, out):
-  """Writes OUT/RESULTS.md and OUT/results.png; returns the markdown."""
-  env = summary["environment"]
-  lines = [f"# Reproducing the paper's comparison ({summary['mode']} run)", "",
+def section(summary, level=1):
+  """The Chinese from-scratch run's markdown, its title a heading of LEVEL
+  (1 alone, 2 below the real run's section)."""
+  title, task_heading = "#" * level, "#" * (level + 1)
+  lines = [f"{title} Reproducing the paper's comparison ({summary['mode']} run)", "",
            "Made by `experiments/report.py` from `results.json`, which the run below wrote; "
            "nothing is typed in.", "",
            f"Command: `{summary['command']}`", "",
-           f"Environment: Python {env['python']}, TensorFlow {env['tensorflow']}, {env['cpu']}, "
-           f"{env['cores']} cores, GPUs: {', '.join(env['gpus']) or 'none'}; commit "
-           f"{env['commit']}; wall time {summary['wall_seconds'] / 60:.1f} min (of this "
-           "invocation: a re-run skips the jobs already done; the times per step below add "
-           "up every run).", "",
+           real_report.environment_line(summary) + " (of this invocation: a re-run skips the "
+           "jobs already done; the times per step below add up every run).", "",
            _setting(summary["sizes"]), "",
            "The initial checkpoint is a randomly "
            "initialised BERT of that shape: no pretrained Chinese weights exist on these "
            "machines, so Model-A is pre-trained from scratch on the pool.", ""]
   for task, seeds in summary["tasks"].items():
-    lines += [f"## {task}", "", f"Test set, mean ± standard deviation over {len(seeds)} "
-              f"seed(s), in %. The paper (plain BERT / Model-B / Model-D): {PAPER[task]}.", "",
+    lines += [f"{task_heading} {task}", "", f"Test set, mean ± standard deviation over "
+              f"{len(seeds)} seed(s), in %. The paper (plain BERT / Model-B / Model-D): "
+              f"{PAPER[task]}.", "",
               f"Data: {DATA[task]}.", "",
               table(task, seeds), ""]
     timings = summary["timings"].get(task, {})
     lines += ["Wall time per step, all seeds (s): " + ", ".join(
         f"{step} {seconds:.0f}" for step, seconds in timings.items()), ""]
   lines += ["![results](results.png)", ""]
-  markdown = "\n".join(lines)
-  with open(os.path.join(out, "RESULTS.md"), "w", encoding="utf-8") as f:
+  return "\n".join(lines)
+
+
+def document(chinese=None, real=None):
+  """RESULTS.md: the real run's section first, then the Chinese run's (alone,
+  it is the whole document, as before the real run existed)."""
+  if real is None:
+    return section(chinese)
+  sources = "`results_real.json`" + (" and `results.json`" if chinese is not None else "")
+  lines = ["# Results", "",
+           f"Made by `python -m experiments.report --report_dir=experiments` from {sources}, "
+           "which the runs below wrote.", "", real_report.section(real)]
+  if chinese is not None:
+    lines.append(section(chinese, level=2))
+  return "\n".join(lines)
+
+
+def _load(path):
+  """A results JSON, or None when the file does not exist."""
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    try:
+      return json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}:{e.lineno}: not JSON: {e.msg}") from None
+
+
+def regenerate(report_dir, chinese=None, real=None):
+  """Writes REPORT_DIR/RESULTS.md, results.png (Chinese run) and
+  results_real.png (real run), each whole; returns the markdown. A summary
+  not passed is read from REPORT_DIR/results.json or results_real.json when
+  that exists."""
+  if chinese is None:
+    chinese = _load(os.path.join(report_dir, "results.json"))
+  if real is None:
+    real = _load(os.path.join(report_dir, "results_real.json"))
+  if chinese is None and real is None:
+    raise ValueError(f"{report_dir}: neither results.json nor results_real.json")
+  markdown = document(chinese, real)
+  path = os.path.join(report_dir, "RESULTS.md")
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
     f.write(markdown)
-  plot(summary, os.path.join(out, "results.png"))
+  os.replace(path + ".tmp", path)
+  if chinese is not None:
+    plot(chinese, os.path.join(report_dir, "results.png"))
+  if real is not None:
+    real_report.plot(real, os.path.join(report_dir, "results_real.png"))
   return markdown
 
 
+def write(summary, out):
+  """The Chinese run's report in OUT (RESULTS.md, with the real run's
+  section first when OUT/results_real.json exists, and the plots); returns
+  the markdown."""
+  return regenerate(out, chinese=summary)
+
+
 def main(argv):
-  """Remakes RESULTS.md and results.png beside a results.json, e.g. after the
-  report's format changed: `python -m experiments.report experiments/results.json`."""
-  if len(argv) != 2:
-    raise SystemExit("usage: python -m experiments.report RESULTS_JSON")
-  with open(argv[1], encoding="utf-8") as f:
-    summary = json.load(f)
-  print(write(summary, os.path.dirname(os.path.abspath(argv[1]))))
+  """Remakes RESULTS.md and the plots from the JSONs in --report_dir, e.g.
+  after the report's format changed."""
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
+  print(regenerate(flags.FLAGS.report_dir))
 
 
 if __name__ == "__main__":
-  main(sys.argv)
+  from bert_pl import cli  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("report_dir", os.path.dirname(os.path.abspath(__file__)),
+                      "The directory of results.json and/or results_real.json, where "
+                      "RESULTS.md, results.png and results_real.png are written (default: "
+                      "experiments/, the committed runs).")
+  cli.run(main)
