@@ -26,7 +26,8 @@ Layout of WORK:
     data/                 step 1's TFRecords of the pool (MLM)
     baseline/             fine-tuned from the initial checkpoint (--baseline)
     baseline_<N>layers/   the same from its first N layers (--baseline_layers)
-    model_a/  model_b/    steps 1 and 2
+    model_a/  model_b/    steps 1 and 2 (no data/ and model_a/ with --model_a: a
+                          Model-A from elsewhere, e.g. shared by several labeled sets)
     round1/pseudo/        step 3 by Model-B, shared by the variants' round 1
     round1/records_mlm/   step 4's TFRecords, 15%-masked (..._mlm variants)
     round1/records_nomask/  unmasked, MLM weights 0 (..._nomask variants)
@@ -179,6 +180,7 @@ class PipelineConfig:
   dtype: str = "float32"
   baseline: bool = False
   baseline_layers: Optional[int] = None
+  model_a: Optional[str] = None
   pool_labels: Optional[str] = None
   variants: Tuple[str, ...] = ("hard_mlm",)
   pseudo_per_class: int = 0
@@ -292,6 +294,9 @@ def make_plan(config: PipelineConfig, vocab_file: str, pool_files: Sequence[str]
   def model(directory: str) -> List[str]:
     return [f"--init_checkpoint={path(directory)}"]
 
+  # Model-A: step 1's output, or a given one (step 1 already done elsewhere).
+  model_a = [f"--init_checkpoint={c.model_a}"] if c.model_a else model("model_a")
+
   def pseudo_files(directory: str) -> str:
     return ",".join(path(directory, os.path.basename(f)) for f in pool_files)
 
@@ -333,9 +338,11 @@ def make_plan(config: PipelineConfig, vocab_file: str, pool_files: Sequence[str]
   if c.baseline_layers:
     finetune(f"baseline_{c.baseline_layers}layers", initial(c.baseline_layers),
              f"fine-tuned from the initial checkpoint's first {c.baseline_layers} layers")
-  records("data", c.pool, "--task=none")
-  pretrain("model_a", initial(), "data", "step 1: domain pre-training (MLM)", "--task_loss=none")
-  finetune("model_b", model("model_a"), "step 2: Model-A fine-tuned")
+  if not c.model_a:
+    records("data", c.pool, "--task=none")
+    pretrain("model_a", initial(), "data", "step 1: domain pre-training (MLM)",
+             "--task_loss=none")
+  finetune("model_b", model_a, "step 2: Model-A fine-tuned")
 
   variants = c.parsed_variants
   step4 = [v for v in variants if not v.self_training]
@@ -354,7 +361,7 @@ def make_plan(config: PipelineConfig, vocab_file: str, pool_files: Sequence[str]
         predict(pseudo, f"{v.name}/round{r - 1}/model_d", v.pseudo_label_loss == "kl")
       what = f"{v.name} round {r}: {v.describe(c.task)}"
       if v.self_training:
-        finetune(f"{work}/model_d", model("model_a"), what,
+        finetune(f"{work}/model_d", model_a, what,
                  f"--pseudo_label_file={pseudo_files(pseudo)}",
                  f"--pseudo_per_class={c.pseudo_per_class}",
                  f"--pseudo_min_confidence={c.pseudo_min_confidence}")
@@ -364,7 +371,7 @@ def make_plan(config: PipelineConfig, vocab_file: str, pool_files: Sequence[str]
                 *([] if v.mlm else masked))
       loss = ([] if v.pseudo_label_loss == "hard" else
               ["--pseudo_label_loss=kl", f"--kl_temperature={c.kl_temperature}"])
-      pretrain(f"{work}/model_c", model("model_a") if v.from_a else initial(),
+      pretrain(f"{work}/model_c", model_a if v.from_a else initial(),
                inputs, f"step 4, {what}", f"--task_loss={c.task}", *labels, *loss,
                *([] if v.mlm else ["--masked_lm_loss_weight=0"]))
       finetune(f"{work}/model_d", model(f"{work}/model_c"), f"step 5, {v.name} round {r}: "
@@ -539,6 +546,9 @@ def define_flags() -> None:
   flags.DEFINE_bool("baseline", d["baseline"], "Also fine-tune the initial checkpoint directly.")
   flags.DEFINE_integer("baseline_layers", None,
                        "And a second baseline from its first N layers (e.g. 6).")
+  flags.DEFINE_string("model_a", None,
+                      "An existing Model-A (a model directory from step 1, e.g. shared by "
+                      "several labeled sets or seeds): step 1 is skipped.")
   flags.DEFINE_string("pool_labels", None,
                       "Held-back labels of the pool, one file per pool file, as "
                       "data_prep/split_dataset.py writes them (a label per line, or CoNLL): "

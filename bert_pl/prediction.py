@@ -12,8 +12,13 @@ function is compiled by XLA; XLA compiles once per input shape, so widths
 are rounded up to a multiple of 8 to bound the number of compilations.
 
 Output formats (DESIGN §2): classification `label<TAB>field1[<TAB>...]`; NER
-CoNLL with one character per line (whitespace characters are not written:
-CoNLL has no way to hold them); both with `<file>.confidence`, one float per
+CoNLL, one unit per line: a text without whitespace (Chinese) is written
+one character per line, so tags stay exact per character; a text with
+whitespace (English) one word per line, as CoNLL-2003 is, every CJK
+character a word of its own, with the tag of the word's first character.
+Step 4 reads such a block back as the same words joined by spaces (features.
+join_conll_tokens); a block of single characters was one character per line,
+as before (whitespace cannot be held in CoNLL either way); both with `<file>.confidence`, one float per
 example. Files are written under a temporary name and renamed when complete.
 
 With `write_logits`, `<file>.logits` holds the teacher's pre-softmax logits
@@ -27,6 +32,7 @@ all characters of a token share its row; step 4 reads a token's first
 character only); a character no token covers (truncated away) gets zeros.
 """
 
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -124,9 +130,19 @@ def _kept_tokens(starts: np.ndarray, row: int, max_seq_length: int) -> int:
   return min(int(np.sum(starts[row] >= 0)), max_seq_length - 2)
 
 
-def _written_chars(text: str) -> List[int]:
-  """The positions of the characters a CoNLL block holds (no whitespace)."""
-  return [i for i, c in enumerate(text) if not c.isspace()]
+# A CoNLL unit of a text with whitespace: one CJK character, or a run of
+# other non-whitespace characters.
+_UNIT = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002a6df]"
+                   "|[^\\s\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002a6df]+")
+
+
+def _written_units(text: str) -> List[Tuple[int, int]]:
+  """The (start, end) spans of the units a CoNLL block holds, one per line:
+  every non-whitespace character when the text has no whitespace, else its
+  words (see the module doc)."""
+  if not any(c.isspace() for c in text):
+    return [(i, i + 1) for i in range(len(text))]
+  return [m.span() for m in _UNIT.finditer(text)]
 
 
 def ner_blocks(texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,
@@ -139,7 +155,8 @@ def ner_blocks(texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,
     n = _kept_tokens(starts, row, tag_ids.shape[1])
     token_tags = [labels[i] for i in tag_ids[row, 1:1 + n]]
     per_char = char_tags_from_tokens(text, starts[row, :n], ends[row, :n], token_tags)
-    blocks.append("".join(f"{text[i]} {per_char[i]}\n" for i in _written_chars(text)) + "\n")
+    blocks.append("".join(f"{text[start:end]} {per_char[start]}\n"
+                          for start, end in _written_units(text)) + "\n")
   return blocks
 
 
@@ -164,15 +181,15 @@ def label_logits_lines(logits: np.ndarray, top_k: int = 0) -> List[str]:
 def tag_logits_lines(texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,
                      logits: np.ndarray) -> List[str]:
   """NER `.logits` lines from the emission logits [n, seq, tags]: for each
-  character `ner_blocks` writes, the row of the token covering it (zeros
-  where none does)."""
+  unit `ner_blocks` writes, the row of the token covering its first
+  character (zeros where none does)."""
   lines = []
   for row, text in enumerate(texts):
     n = _kept_tokens(starts, row, logits.shape[1])
     token_of_char = np.full([len(text)], -1)
     for token in range(n):
       token_of_char[starts[row, token]:ends[row, token]] = token
-    tokens = token_of_char[_written_chars(text)]
+    tokens = token_of_char[[start for start, _ in _written_units(text)]]
     rows = np.where(tokens[:, None] >= 0, logits[row, 1 + tokens], 0.0)
     lines.append(_values(rows) + "\n")
   return lines

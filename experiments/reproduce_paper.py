@@ -41,7 +41,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from bert_pl import modeling, pipeline  # noqa: E402
 from data_prep import cluener_to_conll, common, csv_to_tsv, split_dataset  # noqa: E402
-from experiments import report  # noqa: E402
+from experiments import real_weights, report  # noqa: E402
 
 # Sizes per mode: labeled train / test / pool examples (None: all), the
 # model shape, training lengths and seeds. On 2 CPU cores a job's fixed cost
@@ -64,13 +64,20 @@ TASKS = {"classification": dict(job="run_classifier", max_seq_length=64, tokeniz
          "ner": dict(job="run_ner", max_seq_length=64, tokenization="char")}
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "quick", list(MODES), "smoke (CI), quick (< 30 min on 2 cores), full.")
-for _mode in MODES:
+ALL_MODES = list(MODES) + list(real_weights.MODES)
+flags.DEFINE_enum("mode", "quick", ALL_MODES,
+                  "Chinese from scratch: smoke (CI), quick (< 30 min on 2 cores), full; real "
+                  "pretrained weights (experiments/real_weights.py): real, real_smoke (CI).")
+flags.DEFINE_list("sizes", ["low", "high"],
+                  "Real modes: the labeled sizes to run, low (10 per class, 200 sentences) "
+                  "and/or high (50 per class, 1,000 sentences).")
+for _mode in ALL_MODES:
   flags.DEFINE_bool(_mode, False, f"Same as --mode={_mode}.")
 flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(REPO), "shared", "data"),
                     "The public data (layout of ../shared/data/README.md).")
 flags.DEFINE_string("output_dir", None, "Where every job writes (default output/paper_MODE).")
-flags.DEFINE_list("tasks", list(TASKS), "Tasks to run.")
+flags.DEFINE_list("tasks", list(TASKS), "Tasks to run (Chinese modes: classification, ner; "
+                  "real modes: banking77, conll2003, all when none of these is given).")
 flags.DEFINE_list("seeds", None, "Seeds to run (default: the mode's).")
 flags.DEFINE_string("report_dir", None,
                     "Where RESULTS.md, results.png and results.json go (default --output_dir; "
@@ -190,6 +197,9 @@ def main(argv):
     raise SystemExit(f"error: choose one of --{' --'.join(chosen)}")
   mode = chosen[0] if chosen else FLAGS.mode
   out = FLAGS.output_dir or os.path.join(REPO, "output", f"paper_{mode}")
+  if mode in real_weights.MODES:
+    run_real(mode, out)
+    return
   for needed in ("online_shopping_10_cats", "cluener2020", "bert-base-chinese"):
     if not os.path.isdir(os.path.join(FLAGS.data_dir, needed)):
       raise SystemExit(f"error: {FLAGS.data_dir}/{needed} not found (--data_dir: the layout of "
@@ -232,6 +242,28 @@ def main(argv):
     json.dump(summary, f, indent=1)
   markdown = report.write(summary, report_dir)
   print(markdown)
+
+
+def run_real(mode, out):
+  """The real-weights experiment: REPORT_DIR/results_real.json, then the
+  report (experiments/report.py) from it."""
+  tasks = [task for task in FLAGS.tasks if task in real_weights.TASKS] or list(
+      real_weights.TASKS)
+  unknown = set(FLAGS.sizes) - {"low", "high"}
+  if unknown:
+    raise SystemExit(f"error: --sizes: unknown {', '.join(sorted(unknown))} (low, high)")
+  try:
+    summary = real_weights.run(mode, FLAGS.data_dir, out, tasks, FLAGS.sizes)
+  except pipeline.JobError as e:
+    raise SystemExit(f"error: {e}") from None
+  summary = {"mode": summary.pop("mode"),
+             "command": " ".join(["python -m experiments.reproduce_paper", *sys.argv[1:]]),
+             "environment": report.environment(), **summary}
+  report_dir = FLAGS.report_dir or out
+  os.makedirs(report_dir, exist_ok=True)
+  with open(os.path.join(report_dir, "results_real.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+  print(report.regenerate(report_dir, real=summary))
 
 
 if __name__ == "__main__":

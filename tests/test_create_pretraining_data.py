@@ -258,6 +258,38 @@ def test_ner_tag_logits_follow_wordpiece_tokens(corpus, tmp_path):
   assert not got[0].any() and not got[n - 1:].any()  # [CLS], [SEP], padding
 
 
+def test_ner_pseudo_labels_of_text_with_spaces_are_words_and_read_back_the_same(corpus,
+                                                                               tmp_path):
+  """Step 3 on English-like text writes one word per line (one character
+  per line would lose the spaces: step 4 would read "iPhone13ProMax"); each
+  CJK character stays a unit; step 4 reads back the same tokens and tags."""
+  vocab = _mixed_vocab(corpus, tmp_path)
+  text = "iPhone13 Pro Max 在北京"
+  tok = tokenization.BertTokenizer(str(vocab))
+  encoded, _ = features.FeatureEncoder(tok, MAX_SEQ, "none", field_join="concat").encode(
+      [input_files.Example("-", [text])])
+  assert tok.convert_ids_to_tokens(encoded["input_ids"][0, 1:8]) == [
+      "iphone", "##13", "pro", "max", "在", "北", "京"]
+  tag_ids = np.zeros([1, MAX_SEQ], int)
+  tag_ids[0, 1:8] = [1, 2, 2, 2, 0, 3, 4]
+  block = "".join(prediction.ner_blocks([text], encoded["starts"], encoded["ends"], tag_ids,
+                                        MIXED_LABELS))
+  assert block == ("iPhone13 B-PRODUCT\nPro I-PRODUCT\nMax I-PRODUCT\n在 O\n北 B-LOC\n"
+                   "京 I-LOC\n\n")
+  logits = np.random.default_rng(0).normal(size=[1, MAX_SEQ, 7]).astype(np.float32)
+  side = prediction.tag_logits_lines([text], encoded["starts"], encoded["ends"], logits)
+  rows = np.array(side[0].split(), np.float32).reshape(6, 7)
+  np.testing.assert_allclose(rows, logits[0, [1, 3, 4, 5, 6, 7]], rtol=1e-3)  # first pieces
+  (tmp_path / "pseudo.txt").write_text(block, encoding="utf-8")
+  out = str(tmp_path / "ner.tfrecord")
+  create_pretraining_data(
+      _options(corpus, vocab_file=str(vocab), task="ner", labels=MIXED_LABELS, masked_lm_prob=0),
+      str(tmp_path / "pseudo.txt"), out)
+  f = _read([out], "ner")
+  np.testing.assert_array_equal(f["input_ids"], encoded["input_ids"])
+  np.testing.assert_array_equal(f["tag_ids"][0, 1:8], [1, 2, 2, 2, 0, 3, 4])
+
+
 def _pseudo_classification(tmp_path, logits_lines, data="甲\t一\n乙\t二\n丙\t三\n"):
   """3 pseudo-labeled examples, their confidences and the given logits lines."""
   (tmp_path / "labels.txt").write_text("甲\n乙\n丙\n", encoding="utf-8")

@@ -101,6 +101,17 @@ def test_plan_of_every_kind_of_variant_and_rounds():
       "self_training/round2/model_d"]
 
 
+def test_given_model_a_skips_step_1_and_serves_every_use_of_model_a():
+  jobs, plan = _commands(variants=["kl_nomask_from_a", "self_training"], pseudo_per_class=5,
+                         model_a="/shared/model_a")
+  assert list(jobs) == ["model_b", "round1.pseudo", "round1.records_nomask",
+                        "kl_nomask_from_a.round1.model_c", "kl_nomask_from_a.round1.model_d",
+                        "self_training.round1.model_d"]
+  for name in ("model_b", "kl_nomask_from_a.round1.model_c", "self_training.round1.model_d"):
+    assert "--init_checkpoint=/shared/model_a" in jobs[name], name
+  assert "model_a" not in [directory for directory, _ in plan.models]
+
+
 @pytest.mark.parametrize("values, message", [
     (dict(variants=["hard_mlm", "kl_soft"]), "--variants: unknown variant 'kl_soft'"),
     (dict(variants=["kl_nomask", "kl_nomask"]), "--variants=kl_nomask,kl_nomask: a variant is "
