@@ -190,6 +190,7 @@ class PipelineConfig:
   rounds: int = 1
   export: bool = False
   export_variant: Optional[str] = None
+  report_only: bool = False
 
   def __post_init__(self):
     if self.task not in TASKS:
@@ -482,11 +483,16 @@ def run(config: PipelineConfig) -> Dict:
   done = sum(done_seconds(logs, job.name) is not None for job in plan.jobs)
   print(f"pipeline ({config.task}): {len(plan.jobs)} jobs, {done} done earlier, in "
         f"{config.work_dir}", flush=True)
-  for job in plan.jobs:
-    run_job(job.name, job.command, logs)
+  if not config.report_only:
+    for job in plan.jobs:
+      run_job(job.name, job.command, logs)
+  # Only finished jobs' outputs are read (all of them, unless --report_only).
+  finished = lambda output: done_seconds(logs, job_name(output)) is not None  # noqa: E731
   report = pipeline_report.collect(
-      config.work_dir, config.task, plan.models, plan.pseudo_labels, pool_files, pool_labels,
-      {job.name: done_seconds(logs, job.name) for job in plan.jobs}, plan.export)
+      config.work_dir, config.task, [m for m in plan.models if finished(m[0])],
+      [p for p in plan.pseudo_labels if finished(p[0])], pool_files, pool_labels,
+      {job.name: done_seconds(logs, job.name) for job in plan.jobs},
+      plan.export if plan.export and finished("export_check") else None)
   report["config"] = dataclasses.asdict(config)
   pipeline_report.write_report(config.work_dir, report)
   export = report.get("export")
@@ -566,6 +572,9 @@ def define_flags() -> None:
   flags.DEFINE_bool("export", d["export"], "Export the final Model-D of --export_variant as a "
                     "SavedModel (raw text in) and query it in a fresh process.")
   flags.DEFINE_string("export_variant", None, "Default: the first of --variants.")
+  flags.DEFINE_bool("report_only", d["report_only"],
+                    "Run no job: report the jobs done so far (of a run still going, or cut "
+                    "short; rows of jobs not done are left out).")
   flags.mark_flags_as_required(["task", "work_dir", "pool", "train_file", "eval_file",
                                 "label_file", "init_checkpoint"])
 

@@ -216,7 +216,11 @@ def tune(name: str, size: int, mode: Dict, data: str, work: str, minilm: str) ->
   for learning_rate in learning_rates:
     for epochs in epochs_grid:
       output = os.path.join(work, f"lr{learning_rate:g}_epochs{epochs}")
-      pipeline.run_job(f"tune.lr{learning_rate:g}_epochs{epochs}", pipeline.job_command(
+      name_of_job = f"tune.lr{learning_rate:g}_epochs{epochs}"
+      if mode["report_only"] and pipeline.done_seconds(os.path.join(work, "logs"),
+                                                       name_of_job) is None:
+        continue
+      pipeline.run_job(name_of_job, pipeline.job_command(
           pipeline.FINETUNE_JOBS[spec["task"]], "--do_train", "--do_eval",
           f"--train_file={os.path.join(directory, 'tune_train' + _suffix(name))}",
           f"--eval_file={os.path.join(directory, 'dev' + _suffix(name))}",
@@ -228,6 +232,8 @@ def tune(name: str, size: int, mode: Dict, data: str, work: str, minilm: str) ->
           os.path.join(work, "logs"))
       results = pipeline_report.read_eval_results(os.path.join(output, "eval_results.txt"))
       grid.append(dict(learning_rate=learning_rate, epochs=epochs, dev=results[spec["metric"]]))
+  if not grid:  # --report_only before the search finished
+    return {"grid": [], "chosen": None}
   best = max(grid, key=lambda point: point["dev"])  # max keeps the first of equals
   return {"grid": grid, "chosen": {"learning_rate": best["learning_rate"],
                                    "epochs": best["epochs"]}}
@@ -251,12 +257,16 @@ def run_unit(name: str, size: int, seed: int, mode: Dict, data: str, out: str, m
       pretrain_batch_size=mode["pretrain_batch"], save_checkpoints_steps=max(steps // 3, 2),
       finetune_learning_rate=chosen["learning_rate"], finetune_epochs=chosen["epochs"],
       finetune_batch_size=mode["finetune_batch"], random_seed=seed, num_shards=2,
-      baseline=True, baseline_layers=6, model_a=model_a,
+      baseline=True, baseline_layers=6, model_a=model_a, report_only=mode["report_only"],
       pool_labels=os.path.join(data, "pool_labels.txt"), variants=VARIANTS,
       pseudo_per_class=per_class))
-  rows = {row: outcome["models"][directory]["results"] for row, directory in ROW_DIRS.items()}
-  return {"rows": rows, "pseudo_label_quality": outcome["pseudo_labels"]["round1/pseudo"][
-      "quality"], "timings": outcome["timings"]}
+  # Rows whose jobs are not done (--report_only of a run cut short) are left out.
+  rows = {row: outcome["models"][directory]["results"] for row, directory in ROW_DIRS.items()
+          if (outcome["models"].get(directory) or {}).get("results")}
+  pseudo = outcome["pseudo_labels"].get("round1/pseudo", {})
+  return {"rows": rows, "pseudo_label_quality": pseudo.get("quality"),
+          "timings": {job: seconds for job, seconds in outcome["timings"].items()
+                      if seconds is not None}}
 
 
 def run_task(name: str, mode: Dict, data_dir: str, out: str, minilm: str) -> Dict:
@@ -278,15 +288,18 @@ def run_task(name: str, mode: Dict, data_dir: str, out: str, minilm: str) -> Dic
     key = size_name(name, size)
     tuning = tune(name, size, mode, data, os.path.join(out, name, key, "tune"), minilm)
     first = unit_dir(out, name, sizes[0], mode["seeds"][0])
-    seeds = _run_seeds(mode["seeds"], lambda seed: unit_dir(out, name, size, seed), first,
-                       lambda seed, model_a: run_unit(
-        name, size, seed, mode, data, out, minilm, tuning["chosen"], model_a))
+    seeds = {} if tuning["chosen"] is None else _run_seeds(
+        mode["seeds"], lambda seed: unit_dir(out, name, size, seed), first,
+        lambda seed, model_a: run_unit(name, size, seed, mode, data, out, minilm,
+                                       tuning["chosen"], model_a),
+        mode["report_only"])
     result["sizes"][key] = {"label": _label(name, size, splits[str(size)]),
                             "split": splits[str(size)], "tuning": tuning, "seeds": seeds}
   return result
 
 
-def _run_seeds(seeds: Sequence[int], work_dir, first: str, run_seed) -> Dict[str, Dict]:
+def _run_seeds(seeds: Sequence[int], work_dir, first: str, run_seed,
+               report_only: bool) -> Dict[str, Dict]:
   """Runs the seeds side by side, so that a run cut short has every row it
   reached for every seed; step 1 runs once, in the work directory `first`
   (the first size's first seed), and the other seeds wait for its Model-A."""
@@ -296,7 +309,7 @@ def _run_seeds(seeds: Sequence[int], work_dir, first: str, run_seed) -> Dict[str
     futures = {}
     for seed in seeds:
       own = work_dir(seed) == first
-      while not own and pipeline.done_seconds(logs, "model_a") is None:
+      while not own and not report_only and pipeline.done_seconds(logs, "model_a") is None:
         for future in futures.values():
           if future.done():
             future.result()  # re-raises the failure of the seed running step 1
@@ -330,13 +343,14 @@ def settings(mode_name: str, mode: Dict) -> Dict:
 
 
 def run(mode_name: str, data_dir: str, out: str, tasks: Sequence[str],
-        sizes: Sequence[str] = ("low", "high")) -> Dict:
+        sizes: Sequence[str] = ("low", "high"), report_only: bool = False) -> Dict:
   """Both tasks side by side (their jobs' start-up overlaps well on few
   cores); `sizes`: "low" (the first labeled size of each task) and/or
-  "high" (the rest). Returns results_real.json's content without the
-  environment."""
+  "high" (the rest); `report_only`: run no job, report what is done (of a
+  run still going, or cut short). Returns results_real.json's content
+  without the environment."""
   import concurrent.futures
-  mode = dict(MODES[mode_name], all_sizes=MODES[mode_name]["sizes"])
+  mode = dict(MODES[mode_name], all_sizes=MODES[mode_name]["sizes"], report_only=report_only)
   mode["sizes"] = {name: tuple(size for i, size in enumerate(task_sizes)
                                if ("low" if i == 0 else "high") in sizes)
                    for name, task_sizes in mode["sizes"].items()}
@@ -345,7 +359,6 @@ def run(mode_name: str, data_dir: str, out: str, tasks: Sequence[str],
     if name in tasks and not os.path.isdir(os.path.join(data_dir, needed)):
       raise SystemExit(f"error: {data_dir}/{needed} not found (--data_dir: the layout of "
                        "../shared/data/README.md)")
-  start = time.time()
   with concurrent.futures.ThreadPoolExecutor(len(tasks)) as executor:
     results = dict(zip(tasks, executor.map(
         lambda name: run_task(name, mode, data_dir, out, minilm), tasks)))
@@ -355,4 +368,15 @@ def run(mode_name: str, data_dir: str, out: str, tasks: Sequence[str],
     step1[name] = {job: seconds for job, seconds in next(iter(first["seeds"].values()))[
         "timings"].items() if job in ("data", "model_a")}
   return {"mode": mode_name, "settings": {**settings(mode_name, mode), "sizes": list(sizes)}, "tasks": results,
-          "step1_timings": step1, "wall_seconds": time.time() - start}
+          "step1_timings": step1, "wall_seconds": wall_seconds(out)}
+
+
+def wall_seconds(out: str) -> float:
+  """The run's wall time from its files: the first split written to the
+  last job finished, so that it spans resumed invocations (and is right
+  for --report_only too)."""
+  starts = [os.path.getmtime(os.path.join(out, name, "data", "splits.json"))
+            for name in TASKS if os.path.exists(os.path.join(out, name, "data", "splits.json"))]
+  ends = [os.path.getmtime(os.path.join(root, f)) for root, _, files in os.walk(out)
+          for f in files if f.endswith(".done")]
+  return max(ends) - min(starts) if starts and ends else 0.0

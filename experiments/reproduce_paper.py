@@ -71,6 +71,9 @@ flags.DEFINE_enum("mode", "quick", ALL_MODES,
 flags.DEFINE_list("sizes", ["low", "high"],
                   "Real modes: the labeled sizes to run, low (10 per class, 200 sentences) "
                   "and/or high (50 per class, 1,000 sentences).")
+flags.DEFINE_bool("report_only", False,
+                  "Real modes: run no job, write the report of the jobs done so far (of a run "
+                  "still going, or cut short: rows not done are left out).")
 for _mode in ALL_MODES:
   flags.DEFINE_bool(_mode, False, f"Same as --mode={_mode}.")
 flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(REPO), "shared", "data"),
@@ -253,7 +256,8 @@ def run_real(mode, out):
   if unknown:
     raise SystemExit(f"error: --sizes: unknown {', '.join(sorted(unknown))} (low, high)")
   try:
-    summary = real_weights.run(mode, FLAGS.data_dir, out, tasks, FLAGS.sizes)
+    summary = real_weights.run(mode, FLAGS.data_dir, out, tasks, FLAGS.sizes,
+                               FLAGS.report_only)
   except pipeline.JobError as e:
     raise SystemExit(f"error: {e}") from None
   summary = {"mode": summary.pop("mode"),

@@ -192,6 +192,28 @@ def test_kl_variant_refuses_pseudo_labels_written_without_logits(corpus, init_ch
     pipeline.run(config)
 
 
+def test_report_only_runs_nothing_and_reports_the_finished_jobs(corpus, init_checkpoint,
+                                                                  tmp_path):
+  """--report_only on a run cut short: no job starts; finished models are
+  reported, unfinished ones (here model_b, with results but no marker) not."""
+  logs = tmp_path / "logs"
+  logs.mkdir()
+  (logs / "baseline.done").write_text("3.0\n")
+  for directory, accuracy in (("baseline", 0.5), ("model_b", 0.75)):
+    (tmp_path / directory).mkdir()
+    (tmp_path / directory / "eval_results.txt").write_text(f"accuracy = {accuracy}\n")
+  config = pipeline.PipelineConfig(**{
+      **BASE, "work_dir": str(tmp_path), "pool": f"{corpus}/unlabeled.txt",
+      "train_file": f"{corpus}/train.tsv", "eval_file": f"{corpus}/test.tsv",
+      "label_file": f"{corpus}/labels.txt", "init_checkpoint": str(init_checkpoint),
+      "baseline": True, "report_only": True})
+  report = pipeline.run(config)
+  assert {d: m["results"] for d, m in report["models"].items()} == {
+      "baseline": {"accuracy": 0.5}}
+  assert report["pseudo_labels"] == {} and report["timings"]["baseline"] == 3.0
+  assert sorted(p.name for p in logs.iterdir()) == ["baseline.done"]
+
+
 def _records(pattern):
   """Every record of TFRecord files as {feature: numpy array}."""
   rows = []
