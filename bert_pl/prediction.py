@@ -147,8 +147,8 @@ def _written_units(text: str) -> List[Tuple[int, int]]:
 
 def ner_blocks(texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,
                tag_ids: np.ndarray, labels: Sequence[str]) -> List[str]:
-  """CoNLL sentences, one character per line, each ending with a blank line;
-  `tag_ids` are per token at positions 1.. (after [CLS])."""
+  """CoNLL sentences, one unit per line (see _written_units), each ending
+  with a blank line; `tag_ids` are per token at positions 1.. (after [CLS])."""
   blocks = []
   for row, text in enumerate(texts):
     # Truncated tokens' characters get O.
