@@ -34,7 +34,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from absl import flags, logging
 
-from bert_pl import cli, features, input_files, masking, tfrecords, tokenization
+from bert_pl import cli, errors, features, input_files, masking, tfrecords, tokenization
 
 CHUNK_SIZE = 1024  # examples; part of the seeding scheme, so fixed
 
@@ -56,11 +56,11 @@ class Options:
 
   def __post_init__(self):
     if self.masked_lm_prob == 0 and self.task == "none":
-      raise ValueError("--masked_lm_prob=0 (no masking) needs --task=classification or ner: "
-                       "unmasked data without labels has nothing to learn")
+      raise errors.InputError("--masked_lm_prob=0 (no masking) needs --task=classification or ner: "
+                              "unmasked data without labels has nothing to learn")
     if self.masked_lm_prob == 0 and self.dupe_factor > 1:
-      raise ValueError(f"--dupe_factor={self.dupe_factor} with --masked_lm_prob=0 would write "
-                       "each example unchanged several times; use --dupe_factor=1")
+      raise errors.InputError(f"--dupe_factor={self.dupe_factor} with --masked_lm_prob=0 would "
+                              "write each example unchanged several times; use --dupe_factor=1")
 
 
 class ChunkProcessor:
@@ -164,36 +164,34 @@ def create_pretraining_data(options: Options, input_patterns: str, output_file: 
                             tag_scheme: str = "bio") -> input_files.Counts:
   """Runs the job; returns the counts. Raises `InputError` on bad input."""
   paths, with_logits = input_paths(options, input_patterns)
+  input_files.check_not_inputs(tfrecords.shard_paths(output_file, num_output_shards), paths,
+                               f"--output_file={output_file}")
   counts = input_files.Counts(skip_bad_lines=skip_bad_lines)
   chunks = read_chunks(paths, options.task, counts, options.labels, tag_scheme, with_logits)
-  writer = tfrecords.ShardedWriter(output_file, num_output_shards)
   pool = None
   try:
-    if num_workers > 1:
-      pool = multiprocessing.get_context("spawn").Pool(
-          num_workers, initializer=_init_worker, initargs=(options,))
-      results = _ordered_parallel(pool, chunks, 2 * num_workers)
-    else:
-      results = map(ChunkProcessor(options), chunks)
-    start, last_log = time.time(), 0.0
-    for records, truncated, with_logits in results:
-      for record in records:
-        writer.write(record)
-      counts.written += len(records)
-      counts.truncated += truncated
-      counts.logits += with_logits
-      elapsed = time.time() - start
-      if elapsed - last_log > 10:
-        last_log = elapsed
-        logging.info("%d lines read (%.0f lines/s), %d examples written",
-                     counts.read, counts.read / elapsed, counts.written)
-  except BaseException:
-    writer.abort()
-    raise
+    with tfrecords.ShardedWriter(output_file, num_output_shards) as writer:
+      if num_workers > 1:
+        pool = multiprocessing.get_context("spawn").Pool(
+            num_workers, initializer=_init_worker, initargs=(options,))
+        results = _ordered_parallel(pool, chunks, 2 * num_workers)
+      else:
+        results = map(ChunkProcessor(options), chunks)
+      start, last_log = time.time(), 0.0
+      for records, truncated, with_logits in results:
+        for record in records:
+          writer.write(record)
+        counts.written += len(records)
+        counts.truncated += truncated
+        counts.logits += with_logits
+        elapsed = time.time() - start
+        if elapsed - last_log > 10:
+          last_log = elapsed
+          logging.info("%d lines read (%.0f lines/s), %d examples written",
+                       counts.read, counts.read / elapsed, counts.written)
   finally:
     if pool is not None:
       pool.terminate()
-  writer.close()
   return counts
 
 
@@ -202,7 +200,7 @@ def options_from_flags(f) -> Options:
   labels = None
   if f.task != "none":
     if not f.label_file:
-      raise ValueError(f"--task={f.task} needs --label_file")
+      raise errors.InputError(f"--task={f.task} needs --label_file")
     labels = tuple(input_files.read_labels(f.label_file))
   return Options(
       vocab_file=f.vocab_file, do_lower_case=f.do_lower_case,
@@ -271,6 +269,8 @@ def define_flags(local_workers: bool = True):
   flags.DEFINE_bool("skip_bad_lines", False,
                     "Skip and count malformed examples instead of failing on the first.")
   flags.mark_flags_as_required(["input_file", "output_file", "vocab_file"])
+  cli.require_max_seq_length()
+  cli.require(lambda v: v >= 1, ">= 1", "dupe_factor")
 
 
 def run_main():

@@ -49,7 +49,7 @@ from typing import List, Optional, Sequence, Tuple
 import tensorflow as tf
 from absl import flags
 
-from bert_pl import cli, model_dir, task_models, tokenization
+from bert_pl import cli, errors, model_dir, task_models, tokenization
 
 SERVING_SIGNATURE = "serving_default"
 ENCODER_SIGNATURE = "encoder"
@@ -124,10 +124,10 @@ class TextModel(tf.Module):
                max_fields: int = DEFAULT_MAX_FIELDS):
     super().__init__(name="bert_pl_text_model")
     if not 3 <= max_seq_length <= model.config.max_position_embeddings:
-      raise ValueError(f"max_seq_length={max_seq_length} must be in 3.."
-                       f"{model.config.max_position_embeddings} (max_position_embeddings)")
+      raise errors.InputError(f"max_seq_length={max_seq_length} must be in 3.."
+                              f"{model.config.max_position_embeddings} (max_position_embeddings)")
     if max_fields < 1:
-      raise ValueError(f"max_fields={max_fields} must be at least 1")
+      raise errors.InputError(f"max_fields={max_fields} must be at least 1")
     self.model = model
     self.tokenizer = tokenizer
     self.labels = list(labels)
@@ -241,7 +241,7 @@ def export(directory: str, export_dir: str, max_seq_length: Optional[int] = None
   Returns the names of the signatures written.
   """
   if signature == ENCODER_SIGNATURE:
-    raise ValueError(f"--signature={signature} is taken by the encoder signature")
+    raise errors.InputError(f"--signature={signature} is taken by the encoder signature")
   model, tokenizer, info = model_dir.load_finetuned(directory)
   module = TextModel(model, tokenizer, info["labels"],
                      max_seq_length or info["max_seq_length"],

@@ -31,7 +31,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from bert_pl import input_files, tag_schemes, tokenization
+from bert_pl import errors, input_files, tag_schemes, tokenization
 from bert_pl.input_files import Example
 
 FIELD_JOINS = ("sep", "concat")
@@ -72,9 +72,12 @@ class FeatureEncoder:
     if field_join not in FIELD_JOINS:
       raise ValueError(f"field_join must be one of {FIELD_JOINS}, got {field_join!r}")
     if task != "none" and not labels:
-      raise ValueError(f"task={task} needs its labels (--label_file)")
+      raise errors.InputError(f"task={task} needs its labels (--label_file)")
     if task == "ner" and OUTSIDE not in labels:
-      raise ValueError(f"the NER tag list must contain {OUTSIDE!r}")
+      raise errors.InputError(f"the NER tag list must contain {OUTSIDE!r}")
+    if max_seq_length < 3:
+      raise errors.InputError(f"--max_seq_length={max_seq_length}: must be >= 3 ([CLS], a "
+                              "token, [SEP])")
     self.tokenizer = tokenizer
     self.max_seq_length = max_seq_length
     self.task = task
@@ -166,6 +169,10 @@ class FeatureEncoder:
     offsets = {}
     for count in sorted({len(t) for t in segment_texts}):
       rows = [i for i, t in enumerate(segment_texts) if len(t) == count]
+      if self.max_seq_length < count + 2:
+        raise errors.InputError(
+            f"{examples[rows[0]].source}: {count} fields need --max_seq_length >= {count + 2} "
+            f"([CLS], a [SEP] after each field, a token), got {self.max_seq_length}")
       flat = [segment_texts[i][k] for i in rows for k in range(count)]
       packed = self._tokenize_and_pack(flat, count)
       for key in out:

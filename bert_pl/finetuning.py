@@ -24,9 +24,9 @@ import os
 import tensorflow as tf
 from absl import flags
 
-from bert_pl import (checkpoints, cli, evaluation, features, input_files, input_pipeline,
-                     model_dir, optimization, precision, prediction, self_training, task_models,
-                     tokenization, training)
+from bert_pl import (checkpoints, cli, errors, evaluation, features, input_files,
+                     input_pipeline, model_dir, optimization, precision, prediction,
+                     self_training, task_models, tokenization, training)
 
 SELF_TRAINING_FILE = "self_training.json"
 
@@ -54,8 +54,8 @@ def _labels(f, task: str):
       return labels
   if f.train_file:
     return features.collect_labels(f.train_file, task, f.tag_scheme)
-  raise ValueError("no --label_file, no labels in --output_dir and no --train_file to "
-                   "collect them from")
+  raise errors.InputError("no --label_file, no labels in --output_dir and no --train_file to "
+                          "collect them from")
 
 
 def _encode(path: str, encoder: features.FeatureEncoder, f, what: str):
@@ -68,17 +68,18 @@ def _encode(path: str, encoder: features.FeatureEncoder, f, what: str):
 def check_self_training_flags(f) -> None:
   """--pseudo_label_file and --pseudo_per_class > 0 go together, with --do_train."""
   if f.pseudo_per_class < 0:
-    raise ValueError(f"--pseudo_per_class={f.pseudo_per_class} is negative")
+    raise errors.InputError(f"--pseudo_per_class={f.pseudo_per_class} is negative")
   if bool(f.pseudo_label_file) != (f.pseudo_per_class > 0):
-    raise ValueError("classic self-training needs both --pseudo_label_file and "
-                     f"--pseudo_per_class > 0; got --pseudo_label_file={f.pseudo_label_file} "
-                     f"--pseudo_per_class={f.pseudo_per_class}")
+    raise errors.InputError("classic self-training needs both --pseudo_label_file and "
+                            "--pseudo_per_class > 0; got "
+                            f"--pseudo_label_file={f.pseudo_label_file} "
+                            f"--pseudo_per_class={f.pseudo_per_class}")
   if not 0.0 <= f.pseudo_min_confidence <= 1.0:
-    raise ValueError(f"--pseudo_min_confidence={f.pseudo_min_confidence} is outside [0, 1]")
+    raise errors.InputError(f"--pseudo_min_confidence={f.pseudo_min_confidence} is outside [0, 1]")
   if f.pseudo_min_confidence and not f.pseudo_label_file:
-    raise ValueError("--pseudo_min_confidence needs --pseudo_label_file")
+    raise errors.InputError("--pseudo_min_confidence needs --pseudo_label_file")
   if f.pseudo_label_file and not f.do_train:
-    raise ValueError("--pseudo_label_file needs --do_train (it adds training examples)")
+    raise errors.InputError("--pseudo_label_file needs --do_train (it adds training examples)")
 
 
 def pseudo_labeled(f, encoder: features.FeatureEncoder, num_labeled: int):
@@ -163,9 +164,8 @@ def predict(predictor: prediction.Predictor, tokenizer, f,
   outputs = prediction.predict_sorted(predictor, encoded)
   name = "predictions.tsv" if task == "classification" else "predictions.txt"
   path = os.path.join(f.output_dir, name)
-  output = prediction.AtomicOutput(path, f.write_logits)
-  output.write(*output_format.lines(examples, encoded, outputs))
-  output.commit()
+  with prediction.AtomicOutput(path, f.write_logits) as output:
+    output.write(*output_format.lines(examples, encoded, outputs))
   counts.written, counts.truncated = len(examples), int(truncated.sum())
   sides = input_files.CONFIDENCE_SUFFIX + (f", {input_files.LOGITS_SUFFIX}" if f.write_logits
                                            else "")
@@ -183,8 +183,8 @@ def run(f, task: str) -> dict:
                 or os.path.join(f.output_dir, "vocab.txt"))
   tokenizer = tokenization.BertTokenizer(vocab_file, f.do_lower_case, f.tokenization)
   if tokenizer.vocab_size != config.vocab_size:
-    raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but vocab_size is "
-                     f"{config.vocab_size}")
+    raise errors.InputError(f"{vocab_file} has {tokenizer.vocab_size} tokens but vocab_size is "
+                            f"{config.vocab_size}")
   labels = _labels(f, task)
   # Checks the logits flags before training.
   output_format = prediction.OutputFormat(task, labels, f.write_logits, f.logits_top_k)
@@ -204,7 +204,7 @@ def run(f, task: str) -> dict:
 
   def initialize():
     if source is None:
-      raise ValueError("no --init_checkpoint and no checkpoint in --output_dir")
+      raise errors.InputError("no --init_checkpoint and no checkpoint in --output_dir")
     checkpoints.init_from_checkpoint(model.bert, source, layer_map)
 
   run_state.restore_or_initialize(initialize)
@@ -271,6 +271,10 @@ def define_flags(task: str) -> None:
   flags.DEFINE_float("pseudo_min_confidence", 0.0,
                      "Only pseudo-labeled examples with at least this confidence are added.")
   flags.mark_flags_as_required(["output_dir"])
+  cli.require_max_seq_length()
+  cli.require(lambda v: v >= 1, ">= 1", "predict_batch_size")
+  cli.require(lambda v: v > 0, "> 0", "num_train_epochs")
+  cli.require(lambda v: 0 <= v <= 1, "in [0, 1]", "warmup_proportion")
 
 
 def make_main(task: str):

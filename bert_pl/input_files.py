@@ -20,14 +20,15 @@ unlabeled/classification files are skipped and counted as `empty`.
 
 import dataclasses
 import glob
+import os
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_pl import tag_schemes
-from bert_pl.cli import InputError
+from bert_pl import errors, tag_schemes
+from bert_pl.errors import InputError
 
 CONFIDENCE_SUFFIX = ".confidence"
 LOGITS_SUFFIX = ".logits"
@@ -96,9 +97,22 @@ def expand_input_files(patterns: str) -> List[str]:
   return files
 
 
+def check_not_inputs(outputs: Sequence[str], inputs: Sequence[str], writer: str) -> None:
+  """Refuses to write an output over an input file (`writer` says who would,
+  e.g. the output flag): the job would destroy what it reads or, when it skips
+  finished outputs, take its inputs for them and do nothing."""
+  real_inputs = {os.path.realpath(path): path for path in inputs}
+  for output in outputs:
+    overwritten = real_inputs.get(os.path.realpath(output))
+    if overwritten is not None:
+      raise InputError(f"{overwritten}: an input file, which {writer} would overwrite; write "
+                       "the outputs elsewhere")
+
+
 def _lines(path: str) -> Iterator[Tuple[int, str]]:
   """(line number, text without newline); invalid UTF-8 names its line."""
-  with tf.io.gfile.GFile(path, "rb") as f:
+  errors.check_file(path)
+  with errors.reading(path), tf.io.gfile.GFile(path, "rb") as f:
     for number, raw in enumerate(f, start=1):
       try:
         text = raw.decode("utf-8")
@@ -283,9 +297,10 @@ def read_conll(path: str, counts: Counts, scheme: str = "bio",
     except tag_schemes.TagError as e:
       counts.bad(f"{path}:{line_numbers[e.index]}: {e}")
       return None
-    unknown = sorted(set(bio) - known) if known is not None else []
+    unknown = [i for i, tag in enumerate(bio) if tag not in known] if known is not None else []
     if unknown:
-      counts.bad(f"{source}: tag {unknown[0]!r} is not in the label file")
+      counts.bad(f"{path}:{line_numbers[unknown[0]]}: tag {bio[unknown[0]]!r} is not in the "
+                 "label file")
       return None
     return Example(source, tokens, tags=bio)
 

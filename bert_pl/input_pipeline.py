@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_pl.cli import InputError
+from bert_pl.errors import InputError
 
 
 def expand_patterns(patterns: str) -> List[str]:
@@ -119,7 +119,7 @@ def distribute(strategy: tf.distribute.Strategy, global_batch_size: int, make_da
   """`make_dataset(per_replica_batch_size, input_context)` distributed."""
   replicas = strategy.num_replicas_in_sync
   if global_batch_size % replicas:
-    raise ValueError(f"the global batch size {global_batch_size} is not divisible by "
+    raise InputError(f"the global batch size {global_batch_size} is not divisible by "
                      f"the {replicas} replicas")
   return strategy.distribute_datasets_from_function(
       lambda context: make_dataset(context.get_per_replica_batch_size(global_batch_size),

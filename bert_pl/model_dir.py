@@ -17,34 +17,34 @@ from typing import Any, Dict
 
 import tensorflow as tf
 
-from bert_pl import checkpoints, modeling, precision, task_models, tokenization
+from bert_pl import (atomic_files, checkpoints, errors, modeling, precision, task_models,
+                     tokenization)
 
 TASK_FILE = "task.json"
 
 
 def write(model_dir: str, config: modeling.BertConfig, vocab_file: str,
           task_info: Dict[str, Any]) -> None:
-  tf.io.gfile.makedirs(model_dir)
-  config.to_json_file(os.path.join(model_dir, "bert_config.json"))
+  atomic_files.makedirs(model_dir)
+  atomic_files.write_file(os.path.join(model_dir, "bert_config.json"), config.to_json_string())
   target = os.path.join(model_dir, "vocab.txt")
   if os.path.abspath(vocab_file) != os.path.abspath(target):
-    tf.io.gfile.copy(vocab_file, target, overwrite=True)
+    with errors.reading(vocab_file), tf.io.gfile.GFile(vocab_file, "rb") as f:
+      vocab = f.read()
+    atomic_files.write_file(target, vocab)
   write_json(os.path.join(model_dir, TASK_FILE), task_info)
 
 
 def write_json(path: str, value: Any) -> None:
   """A JSON file of the model directory, under a temporary name renamed when complete."""
-  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-    f.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
-  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+  atomic_files.write_file(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_task_info(model_dir: str) -> Dict[str, Any]:
   path = os.path.join(model_dir, TASK_FILE)
   if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f"{path}: not a bert_pl model directory (no {TASK_FILE})")
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+    raise errors.InputError(f"{path}: not a bert_pl model directory (no {TASK_FILE})")
+  return modeling.read_json(path)
 
 
 def load_finetuned(directory: str, dtype: str = "float32"):
@@ -59,16 +59,16 @@ def load_finetuned(directory: str, dtype: str = "float32"):
   info = read_task_info(directory)
   task = info.get("task")
   if task not in ("classification", "ner"):
-    raise ValueError(f"{directory}: needs a fine-tuned classification or NER "
+    raise errors.InputError(f"{directory}: needs a fine-tuned classification or NER "
                      f"model, task.json says task={task!r}")
   latest = tf.train.latest_checkpoint(directory)
   if not latest:
-    raise ValueError(f"{directory}: no checkpoint")
+    raise errors.InputError(f"{directory}: no checkpoint")
   config = modeling.BertConfig.from_json_file(os.path.join(directory, "bert_config.json"))
   tokenizer = tokenization.BertTokenizer(os.path.join(directory, "vocab.txt"),
                                          info["do_lower_case"], info["tokenization"])
   if tokenizer.vocab_size != config.vocab_size:
-    raise ValueError(f"{directory}: vocab.txt has {tokenizer.vocab_size} tokens but "
+    raise errors.InputError(f"{directory}: vocab.txt has {tokenizer.vocab_size} tokens but "
                      f"vocab_size is {config.vocab_size}")
   with precision.policy(dtype):
     model = task_models.BertTaskModel(config, task, len(info["labels"]))
@@ -78,6 +78,6 @@ def load_finetuned(directory: str, dtype: str = "float32"):
   try:
     checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
   except (AssertionError, ValueError) as e:  # messages that list every variable
-    raise ValueError(f"{latest} does not fit the model of bert_config.json and task.json: "
-                     f"{str(e).splitlines()[0][:200]}") from None
+    raise errors.CheckpointError(f"{latest} does not fit the model of bert_config.json and "
+                                 f"task.json: {str(e).splitlines()[0][:200]}") from None
   return model, tokenizer, info

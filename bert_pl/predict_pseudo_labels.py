@@ -31,8 +31,8 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import (cli, features, input_files, input_pipeline, model_dir, precision,
-                     prediction)
+from bert_pl import (atomic_files, cli, errors, features, input_files, input_pipeline,
+                     model_dir, precision, prediction)
 
 
 class Labeled(NamedTuple):
@@ -65,17 +65,16 @@ class PseudoLabeler:
 
   def label_file(self, path: str, output_path: str, counts: input_files.Counts,
                  progress) -> None:
-    output = prediction.AtomicOutput(output_path, self.format.write_logits)
-    window: List[input_files.Example] = []
-    for example in input_files.read_unlabeled(path, counts):
-      window.append(example)
-      if len(window) == self.window:
+    with prediction.AtomicOutput(output_path, self.format.write_logits) as output:
+      window: List[input_files.Example] = []
+      for example in input_files.read_unlabeled(path, counts):
+        window.append(example)
+        if len(window) == self.window:
+          self._label_window(window, output, counts)
+          progress(counts)
+          window = []
+      if window:
         self._label_window(window, output, counts)
-        progress(counts)
-        window = []
-    if window:
-      self._label_window(window, output, counts)
-    output.commit()
     progress(counts)
 
   def _label_window(self, examples, output, counts) -> None:
@@ -100,7 +99,7 @@ class PseudoLabeler:
 
 def shard_files(files: List[str], num_shards: int, shard_index: int) -> List[str]:
   if not 0 <= shard_index < num_shards:
-    raise ValueError(f"--shard_index={shard_index} is not in [0, {num_shards})")
+    raise errors.InputError(f"--shard_index={shard_index} is not in [0, {num_shards})")
   return [f for i, f in enumerate(sorted(files)) if i % num_shards == shard_index]
 
 
@@ -111,9 +110,11 @@ def pending_files(input_patterns: str, output_dir: str, num_shards: int = 1,
   shard's files already done."""
   files = shard_files(input_pipeline.expand_patterns(input_patterns), num_shards, shard_index)
   names = [os.path.basename(f) for f in files]
+  input_files.check_not_inputs([os.path.join(output_dir, n) for n in names], files,
+                               f"--output_dir={output_dir} (outputs take their input's name)")
   if len(set(names)) != len(names):
-    raise ValueError("input files of one shard must have distinct names (outputs are named "
-                     "after them)")
+    raise errors.InputError("input files of one shard must have distinct names (outputs are named "
+                            "after them)")
   suffixes = ["", input_files.LOGITS_SUFFIX] if write_logits else [""]
   todo = [f for f in files if not all(
       tf.io.gfile.exists(os.path.join(output_dir, os.path.basename(f) + s)) for s in suffixes)]
@@ -126,7 +127,7 @@ def run(model_path: str, input_patterns: str, output_dir: str, batch_size: int =
         skip_bad_lines: bool = False, dtype: str = "float32",
         use_xla: bool = False, write_logits: bool = False,
         logits_top_k: int = 0) -> input_files.Counts:
-  tf.io.gfile.makedirs(output_dir)
+  atomic_files.makedirs(output_dir)
   todo, done = pending_files(input_patterns, output_dir, num_shards, shard_index, write_logits)
   logging.info("%d input files in this shard, %d already done", len(todo) + done, done)
   labeler = PseudoLabeler(model_path, batch_size, max_seq_length, sort_window, min_confidence,
@@ -181,6 +182,9 @@ def define_flags(sharded_by_hand: bool = True):
   flags.DEFINE_bool("use_xla", False, "Compile the model with XLA.")
   cli.define_logits_flags()
   flags.mark_flags_as_required(["model_dir", "input_file", "output_dir"])
+  cli.require_max_seq_length(optional=True)
+  cli.require(lambda v: v >= 1, ">= 1", "predict_batch_size", "sort_window")
+  cli.require(lambda v: 0 <= v <= 1, "in [0, 1]", "min_confidence")
 
 
 def run_main():

@@ -26,8 +26,8 @@ own error names no file, so the files are checked when it happens), or, with
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import (checkpoints, cli, input_files, input_pipeline, model_dir, optimization,
-                     precision, task_models, tfrecords, training, tokenization)
+from bert_pl import (checkpoints, cli, errors, input_files, input_pipeline, model_dir,
+                     optimization, precision, task_models, tfrecords, training, tokenization)
 
 
 def run(flags_values) -> dict:
@@ -39,14 +39,15 @@ def run(flags_values) -> dict:
                                               f.num_hidden_layers, layer_map)
   vocab_file = f.vocab_file or (source.vocab_file if source else None)
   if not vocab_file:
-    raise ValueError("no --vocab_file given and no vocab.txt beside --init_checkpoint")
+    raise errors.InputError("no --vocab_file given and no vocab.txt beside --init_checkpoint")
   vocab_size = len(tokenization.load_vocab(vocab_file))
   if vocab_size != config.vocab_size:
-    raise ValueError(f"{vocab_file} has {vocab_size} tokens but vocab_size is {config.vocab_size}")
+    raise errors.InputError(f"{vocab_file} has {vocab_size} tokens but vocab_size is "
+                            f"{config.vocab_size}")
   labels = input_files.read_labels(f.label_file) if f.label_file else None
   num_labels = len(labels) if labels else (f.num_labels or 0)
   if f.task_loss != "none" and not num_labels:
-    raise ValueError(f"--task_loss={f.task_loss} needs --label_file or --num_labels")
+    raise errors.InputError(f"--task_loss={f.task_loss} needs --label_file or --num_labels")
   _check_loss_flags(f)
   kl = f.pseudo_label_loss == "kl"
 
@@ -68,19 +69,17 @@ def run(flags_values) -> dict:
   train_files = input_pipeline.expand_patterns(f.input_file) if train else []
   eval_files = (input_pipeline.expand_patterns(f.eval_input_file or f.input_file)
                 if f.do_eval else [])
-  if kl:
-    width = num_labels * (f.max_seq_length if f.task_loss == "ner" else 1)
-    for files in (train_files, eval_files):
-      if files:
-        _check_teacher_logits(files[0], tfrecords.LOGITS_FEATURES[f.task_loss], width)
+  spec = tfrecords.pretraining_feature_spec(f.max_seq_length, f.max_predictions_per_seq,
+                                            f.task_loss, num_labels, with_logits=kl)
+  for files in (train_files, eval_files):
+    if files:
+      _check_records(files[0], spec, f)
   if chief:
     model_dir.write(f.output_dir, config, vocab_file, {
         "task": f.task_loss, "labels": labels, "max_seq_length": f.max_seq_length,
         "do_lower_case": f.do_lower_case, "tokenization": f.tokenization,
         "pseudo_label_loss": f.pseudo_label_loss, "kl_temperature": f.kl_temperature,
         "masked_lm_loss_weight": f.masked_lm_loss_weight, "trained_by": "run_pretraining"})
-  spec = tfrecords.pretraining_feature_spec(f.max_seq_length, f.max_predictions_per_seq,
-                                            f.task_loss, num_labels, with_logits=kl)
   trainer = training.Trainer(strategy, model, optimizer, use_mlm=f.masked_lm_loss_weight > 0,
                              use_task=f.task_loss != "none",
                              task_loss_weight=f.task_loss_weight,
@@ -126,14 +125,14 @@ def run(flags_values) -> dict:
 
 def _check_loss_flags(f) -> None:
   if f.masked_lm_loss_weight < 0 or f.task_loss_weight < 0:
-    raise ValueError("--masked_lm_loss_weight and --task_loss_weight must be >= 0")
+    raise errors.InputError("--masked_lm_loss_weight and --task_loss_weight must be >= 0")
   if f.masked_lm_loss_weight == 0 and (f.task_loss == "none" or f.task_loss_weight == 0):
-    raise ValueError(f"--masked_lm_loss_weight=0 with --task_loss={f.task_loss} and "
-                     f"--task_loss_weight={f.task_loss_weight:g}: nothing to train")
+    raise errors.InputError(f"--masked_lm_loss_weight=0 with --task_loss={f.task_loss} and "
+                            f"--task_loss_weight={f.task_loss_weight:g}: nothing to train")
   if f.pseudo_label_loss == "kl" and f.task_loss == "none":
-    raise ValueError("--pseudo_label_loss=kl needs --task_loss=classification or ner")
+    raise errors.InputError("--pseudo_label_loss=kl needs --task_loss=classification or ner")
   if f.kl_temperature <= 0:
-    raise ValueError(f"--kl_temperature must be > 0, got {f.kl_temperature}")
+    raise errors.InputError(f"--kl_temperature must be > 0, got {f.kl_temperature}")
 
 
 def _task_loss_name(f) -> str:
@@ -144,19 +143,32 @@ def _task_loss_name(f) -> str:
   return "CRF NLL" if f.task_loss == "ner" else "cross-entropy"
 
 
-def _check_teacher_logits(path: str, name: str, width: int) -> None:
-  """Refuses records without the teacher logits the KL loss needs (or with
-  logits of another width), checked on the first record of `path`: the data
-  job writes them for every record of a job or for none."""
-  found = tfrecords.record_features(path)
-  if name not in found:
-    raise cli.InputError(
-        f"{path}: no {name} feature (TFRecords written without teacher logits: run "
-        "predict_pseudo_labels --write_logits and create_pretraining_data again, or use "
-        "--pseudo_label_loss=hard)")
-  if found[name] != width:
-    raise cli.InputError(f"{path}: {name} has {found[name]} values, expected {width} (labels x "
-                         "max_seq_length for NER): the records do not fit the flags")
+def _check_records(path: str, spec, f) -> None:
+  """Refuses records that do not fit `spec` (the flags): a missing feature,
+  e.g. the teacher logits the KL loss needs, or one of another width, e.g.
+  records of another --max_seq_length. Checked on the first record of `path`
+  (the data job writes every record of a job alike), since TensorFlow's own
+  error, in the middle of training, names no file."""
+  try:
+    found = tfrecords.record_features(path)
+  except (tf.errors.DataLossError, errors.InputError):
+    return  # corrupt or empty: training names the file (or skips it, --skip_corrupt_files)
+  logits = tfrecords.LOGITS_FEATURES.get(f.task_loss)
+  for name, feature in spec.items():
+    if name not in found and feature.default_value is None and name == logits:
+      raise errors.InputError(
+          f"{path}: no {name} feature (TFRecords written without teacher logits: run "
+          "predict_pseudo_labels --write_logits and create_pretraining_data again, or use "
+          "--pseudo_label_loss=hard)")
+    if name not in found and feature.default_value is None:
+      raise errors.InputError(f"{path}: no {name} feature (TFRecords written without "
+                              f"--task={f.task_loss}?): the records do not fit the flags")
+    if name in found and found[name] != feature.shape[0]:
+      raise errors.InputError(
+          f"{path}: {name} has {found[name]} values, expected {feature.shape[0]} "
+          f"(--max_seq_length={f.max_seq_length}, --max_predictions_per_seq="
+          f"{f.max_predictions_per_seq}; labels x max_seq_length for NER logits): the records "
+          "do not fit the flags")
 
 
 def main(argv):
@@ -196,6 +208,9 @@ def define_flags():
                     "Train without the TFRecord files that turn out truncated or corrupted "
                     "(a warning names each) instead of stopping with an error naming the file.")
   flags.mark_flags_as_required(["output_dir"])
+  cli.require_max_seq_length()
+  cli.require(lambda v: v >= 1, ">= 1", "eval_batch_size", "max_eval_steps", "num_labels")
+  cli.require(lambda v: v >= 0, ">= 0", "num_train_steps", "num_warmup_steps")
 
 
 def run_main():

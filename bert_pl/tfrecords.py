@@ -15,6 +15,8 @@ from typing import Dict, List
 import numpy as np
 import tensorflow as tf
 
+from bert_pl import atomic_files, errors
+
 _INT_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
                  "masked_lm_ids", "next_sentence_labels", "label_ids", "tag_ids")
 _FLOAT_FEATURES = ("masked_lm_weights", "label_weights", "label_logits", "tag_logits")
@@ -59,7 +61,7 @@ def record_features(path: str) -> Dict[str, int]:
     features = tf.train.Example.FromString(record.numpy()).features.feature
     return {name: len(feature.float_list.value) + len(feature.int64_list.value)
             for name, feature in features.items()}
-  raise ValueError(f"{path}: no records")
+  raise errors.InputError(f"{path}: no records")
 
 
 def _list_proto(values: tf.Tensor, message: str) -> tf.Tensor:
@@ -115,31 +117,21 @@ def shard_paths(output_file: str, num_shards: int) -> List[str]:
   return [f"{output_file}-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
 
 
-class ShardedWriter:
-  """Writes records round-robin to shards under temporary names; `close()`
+class ShardedWriter(atomic_files.AtomicFiles):
+  """Writes records round-robin to shards under temporary names; `commit()`
   renames them to their final names, so an interrupted job leaves no file
-  under a final shard name."""
+  under a final shard name (see `atomic_files`: a context manager; a shard that
+  cannot be written raises `errors.OutputError`, no temporary shard left)."""
 
   def __init__(self, output_file: str, num_shards: int):
-    self.paths = shard_paths(output_file, num_shards)
+    paths = shard_paths(output_file, num_shards)
     directory = os.path.dirname(output_file)
     if directory:
-      tf.io.gfile.makedirs(directory)
-    self._tmp = [f"{p}.tmp-{os.getpid()}" for p in self.paths]
-    self._writers = [tf.io.TFRecordWriter(p) for p in self._tmp]
+      atomic_files.makedirs(directory)
+    super().__init__(paths, [f"{p}.tmp-{os.getpid()}" for p in paths], tf.io.TFRecordWriter)
     self._next = 0
 
   def write(self, record: bytes) -> None:
-    self._writers[self._next].write(record)
-    self._next = (self._next + 1) % len(self._writers)
-
-  def close(self) -> None:
-    for writer, tmp, final in zip(self._writers, self._tmp, self.paths):
-      writer.close()
-      tf.io.gfile.rename(tmp, final, overwrite=True)
-
-  def abort(self) -> None:
-    for writer, tmp in zip(self._writers, self._tmp):
-      writer.close()
-      if tf.io.gfile.exists(tmp):
-        tf.io.gfile.remove(tmp)
+    with errors.writing(self.final_paths[self._next]):
+      self.writers[self._next].write(record)
+    self._next = (self._next + 1) % len(self.writers)

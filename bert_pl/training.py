@@ -28,7 +28,7 @@ from typing import Callable, Dict, Iterator, Optional
 import tensorflow as tf
 from absl import logging
 
-from bert_pl import checkpoints, precision, task_models
+from bert_pl import atomic_files, checkpoints, errors, precision, task_models
 
 STRATEGIES = ("mirrored", "multi_worker_mirrored", "one_device")
 
@@ -230,7 +230,8 @@ class CheckpointedRun:
     self.is_chief = is_chief
     self._write_dir = model_dir if is_chief else os.path.join(
         model_dir, f"worker_scratch-{os.uname().nodename}-{os.getpid()}")
-    self.manager = tf.train.CheckpointManager(self.checkpoint, self._write_dir, max_to_keep)
+    with errors.writing(self._write_dir):
+      self.manager = tf.train.CheckpointManager(self.checkpoint, self._write_dir, max_to_keep)
     self.optimizer = optimizer
     self._saved_step = None
 
@@ -246,9 +247,15 @@ class CheckpointedRun:
       # Every model variable must come from the checkpoint. The optimizer's
       # state may lack the loss scale that float16 adds (a run resumed with
       # another --dtype), so it alone is restored without that check.
-      self.checkpoint.restore(latest).expect_partial()
-      tf.train.Checkpoint(**self._model_items).restore(
-          latest).expect_partial().assert_existing_objects_matched()
+      try:
+        self.checkpoint.restore(latest).expect_partial()
+        tf.train.Checkpoint(**self._model_items).restore(
+            latest).expect_partial().assert_existing_objects_matched()
+      except (AssertionError, ValueError, tf.errors.OpError) as e:  # messages of many lines
+        raise errors.CheckpointError(
+            f"{latest}: the output directory's checkpoint does not fit the model as configured "
+            f"({str(e).splitlines()[0][:200]}); run with the settings that wrote it, or give "
+            "another --output_dir") from None
       self._saved_step = int(self.optimizer.iterations.numpy())
       logging.info("Resumed from %s at step %d", latest, self._saved_step)
     else:
@@ -260,7 +267,18 @@ class CheckpointedRun:
     checkpoint. Every worker must call it at the same steps."""
     step = int(self.optimizer.iterations.numpy())
     if step != self._saved_step:
-      self.manager.save(checkpoint_number=step)
+      prefix = os.path.join(self._write_dir, f"ckpt-{step}")
+      try:
+        with errors.writing(prefix, "cannot write the checkpoint"):
+          self.manager.save(checkpoint_number=step)
+      except errors.OutputError:
+        # The `checkpoint` file still names the last complete checkpoint;
+        # what this save wrote would only fill the disk.
+        leftovers = (tf.io.gfile.glob(f"{prefix}.*") + tf.io.gfile.glob(f"{prefix}_temp*")
+                     + tf.io.gfile.glob(os.path.join(self._write_dir, "checkpoint.tmp*")))
+        for path in leftovers:
+          errors.remove_quietly(path)
+        raise
       self._saved_step = step
       if not self.is_chief:
         tf.io.gfile.rmtree(self._write_dir)
@@ -302,7 +320,7 @@ def train(trainer: Trainer, run: CheckpointedRun, iterator: Iterator, num_train_
   return result
 
 
-class DivergedError(ValueError):
+class DivergedError(errors.InputError):
   """The loss became NaN or infinite: training stopped before saving it."""
 
 
@@ -329,9 +347,8 @@ def _learning_rate(optimizer, step: int) -> float:
 def record_eval(model_dir: str, results: Dict[str, float], step: int) -> None:
   """Writes eval_results.txt (`key = value` lines, as the original) and the
   eval TensorBoard summaries."""
-  with tf.io.gfile.GFile(os.path.join(model_dir, "eval_results.txt"), "w") as f:
-    for key in sorted(results):
-      f.write(f"{key} = {results[key]}\n")
+  atomic_files.write_file(os.path.join(model_dir, "eval_results.txt"),
+                     "".join(f"{key} = {results[key]}\n" for key in sorted(results)))
   writer = tf.summary.create_file_writer(summary_dir(model_dir, "eval"))
   with writer.as_default(step=step):
     for name, value in results.items():

@@ -1,0 +1,102 @@
+"""Outputs written under temporary names and renamed when complete.
+
+A job that is killed, or cannot write (a read-only directory, a full disk),
+must leave nothing under a final name that a later run would take for a whole
+output, and no temporary file filling the disk. So files are written under
+temporary names and renamed only once closed; a write, close or rename that
+fails removes every temporary file first, then raises `errors.OutputError`
+naming the file. Closing can be where a full disk shows (the last buffer is
+written then), and a writer whose buffer cannot be written may fail to close
+again while being cleaned up: that must not hide the error.
+"""
+
+from typing import Any, Callable, List, Sequence, Union
+
+import tensorflow as tf
+
+from bert_pl import errors
+
+
+class AtomicFiles:
+  """Files written under the names `tmp_paths` by the writers `open_writer`
+  returns (each with a `close()`), renamed to `final_paths` by `commit()`, in
+  that order. Used as a context manager, they are committed at the end of the
+  block, or removed when it raises. Errors name the final paths (the names
+  the user gave)."""
+
+  def __init__(self, final_paths: Sequence[str], tmp_paths: Sequence[str],
+               open_writer: Callable[[str], Any]):
+    self.final_paths = list(final_paths)
+    self.tmp_paths = list(tmp_paths)
+    self.writers: List[Any] = []
+    try:
+      for final, tmp in zip(self.final_paths, self.tmp_paths):
+        with errors.writing(final):
+          self.writers.append(open_writer(tmp))
+    except errors.OutputError:
+      self.abort()
+      raise
+
+  def commit(self) -> None:
+    """Closes the writers, then renames the files to their final names; when
+    a rename fails, the files renamed are removed again (they are not a whole
+    output without the others)."""
+    for writer, final in zip(self.writers, self.final_paths):
+      with errors.writing(final):
+        writer.close()
+    renamed = []
+    try:
+      for tmp, final in zip(self.tmp_paths, self.final_paths):
+        with errors.writing(final):
+          tf.io.gfile.rename(tmp, final, overwrite=True)
+        renamed.append(final)
+    except errors.OutputError:
+      for final in renamed:
+        errors.remove_quietly(final)
+      raise
+
+  def abort(self) -> None:
+    """Closes the writers, ignoring their errors, and removes the temporary files."""
+    for writer in self.writers:
+      try:
+        writer.close()
+      except errors.IO_ERRORS:
+        pass
+    for tmp in self.tmp_paths:
+      errors.remove_quietly(tmp)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, error_type, error, trace) -> None:
+    if error_type is not None:
+      self.abort()
+      return
+    try:
+      self.commit()
+    except BaseException:
+      self.abort()
+      raise
+
+
+def makedirs(directory: str) -> None:
+  """Creates an output directory (and its parents) unless it exists."""
+  with errors.writing(directory):
+    tf.io.gfile.makedirs(directory)
+
+
+def open_text(path: str) -> tf.io.gfile.GFile:
+  """A text file open for writing, created now (TensorFlow creates it at the
+  first write), so that an unwritable directory fails before any work."""
+  f = tf.io.gfile.GFile(path, "w")
+  f.write("")
+  return f
+
+
+def write_file(path: str, content: Union[str, bytes]) -> None:
+  """A whole file (a config, a result), under a temporary name renamed when
+  complete; when it cannot be written (`errors.OutputError`), nothing is left."""
+  mode = "wb" if isinstance(content, bytes) else "w"
+  with AtomicFiles([path], [path + ".tmp"], lambda tmp: tf.io.gfile.GFile(tmp, mode)) as files:
+    with errors.writing(path):
+      files.writers[0].write(content)
