@@ -1,5 +1,11 @@
 """The self-contained model directory every step writes (DESIGN §5).
 
+A model directory is authoritative: a job that reads an existing model takes
+its settings (task, labels, max_seq_length, tokenizer options, field join)
+from task.json, and a flag given explicitly that says otherwise is an error
+naming both values, never a silent override; only training writes task.json.
+So what a model was trained with is what every later job feeds it.
+
     bert_config.json   the original format, with the layer count kept
     vocab.txt          the tokenizer's vocabulary
     task.json          task ("none" | "classification" | "ner"), labels or
@@ -13,13 +19,22 @@
 
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Sequence
 
 import tensorflow as tf
 
 from bert_pl import checkpoints, modeling, precision, task_models, tokenization
+from bert_pl.cli import InputError
 
 TASK_FILE = "task.json"
+EVAL_RESULTS_FILE = "eval_results.txt"
+# The task.json settings a job's flags may restate.
+SETTINGS = ("max_seq_length", "do_lower_case", "tokenization", "field_join")
+
+
+class ModelDirError(InputError):
+  """A model directory that is not what the job needs, or flags that
+  contradict it."""
 
 
 def write(model_dir: str, config: modeling.BertConfig, vocab_file: str,
@@ -32,24 +47,78 @@ def write(model_dir: str, config: modeling.BertConfig, vocab_file: str,
   write_json(os.path.join(model_dir, TASK_FILE), task_info)
 
 
-def write_json(path: str, value: Any) -> None:
-  """A JSON file of the model directory, under a temporary name renamed when complete."""
+def write_text(path: str, text: str) -> None:
+  """A file of the model directory, under a temporary name renamed when complete."""
   with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-    f.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    f.write(text)
   tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+
+def write_json(path: str, value: Any) -> None:
+  write_text(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_eval_results(model_dir: str, results: Dict[str, Any]) -> None:
+  """eval_results.txt: `key = value` lines, as the original BERT writes them."""
+  write_text(os.path.join(model_dir, EVAL_RESULTS_FILE),
+             "".join(f"{key} = {results[key]}\n" for key in sorted(results)))
 
 
 def read_task_info(model_dir: str) -> Dict[str, Any]:
   path = os.path.join(model_dir, TASK_FILE)
   if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f"{path}: not a bert_pl model directory (no {TASK_FILE})")
+    raise ModelDirError(f"{path}: not a bert_pl model directory (no {TASK_FILE})")
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
 
 
-def load_finetuned(directory: str, dtype: str = "float32"):
+def describe(info: Dict[str, Any]) -> str:
+  """What a model directory is, from its task.json: e.g. "a run_pretraining
+  model directory (task=none)"."""
+  return f"a {info.get('trained_by', 'bert_pl')} model directory (task={info.get('task')})"
+
+
+def check_settings(model_dir: str, info: Dict[str, Any], given: Dict[str, Any],
+                   advice: str = "") -> None:
+  """Refuses settings given by flag (not None) that differ from task.json's,
+  naming both values; `advice` is appended to the message."""
+  for name, value in given.items():
+    if value is not None and value != info.get(name):
+      raise ModelDirError(f"{os.path.join(model_dir, TASK_FILE)}: {name} is {info.get(name)} "
+                          f"there, --{name}={value} given{advice}")
+
+
+def check_labels(model_dir: str, info: Dict[str, Any], labels: Sequence[str],
+                 label_file: str, advice: str = "") -> None:
+  """Refuses a --label_file whose labels are not task.json's (same order)."""
+  ours = list(info.get("labels") or [])
+  if list(labels) == ours:
+    return
+  line = next(i for i in range(max(len(ours), len(labels)))
+              if i >= len(ours) or i >= len(labels) or ours[i] != labels[i])
+  there = repr(ours[line]) if line < len(ours) else "none"
+  given = repr(labels[line]) if line < len(labels) else "none"
+  raise ModelDirError(f"{os.path.join(model_dir, TASK_FILE)}: other labels than "
+                      f"--label_file={label_file} ({len(ours)} there, {len(labels)} given; "
+                      f"label {line + 1} is {there} there, {given} given){advice}")
+
+
+def mismatch_error(checkpoint: str, model_dir: str, error: Exception,
+                   advice: str = "") -> ModelDirError:
+  """A checkpoint that does not fit the model its directory's
+  bert_config.json and task.json describe (TensorFlow's message, which may
+  list every variable, cut to its first line)."""
+  return ModelDirError(f"{checkpoint}: does not fit the model of {model_dir}'s "
+                       f"bert_config.json and {TASK_FILE} "
+                       f"({str(error).strip().splitlines()[0][:200]}){advice}")
+
+
+def load_finetuned(directory: str, dtype: str = "float32",
+                   given: Optional[Dict[str, Any]] = None):
   """The fine-tuned model at the directory's latest checkpoint, its
-  tokenizer and task.json. `dtype`: the compute precision (`precision`).
+  tokenizer and task.json. `dtype`: the compute precision (`precision`);
+  `given`: settings given by flag (None: not given), which must agree with
+  task.json (`check_settings`).
 
   For prediction and export. Only `bert` and `head` are read: the optimizer
   slots are training state, but every model variable must be in the
@@ -59,17 +128,19 @@ def load_finetuned(directory: str, dtype: str = "float32"):
   info = read_task_info(directory)
   task = info.get("task")
   if task not in ("classification", "ner"):
-    raise ValueError(f"{directory}: needs a fine-tuned classification or NER "
-                     f"model, task.json says task={task!r}")
+    raise ModelDirError(f"{directory}: {describe(info)}, not a fine-tuned classification or "
+                        "NER model: fine-tune it first (run_classifier or run_ner --do_train "
+                        f"--init_checkpoint={directory} --output_dir=NEW) and use NEW")
+  check_settings(directory, info, given or {})
   latest = tf.train.latest_checkpoint(directory)
   if not latest:
-    raise ValueError(f"{directory}: no checkpoint")
+    raise ModelDirError(f"{directory}: no checkpoint")
   config = modeling.BertConfig.from_json_file(os.path.join(directory, "bert_config.json"))
   tokenizer = tokenization.BertTokenizer(os.path.join(directory, "vocab.txt"),
                                          info["do_lower_case"], info["tokenization"])
   if tokenizer.vocab_size != config.vocab_size:
-    raise ValueError(f"{directory}: vocab.txt has {tokenizer.vocab_size} tokens but "
-                     f"vocab_size is {config.vocab_size}")
+    raise ModelDirError(f"{directory}: vocab.txt has {tokenizer.vocab_size} tokens but "
+                        f"vocab_size is {config.vocab_size}")
   with precision.policy(dtype):
     model = task_models.BertTaskModel(config, task, len(info["labels"]))
   # The keys of training.CheckpointedRun.
@@ -78,6 +149,5 @@ def load_finetuned(directory: str, dtype: str = "float32"):
   try:
     checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
   except (AssertionError, ValueError) as e:  # messages that list every variable
-    raise ValueError(f"{latest} does not fit the model of bert_config.json and task.json: "
-                     f"{str(e).splitlines()[0][:200]}") from None
+    raise mismatch_error(latest, directory, e) from None
   return model, tokenizer, info

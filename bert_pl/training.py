@@ -29,6 +29,7 @@ import tensorflow as tf
 from absl import logging
 
 from bert_pl import checkpoints, precision, task_models
+from bert_pl.model_dir import write_eval_results
 
 STRATEGIES = ("mirrored", "multi_worker_mirrored", "one_device")
 
@@ -327,11 +328,9 @@ def _learning_rate(optimizer, step: int) -> float:
 
 
 def record_eval(model_dir: str, results: Dict[str, float], step: int) -> None:
-  """Writes eval_results.txt (`key = value` lines, as the original) and the
-  eval TensorBoard summaries."""
-  with tf.io.gfile.GFile(os.path.join(model_dir, "eval_results.txt"), "w") as f:
-    for key in sorted(results):
-      f.write(f"{key} = {results[key]}\n")
+  """Writes eval_results.txt (`key = value` lines, as the original, under a
+  temporary name renamed when complete) and the eval TensorBoard summaries."""
+  write_eval_results(model_dir, results)
   writer = tf.summary.create_file_writer(summary_dir(model_dir, "eval"))
   with writer.as_default(step=step):
     for name, value in results.items():
