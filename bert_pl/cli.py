@@ -30,20 +30,25 @@ def require(check: Callable[[object], bool], requirement: str, *names: str) -> N
                              message=f"must be {requirement}")
 
 
+# The tokenizer flags' defaults.
+TOKENIZER_DEFAULTS = {"do_lower_case": True, "tokenization": "wordpiece"}
+
+
 def define_model_flags() -> None:
   """Flags naming the model to load, as in the original BERT scripts."""
   flags.DEFINE_string("init_checkpoint", None,
                       "Google TF1 checkpoint (prefix or directory), Hugging Face "
                       "model.safetensors (file or directory), or a model directory "
-                      "written by bert_pl.")
+                      "written by bert_pl. run_classifier/run_ner: `none` starts from "
+                      "random weights (needs --bert_config_file and --vocab_file).")
   flags.DEFINE_string("bert_config_file", None,
                       "bert_config.json (Google format). Optional when the checkpoint's "
                       "directory has one (or a Hugging Face config.json).")
   flags.DEFINE_string("vocab_file", None,
                       "vocab.txt. Optional when the checkpoint's directory has one.")
-  flags.DEFINE_bool("do_lower_case", True,
+  flags.DEFINE_bool("do_lower_case", TOKENIZER_DEFAULTS["do_lower_case"],
                     "Lower-case and strip accents (BERT's do_lower_case).")
-  flags.DEFINE_enum("tokenization", "wordpiece", ["wordpiece", "char"],
+  flags.DEFINE_enum("tokenization", TOKENIZER_DEFAULTS["tokenization"], ["wordpiece", "char"],
                     "WordPiece (BERT standard) or one token per character.")
   flags.DEFINE_integer("num_hidden_layers", None,
                        "Use the first N layers of the checkpoint (e.g. 3 of 12).")

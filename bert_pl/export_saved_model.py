@@ -237,14 +237,14 @@ def export(directory: str, export_dir: str, max_seq_length: Optional[int] = None
            signature: str = SERVING_SIGNATURE, max_fields: int = DEFAULT_MAX_FIELDS) -> List[str]:
   """Writes the SavedModel of the model directory `directory` to `export_dir`.
 
-  `max_seq_length` defaults to the one the model was fine-tuned with.
-  Returns the names of the signatures written.
+  The model's max_seq_length is used; `max_seq_length`, when given, must be
+  the same. Returns the names of the signatures written.
   """
   if signature == ENCODER_SIGNATURE:
     raise errors.InputError(f"--signature={signature} is taken by the encoder signature")
-  model, tokenizer, info = model_dir.load_finetuned(directory)
-  module = TextModel(model, tokenizer, info["labels"],
-                     max_seq_length or info["max_seq_length"],
+  model, tokenizer, info = model_dir.load_finetuned(directory,
+                                                    given={"max_seq_length": max_seq_length})
+  module = TextModel(model, tokenizer, info["labels"], info["max_seq_length"],
                      info.get("field_join", "sep"), max_fields)
   # Signatures only, not tf.function attributes: saving would trace those
   # again, and the packing graphs are slow to build.
@@ -268,7 +268,8 @@ def define_flags():
   flags.DEFINE_string("export_dir", None,
                       "SavedModel directory to write (for TF Serving: <base>/<version>).")
   flags.DEFINE_integer("max_seq_length", None,
-                       "Longer texts are truncated (default: the model's, from task.json).")
+                       "Longer texts are truncated. The model's (task.json); given, it must "
+                       "be the same.")
   flags.DEFINE_string("signature", SERVING_SIGNATURE, "Name of the prediction signature.")
   flags.DEFINE_integer("max_fields", DEFAULT_MAX_FIELDS,
                        "Most TAB-separated fields per text (classification, field_join=sep).")

@@ -94,8 +94,9 @@ class FeatureEncoder:
 
     Features: `input_ids`, `input_mask`, `segment_ids` int64 [n, max_seq_length];
     `word_continues` bool [n, max_seq_length] (for whole-word masking, not written);
-    for single-segment text, `starts`/`ends` [n, tokens] character offsets of the
-    tokens (-1 padded; for mapping predictions back to characters, not written);
+    for single-segment text and NER (the joined CoNLL tokens), `starts`/`ends`
+    [n, tokens] character offsets of the tokens (-1 padded; for mapping
+    predictions back to characters, not written);
     `label_ids` int64 [n] (classification); `tag_ids` int64 [n, max_seq_length]
     (ner); `label_weights` float32 [n] when every example has a confidence;
     `label_logits` float32 [n, labels] (classification) or `tag_logits` float32
@@ -187,7 +188,7 @@ class FeatureEncoder:
     joined = [join_conll_tokens(e.fields) for e in examples]
     packed = self._tokenize_and_pack([text for text, _ in joined], 1)
     features = {k: packed[k] for k in
-                ("input_ids", "input_mask", "segment_ids", "word_continues")}
+                ("input_ids", "input_mask", "segment_ids", "word_continues", "starts", "ends")}
     starts = packed["starts"]
     tag_ids = np.zeros([len(examples), self.max_seq_length], np.int64)
     with_logits = _all_have_logits(examples)

@@ -49,16 +49,18 @@ class PseudoLabeler:
   """Encodes, predicts and formats windows of unlabeled examples."""
 
   def __init__(self, model_path: str, batch_size: int = 256,
-               max_seq_length: int = 0, sort_window: int = 64, min_confidence: float = 0.0,
-               dtype: str = "float32", use_xla: bool = False, write_logits: bool = False,
-               logits_top_k: int = 0):
-    model, tokenizer, info = model_dir.load_finetuned(model_path, dtype)
+               max_seq_length: Optional[int] = None, sort_window: int = 64,
+               min_confidence: float = 0.0, dtype: str = "float32", use_xla: bool = False,
+               write_logits: bool = False, logits_top_k: int = 0):
+    # The model's max_seq_length; one given must be the same.
+    model, tokenizer, info = model_dir.load_finetuned(model_path, dtype,
+                                                      {"max_seq_length": max_seq_length})
     self.task = info["task"]
     self.format = prediction.OutputFormat(self.task, info["labels"], write_logits, logits_top_k)
-    max_seq_length = max_seq_length or info["max_seq_length"]
     # NER reads raw sentences: the fields joined into one text.
     join = info.get("field_join", "sep") if self.task == "classification" else "concat"
-    self.encoder = features.FeatureEncoder(tokenizer, max_seq_length, "none", field_join=join)
+    self.encoder = features.FeatureEncoder(tokenizer, info["max_seq_length"], "none",
+                                           field_join=join)
     self.predictor = prediction.Predictor(model, batch_size, use_xla=use_xla)
     self.window = sort_window * batch_size
     self.min_confidence = min_confidence
@@ -122,7 +124,7 @@ def pending_files(input_patterns: str, output_dir: str, num_shards: int = 1,
 
 
 def run(model_path: str, input_patterns: str, output_dir: str, batch_size: int = 256,
-        max_seq_length: int = 0, num_shards: int = 1, shard_index: int = 0,
+        max_seq_length: Optional[int] = None, num_shards: int = 1, shard_index: int = 0,
         min_confidence: float = 0.0, sort_window: int = 64,
         skip_bad_lines: bool = False, dtype: str = "float32",
         use_xla: bool = False, write_logits: bool = False,
@@ -170,7 +172,8 @@ def define_flags(sharded_by_hand: bool = True):
   flags.DEFINE_string("input_file", None, "Unlabeled input files (comma list of globs).")
   flags.DEFINE_string("output_dir", None, "Where the pseudo-labeled files go.")
   flags.DEFINE_integer("predict_batch_size", 256, "Batch size.")
-  flags.DEFINE_integer("max_seq_length", 0, "Default: the model's (task.json).")
+  flags.DEFINE_integer("max_seq_length", None,
+                       "The model's (task.json); given, it must be the same.")
   if sharded_by_hand:
     flags.DEFINE_integer("num_shards", 1, "Processes/machines sharing the input files.")
     flags.DEFINE_integer("shard_index", 0, "This process's shard, in [0, num_shards).")

@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_pl import atomic_files, errors, task_models
+from bert_pl.features import join_conll_tokens
 from bert_pl.input_files import CONFIDENCE_SUFFIX, LOGITS_SUFFIX, Example
 
 _MODEL_INPUTS = ("input_ids", "input_mask", "segment_ids")
@@ -145,19 +146,38 @@ def _written_units(text: str) -> List[Tuple[int, int]]:
   return [m.span() for m in _UNIT.finditer(text)]
 
 
+def _predicted_char_tags(text: str, row: int, starts: np.ndarray, ends: np.ndarray,
+                         tag_ids: np.ndarray, labels: Sequence[str]) -> List[str]:
+  """Per-character tags of row `row` (`tag_ids` per token at positions 1..,
+  after [CLS]); the characters of truncated tokens get O."""
+  n = _kept_tokens(starts, row, tag_ids.shape[1])
+  token_tags = [labels[i] for i in tag_ids[row, 1:1 + n]]
+  return char_tags_from_tokens(text, starts[row, :n], ends[row, :n], token_tags)
+
+
 def ner_blocks(texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,
                tag_ids: np.ndarray, labels: Sequence[str]) -> List[str]:
   """CoNLL sentences, one character per line, each ending with a blank line;
   `tag_ids` are per token at positions 1.. (after [CLS])."""
   blocks = []
   for row, text in enumerate(texts):
-    # Truncated tokens' characters get O.
-    n = _kept_tokens(starts, row, tag_ids.shape[1])
-    token_tags = [labels[i] for i in tag_ids[row, 1:1 + n]]
-    per_char = char_tags_from_tokens(text, starts[row, :n], ends[row, :n], token_tags)
+    per_char = _predicted_char_tags(text, row, starts, ends, tag_ids, labels)
     blocks.append("".join(f"{text[start:end]} {per_char[start]}\n"
                           for start, end in _written_units(text)) + "\n")
   return blocks
+
+
+def conll_tags(examples: Sequence[Example], starts: np.ndarray, ends: np.ndarray,
+               tag_ids: np.ndarray, labels: Sequence[str]) -> List[List[str]]:
+  """The predicted tag of every CoNLL token of labeled NER examples (encoded
+  by `features.FeatureEncoder`): that of its first character, as `ner_blocks`
+  writes it; the tokens of a truncated tail get O."""
+  tags = []
+  for row, example in enumerate(examples):
+    text, spans = join_conll_tokens(example.fields)
+    per_char = _predicted_char_tags(text, row, starts, ends, tag_ids, labels)
+    tags.append([per_char[start] for start, _ in spans])
+  return tags
 
 
 def confidence_lines(confidence: Sequence[float]) -> List[str]:

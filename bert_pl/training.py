@@ -28,7 +28,8 @@ from typing import Callable, Dict, Iterator, Optional
 import tensorflow as tf
 from absl import logging
 
-from bert_pl import atomic_files, checkpoints, errors, precision, task_models
+from bert_pl import checkpoints, errors, precision, task_models
+from bert_pl.model_dir import write_eval_results
 
 STRATEGIES = ("mirrored", "multi_worker_mirrored", "one_device")
 
@@ -345,10 +346,9 @@ def _learning_rate(optimizer, step: int) -> float:
 
 
 def record_eval(model_dir: str, results: Dict[str, float], step: int) -> None:
-  """Writes eval_results.txt (`key = value` lines, as the original) and the
-  eval TensorBoard summaries."""
-  atomic_files.write_file(os.path.join(model_dir, "eval_results.txt"),
-                     "".join(f"{key} = {results[key]}\n" for key in sorted(results)))
+  """Writes eval_results.txt (`key = value` lines, as the original, under a
+  temporary name renamed when complete) and the eval TensorBoard summaries."""
+  write_eval_results(model_dir, results)
   writer = tf.summary.create_file_writer(summary_dir(model_dir, "eval"))
   with writer.as_default(step=step):
     for name, value in results.items():

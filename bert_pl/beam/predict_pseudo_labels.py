@@ -110,7 +110,8 @@ def main(argv):
   f = flags.FLAGS
   atomic_files.makedirs(f.output_dir)
   info = model_dir.read_task_info(f.model_dir)
-  # Checks the logits flags here, not in the workers.
+  # Checks the flags here, not in the workers.
+  model_dir.check_settings(f.model_dir, info, {"max_seq_length": f.max_seq_length})
   prediction.OutputFormat(info["task"], info["labels"], f.write_logits, f.logits_top_k)
   todo, done = predict_pseudo_labels.pending_files(f.input_file, f.output_dir,
                                                    write_logits=f.write_logits)
