@@ -31,8 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import (cli, features, input_files, input_pipeline, model_dir, precision,
-                     prediction)
+from bert_pl import cli, features, input_files, model_dir, precision, prediction
 
 
 class Labeled(NamedTuple):
@@ -109,7 +108,7 @@ def pending_files(input_patterns: str, output_dir: str, num_shards: int = 1,
   """This shard's input files whose output (with its `.logits` when
   `write_logits`) is not yet in `output_dir`, and the number of this
   shard's files already done."""
-  files = shard_files(input_pipeline.expand_patterns(input_patterns), num_shards, shard_index)
+  files = shard_files(input_files.expand_input_files(input_patterns), num_shards, shard_index)
   names = [os.path.basename(f) for f in files]
   if len(set(names)) != len(names):
     raise ValueError("input files of one shard must have distinct names (outputs are named "
