@@ -10,6 +10,7 @@ written then), and a writer whose buffer cannot be written may fail to close
 again while being cleaned up: that must not hide the error.
 """
 
+import os
 from typing import Any, Callable, List, Sequence, Union
 
 import tensorflow as tf
@@ -79,6 +80,14 @@ class AtomicFiles:
       raise
 
 
+def temporary_path(path: str) -> str:
+  """Where `path` is written until it is complete: `.NAME.tmp-PID` beside it,
+  a hidden name that no glob of the outputs (`NAME*`) matches and that every
+  job's glob skips (`input_files.expand_input_files`)."""
+  directory, name = os.path.split(path)
+  return os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+
+
 def makedirs(directory: str) -> None:
   """Creates an output directory (and its parents) unless it exists."""
   with errors.writing(directory):
@@ -97,6 +106,6 @@ def write_file(path: str, content: Union[str, bytes]) -> None:
   """A whole file (a config, a result), under a temporary name renamed when
   complete; when it cannot be written (`errors.OutputError`), nothing is left."""
   mode = "wb" if isinstance(content, bytes) else "w"
-  with AtomicFiles([path], [path + ".tmp"], lambda tmp: tf.io.gfile.GFile(tmp, mode)) as files:
+  with AtomicFiles([path], [temporary_path(path)], lambda tmp: tf.io.gfile.GFile(tmp, mode)) as files:
     with errors.writing(path):
       files.writers[0].write(content)

@@ -16,8 +16,11 @@ order), re-masking d, draws its masks from a generator seeded with
 which spreads the chunks over machines, writes the same examples. Records go
 round-robin to the shards, the `--dupe_factor` re-maskings of an example one
 after another; shuffling is left to the training input pipeline (the original
-held the whole corpus in memory to shuffle it). Shards are written under temporary names and renamed
-when the job completes.
+held the whole corpus in memory to shuffle it). Shards are written under
+hidden temporary names (`.NAME.tmp-PID`, which no glob of the outputs
+matches; a re-run removes those a killed run left) and renamed when the job
+completes; then their manifest, `OUTPUT.manifest.json` (`bert_pl.manifest`),
+says what they hold, for run_pretraining to check.
 
 `--masked_lm_prob=0` writes task data without masking (the method's later
 version trains step 4 on the unmasked input, without the MLM loss): only with
@@ -34,7 +37,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from absl import flags, logging
 
-from bert_pl import cli, errors, features, input_files, masking, tfrecords, tokenization
+from bert_pl import cli, errors, features, input_files, manifest, masking, tfrecords, tokenization
 
 CHUNK_SIZE = 1024  # examples; part of the seeding scheme, so fixed
 
@@ -55,12 +58,35 @@ class Options:
   field_join: str = "sep"
 
   def __post_init__(self):
+    if not 0 <= self.masked_lm_prob <= 1:
+      raise errors.InputError(f"--masked_lm_prob={self.masked_lm_prob:g}: must be in [0, 1]")
+    if self.masked_lm_prob > 0 and self.max_predictions_per_seq < 1:
+      raise errors.InputError(f"--max_predictions_per_seq={self.max_predictions_per_seq} with "
+                              f"--masked_lm_prob={self.masked_lm_prob:g}: no token could be "
+                              "masked; give at least 1 (or --masked_lm_prob=0: no masking)")
+    if self.dupe_factor < 1:
+      raise errors.InputError(f"--dupe_factor={self.dupe_factor}: must be at least 1")
     if self.masked_lm_prob == 0 and self.task == "none":
-      raise errors.InputError("--masked_lm_prob=0 (no masking) needs --task=classification or ner: "
-                              "unmasked data without labels has nothing to learn")
+      raise errors.InputError("--masked_lm_prob=0 (no masking) needs --task=classification or "
+                              "ner: unmasked data without labels has nothing to learn")
     if self.masked_lm_prob == 0 and self.dupe_factor > 1:
       raise errors.InputError(f"--dupe_factor={self.dupe_factor} with --masked_lm_prob=0 would "
                               "write each example unchanged several times; use --dupe_factor=1")
+
+  def manifest_settings(self) -> dict:
+    """What the dataset's manifest records of these options: all but the
+    vocabulary's path, which its sha256 and size replace."""
+    settings = dataclasses.asdict(self)
+    settings["labels"] = list(self.labels) if self.labels is not None else None
+    settings.update(manifest.vocab_fingerprint(settings.pop("vocab_file")))
+    return settings
+
+
+def check_counts(num_output_shards: int, num_workers: int = 1) -> None:
+  """Refuses shard and worker counts below 1 (`InputError`)."""
+  for name, value in (("num_output_shards", num_output_shards), ("num_workers", num_workers)):
+    if value < 1:
+      raise errors.InputError(f"--{name}={value}: must be at least 1")
 
 
 class ChunkProcessor:
@@ -162,13 +188,17 @@ def create_pretraining_data(options: Options, input_patterns: str, output_file: 
                             num_output_shards: int = 1, num_workers: int = 1,
                             skip_bad_lines: bool = False,
                             tag_scheme: str = "bio") -> input_files.Counts:
-  """Runs the job; returns the counts. Raises `InputError` on bad input."""
+  """Runs the job: the shards, then their manifest; returns the counts.
+  Raises `InputError` on bad input."""
+  check_counts(num_output_shards, num_workers)
   paths, with_logits = input_paths(options, input_patterns)
   input_files.check_not_inputs(tfrecords.shard_paths(output_file, num_output_shards), paths,
                                f"--output_file={output_file}")
+  settings = options.manifest_settings()
   counts = input_files.Counts(skip_bad_lines=skip_bad_lines)
   chunks = read_chunks(paths, options.task, counts, options.labels, tag_scheme, with_logits)
   pool = None
+  manifest.remove(output_file)  # the earlier run's, whose shards are being replaced
   try:
     with tfrecords.ShardedWriter(output_file, num_output_shards) as writer:
       if num_workers > 1:
@@ -192,6 +222,8 @@ def create_pretraining_data(options: Options, input_patterns: str, output_file: 
   finally:
     if pool is not None:
       pool.terminate()
+  manifest.write(output_file, settings,
+                 [manifest.shard_stats(path) for path in writer.final_paths])
   return counts
 
 
@@ -224,7 +256,8 @@ def main(argv):
         f"({masking_note(FLAGS.masked_lm_prob, FLAGS.dupe_factor)}"
         f"{logits_note(FLAGS.task, counts)}) in {elapsed:.1f}s, "
         f"{counts.read / max(elapsed, 1e-9):.0f} lines/s -> "
-        f"{', '.join(tfrecords.shard_paths(FLAGS.output_file, FLAGS.num_output_shards))}")
+        f"{', '.join(tfrecords.shard_paths(FLAGS.output_file, FLAGS.num_output_shards))} "
+        f"(+ {manifest.path_of(FLAGS.output_file)})")
 
 
 def masking_note(masked_lm_prob: float, dupe_factor: int) -> str:

@@ -83,7 +83,8 @@ def check_file(path: str) -> None:
   if not tf.io.gfile.exists(path):
     raise InputError(f"{path}: file not found")
   if tf.io.gfile.isdir(path):
-    raise InputError(f"{path}: a directory, not a file (for the files in it, give {path}/*)")
+    raise InputError(f"{path}: a directory, not a file (for the files in it, give "
+                     f"{path.rstrip('/')}/*)")
 
 
 def remove_quietly(path: str) -> None:

@@ -118,7 +118,7 @@ def run_extraction(input_file: str, output_file: str, extractor: FeatureExtracto
                    batch_size: int) -> int:
   """Streams `input_file` to `output_file` (written atomically); returns count."""
   count, start = 0, time.time()
-  with atomic_files.AtomicFiles([output_file], [output_file + ".tmp"],
+  with atomic_files.AtomicFiles([output_file], [atomic_files.temporary_path(output_file)],
                                 atomic_files.open_text) as output:
     for batch in _batches(read_examples(input_file), batch_size):
       texts_b = None if batch[0][2] is None else [b for _, _, b in batch]

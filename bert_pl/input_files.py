@@ -19,8 +19,8 @@ unlabeled/classification files are skipped and counted as `empty`.
 """
 
 import dataclasses
-import glob
 import os
+import re
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -32,6 +32,11 @@ from bert_pl.errors import InputError
 
 CONFIDENCE_SUFFIX = ".confidence"
 LOGITS_SUFFIX = ".logits"
+# A pre-training dataset's manifest, beside its shards (bert_pl.manifest).
+MANIFEST_SUFFIX = ".manifest.json"
+# What a glob of input files never yields: side files, manifests, the
+# pipeline driver's job markers.
+NOT_DATA_SUFFIXES = (CONFIDENCE_SUFFIX, LOGITS_SUFFIX, MANIFEST_SUFFIX, ".done")
 # Top-k logits: a label outside the k kept gets the smallest kept value minus
 # this, so that its softmax weight is negligible (e^-20 ~ 2e-9).
 TOP_K_FILL_MARGIN = 20.0
@@ -76,25 +81,41 @@ class Example:
   logits: Optional[np.ndarray] = None  # [num_labels], or NER [num_tokens, num_tags]
 
 
-def expand_input_files(patterns: str) -> List[str]:
-  """A comma list of paths and globs -> sorted, existing files."""
-  files = []
-  for pattern in filter(None, (p.strip() for p in patterns.split(","))):
-    matches = [pattern]
+def expand_input_files(patterns: Optional[str]) -> List[str]:
+  """A comma list of paths and globs -> the input files: the one rule of
+  every job (and of data_prep).
+
+  Each glob's matches are sorted, the patterns keep their order, and a file
+  named twice is kept once. A glob skips what is not data: directories,
+  hidden names (the jobs' temporaries, `.NAME.tmp-PID`), other temporaries
+  (`*.tmp`, `*.tmp-N`, Beam's `beam-temp-*`), side files, manifests and
+  markers (`*.confidence`, `*.logits`, `*.manifest.json`, `*.done`), so that
+  `data/pool.tfrecord*` or `pseudo/*` name the data alone. A path without
+  glob characters is taken as it is (a side file may be named on purpose),
+  but must be an existing file. A pattern matching nothing (after skipping)
+  is an error.
+  """
+  files, seen = [], set()
+  for pattern in filter(None, (p.strip() for p in (patterns or "").split(","))):
     if any(c in pattern for c in "*?["):
-      # A glob over a pseudo-label directory must not pick up the side files
-      # or the unfinished outputs of an interrupted job.
-      matches = sorted(m for m in glob.glob(pattern)
-                       if not m.endswith((CONFIDENCE_SUFFIX, LOGITS_SUFFIX, ".tmp")))
-    if not matches:
-      raise InputError(f"{pattern}: no file matches")
-    for path in matches:
-      if not tf.io.gfile.exists(path):
-        raise InputError(f"{path}: file not found")
-      files.append(path)
+      matches = sorted(m for m in tf.io.gfile.glob(pattern)
+                       if not _skipped_by_globs(m) and not tf.io.gfile.isdir(m))
+      if not matches:
+        raise InputError(f"{pattern}: no file matches")
+    else:
+      errors.check_file(pattern)
+      matches = [pattern]
+    files.extend(m for m in matches if m not in seen)
+    seen.update(matches)
   if not files:
     raise InputError("no input file given")
   return files
+
+
+def _skipped_by_globs(path: str) -> bool:
+  name = os.path.basename(path)
+  return (name.startswith((".", "beam-temp-")) or name.endswith(NOT_DATA_SUFFIXES)
+          or re.search(r"\.tmp(-\d+)?$", name) is not None)
 
 
 def check_not_inputs(outputs: Sequence[str], inputs: Sequence[str], writer: str) -> None:

@@ -17,23 +17,13 @@ for a dynamic sequence length. Batches hold examples of one length range,
 which changes the optimisation slightly: hence a flag (`--bucket_width`).
 """
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from bert_pl.errors import InputError
-
-
-def expand_patterns(patterns: str) -> List[str]:
-  files = []
-  for pattern in filter(None, (p.strip() for p in patterns.split(","))):
-    matches = tf.io.gfile.glob(pattern)
-    if not matches:
-      raise InputError(f"{pattern}: no file matches")
-    files.extend(sorted(matches))
-  return files
 
 
 def _cast(features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -136,22 +126,33 @@ def drop_corrupt_files(files: List[str], skip: bool) -> List[str]:
   """Called when reading `files` failed with a `DataLossError` (which names
   no file): finds the corrupt files. Raises an `InputError` naming the first,
   or, with `skip`, logs a warning for each and returns the others."""
-  corrupt, good = [], []
+  corrupt = []
   for path in files:
     try:
       count_records(path)
-      good.append(path)
     except tf.errors.DataLossError as e:
       corrupt.append((path, e.message.split("}}")[-1].split("[Op:")[0].strip()))
   if not corrupt:
     raise InputError("reading the TFRecords failed with a data loss error, but every file "
                      "reads back whole now: " + ", ".join(files[:5]))
+  return refuse_or_skip(files, [(path, f"corrupt TFRecord file ({reason})")
+                                for path, reason in corrupt], skip)
+
+
+def refuse_or_skip(files: List[str], bad: Sequence[Tuple[str, str]], skip: bool) -> List[str]:
+  """`files` without the `bad` ones, given as (path, what is wrong): an
+  `InputError` naming the first, or, with `skip` (--skip_corrupt_files), a
+  warning for each."""
+  if not bad:
+    return files
   if not skip:
-    path, reason = corrupt[0]
-    raise InputError(f"{path}: corrupt TFRecord file ({reason}); regenerate it, or pass "
-                     "--skip_corrupt_files to train without it")
-  for path, reason in corrupt:
-    logging.warning("skipping corrupt TFRecord file %s (%s)", path, reason)
+    path, what = bad[0]
+    raise InputError(f"{path}: {what}; regenerate it, or pass --skip_corrupt_files to train "
+                     "without it")
+  for path, what in bad:
+    logging.warning("skipping %s: %s", path, what)
+  dropped = {path for path, _ in bad}
+  good = [path for path in files if path not in dropped]
   if not good:
     raise InputError(f"every input file is corrupt ({len(files)} files)")
   return good

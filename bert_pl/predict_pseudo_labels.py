@@ -31,8 +31,8 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import (atomic_files, cli, errors, features, input_files, input_pipeline,
-                     model_dir, precision, prediction)
+from bert_pl import (atomic_files, cli, errors, features, input_files, model_dir, precision,
+                     prediction)
 
 
 class Labeled(NamedTuple):
@@ -110,7 +110,7 @@ def pending_files(input_patterns: str, output_dir: str, num_shards: int = 1,
   """This shard's input files whose output (with its `.logits` when
   `write_logits`) is not yet in `output_dir`, and the number of this
   shard's files already done."""
-  files = shard_files(input_pipeline.expand_patterns(input_patterns), num_shards, shard_index)
+  files = shard_files(input_files.expand_input_files(input_patterns), num_shards, shard_index)
   names = [os.path.basename(f) for f in files]
   input_files.check_not_inputs([os.path.join(output_dir, n) for n in names], files,
                                f"--output_dir={output_dir} (outputs take their input's name)")

@@ -260,7 +260,7 @@ class AtomicOutput(atomic_files.AtomicFiles):
     self.path = path
     suffixes = [CONFIDENCE_SUFFIX] + ([LOGITS_SUFFIX] if with_logits else []) + [""]
     finals = [path + s for s in suffixes]  # the main file last
-    super().__init__(finals, [p + ".tmp" for p in finals], atomic_files.open_text)
+    super().__init__(finals, [atomic_files.temporary_path(p) for p in finals], atomic_files.open_text)
 
   def write(self, lines: Sequence[str], confidences: Sequence[str],
             logits: Optional[Sequence[str]] = None) -> None:

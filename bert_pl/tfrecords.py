@@ -10,10 +10,12 @@ and the teacher's pre-softmax logits for the KL loss (DESIGN §9):
 """
 
 import os
-from typing import Dict, List
+import re
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from bert_pl import atomic_files, errors
 
@@ -54,14 +56,20 @@ def pretraining_feature_spec(max_seq_length: int, max_predictions_per_seq: int,
   return spec
 
 
-def record_features(path: str) -> Dict[str, int]:
+def record_features(path: str) -> Optional[Dict[str, int]]:
   """Feature name -> number of values, of a TFRecord file's first record
-  (say, whether and how wide the file carries the teacher's logits)."""
+  (say, whether and how wide the file carries the teacher's logits); None
+  for a file without records."""
   for record in tf.data.TFRecordDataset(path).take(1):
     features = tf.train.Example.FromString(record.numpy()).features.feature
     return {name: len(feature.float_list.value) + len(feature.int64_list.value)
             for name, feature in features.items()}
-  raise errors.InputError(f"{path}: no records")
+  return None
+
+
+def feature_dtype(name: str) -> str:
+  """The dtype a feature of the schema is written with."""
+  return "float32" if name in _FLOAT_FEATURES else "int64"
 
 
 def _list_proto(values: tf.Tensor, message: str) -> tf.Tensor:
@@ -117,18 +125,47 @@ def shard_paths(output_file: str, num_shards: int) -> List[str]:
   return [f"{output_file}-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
 
 
+def remove_stale_temporaries(output_file: str) -> int:
+  """Removes what killed runs writing `output_file` left: the temporaries
+  of its shards (any shard count) and manifest, those of the `NAME.tmp-PID`
+  names of earlier versions, and Beam's `beam-temp-NAME-*` directories;
+  logs and returns how many. Two jobs must not write one output at once."""
+  directory, name = os.path.split(output_file)
+  directory = directory or "."
+  if not tf.io.gfile.isdir(directory):
+    return 0
+  stale = re.compile(rf"\.?{re.escape(name)}(-\d{{5}}-of-\d{{5}}|\.manifest\.json)?\.tmp-\d+"
+                     rf"|beam-temp-{re.escape(name)}-[0-9a-f]{{32}}")
+  removed = [entry.rstrip("/") for entry in tf.io.gfile.listdir(directory)
+             if stale.fullmatch(entry.rstrip("/"))]
+  for entry in removed:
+    path = os.path.join(directory, entry)
+    if tf.io.gfile.isdir(path):
+      tf.io.gfile.rmtree(path)
+    else:
+      tf.io.gfile.remove(path)
+  if removed:
+    logging.info("removed %d stale temporary file(s) of an earlier run writing %s: %s",
+                 len(removed), output_file, ", ".join(sorted(removed)[:5]))
+  return len(removed)
+
+
 class ShardedWriter(atomic_files.AtomicFiles):
-  """Writes records round-robin to shards under temporary names; `commit()`
-  renames them to their final names, so an interrupted job leaves no file
-  under a final shard name (see `atomic_files`: a context manager; a shard that
-  cannot be written raises `errors.OutputError`, no temporary shard left)."""
+  """Writes records round-robin to shards under temporary names
+  (`atomic_files.temporary_path`); `commit()` renames them to their final
+  names, so an interrupted job leaves no file under a final shard name, and
+  the next run removes what it left (see `atomic_files`: a context manager; a
+  shard that cannot be written raises `errors.OutputError`, no temporary
+  shard left)."""
 
   def __init__(self, output_file: str, num_shards: int):
     paths = shard_paths(output_file, num_shards)
     directory = os.path.dirname(output_file)
     if directory:
       atomic_files.makedirs(directory)
-    super().__init__(paths, [f"{p}.tmp-{os.getpid()}" for p in paths], tf.io.TFRecordWriter)
+    remove_stale_temporaries(output_file)
+    super().__init__(paths, [atomic_files.temporary_path(p) for p in paths],
+                     tf.io.TFRecordWriter)
     self._next = 0
 
   def write(self, record: bytes) -> None:

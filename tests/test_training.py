@@ -121,7 +121,8 @@ def _flags(**values):
       num_warmup_steps=5, weight_decay=0.01, save_checkpoints_steps=50, do_train=True,
       do_eval=True, max_eval_steps=8, task_loss="none", task_loss_weight=1.0,
       label_file=None, num_labels=None, distribution_strategy="mirrored", num_gpus=None, dtype="float32", bucket_width=0,
-      random_seed=1, pseudo_label_loss="hard", kl_temperature=1.0, masked_lm_loss_weight=1.0)
+      random_seed=1, pseudo_label_loss="hard", kl_temperature=1.0, masked_lm_loss_weight=1.0,
+      skip_corrupt_files=False, verify_checksums=False)
   defaults.update(values)
   return types.SimpleNamespace(**defaults)
 
