@@ -340,11 +340,14 @@ def run(f, task: str) -> dict:
   results = {}
   if f.do_train:
     trainer = training.Trainer(strategy, model, optimizer, use_mlm=False, use_task=True)
-    dataset = input_pipeline.distribute(
+    training_input = input_pipeline.TrainingInput(
         strategy, f.train_batch_size,
         lambda batch, context: input_pipeline.array_dataset(
-            train_features, batch, True, context, f.random_seed, f.bucket_width))
-    training.train(trainer, run_state, iter(dataset), num_train_steps,
+            train_features, batch, True, context, f.random_seed, f.bucket_width),
+        {"train_file": f.train_file, "examples": len(train_features["input_ids"]),
+         "max_seq_length": f.max_seq_length, "seed": f.random_seed,
+         "bucket_width": f.bucket_width})
+    training.train(trainer, run_state, training_input, num_train_steps,
                    f.save_checkpoints_steps, f.train_batch_size,
                    training.summary_dir(f.output_dir, "train"))
   if not chief:  # the chief alone evaluates and predicts (and writes the results)

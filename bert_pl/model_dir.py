@@ -11,6 +11,7 @@ So what a model was trained with is what every later job feeds it.
     task.json          task ("none" | "classification" | "ner"), labels or
                        tags, max_seq_length, tokenizer options, field join
     checkpoint, ckpt-N.*   tf.train.CheckpointManager (keys bert, head, optimizer)
+    input_state/worker-N/  the training input's position at each checkpoint (training)
     summaries/         TensorBoard events
     eval_results.txt   evaluation results
     self_training.json what classic self-training added (run_classifier/run_ner

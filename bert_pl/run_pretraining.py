@@ -111,13 +111,15 @@ def run(flags_values, explicit=()) -> dict:
                  _task_loss_name(f))
     files = train_files
     while True:  # again without the corrupt files, when skipping them
-      dataset = input_pipeline.distribute(
+      training_input = input_pipeline.TrainingInput(
           strategy, f.train_batch_size,
           lambda batch, context, files=files: input_pipeline.pretraining_dataset(
               files, spec, batch, True, context, seed=f.random_seed,
-              bucket_width=f.bucket_width))
+              bucket_width=f.bucket_width),
+          {"files": files, "seed": f.random_seed, "bucket_width": f.bucket_width,
+           "features": {name: feature.shape for name, feature in spec.items()}})
       try:
-        results = training.train(trainer, run_state, iter(dataset), f.num_train_steps,
+        results = training.train(trainer, run_state, training_input, f.num_train_steps,
                                  f.save_checkpoints_steps, f.train_batch_size,
                                  training.summary_dir(f.output_dir, "train"))
         break
