@@ -76,7 +76,7 @@ def test_one_glob_rule_skips_temporaries_side_files_and_directories(tmp_path):
     input_files.expand_input_files(f"{data}/a.txt,{data}/sub")
   with pytest.raises(InputError, match=f"^{data}/\\.\\*: no file matches$"):
     input_files.expand_input_files(f"{data}/.*")
-  with pytest.raises(common.DataError, match="is a directory"):
+  with pytest.raises(common.DataError, match="a directory, not a file"):
     build_vocab.expand_inputs(f"{data}/sub")
 
 
