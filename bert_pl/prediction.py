@@ -157,8 +157,8 @@ def _predicted_char_tags(text: str, row: int, starts: np.ndarray, ends: np.ndarr
 
 def ner_blocks(texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,
                tag_ids: np.ndarray, labels: Sequence[str]) -> List[str]:
-  """CoNLL sentences, one character per line, each ending with a blank line;
-  `tag_ids` are per token at positions 1.. (after [CLS])."""
+  """CoNLL sentences, one unit per line (see _written_units), each ending
+  with a blank line; `tag_ids` are per token at positions 1.. (after [CLS])."""
   blocks = []
   for row, text in enumerate(texts):
     per_char = _predicted_char_tags(text, row, starts, ends, tag_ids, labels)

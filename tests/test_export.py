@@ -4,6 +4,7 @@ bert_pl, what the Python prediction path predicts."""
 import functools
 import json
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -212,6 +213,14 @@ def _expected_ner(labels, encoded, outputs, row):
           features.decode_entities(tag_ids, starts[:n], ends[:n], labels))
 
 
+def _written_starts(text):
+  """Where the units of a predictions.txt block start: every character of a
+  text without whitespace, else every CJK character and every other word."""
+  if not any(c.isspace() for c in text):
+    return range(len(text))
+  return [m.start() for m in re.finditer(r"[\u4e00-\u9fff]|[^\s\u4e00-\u9fff]+", text)]
+
+
 def _unpad(values, padding):
   return [v for v in values if v != padding]
 
@@ -238,7 +247,7 @@ def test_ner_export_equals_python_path(name, model_dirs, served, corpus):
   print(f"\n{name}: {count} entities in {len(texts)} texts")
   assert count > 0
   assert len(got["tags"][1]) == MAX_SEQ_LENGTH - 2  # the long text is truncated
-  if name == "ner":  # the job's own predictions file: per character, no spaces
+  if name == "ner":  # the job's own predictions file: one unit per line (see _written_starts)
     written = list(input_files.read_conll(str(model_dirs[name] / "predictions.txt"),
                                           input_files.Counts()))
     kept = [(row, t) for row, t in enumerate(texts) if t.strip()]
@@ -247,7 +256,7 @@ def test_ner_export_equals_python_path(name, model_dirs, served, corpus):
       n = len(_unpad(got["tags"][row], ""))
       per_char = prediction.char_tags_from_tokens(
           text, got["token_starts"][row][:n], got["token_ends"][row][:n], got["tags"][row][:n])
-      assert sentence.tags == [t for c, t in zip(text, per_char) if not c.isspace()]
+      assert sentence.tags == [per_char[i] for i in _written_starts(text)], text
 
 
 @pytest.mark.parametrize("name,texts", [("cls", TEXTS + FIELDS), ("ner", None)])
