@@ -11,9 +11,11 @@ again while being cleaned up: that must not hide the error.
 """
 
 import os
+import re
 from typing import Any, Callable, List, Sequence, Union
 
 import tensorflow as tf
+from absl import logging
 
 from bert_pl import errors
 
@@ -86,6 +88,27 @@ def temporary_path(path: str) -> str:
   job's glob skips (`input_files.expand_input_files`)."""
   directory, name = os.path.split(path)
   return os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+
+
+def remove_stale_temporaries(directory: str, names: str, others: str = "") -> int:
+  """Removes from `directory` the temporaries that killed runs left for the
+  outputs whose names fullmatch the regex `names` (`.NAME.tmp-PID`, and the
+  `NAME.tmp-PID` of earlier versions), and the entries fullmatching `others`
+  (say, a runner's temporary directories); logs and returns how many. A
+  killed job's temporaries carry its PID, so only the next run can tell them
+  stale: two jobs must not write one output at once."""
+  directory = directory or "."
+  if not tf.io.gfile.isdir(directory):
+    return 0
+  stale = re.compile(rf"\.?(?:{names})\.tmp-\d+" + (f"|{others}" if others else ""))
+  removed = sorted(entry.rstrip("/") for entry in tf.io.gfile.listdir(directory)
+                   if stale.fullmatch(entry.rstrip("/")))
+  for entry in removed:
+    errors.remove_quietly(os.path.join(directory, entry))
+  if removed:
+    logging.info("removed %d stale temporary file(s) of an earlier run from %s: %s",
+                 len(removed), directory, ", ".join(removed[:5]))
+  return len(removed)
 
 
 def makedirs(directory: str) -> None:

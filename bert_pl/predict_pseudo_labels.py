@@ -24,6 +24,7 @@ filtered and not written.
 """
 
 import os
+import re
 import time
 from typing import List, NamedTuple, Optional, Tuple
 
@@ -109,7 +110,7 @@ def pending_files(input_patterns: str, output_dir: str, num_shards: int = 1,
                   shard_index: int = 0, write_logits: bool = False) -> Tuple[List[str], int]:
   """This shard's input files whose output (with its `.logits` when
   `write_logits`) is not yet in `output_dir`, and the number of this
-  shard's files already done."""
+  shard's files already done; removes the temporaries a killed run left."""
   files = shard_files(input_files.expand_input_files(input_patterns), num_shards, shard_index)
   names = [os.path.basename(f) for f in files]
   input_files.check_not_inputs([os.path.join(output_dir, n) for n in names], files,
@@ -117,6 +118,9 @@ def pending_files(input_patterns: str, output_dir: str, num_shards: int = 1,
   if len(set(names)) != len(names):
     raise errors.InputError("input files of one shard must have distinct names (outputs are named "
                             "after them)")
+  # A killed run's temporaries of these outputs (with their side files).
+  atomic_files.remove_stale_temporaries(
+      output_dir, "(?:" + "|".join(map(re.escape, names)) + r")(\.confidence|\.logits)?")
   suffixes = ["", input_files.LOGITS_SUFFIX] if write_logits else [""]
   todo = [f for f in files if not all(
       tf.io.gfile.exists(os.path.join(output_dir, os.path.basename(f) + s)) for s in suffixes)]

@@ -15,7 +15,6 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from bert_pl import atomic_files, errors
 
@@ -127,27 +126,12 @@ def shard_paths(output_file: str, num_shards: int) -> List[str]:
 
 def remove_stale_temporaries(output_file: str) -> int:
   """Removes what killed runs writing `output_file` left: the temporaries
-  of its shards (any shard count) and manifest, those of the `NAME.tmp-PID`
-  names of earlier versions, and Beam's `beam-temp-NAME-*` directories;
-  logs and returns how many. Two jobs must not write one output at once."""
+  of its shards (any shard count) and manifest, and Beam's
+  `beam-temp-NAME-*` directories (`atomic_files.remove_stale_temporaries`)."""
   directory, name = os.path.split(output_file)
-  directory = directory or "."
-  if not tf.io.gfile.isdir(directory):
-    return 0
-  stale = re.compile(rf"\.?{re.escape(name)}(-\d{{5}}-of-\d{{5}}|\.manifest\.json)?\.tmp-\d+"
-                     rf"|beam-temp-{re.escape(name)}-[0-9a-f]{{32}}")
-  removed = [entry.rstrip("/") for entry in tf.io.gfile.listdir(directory)
-             if stale.fullmatch(entry.rstrip("/"))]
-  for entry in removed:
-    path = os.path.join(directory, entry)
-    if tf.io.gfile.isdir(path):
-      tf.io.gfile.rmtree(path)
-    else:
-      tf.io.gfile.remove(path)
-  if removed:
-    logging.info("removed %d stale temporary file(s) of an earlier run writing %s: %s",
-                 len(removed), output_file, ", ".join(sorted(removed)[:5]))
-  return len(removed)
+  return atomic_files.remove_stale_temporaries(
+      directory, rf"{re.escape(name)}(-\d{{5}}-of-\d{{5}}|\.manifest\.json)?",
+      rf"beam-temp-{re.escape(name)}-[0-9a-f]{{32}}")
 
 
 class ShardedWriter(atomic_files.AtomicFiles):
