@@ -22,13 +22,14 @@ a mismatching variable, so the mapping is applied here variable by variable.
 import dataclasses
 import os
 import re
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_pl import modeling
+from bert_pl import errors, modeling
+from bert_pl.errors import CheckpointError  # noqa: F401 (checkpoints.CheckpointError)
 
 Weights = Dict[str, np.ndarray]
 
@@ -38,10 +39,6 @@ _LAYER = re.compile(r"^bert/encoder/layer_(\d+)/")
 # Variables a model can do without: a Hugging Face `BertModel` has no MLM
 # head and some checkpoints have no pooler. They keep their initial values.
 _OPTIONAL_PREFIXES = ("cls/predictions/", "bert/pooler/")
-
-
-class CheckpointError(ValueError):
-  """A checkpoint that cannot be loaded into the model as configured."""
 
 
 def tf1_variables(model: modeling.BertModel) -> Dict[str, tf.Variable]:
@@ -139,9 +136,12 @@ def read_hf_safetensors(path: str) -> Weights:
 
   PyTorch `Linear` stores weights as [out, in]; TF kernels are [in, out].
   """
+  from safetensors import SafetensorError
   from safetensors.numpy import load_file
+  with _reading(path, damaged=(SafetensorError,)):
+    tensors = load_file(path)
   weights = {}
-  for hf_name, value in load_file(path).items():
+  for hf_name, value in tensors.items():
     name = hf_to_tf1_name(hf_name)
     if name is None:
       continue
@@ -174,8 +174,14 @@ class Source:
     return modeling.BertConfig.from_json_file(self.config_file)
 
 
+def _reading(path: str, damaged: Tuple[type, ...] = ()):
+  """Reading checkpoint files: a damaged or unreadable one is a `CheckpointError`."""
+  return errors.reading(path, "not a readable checkpoint", CheckpointError, damaged)
+
+
 def _is_object_based(prefix: str) -> bool:
-  names = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+  with _reading(prefix):
+    names = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
   return any("/.ATTRIBUTES/" in n for n in names)
 
 
@@ -198,7 +204,8 @@ def resolve_init_checkpoint(init_checkpoint: str) -> Source:
   path = init_checkpoint.rstrip("/")
   if tf.io.gfile.isdir(path):
     directory = path
-    prefix = tf.train.latest_checkpoint(path)
+    with _reading(os.path.join(path, "checkpoint")):
+      prefix = tf.train.latest_checkpoint(path)
     if prefix is None and tf.io.gfile.exists(os.path.join(path, TF1_CHECKPOINT_NAME + ".index")):
       prefix = os.path.join(path, TF1_CHECKPOINT_NAME)
     if prefix is None and tf.io.gfile.exists(os.path.join(path, "model.safetensors")):
@@ -224,14 +231,15 @@ def resolve_init_checkpoint(init_checkpoint: str) -> Source:
 
 
 def read_weights(source: Source, config: Optional[modeling.BertConfig]) -> Weights:
-  if source.kind == "tf1":
-    return read_tf1_checkpoint(source.path)
   if source.kind == "safetensors":
     return read_hf_safetensors(source.path)
-  if config is None:
+  if source.kind == "model_dir" and config is None:
     raise CheckpointError(f"{source.path}: a model-directory checkpoint needs its "
                           "bert_config.json beside it")
-  return read_model_dir_checkpoint(source.path, config)
+  with _reading(source.path):
+    if source.kind == "tf1":
+      return read_tf1_checkpoint(source.path)
+    return read_model_dir_checkpoint(source.path, config)
 
 
 # ------------------------------------------------------------ assignment

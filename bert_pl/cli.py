@@ -2,18 +2,36 @@
 
 Library modules never read flags; entry points call `define_*_flags()` at
 import and pass the values on as arguments.
+
+Failure: the project's error types (`errors`: bad input, unwritable output)
+and bad flag values stop a job with one line, `error: WHERE: WHAT`, and exit
+code 2; anything else is a bug and keeps its traceback (exit code 1).
+`--verbose` prints the traceback of an input error too.
 """
 
 import sys
+import traceback
+from typing import Callable
 
-import tensorflow as tf
 from absl import app, flags, logging
 
-from bert_pl import precision
+from bert_pl import errors, precision
+from bert_pl.errors import InputError  # noqa: F401 (cli.InputError, as before errors.py)
+
+flags.DEFINE_bool("verbose", False, "On bad input, print the traceback after the error line.")
 
 
-class InputError(ValueError):
-  """Bad user input; the message names the file and line."""
+def require(check: Callable[[object], bool], requirement: str, *names: str) -> None:
+  """Refuses values of the flags `names` for which `check` is false (None,
+  an unset optional flag, passes): `error: --name=value: must be REQUIREMENT`
+  before the job starts."""
+  for name in names:
+    flags.register_validator(name, lambda value: value is None or check(value),
+                             message=f"must be {requirement}")
+
+
+# The tokenizer flags' defaults.
+TOKENIZER_DEFAULTS = {"do_lower_case": True, "tokenization": "wordpiece"}
 
 
 def define_model_flags() -> None:
@@ -21,21 +39,23 @@ def define_model_flags() -> None:
   flags.DEFINE_string("init_checkpoint", None,
                       "Google TF1 checkpoint (prefix or directory), Hugging Face "
                       "model.safetensors (file or directory), or a model directory "
-                      "written by bert_pl.")
+                      "written by bert_pl. run_classifier/run_ner: `none` starts from "
+                      "random weights (needs --bert_config_file and --vocab_file).")
   flags.DEFINE_string("bert_config_file", None,
                       "bert_config.json (Google format). Optional when the checkpoint's "
                       "directory has one (or a Hugging Face config.json).")
   flags.DEFINE_string("vocab_file", None,
                       "vocab.txt. Optional when the checkpoint's directory has one.")
-  flags.DEFINE_bool("do_lower_case", True,
+  flags.DEFINE_bool("do_lower_case", TOKENIZER_DEFAULTS["do_lower_case"],
                     "Lower-case and strip accents (BERT's do_lower_case).")
-  flags.DEFINE_enum("tokenization", "wordpiece", ["wordpiece", "char"],
+  flags.DEFINE_enum("tokenization", TOKENIZER_DEFAULTS["tokenization"], ["wordpiece", "char"],
                     "WordPiece (BERT standard) or one token per character.")
   flags.DEFINE_integer("num_hidden_layers", None,
                        "Use the first N layers of the checkpoint (e.g. 3 of 12).")
   flags.DEFINE_string("layer_map", None,
                       "Comma list of checkpoint layers to take, e.g. 0,5,11 "
                       "(overrides --num_hidden_layers).")
+  require(lambda v: v >= 1, ">= 1", "num_hidden_layers")
 
 
 def define_logits_flags() -> None:
@@ -68,23 +88,42 @@ def define_training_flags(learning_rate: float) -> None:
                        "Batch training examples of similar length (buckets this many tokens "
                        "wide) and cut each batch to its longest row; 0: off, every batch "
                        "padded to max_seq_length.")
+  require(lambda v: v > 0, "> 0", "learning_rate")
+  require(lambda v: v >= 1, ">= 1", "train_batch_size", "save_checkpoints_steps")
+  require(lambda v: v >= 0, ">= 0", "weight_decay", "num_gpus", "bucket_width")
 
 
-# Errors whose message already says what is wrong and where: printed as one
-# line instead of a traceback.
-_USER_ERRORS = (InputError, ValueError, FileNotFoundError, tf.errors.NotFoundError,
-                tf.errors.InvalidArgumentError)
+def require_max_seq_length(optional: bool = False) -> None:
+  """--max_seq_length must leave room for [CLS], a token and [SEP] (or be 0,
+  the model's, when `optional`)."""
+  require(lambda v: v >= 3 or (optional and v == 0),
+          ">= 3 ([CLS], a token, [SEP])" + (" or 0 (the model's)" if optional else ""),
+          "max_seq_length")
 
 
-def run(main, flags_parser=None) -> None:
-  """`absl.app.run(main)`, turning user errors into one line and exit code 2.
-  `flags_parser` may leave arguments to `main` (the Beam jobs' pipeline options)."""
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _parse_flags(argv, known_only: bool):
+  """absl's flag parsing, with a bad flag as one `error:` line and exit code 2."""
+  try:
+    return flags.FLAGS(argv, known_only=known_only)
+  except flags.Error as e:
+    _fail(" ".join(str(e).removeprefix("flag ").split()))
+
+
+def run(main, known_only: bool = False) -> None:
+  """`absl.app.run(main)`, turning the project's errors into one line and
+  exit code 2. With `known_only`, flags the job does not define are left to
+  `main` (the Beam jobs' pipeline options)."""
   def guarded(argv):
     try:
       return main(argv)
-    except _USER_ERRORS as e:
-      message = getattr(e, "message", None) or str(e)
-      logging.error("%s", message)
-      print(f"error: {message}", file=sys.stderr)
-      sys.exit(2)
-  app.run(guarded, flags_parser=flags_parser or app.parse_flags_with_usage)
+    except errors.InputError as e:
+      if flags.FLAGS.verbose:
+        traceback.print_exc()
+      logging.error("%s", e)
+      _fail(str(e))
+  app.run(guarded, flags_parser=lambda argv: _parse_flags(argv, known_only))

@@ -16,8 +16,11 @@ order), re-masking d, draws its masks from a generator seeded with
 which spreads the chunks over machines, writes the same examples. Records go
 round-robin to the shards, the `--dupe_factor` re-maskings of an example one
 after another; shuffling is left to the training input pipeline (the original
-held the whole corpus in memory to shuffle it). Shards are written under temporary names and renamed
-when the job completes.
+held the whole corpus in memory to shuffle it). Shards are written under
+hidden temporary names (`.NAME.tmp-PID`, which no glob of the outputs
+matches; a re-run removes those a killed run left) and renamed when the job
+completes; then their manifest, `OUTPUT.manifest.json` (`bert_pl.manifest`),
+says what they hold, for run_pretraining to check.
 
 `--masked_lm_prob=0` writes task data without masking (the method's later
 version trains step 4 on the unmasked input, without the MLM loss): only with
@@ -34,7 +37,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from absl import flags, logging
 
-from bert_pl import cli, features, input_files, masking, tfrecords, tokenization
+from bert_pl import cli, errors, features, input_files, manifest, masking, tfrecords, tokenization
 
 CHUNK_SIZE = 1024  # examples; part of the seeding scheme, so fixed
 
@@ -55,12 +58,35 @@ class Options:
   field_join: str = "sep"
 
   def __post_init__(self):
+    if not 0 <= self.masked_lm_prob <= 1:
+      raise errors.InputError(f"--masked_lm_prob={self.masked_lm_prob:g}: must be in [0, 1]")
+    if self.masked_lm_prob > 0 and self.max_predictions_per_seq < 1:
+      raise errors.InputError(f"--max_predictions_per_seq={self.max_predictions_per_seq} with "
+                              f"--masked_lm_prob={self.masked_lm_prob:g}: no token could be "
+                              "masked; give at least 1 (or --masked_lm_prob=0: no masking)")
+    if self.dupe_factor < 1:
+      raise errors.InputError(f"--dupe_factor={self.dupe_factor}: must be at least 1")
     if self.masked_lm_prob == 0 and self.task == "none":
-      raise ValueError("--masked_lm_prob=0 (no masking) needs --task=classification or ner: "
-                       "unmasked data without labels has nothing to learn")
+      raise errors.InputError("--masked_lm_prob=0 (no masking) needs --task=classification or "
+                              "ner: unmasked data without labels has nothing to learn")
     if self.masked_lm_prob == 0 and self.dupe_factor > 1:
-      raise ValueError(f"--dupe_factor={self.dupe_factor} with --masked_lm_prob=0 would write "
-                       "each example unchanged several times; use --dupe_factor=1")
+      raise errors.InputError(f"--dupe_factor={self.dupe_factor} with --masked_lm_prob=0 would "
+                              "write each example unchanged several times; use --dupe_factor=1")
+
+  def manifest_settings(self) -> dict:
+    """What the dataset's manifest records of these options: all but the
+    vocabulary's path, which its sha256 and size replace."""
+    settings = dataclasses.asdict(self)
+    settings["labels"] = list(self.labels) if self.labels is not None else None
+    settings.update(manifest.vocab_fingerprint(settings.pop("vocab_file")))
+    return settings
+
+
+def check_counts(num_output_shards: int, num_workers: int = 1) -> None:
+  """Refuses shard and worker counts below 1 (`InputError`)."""
+  for name, value in (("num_output_shards", num_output_shards), ("num_workers", num_workers)):
+    if value < 1:
+      raise errors.InputError(f"--{name}={value}: must be at least 1")
 
 
 class ChunkProcessor:
@@ -162,38 +188,42 @@ def create_pretraining_data(options: Options, input_patterns: str, output_file: 
                             num_output_shards: int = 1, num_workers: int = 1,
                             skip_bad_lines: bool = False,
                             tag_scheme: str = "bio") -> input_files.Counts:
-  """Runs the job; returns the counts. Raises `InputError` on bad input."""
+  """Runs the job: the shards, then their manifest; returns the counts.
+  Raises `InputError` on bad input."""
+  check_counts(num_output_shards, num_workers)
   paths, with_logits = input_paths(options, input_patterns)
+  input_files.check_not_inputs(tfrecords.shard_paths(output_file, num_output_shards), paths,
+                               f"--output_file={output_file}")
+  settings = options.manifest_settings()
   counts = input_files.Counts(skip_bad_lines=skip_bad_lines)
   chunks = read_chunks(paths, options.task, counts, options.labels, tag_scheme, with_logits)
-  writer = tfrecords.ShardedWriter(output_file, num_output_shards)
   pool = None
+  manifest.remove(output_file)  # the earlier run's, whose shards are being replaced
   try:
-    if num_workers > 1:
-      pool = multiprocessing.get_context("spawn").Pool(
-          num_workers, initializer=_init_worker, initargs=(options,))
-      results = _ordered_parallel(pool, chunks, 2 * num_workers)
-    else:
-      results = map(ChunkProcessor(options), chunks)
-    start, last_log = time.time(), 0.0
-    for records, truncated, with_logits in results:
-      for record in records:
-        writer.write(record)
-      counts.written += len(records)
-      counts.truncated += truncated
-      counts.logits += with_logits
-      elapsed = time.time() - start
-      if elapsed - last_log > 10:
-        last_log = elapsed
-        logging.info("%d lines read (%.0f lines/s), %d examples written",
-                     counts.read, counts.read / elapsed, counts.written)
-  except BaseException:
-    writer.abort()
-    raise
+    with tfrecords.ShardedWriter(output_file, num_output_shards) as writer:
+      if num_workers > 1:
+        pool = multiprocessing.get_context("spawn").Pool(
+            num_workers, initializer=_init_worker, initargs=(options,))
+        results = _ordered_parallel(pool, chunks, 2 * num_workers)
+      else:
+        results = map(ChunkProcessor(options), chunks)
+      start, last_log = time.time(), 0.0
+      for records, truncated, with_logits in results:
+        for record in records:
+          writer.write(record)
+        counts.written += len(records)
+        counts.truncated += truncated
+        counts.logits += with_logits
+        elapsed = time.time() - start
+        if elapsed - last_log > 10:
+          last_log = elapsed
+          logging.info("%d lines read (%.0f lines/s), %d examples written",
+                       counts.read, counts.read / elapsed, counts.written)
   finally:
     if pool is not None:
       pool.terminate()
-  writer.close()
+  manifest.write(output_file, settings,
+                 [manifest.shard_stats(path) for path in writer.final_paths])
   return counts
 
 
@@ -202,7 +232,7 @@ def options_from_flags(f) -> Options:
   labels = None
   if f.task != "none":
     if not f.label_file:
-      raise ValueError(f"--task={f.task} needs --label_file")
+      raise errors.InputError(f"--task={f.task} needs --label_file")
     labels = tuple(input_files.read_labels(f.label_file))
   return Options(
       vocab_file=f.vocab_file, do_lower_case=f.do_lower_case,
@@ -226,7 +256,8 @@ def main(argv):
         f"({masking_note(FLAGS.masked_lm_prob, FLAGS.dupe_factor)}"
         f"{logits_note(FLAGS.task, counts)}) in {elapsed:.1f}s, "
         f"{counts.read / max(elapsed, 1e-9):.0f} lines/s -> "
-        f"{', '.join(tfrecords.shard_paths(FLAGS.output_file, FLAGS.num_output_shards))}")
+        f"{', '.join(tfrecords.shard_paths(FLAGS.output_file, FLAGS.num_output_shards))} "
+        f"(+ {manifest.path_of(FLAGS.output_file)})")
 
 
 def masking_note(masked_lm_prob: float, dupe_factor: int) -> str:
@@ -271,6 +302,8 @@ def define_flags(local_workers: bool = True):
   flags.DEFINE_bool("skip_bad_lines", False,
                     "Skip and count malformed examples instead of failing on the first.")
   flags.mark_flags_as_required(["input_file", "output_file", "vocab_file"])
+  cli.require_max_seq_length()
+  cli.require(lambda v: v >= 1, ">= 1", "dupe_factor")
 
 
 def run_main():

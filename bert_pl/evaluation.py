@@ -4,6 +4,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 from seqeval import metrics as seqeval_metrics
+from seqeval.metrics.sequence_labeling import get_entities
 
 
 def classification_metrics(labels: Sequence[int], predictions: Sequence[int],
@@ -24,11 +25,15 @@ def classification_metrics(labels: Sequence[int], predictions: Sequence[int],
 
 def ner_metrics(gold: List[List[str]], predicted: List[List[str]]) -> Dict[str, float]:
   """CoNLL entity-level precision/recall/F1 (seqeval's conlleval mode on
-  BIO), overall and per entity type."""
+  BIO), overall and per entity type, and the entity counts they come from:
+  `gold_entities`, `predicted_entities`, `correct_entities`. `gold` is the
+  whole annotation: what the model did not see (a truncated tail) must be
+  in `predicted` as O, so that its entities count as missed."""
+  gold_entities = set(get_entities(gold))
+  predicted_entities = set(get_entities(predicted))
   results = {"precision": seqeval_metrics.precision_score(gold, predicted),
              "recall": seqeval_metrics.recall_score(gold, predicted),
-             "f1": seqeval_metrics.f1_score(gold, predicted),
-             "num_sentences": len(gold)}
+             "f1": seqeval_metrics.f1_score(gold, predicted)}
   report = seqeval_metrics.classification_report(gold, predicted, output_dict=True,
                                                  zero_division=0)
   for kind, scores in report.items():
@@ -36,4 +41,6 @@ def ner_metrics(gold: List[List[str]], predicted: List[List[str]]) -> Dict[str, 
       continue
     for name in ("precision", "recall", "f1-score"):
       results[f"{kind}_{name.replace('-score', '')}"] = float(scores[name])
-  return {k: float(v) for k, v in results.items()}
+  return dict({k: float(v) for k, v in results.items()}, num_sentences=len(gold),
+              gold_entities=len(gold_entities), predicted_entities=len(predicted_entities),
+              correct_entities=len(gold_entities & predicted_entities))

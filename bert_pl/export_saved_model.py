@@ -49,7 +49,7 @@ from typing import List, Optional, Sequence, Tuple
 import tensorflow as tf
 from absl import flags
 
-from bert_pl import cli, model_dir, task_models, tokenization
+from bert_pl import cli, errors, model_dir, task_models, tokenization
 
 SERVING_SIGNATURE = "serving_default"
 ENCODER_SIGNATURE = "encoder"
@@ -124,10 +124,10 @@ class TextModel(tf.Module):
                max_fields: int = DEFAULT_MAX_FIELDS):
     super().__init__(name="bert_pl_text_model")
     if not 3 <= max_seq_length <= model.config.max_position_embeddings:
-      raise ValueError(f"max_seq_length={max_seq_length} must be in 3.."
-                       f"{model.config.max_position_embeddings} (max_position_embeddings)")
+      raise errors.InputError(f"max_seq_length={max_seq_length} must be in 3.."
+                              f"{model.config.max_position_embeddings} (max_position_embeddings)")
     if max_fields < 1:
-      raise ValueError(f"max_fields={max_fields} must be at least 1")
+      raise errors.InputError(f"max_fields={max_fields} must be at least 1")
     self.model = model
     self.tokenizer = tokenizer
     self.labels = list(labels)
@@ -237,14 +237,14 @@ def export(directory: str, export_dir: str, max_seq_length: Optional[int] = None
            signature: str = SERVING_SIGNATURE, max_fields: int = DEFAULT_MAX_FIELDS) -> List[str]:
   """Writes the SavedModel of the model directory `directory` to `export_dir`.
 
-  `max_seq_length` defaults to the one the model was fine-tuned with.
-  Returns the names of the signatures written.
+  The model's max_seq_length is used; `max_seq_length`, when given, must be
+  the same. Returns the names of the signatures written.
   """
   if signature == ENCODER_SIGNATURE:
-    raise ValueError(f"--signature={signature} is taken by the encoder signature")
-  model, tokenizer, info = model_dir.load_finetuned(directory)
-  module = TextModel(model, tokenizer, info["labels"],
-                     max_seq_length or info["max_seq_length"],
+    raise errors.InputError(f"--signature={signature} is taken by the encoder signature")
+  model, tokenizer, info = model_dir.load_finetuned(directory,
+                                                    given={"max_seq_length": max_seq_length})
+  module = TextModel(model, tokenizer, info["labels"], info["max_seq_length"],
                      info.get("field_join", "sep"), max_fields)
   # Signatures only, not tf.function attributes: saving would trace those
   # again, and the packing graphs are slow to build.
@@ -268,7 +268,8 @@ def define_flags():
   flags.DEFINE_string("export_dir", None,
                       "SavedModel directory to write (for TF Serving: <base>/<version>).")
   flags.DEFINE_integer("max_seq_length", None,
-                       "Longer texts are truncated (default: the model's, from task.json).")
+                       "Longer texts are truncated. The model's (task.json); given, it must "
+                       "be the same.")
   flags.DEFINE_string("signature", SERVING_SIGNATURE, "Name of the prediction signature.")
   flags.DEFINE_integer("max_fields", DEFAULT_MAX_FIELDS,
                        "Most TAB-separated fields per text (classification, field_join=sep).")

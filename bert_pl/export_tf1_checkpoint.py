@@ -14,7 +14,7 @@ import os
 import tensorflow as tf
 from absl import flags
 
-from bert_pl import checkpoints, cli, tokenization
+from bert_pl import checkpoints, cli, errors, tokenization
 
 
 def export(init_checkpoint: str, output_dir: str, bert_config_file=None,
@@ -24,11 +24,11 @@ def export(init_checkpoint: str, output_dir: str, bert_config_file=None,
                                         num_hidden_layers, layer_map)
   vocab_file = vocab_file or source.vocab_file
   if not vocab_file:
-    raise ValueError("no --vocab_file given and no vocab.txt beside --init_checkpoint")
+    raise errors.InputError("no --vocab_file given and no vocab.txt beside --init_checkpoint")
   vocab_size = len(tokenization.load_vocab(vocab_file))
   if vocab_size != model.config.vocab_size:
-    raise ValueError(f"{vocab_file} has {vocab_size} tokens but the model's "
-                     f"vocab_size is {model.config.vocab_size}")
+    raise errors.InputError(f"{vocab_file} has {vocab_size} tokens but the model's "
+                            f"vocab_size is {model.config.vocab_size}")
   tf.io.gfile.makedirs(output_dir)
   prefix = os.path.join(output_dir, checkpoints.TF1_CHECKPOINT_NAME)
   checkpoints.write_tf1_checkpoint(model, prefix)

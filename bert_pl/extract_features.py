@@ -18,19 +18,20 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import checkpoints, cli, modeling, tokenization
+from bert_pl import atomic_files, checkpoints, cli, errors, modeling, tokenization
 
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
 
 
 def read_examples(path: str) -> Iterator[Tuple[int, str, Optional[str]]]:
   """(line_index, text_a, text_b) per line; `text_a ||| text_b` gives a pair."""
-  with tf.io.gfile.GFile(path, "rb") as f:
+  errors.check_file(path)
+  with errors.reading(path), tf.io.gfile.GFile(path, "rb") as f:
     for index, raw in enumerate(f):
       try:
         line = raw.decode("utf-8").rstrip("\r\n")
       except UnicodeDecodeError as e:
-        raise cli.InputError(f"{path}:{index + 1}: invalid UTF-8 ({e.reason})") from None
+        raise errors.InputError(f"{path}:{index + 1}: invalid UTF-8 ({e.reason})") from None
       match = _PAIR.match(line)
       yield (index, match.group(1), match.group(2)) if match else (index, line, None)
 
@@ -60,11 +61,11 @@ class FeatureExtractor:
     n_layers = model.config.num_hidden_layers
     for layer in layers:
       if not -n_layers <= layer < n_layers:
-        raise ValueError(f"--layers: {layer} is out of range for a model of "
-                         f"{n_layers} layers")
+        raise errors.InputError(f"--layers: {layer} is out of range for a model of "
+                                f"{n_layers} layers")
     if max_seq_length > model.config.max_position_embeddings:
-      raise ValueError(f"--max_seq_length={max_seq_length} exceeds the model's "
-                       f"max_position_embeddings={model.config.max_position_embeddings}")
+      raise errors.InputError(f"--max_seq_length={max_seq_length} exceeds the model's "
+                              f"max_position_embeddings={model.config.max_position_embeddings}")
     self.model = model
     self.tokenizer = tokenizer
     self.max_seq_length = max_seq_length
@@ -116,19 +117,21 @@ def to_json(line_index: int, tokens: List[str], input_ids: List[int],
 def run_extraction(input_file: str, output_file: str, extractor: FeatureExtractor,
                    batch_size: int) -> int:
   """Streams `input_file` to `output_file` (written atomically); returns count."""
-  tmp = output_file + ".tmp"
   count, start = 0, time.time()
-  with tf.io.gfile.GFile(tmp, "w") as out:
+  with atomic_files.AtomicFiles([output_file], [atomic_files.temporary_path(output_file)],
+                                atomic_files.open_text) as output:
     for batch in _batches(read_examples(input_file), batch_size):
       texts_b = None if batch[0][2] is None else [b for _, _, b in batch]
       results = extractor.extract([a for _, a, _ in batch], texts_b)
+      lines = []
       for (index, _, _), (ids, values, pooled) in zip(batch, results):
         tokens = extractor.tokenizer.convert_ids_to_tokens(ids)
-        out.write(to_json(index, tokens, ids, values, extractor.layers, pooled) + "\n")
-        count += 1
+        lines.append(to_json(index, tokens, ids, values, extractor.layers, pooled) + "\n")
+      with errors.writing(output_file):
+        output.writers[0].write("".join(lines))
+      count += len(lines)
       elapsed = time.time() - start
       logging.info("%d examples, %.1f examples/s", count, count / max(elapsed, 1e-9))
-  tf.io.gfile.rename(tmp, output_file, overwrite=True)
   return count
 
 
@@ -140,12 +143,12 @@ def main(argv):
                                         FLAGS.num_hidden_layers, layer_map)
   vocab_file = FLAGS.vocab_file or (source.vocab_file if source else None)
   if not vocab_file:
-    raise ValueError("no --vocab_file given and no vocab.txt beside --init_checkpoint")
+    raise errors.InputError("no --vocab_file given and no vocab.txt beside --init_checkpoint")
   tokenizer = tokenization.BertTokenizer(vocab_file, FLAGS.do_lower_case,
                                          FLAGS.tokenization)
   if tokenizer.vocab_size != model.config.vocab_size:
-    raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but the model's "
-                     f"vocab_size is {model.config.vocab_size}")
+    raise errors.InputError(f"{vocab_file} has {tokenizer.vocab_size} tokens but the model's "
+                            f"vocab_size is {model.config.vocab_size}")
   layers = [int(x) for x in FLAGS.layers.split(",")]
   extractor = FeatureExtractor(model, tokenizer, FLAGS.max_seq_length, layers)
   count = run_extraction(FLAGS.input_file, FLAGS.output_file, extractor,
@@ -161,6 +164,10 @@ def define_flags():
   flags.DEFINE_integer("max_seq_length", 128, "Longer inputs are truncated.")
   flags.DEFINE_integer("batch_size", 32, "Examples per batch.")
   flags.mark_flags_as_required(["input_file", "output_file", "init_checkpoint"])
+  cli.require(lambda v: all(re.fullmatch(r"-?\d+", x.strip()) for x in v.split(",")),
+              "a comma list of integers", "layers")
+  cli.require_max_seq_length()
+  cli.require(lambda v: v >= 1, ">= 1", "batch_size")
 
 
 def run_main():

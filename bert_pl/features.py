@@ -31,7 +31,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from bert_pl import input_files, tag_schemes, tokenization
+from bert_pl import errors, input_files, tag_schemes, tokenization
 from bert_pl.input_files import Example
 
 FIELD_JOINS = ("sep", "concat")
@@ -72,9 +72,12 @@ class FeatureEncoder:
     if field_join not in FIELD_JOINS:
       raise ValueError(f"field_join must be one of {FIELD_JOINS}, got {field_join!r}")
     if task != "none" and not labels:
-      raise ValueError(f"task={task} needs its labels (--label_file)")
+      raise errors.InputError(f"task={task} needs its labels (--label_file)")
     if task == "ner" and OUTSIDE not in labels:
-      raise ValueError(f"the NER tag list must contain {OUTSIDE!r}")
+      raise errors.InputError(f"the NER tag list must contain {OUTSIDE!r}")
+    if max_seq_length < 3:
+      raise errors.InputError(f"--max_seq_length={max_seq_length}: must be >= 3 ([CLS], a "
+                              "token, [SEP])")
     self.tokenizer = tokenizer
     self.max_seq_length = max_seq_length
     self.task = task
@@ -91,8 +94,9 @@ class FeatureEncoder:
 
     Features: `input_ids`, `input_mask`, `segment_ids` int64 [n, max_seq_length];
     `word_continues` bool [n, max_seq_length] (for whole-word masking, not written);
-    for single-segment text, `starts`/`ends` [n, tokens] character offsets of the
-    tokens (-1 padded; for mapping predictions back to characters, not written);
+    for single-segment text and NER (the joined CoNLL tokens), `starts`/`ends`
+    [n, tokens] character offsets of the tokens (-1 padded; for mapping
+    predictions back to characters, not written);
     `label_ids` int64 [n] (classification); `tag_ids` int64 [n, max_seq_length]
     (ner); `label_weights` float32 [n] when every example has a confidence;
     `label_logits` float32 [n, labels] (classification) or `tag_logits` float32
@@ -166,6 +170,10 @@ class FeatureEncoder:
     offsets = {}
     for count in sorted({len(t) for t in segment_texts}):
       rows = [i for i, t in enumerate(segment_texts) if len(t) == count]
+      if self.max_seq_length < count + 2:
+        raise errors.InputError(
+            f"{examples[rows[0]].source}: {count} fields need --max_seq_length >= {count + 2} "
+            f"([CLS], a [SEP] after each field, a token), got {self.max_seq_length}")
       flat = [segment_texts[i][k] for i in rows for k in range(count)]
       packed = self._tokenize_and_pack(flat, count)
       for key in out:
@@ -180,7 +188,7 @@ class FeatureEncoder:
     joined = [join_conll_tokens(e.fields) for e in examples]
     packed = self._tokenize_and_pack([text for text, _ in joined], 1)
     features = {k: packed[k] for k in
-                ("input_ids", "input_mask", "segment_ids", "word_continues")}
+                ("input_ids", "input_mask", "segment_ids", "word_continues", "starts", "ends")}
     starts = packed["starts"]
     tag_ids = np.zeros([len(examples), self.max_seq_length], np.int64)
     with_logits = _all_have_logits(examples)

@@ -4,12 +4,30 @@ As the original `run_classifier.py`: `--do_train`, `--do_eval`, `--do_predict`
 on `--train_file`, `--eval_file`, `--predict_file`; `--num_train_epochs` and
 `--warmup_proportion` set the schedule. `--init_checkpoint` is any source of
 `checkpoints` (Google TF1, Hugging Face, or a model directory from step 1 or
-4: its encoder and MLM head are loaded, the task head starts fresh). When
-`--output_dir` already holds checkpoints, the latest is restored instead
-(resuming training, or evaluating / predicting with a fine-tuned model).
+4: its encoder and MLM head are loaded, the task head starts fresh), or
+`none` with `--bert_config_file` and `--vocab_file`: random weights, as the
+original does without --init_checkpoint.
 
-Labels: `--label_file`, else those of an existing `--output_dir`, else
-collected from `--train_file`; written to the model directory's task.json.
+When `--output_dir` already holds a checkpoint, it is this job's model and
+the latest checkpoint is restored instead (resuming training, or evaluating /
+predicting with the fine-tuned model). That model directory is authoritative
+(`model_dir`): its config, vocabulary, labels, max_seq_length, tokenizer
+options and field join are used, and a flag given explicitly that says
+otherwise is an error naming both values, with --do_train too (it would
+resume another model). Only training writes the directory's settings: an
+evaluation or prediction run writes just its outputs (eval_results.txt,
+predictions). `main` passes the settings flags left at their defaults as
+None; a new model takes `NEW_MODEL_SETTINGS` for them.
+
+Labels of a new model: `--label_file`, else collected from `--train_file`;
+written to the model directory's task.json.
+
+NER is evaluated on the whole gold annotation of `--eval_file`, at the level
+of its tokens (CoNLL lines, as conlleval): the predicted tag of a token is
+that of the model token holding its first character, as the predictions file
+writes it, and the tokens of a sentence cut at max_seq_length get "O", so an
+entity in the cut tail counts as missed. eval_results.txt gives the number of
+truncated sentences and the gold, predicted and correct entity counts.
 
 Classic self-training (the baseline of the method's later version, DESIGN
 §1b): `--pseudo_label_file` (step-3 outputs) and `--pseudo_per_class=N` add the
@@ -19,43 +37,132 @@ both, the eval set is never mixed. What was added is printed and written to
 the model directory as self_training.json.
 """
 
+import dataclasses
 import os
+import types
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
-from absl import flags
+from absl import flags, logging
 
-from bert_pl import (checkpoints, cli, evaluation, features, input_files, input_pipeline,
-                     model_dir, optimization, precision, prediction, self_training, task_models,
-                     tokenization, training)
+from bert_pl import (checkpoints, cli, errors, evaluation, features, input_files,
+                     input_pipeline, model_dir, modeling, optimization, precision, prediction,
+                     self_training, task_models, tokenization, training)
 
 SELF_TRAINING_FILE = "self_training.json"
+JOBS = {"classification": "run_classifier", "ner": "run_ner"}
+# The settings of a new model whose flags are not given.
+NEW_MODEL_SETTINGS = dict(cli.TOKENIZER_DEFAULTS, max_seq_length=128, field_join="sep")
+RANDOM_INIT = "none"  # --init_checkpoint=none: random weights
 
 
-def _config_and_source(f):
-  """Config from the model directory when resuming it, else from the flags."""
-  layer_map = checkpoints.parse_layer_map(f.layer_map)
-  existing = tf.train.latest_checkpoint(f.output_dir) if tf.io.gfile.isdir(f.output_dir) else None
-  if existing and not f.bert_config_file:
-    config, _ = checkpoints.resolve_config(None, os.path.join(f.output_dir, "bert_config.json"))
-    source = checkpoints.resolve_init_checkpoint(f.init_checkpoint) if f.init_checkpoint else None
-    return config, source, layer_map
-  config, source = checkpoints.resolve_config(f.init_checkpoint, f.bert_config_file,
-                                              f.num_hidden_layers, layer_map)
-  return config, source, layer_map
+@dataclasses.dataclass
+class ModelSpec:
+  """The model a run fine-tunes, evaluates or predicts with."""
+  config: modeling.BertConfig
+  source: Optional[checkpoints.Source]  # what a new model starts from; None: random weights
+  layer_map: Optional[List[int]]
+  vocab_file: str
+  settings: Dict[str, Any]  # model_dir.SETTINGS
+  labels: List[str]
+  checkpoint: Optional[str]  # --output_dir's latest checkpoint: an existing model
 
 
-def _labels(f, task: str):
+def model_spec(f, task: str) -> ModelSpec:
+  """The model of `--output_dir` when it holds a checkpoint, else a new one
+  from the flags."""
+  out = f.output_dir
+  latest = tf.train.latest_checkpoint(out) if tf.io.gfile.isdir(out) else None
+  if latest:
+    return _existing_model(f, task, latest)
+  if not f.do_train:
+    raise model_dir.ModelDirError(
+        f"{out}: no checkpoint; --do_eval and --do_predict without --do_train use the "
+        "fine-tuned model of --output_dir (fine-tune one first with --do_train)")
+  return _new_model(f, task)
+
+
+def _existing_model(f, task: str, latest: str) -> ModelSpec:
+  """`--output_dir`'s model, checking every flag that restates it."""
+  out, job = f.output_dir, JOBS[task]
+  advice = (f" ({out} holds {os.path.basename(latest)} of an earlier run, which --do_train "
+            f"would resume: use a new --output_dir, or delete {out} to start over)"
+            if f.do_train else "")
+  info = model_dir.read_task_info(out)
+  if info.get("task") != task or info.get("trained_by") != job:
+    use = (f"use {info['trained_by']} for it, or " if info.get("trained_by") in JOBS.values()
+           and not f.do_train else "")
+    raise model_dir.ModelDirError(
+        f"{out}: {model_dir.describe(info)}, not a model of {job}: {use}fine-tune from it "
+        f"with --do_train --init_checkpoint={out} and a new --output_dir")
+  model_dir.check_settings(out, info, {n: getattr(f, n) for n in model_dir.SETTINGS}, advice)
   if f.label_file:
-    return input_files.read_labels(f.label_file)
-  info_path = os.path.join(f.output_dir, model_dir.TASK_FILE)
-  if tf.io.gfile.exists(info_path):
-    labels = model_dir.read_task_info(f.output_dir).get("labels")
-    if labels:
-      return labels
-  if f.train_file:
-    return features.collect_labels(f.train_file, task, f.tag_scheme)
-  raise ValueError("no --label_file, no labels in --output_dir and no --train_file to "
-                   "collect them from")
+    model_dir.check_labels(out, info, input_files.read_labels(f.label_file), f.label_file,
+                           advice)
+  config = _check_config(f, os.path.join(out, "bert_config.json"), advice)
+  vocab_file = os.path.join(out, "vocab.txt")
+  if f.vocab_file and (tokenization.load_vocab(f.vocab_file)
+                       != tokenization.load_vocab(vocab_file)):
+    raise model_dir.ModelDirError(f"{vocab_file}: differs from --vocab_file={f.vocab_file}"
+                                  f"{advice}")
+  return ModelSpec(config, None, None, vocab_file, {n: info[n] for n in model_dir.SETTINGS},
+                   list(info["labels"]), latest)
+
+
+def _check_config(f, config_file: str, advice: str) -> modeling.BertConfig:
+  """An existing model's config, which the config the flags describe (if
+  any) must equal."""
+  config = modeling.BertConfig.from_json_file(config_file)
+  layer_map = checkpoints.parse_layer_map(f.layer_map)
+  init = f.init_checkpoint if f.init_checkpoint != RANDOM_INIT else None
+  if f.bert_config_file or init:
+    given, _ = checkpoints.resolve_config(init, f.bert_config_file, f.num_hidden_layers,
+                                          layer_map)
+  else:
+    layers = len(layer_map) if layer_map else f.num_hidden_layers
+    given = config.replace(num_hidden_layers=layers) if layers else config
+  for field in dataclasses.fields(modeling.BertConfig):
+    there, value = getattr(config, field.name), getattr(given, field.name)
+    if field.name != "extra" and there != value:
+      flags_given = " ".join(f"--{n}={getattr(f, n)}" for n in (
+          "init_checkpoint", "bert_config_file", "num_hidden_layers", "layer_map")
+          if getattr(f, n))
+      raise model_dir.ModelDirError(f"{config_file}: {field.name} is {there} there, {value} "
+                                    f"from {flags_given}{advice}")
+  return config
+
+
+def _new_model(f, task: str) -> ModelSpec:
+  """A model to fine-tune from `--init_checkpoint` (or random weights)."""
+  init = f.init_checkpoint
+  if not init:
+    raise errors.InputError(
+        f"no --init_checkpoint and no checkpoint in --output_dir={f.output_dir} "
+        f"(--init_checkpoint={RANDOM_INIT} with --bert_config_file and --vocab_file starts "
+        "from random weights)")
+  if init == RANDOM_INIT:
+    if not (f.bert_config_file and f.vocab_file):
+      raise errors.InputError(f"--init_checkpoint={RANDOM_INIT} (random weights) needs "
+                           "--bert_config_file and --vocab_file")
+    logging.warning("--init_checkpoint=%s: the model starts from random weights (%s), not "
+                    "from a pre-trained BERT", RANDOM_INIT, f.bert_config_file)
+    init = None
+  layer_map = checkpoints.parse_layer_map(f.layer_map)
+  config, source = checkpoints.resolve_config(init, f.bert_config_file, f.num_hidden_layers,
+                                              layer_map)
+  vocab_file = f.vocab_file or (source.vocab_file if source else None)
+  if not vocab_file:
+    raise errors.InputError("no --vocab_file given and no vocab.txt beside "
+                         f"--init_checkpoint={f.init_checkpoint}")
+  settings = {n: NEW_MODEL_SETTINGS[n] if getattr(f, n) is None else getattr(f, n)
+              for n in model_dir.SETTINGS}
+  if f.label_file:
+    labels = input_files.read_labels(f.label_file)
+  elif f.train_file:
+    labels = features.collect_labels(f.train_file, task, f.tag_scheme)
+  else:
+    raise errors.InputError("no --label_file and no --train_file to collect the labels from")
+  return ModelSpec(config, source, layer_map, vocab_file, settings, labels, None)
 
 
 def _encode(path: str, encoder: features.FeatureEncoder, f, what: str):
@@ -68,17 +175,18 @@ def _encode(path: str, encoder: features.FeatureEncoder, f, what: str):
 def check_self_training_flags(f) -> None:
   """--pseudo_label_file and --pseudo_per_class > 0 go together, with --do_train."""
   if f.pseudo_per_class < 0:
-    raise ValueError(f"--pseudo_per_class={f.pseudo_per_class} is negative")
+    raise errors.InputError(f"--pseudo_per_class={f.pseudo_per_class} is negative")
   if bool(f.pseudo_label_file) != (f.pseudo_per_class > 0):
-    raise ValueError("classic self-training needs both --pseudo_label_file and "
-                     f"--pseudo_per_class > 0; got --pseudo_label_file={f.pseudo_label_file} "
-                     f"--pseudo_per_class={f.pseudo_per_class}")
+    raise errors.InputError("classic self-training needs both --pseudo_label_file and "
+                            "--pseudo_per_class > 0; got "
+                            f"--pseudo_label_file={f.pseudo_label_file} "
+                            f"--pseudo_per_class={f.pseudo_per_class}")
   if not 0.0 <= f.pseudo_min_confidence <= 1.0:
-    raise ValueError(f"--pseudo_min_confidence={f.pseudo_min_confidence} is outside [0, 1]")
+    raise errors.InputError(f"--pseudo_min_confidence={f.pseudo_min_confidence} is outside [0, 1]")
   if f.pseudo_min_confidence and not f.pseudo_label_file:
-    raise ValueError("--pseudo_min_confidence needs --pseudo_label_file")
+    raise errors.InputError("--pseudo_min_confidence needs --pseudo_label_file")
   if f.pseudo_label_file and not f.do_train:
-    raise ValueError("--pseudo_label_file needs --do_train (it adds training examples)")
+    raise errors.InputError("--pseudo_label_file needs --do_train (it adds training examples)")
 
 
 def pseudo_labeled(f, encoder: features.FeatureEncoder, num_labeled: int):
@@ -133,40 +241,56 @@ def training_set(f, encoder: features.FeatureEncoder):
   return train_features, summary
 
 
-def evaluate(predictor: prediction.Predictor, encoded, labels, task: str):
+def _encode_all(path: str, examples: List[input_files.Example],
+                encoder: features.FeatureEncoder, counts: input_files.Counts):
+  """The examples of a file to evaluate or predict, encoded in one piece
+  (their token offsets map predictions back to the text)."""
+  if not examples:
+    raise input_files.InputError(f"{path}: empty file (no examples)")
+  encoded, truncated = encoder.encode(examples)
+  counts.written, counts.truncated = len(examples), int(truncated.sum())
+  return encoded
+
+
+def evaluate(predictor: prediction.Predictor, encoder: features.FeatureEncoder, f) -> dict:
+  """The metrics of `--eval_file`; NER on its whole annotation (module doc)."""
+  counts = input_files.Counts(skip_bad_lines=f.skip_bad_lines)
+  examples = list(input_files.read_examples(f.eval_file, encoder.task, counts, encoder.labels,
+                                            f.tag_scheme))
+  encoded = _encode_all(f.eval_file, examples, encoder, counts)
+  print(f"eval {f.eval_file}: {counts.summary()}")
   outputs = prediction.predict_sorted(predictor, encoded)
-  if task == "classification":
+  if encoder.task == "classification":
     return evaluation.classification_metrics(encoded["label_ids"], outputs["label_ids"],
-                                             len(labels))
-  gold, predicted = [], []
-  for row in range(len(encoded["input_ids"])):
-    n = int(encoded["input_mask"][row].sum()) - 2  # without [CLS] and [SEP]
-    gold.append([labels[i] for i in encoded["tag_ids"][row, 1:1 + n]])
-    predicted.append([labels[i] for i in outputs["tag_ids"][row, 1:1 + n]])
-  return evaluation.ner_metrics(gold, predicted)
+                                             len(encoder.labels))
+  predicted = prediction.conll_tags(examples, encoded["starts"], encoded["ends"],
+                                    outputs["tag_ids"], encoder.labels)
+  results = evaluation.ner_metrics([e.tags for e in examples], predicted)
+  results["truncated_sentences"] = counts.truncated
+  if counts.truncated:
+    print(f"eval {f.eval_file}: {counts.truncated} of {len(examples)} sentences are longer "
+          f"than max_seq_length={encoder.max_seq_length}; the entities past it count as "
+          "missed")
+  return results
 
 
-def predict(predictor: prediction.Predictor, tokenizer, f,
+def predict(predictor: prediction.Predictor, tokenizer, f, settings: Dict[str, Any],
             output_format: prediction.OutputFormat) -> str:
   """Writes the pseudo-labeled file for `--predict_file` (with its side
   files); returns its path."""
   task = output_format.task
   counts = input_files.Counts(skip_bad_lines=f.skip_bad_lines)
   examples = list(input_files.read_unlabeled(f.predict_file, counts))
-  if not examples:
-    raise input_files.InputError(f"{f.predict_file}: empty file (no examples)")
   # NER reads raw sentences: the fields joined into one text.
-  encoder = features.FeatureEncoder(tokenizer, f.max_seq_length, "none",
-                                    field_join=f.field_join if task == "classification"
-                                    else "concat")
-  encoded, truncated = encoder.encode(examples)
+  encoder = features.FeatureEncoder(tokenizer, settings["max_seq_length"], "none",
+                                    field_join=settings["field_join"]
+                                    if task == "classification" else "concat")
+  encoded = _encode_all(f.predict_file, examples, encoder, counts)
   outputs = prediction.predict_sorted(predictor, encoded)
   name = "predictions.tsv" if task == "classification" else "predictions.txt"
   path = os.path.join(f.output_dir, name)
-  output = prediction.AtomicOutput(path, f.write_logits)
-  output.write(*output_format.lines(examples, encoded, outputs))
-  output.commit()
-  counts.written, counts.truncated = len(examples), int(truncated.sum())
+  with prediction.AtomicOutput(path, f.write_logits) as output:
+    output.write(*output_format.lines(examples, encoded, outputs))
   sides = input_files.CONFIDENCE_SUFFIX + (f", {input_files.LOGITS_SUFFIX}" if f.write_logits
                                            else "")
   print(f"predict {f.predict_file}: {counts.summary()} -> {path} (+{sides})")
@@ -174,68 +298,70 @@ def predict(predictor: prediction.Predictor, tokenizer, f,
 
 
 def run(f, task: str) -> dict:
-  """The whole job for `task` ("classification" or "ner") from flag values."""
+  """The whole job for `task` ("classification" or "ner") from flag values
+  (the settings of `model_dir.SETTINGS` None when not given)."""
   check_self_training_flags(f)
   strategy = training.make_strategy(f.distribution_strategy, f.num_gpus)
   training.set_seed(f.random_seed)
-  config, source, layer_map = _config_and_source(f)
-  vocab_file = (f.vocab_file or (source.vocab_file if source else None)
-                or os.path.join(f.output_dir, "vocab.txt"))
-  tokenizer = tokenization.BertTokenizer(vocab_file, f.do_lower_case, f.tokenization)
-  if tokenizer.vocab_size != config.vocab_size:
-    raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but vocab_size is "
-                     f"{config.vocab_size}")
-  labels = _labels(f, task)
+  spec = model_spec(f, task)
+  settings, labels = spec.settings, spec.labels
+  tokenizer = tokenization.BertTokenizer(spec.vocab_file, settings["do_lower_case"],
+                                         settings["tokenization"])
+  if tokenizer.vocab_size != spec.config.vocab_size:
+    raise errors.InputError(f"{spec.vocab_file} has {tokenizer.vocab_size} tokens but "
+                         f"vocab_size is {spec.config.vocab_size}")
   # Checks the logits flags before training.
   output_format = prediction.OutputFormat(task, labels, f.write_logits, f.logits_top_k)
-  encoder = features.FeatureEncoder(tokenizer, f.max_seq_length, task, labels, f.field_join)
+  encoder = features.FeatureEncoder(tokenizer, settings["max_seq_length"], task, labels,
+                                    settings["field_join"])
   train_features, self_training_report, num_train_steps = None, None, 0
   if f.do_train:
     train_features, self_training_report = training_set(f, encoder)
     num_train_steps = training.steps_for_epochs(len(train_features["input_ids"]),
                                                 f.num_train_epochs, f.train_batch_size)
   with strategy.scope(), precision.policy(f.dtype):
-    model = task_models.BertTaskModel(config, task, len(labels))
+    model = task_models.BertTaskModel(spec.config, task, len(labels))
     optimizer = precision.wrap_optimizer(optimization.create_optimizer(
         f.learning_rate, num_train_steps, int(num_train_steps * f.warmup_proportion),
         f.weight_decay), f.dtype)
   chief = training.is_chief(strategy)
   run_state = training.CheckpointedRun(model, optimizer, f.output_dir, is_chief=chief)
 
-  def initialize():
-    if source is None:
-      raise ValueError("no --init_checkpoint and no checkpoint in --output_dir")
-    checkpoints.init_from_checkpoint(model.bert, source, layer_map)
+  def initialize():  # a new model
+    if spec.source is not None:
+      checkpoints.init_from_checkpoint(model.bert, spec.source, spec.layer_map)
 
   run_state.restore_or_initialize(initialize)
-  if chief:
-    model_dir.write(f.output_dir, config, vocab_file, {
-        "task": task, "labels": list(labels), "max_seq_length": f.max_seq_length,
-        "do_lower_case": f.do_lower_case, "tokenization": f.tokenization,
-        "field_join": f.field_join,
-        "trained_by": f"run_{'classifier' if task == 'classification' else 'ner'}"})
-    if self_training_report:
-      model_dir.write_json(os.path.join(f.output_dir, SELF_TRAINING_FILE),
-                           self_training_report)
+  if chief and not spec.checkpoint:  # only a new model's training writes its settings
+    model_dir.write(f.output_dir, spec.config, spec.vocab_file, dict(
+        task=task, labels=list(labels), **settings, trained_by=JOBS[task]))
+  if chief and self_training_report:
+    model_dir.write_json(os.path.join(f.output_dir, SELF_TRAINING_FILE), self_training_report)
   results = {}
   if f.do_train:
     trainer = training.Trainer(strategy, model, optimizer, use_mlm=False, use_task=True)
-    dataset = input_pipeline.distribute(
+    training_input = input_pipeline.TrainingInput(
         strategy, f.train_batch_size,
         lambda batch, context: input_pipeline.array_dataset(
-            train_features, batch, True, context, f.random_seed, f.bucket_width))
-    training.train(trainer, run_state, iter(dataset), num_train_steps,
+            train_features, batch, True, context, f.random_seed, f.bucket_width),
+        {"train_file": f.train_file, "examples": len(train_features["input_ids"]),
+         "max_seq_length": f.max_seq_length, "seed": f.random_seed,
+         "bucket_width": f.bucket_width})
+    training.train(trainer, run_state, training_input, num_train_steps,
                    f.save_checkpoints_steps, f.train_batch_size,
                    training.summary_dir(f.output_dir, "train"))
   if not chief:  # the chief alone evaluates and predicts (and writes the results)
     return results
   predictor = prediction.Predictor(model, f.predict_batch_size)
   if f.do_eval:
-    results = evaluate(predictor, _encode(f.eval_file, encoder, f, "eval"), labels, task)
+    results = evaluate(predictor, encoder, f)
     results["global_step"] = int(optimizer.iterations.numpy())
-    training.record_eval(f.output_dir, results, results["global_step"])
+    if f.do_train:
+      training.record_eval(f.output_dir, results, results["global_step"])
+    else:  # its output alone: the model directory is left as it is
+      model_dir.write_eval_results(f.output_dir, results)
   if f.do_predict:
-    predict(predictor, tokenizer, f, output_format)
+    predict(predictor, tokenizer, f, settings, output_format)
   return results
 
 
@@ -251,12 +377,13 @@ def define_flags(task: str) -> None:
   flags.DEFINE_bool("do_eval", False, "Evaluate on --eval_file; writes eval_results.txt.")
   flags.DEFINE_bool("do_predict", False, "Predict --predict_file with confidences.")
   cli.define_logits_flags()
-  flags.DEFINE_integer("max_seq_length", 128, "Sequence length, [CLS] and [SEP] included.")
+  flags.DEFINE_integer("max_seq_length", NEW_MODEL_SETTINGS["max_seq_length"],
+                       "Sequence length, [CLS] and [SEP] included.")
   cli.define_training_flags(learning_rate=1e-5)
   flags.DEFINE_integer("predict_batch_size", 64, "Batch size for evaluation and prediction.")
   flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs.")
   flags.DEFINE_float("warmup_proportion", 0.1, "Share of the steps with linear warmup.")
-  flags.DEFINE_enum("field_join", "sep", list(features.FIELD_JOINS),
+  flags.DEFINE_enum("field_join", NEW_MODEL_SETTINGS["field_join"], list(features.FIELD_JOINS),
                     "Join TAB-separated fields with [SEP] or concatenate them.")
   flags.DEFINE_enum("tag_scheme", "bio", ["bio", "iob1", "bioes", "bmes"],
                     "Tag scheme of the NER files (converted to BIO).")
@@ -271,12 +398,20 @@ def define_flags(task: str) -> None:
   flags.DEFINE_float("pseudo_min_confidence", 0.0,
                      "Only pseudo-labeled examples with at least this confidence are added.")
   flags.mark_flags_as_required(["output_dir"])
+  cli.require_max_seq_length()
+  cli.require(lambda v: v >= 1, ">= 1", "predict_batch_size")
+  cli.require(lambda v: v > 0, "> 0", "num_train_epochs")
+  cli.require(lambda v: 0 <= v <= 1, "in [0, 1]", "warmup_proportion")
 
 
 def make_main(task: str):
   def main(argv):
     del argv
-    results = run(flags.FLAGS, task)
+    values = flags.FLAGS.flag_values_dict()
+    for name in model_dir.SETTINGS:  # not given: the model directory's, or a default
+      if not flags.FLAGS[name].present:
+        values[name] = None
+    results = run(types.SimpleNamespace(**values), task)
     if results:
       print(" ".join(f"{k}={v:.6g}" for k, v in sorted(results.items())))
   return main

@@ -19,18 +19,24 @@ unlabeled/classification files are skipped and counted as `empty`.
 """
 
 import dataclasses
-import glob
+import os
+import re
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_pl import tag_schemes
-from bert_pl.cli import InputError
+from bert_pl import errors, tag_schemes
+from bert_pl.errors import InputError
 
 CONFIDENCE_SUFFIX = ".confidence"
 LOGITS_SUFFIX = ".logits"
+# A pre-training dataset's manifest, beside its shards (bert_pl.manifest).
+MANIFEST_SUFFIX = ".manifest.json"
+# What a glob of input files never yields: side files, manifests, the
+# pipeline driver's job markers.
+NOT_DATA_SUFFIXES = (CONFIDENCE_SUFFIX, LOGITS_SUFFIX, MANIFEST_SUFFIX, ".done")
 # Top-k logits: a label outside the k kept gets the smallest kept value minus
 # this, so that its softmax weight is negligible (e^-20 ~ 2e-9).
 TOP_K_FILL_MARGIN = 20.0
@@ -75,30 +81,59 @@ class Example:
   logits: Optional[np.ndarray] = None  # [num_labels], or NER [num_tokens, num_tags]
 
 
-def expand_input_files(patterns: str) -> List[str]:
-  """A comma list of paths and globs -> sorted, existing files."""
-  files = []
-  for pattern in filter(None, (p.strip() for p in patterns.split(","))):
-    matches = [pattern]
+def expand_input_files(patterns: Optional[str]) -> List[str]:
+  """A comma list of paths and globs -> the input files: the one rule of
+  every job (and of data_prep).
+
+  Each glob's matches are sorted, the patterns keep their order, and a file
+  named twice is kept once. A glob skips what is not data: directories,
+  hidden names (the jobs' temporaries, `.NAME.tmp-PID`), other temporaries
+  (`*.tmp`, `*.tmp-N`, Beam's `beam-temp-*`), side files, manifests and
+  markers (`*.confidence`, `*.logits`, `*.manifest.json`, `*.done`), so that
+  `data/pool.tfrecord*` or `pseudo/*` name the data alone. A path without
+  glob characters is taken as it is (a side file may be named on purpose),
+  but must be an existing file. A pattern matching nothing (after skipping)
+  is an error.
+  """
+  files, seen = [], set()
+  for pattern in filter(None, (p.strip() for p in (patterns or "").split(","))):
     if any(c in pattern for c in "*?["):
-      # A glob over a pseudo-label directory must not pick up the side files
-      # or the unfinished outputs of an interrupted job.
-      matches = sorted(m for m in glob.glob(pattern)
-                       if not m.endswith((CONFIDENCE_SUFFIX, LOGITS_SUFFIX, ".tmp")))
-    if not matches:
-      raise InputError(f"{pattern}: no file matches")
-    for path in matches:
-      if not tf.io.gfile.exists(path):
-        raise InputError(f"{path}: file not found")
-      files.append(path)
+      matches = sorted(m for m in tf.io.gfile.glob(pattern)
+                       if not _skipped_by_globs(m) and not tf.io.gfile.isdir(m))
+      if not matches:
+        raise InputError(f"{pattern}: no file matches")
+    else:
+      errors.check_file(pattern)
+      matches = [pattern]
+    files.extend(m for m in matches if m not in seen)
+    seen.update(matches)
   if not files:
     raise InputError("no input file given")
   return files
 
 
+def _skipped_by_globs(path: str) -> bool:
+  name = os.path.basename(path)
+  return (name.startswith((".", "beam-temp-")) or name.endswith(NOT_DATA_SUFFIXES)
+          or re.search(r"\.tmp(-\d+)?$", name) is not None)
+
+
+def check_not_inputs(outputs: Sequence[str], inputs: Sequence[str], writer: str) -> None:
+  """Refuses to write an output over an input file (`writer` says who would,
+  e.g. the output flag): the job would destroy what it reads or, when it skips
+  finished outputs, take its inputs for them and do nothing."""
+  real_inputs = {os.path.realpath(path): path for path in inputs}
+  for output in outputs:
+    overwritten = real_inputs.get(os.path.realpath(output))
+    if overwritten is not None:
+      raise InputError(f"{overwritten}: an input file, which {writer} would overwrite; write "
+                       "the outputs elsewhere")
+
+
 def _lines(path: str) -> Iterator[Tuple[int, str]]:
   """(line number, text without newline); invalid UTF-8 names its line."""
-  with tf.io.gfile.GFile(path, "rb") as f:
+  errors.check_file(path)
+  with errors.reading(path), tf.io.gfile.GFile(path, "rb") as f:
     for number, raw in enumerate(f, start=1):
       try:
         text = raw.decode("utf-8")
@@ -283,9 +318,10 @@ def read_conll(path: str, counts: Counts, scheme: str = "bio",
     except tag_schemes.TagError as e:
       counts.bad(f"{path}:{line_numbers[e.index]}: {e}")
       return None
-    unknown = sorted(set(bio) - known) if known is not None else []
+    unknown = [i for i, tag in enumerate(bio) if tag not in known] if known is not None else []
     if unknown:
-      counts.bad(f"{source}: tag {unknown[0]!r} is not in the label file")
+      counts.bad(f"{path}:{line_numbers[unknown[0]]}: tag {bio[unknown[0]]!r} is not in the "
+                 "label file")
       return None
     return Example(source, tokens, tags=bio)
 

@@ -17,23 +17,14 @@ for a dynamic sequence length. Batches hold examples of one length range,
 which changes the optimisation slightly: hence a flag (`--bucket_width`).
 """
 
-from typing import Dict, List, Optional
+import json
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_pl.cli import InputError
-
-
-def expand_patterns(patterns: str) -> List[str]:
-  files = []
-  for pattern in filter(None, (p.strip() for p in patterns.split(","))):
-    matches = tf.io.gfile.glob(pattern)
-    if not matches:
-      raise InputError(f"{pattern}: no file matches")
-    files.extend(sorted(matches))
-  return files
+from bert_pl.errors import InputError
 
 
 def _cast(features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -99,31 +90,91 @@ def pretraining_dataset(files: List[str], spec: Dict[str, tf.io.FixedLenFeature]
 def array_dataset(features: Dict[str, np.ndarray], batch_size: int, is_training: bool,
                   input_context: Optional[tf.distribute.InputContext] = None,
                   seed: Optional[int] = None, bucket_width: int = 0) -> tf.data.Dataset:
-  """Batches of in-memory features; `batch_size` is per replica."""
-  dataset = tf.data.Dataset.from_tensor_slices(features)
+  """Batches of in-memory features; `batch_size` is per replica.
+
+  The examples' indices are shuffled, not the examples: the shuffle buffer,
+  the whole training set, is saved with every checkpoint (`TrainingInput`)."""
+  count = len(next(iter(features.values())))
+  dataset = tf.data.Dataset.range(count)
   if input_context and input_context.num_input_pipelines > 1:
     dataset = dataset.shard(input_context.num_input_pipelines,
                             input_context.input_pipeline_id)
   if is_training:
-    count = len(next(iter(features.values())))
     dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()
+  tensors = {k: tf.constant(v) for k, v in features.items()}
+  gather = lambda indices: {k: tf.gather(v, indices) for k, v in tensors.items()}
   if bucket_width:
     max_seq_length = features["input_ids"].shape[1]
-    dataset = bucket_by_length(dataset, batch_size, max_seq_length, bucket_width, is_training)
+    dataset = bucket_by_length(dataset.map(gather), batch_size, max_seq_length, bucket_width,
+                               is_training)
   else:
-    dataset = dataset.batch(batch_size, drop_remainder=is_training)
+    dataset = dataset.batch(batch_size, drop_remainder=is_training).map(gather)
   return dataset.map(_cast).prefetch(tf.data.AUTOTUNE)
 
 
-def distribute(strategy: tf.distribute.Strategy, global_batch_size: int, make_dataset):
-  """`make_dataset(per_replica_batch_size, input_context)` distributed."""
+def _check_batch_size(strategy: tf.distribute.Strategy, global_batch_size: int) -> None:
   replicas = strategy.num_replicas_in_sync
   if global_batch_size % replicas:
-    raise ValueError(f"the global batch size {global_batch_size} is not divisible by "
+    raise InputError(f"the global batch size {global_batch_size} is not divisible by "
                      f"the {replicas} replicas")
+
+
+def distribute(strategy: tf.distribute.Strategy, global_batch_size: int, make_dataset):
+  """`make_dataset(per_replica_batch_size, input_context)` distributed (for
+  evaluation: the last batches may be partial, or missing on some replicas)."""
+  _check_batch_size(strategy, global_batch_size)
   return strategy.distribute_datasets_from_function(
       lambda context: make_dataset(context.get_per_replica_batch_size(global_batch_size),
                                    context))
+
+
+def input_context(strategy: tf.distribute.Strategy) -> tf.distribute.InputContext:
+  """The `InputContext` `strategy` gives this worker's input pipeline (the
+  one `distribute_datasets_from_function` passes)."""
+  contexts = []
+
+  def capture(context):
+    contexts.append(context)
+    return tf.data.Dataset.range(1)
+  strategy.distribute_datasets_from_function(capture)
+  return contexts[0]
+
+
+class TrainingInput(tf.Module):
+  """The training batches of a strategy's replicas, from one plain tf.data
+  iterator per worker (`make_dataset(per_replica_batch_size, input_context)`),
+  so that its position can be saved with the checkpoints: TensorFlow 2.15
+  cannot checkpoint the iterators of distributed datasets (`training` says
+  why this matters). Each step takes the next per-replica batch for each of
+  the worker's replicas in turn, as a distributed dataset does.
+
+  `description`: what the position is a position in (files, seed, lengths,
+  bucketing...); with the batch size and the replicas added, it decides
+  whether a saved position applies to this input."""
+
+  def __init__(self, strategy: tf.distribute.Strategy, global_batch_size: int, make_dataset,
+               description: Dict):
+    _check_batch_size(strategy, global_batch_size)
+    context = input_context(strategy)
+    self.worker = context.input_pipeline_id
+    self._local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
+    self._strategy = strategy
+    self.iterator = iter(make_dataset(context.get_per_replica_batch_size(global_batch_size),
+                                      context))
+    self.description = json.dumps(dict(description, global_batch_size=global_batch_size,
+                                       replicas=context.num_replicas_in_sync,
+                                       input_pipelines=context.num_input_pipelines),
+                                  sort_keys=True)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    """The next batch of every replica (a `PerReplica` value)."""
+    batches = [next(self.iterator) for _ in range(self._local_replicas)]
+    first = self.worker * self._local_replicas
+    return self._strategy.experimental_distribute_values_from_function(
+        lambda context: batches[context.replica_id_in_sync_group - first])
 
 
 def count_records(path: str) -> int:
@@ -136,22 +187,33 @@ def drop_corrupt_files(files: List[str], skip: bool) -> List[str]:
   """Called when reading `files` failed with a `DataLossError` (which names
   no file): finds the corrupt files. Raises an `InputError` naming the first,
   or, with `skip`, logs a warning for each and returns the others."""
-  corrupt, good = [], []
+  corrupt = []
   for path in files:
     try:
       count_records(path)
-      good.append(path)
     except tf.errors.DataLossError as e:
       corrupt.append((path, e.message.split("}}")[-1].split("[Op:")[0].strip()))
   if not corrupt:
     raise InputError("reading the TFRecords failed with a data loss error, but every file "
                      "reads back whole now: " + ", ".join(files[:5]))
+  return refuse_or_skip(files, [(path, f"corrupt TFRecord file ({reason})")
+                                for path, reason in corrupt], skip)
+
+
+def refuse_or_skip(files: List[str], bad: Sequence[Tuple[str, str]], skip: bool) -> List[str]:
+  """`files` without the `bad` ones, given as (path, what is wrong): an
+  `InputError` naming the first, or, with `skip` (--skip_corrupt_files), a
+  warning for each."""
+  if not bad:
+    return files
   if not skip:
-    path, reason = corrupt[0]
-    raise InputError(f"{path}: corrupt TFRecord file ({reason}); regenerate it, or pass "
-                     "--skip_corrupt_files to train without it")
-  for path, reason in corrupt:
-    logging.warning("skipping corrupt TFRecord file %s (%s)", path, reason)
+    path, what = bad[0]
+    raise InputError(f"{path}: {what}; regenerate it, or pass --skip_corrupt_files to train "
+                     "without it")
+  for path, what in bad:
+    logging.warning("skipping %s: %s", path, what)
+  dropped = {path for path, _ in bad}
+  good = [path for path in files if path not in dropped]
   if not good:
     raise InputError(f"every input file is corrupt ({len(files)} files)")
   return good

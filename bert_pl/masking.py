@@ -29,6 +29,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from bert_pl import errors
+
 MASKED_LM_PROB = 0.15
 
 
@@ -46,7 +48,7 @@ class Masker:
                masked_lm_prob: float = 0.15, max_predictions_per_seq: int = 20,
                do_whole_word_mask: bool = False):
     if not 0.0 <= masked_lm_prob < 1.0:
-      raise ValueError(f"masked_lm_prob must be in [0, 1), got {masked_lm_prob}")
+      raise errors.InputError(f"masked_lm_prob must be in [0, 1), got {masked_lm_prob}")
     self.special_ids = np.array(sorted(set(special_ids)), np.int64)
     self.random_ids = np.setdiff1d(np.arange(vocab_size, dtype=np.int64), self.special_ids)
     self.mask_id = mask_id

@@ -1,10 +1,17 @@
 """The self-contained model directory every step writes (DESIGN §5).
 
+A model directory is authoritative: a job that reads an existing model takes
+its settings (task, labels, max_seq_length, tokenizer options, field join)
+from task.json, and a flag given explicitly that says otherwise is an error
+naming both values, never a silent override; only training writes task.json.
+So what a model was trained with is what every later job feeds it.
+
     bert_config.json   the original format, with the layer count kept
     vocab.txt          the tokenizer's vocabulary
     task.json          task ("none" | "classification" | "ner"), labels or
                        tags, max_seq_length, tokenizer options, field join
     checkpoint, ckpt-N.*   tf.train.CheckpointManager (keys bert, head, optimizer)
+    input_state/worker-N/  the training input's position at each checkpoint (training)
     summaries/         TensorBoard events
     eval_results.txt   evaluation results
     self_training.json what classic self-training added (run_classifier/run_ner
@@ -13,43 +20,91 @@
 
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from bert_pl import checkpoints, modeling, precision, task_models, tokenization
+from bert_pl import (atomic_files, checkpoints, errors, modeling, precision, task_models,
+                     tokenization)
 
 TASK_FILE = "task.json"
+EVAL_RESULTS_FILE = "eval_results.txt"
+# The task.json settings a job's flags may restate.
+SETTINGS = ("max_seq_length", "do_lower_case", "tokenization", "field_join")
+
+
+class ModelDirError(errors.InputError):
+  """A model directory that is not what the job needs, or flags that
+  contradict it."""
 
 
 def write(model_dir: str, config: modeling.BertConfig, vocab_file: str,
           task_info: Dict[str, Any]) -> None:
-  tf.io.gfile.makedirs(model_dir)
-  config.to_json_file(os.path.join(model_dir, "bert_config.json"))
+  atomic_files.makedirs(model_dir)
+  atomic_files.write_file(os.path.join(model_dir, "bert_config.json"), config.to_json_string())
   target = os.path.join(model_dir, "vocab.txt")
   if os.path.abspath(vocab_file) != os.path.abspath(target):
-    tf.io.gfile.copy(vocab_file, target, overwrite=True)
+    with errors.reading(vocab_file), tf.io.gfile.GFile(vocab_file, "rb") as f:
+      vocab = f.read()
+    atomic_files.write_file(target, vocab)
   write_json(os.path.join(model_dir, TASK_FILE), task_info)
 
 
 def write_json(path: str, value: Any) -> None:
   """A JSON file of the model directory, under a temporary name renamed when complete."""
-  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-    f.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
-  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+  atomic_files.write_file(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_eval_results(model_dir: str, results: Dict[str, Any]) -> None:
+  """eval_results.txt: `key = value` lines, as the original BERT writes them."""
+  atomic_files.write_file(os.path.join(model_dir, EVAL_RESULTS_FILE),
+                          "".join(f"{key} = {results[key]}\n" for key in sorted(results)))
 
 
 def read_task_info(model_dir: str) -> Dict[str, Any]:
   path = os.path.join(model_dir, TASK_FILE)
   if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f"{path}: not a bert_pl model directory (no {TASK_FILE})")
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+    raise ModelDirError(f"{path}: not a bert_pl model directory (no {TASK_FILE})")
+  return modeling.read_json(path)
 
 
-def load_finetuned(directory: str, dtype: str = "float32"):
+def describe(info: Dict[str, Any]) -> str:
+  """What a model directory is, from its task.json: e.g. "a run_pretraining
+  model directory (task=none)"."""
+  return f"a {info.get('trained_by', 'bert_pl')} model directory (task={info.get('task')})"
+
+
+def check_settings(model_dir: str, info: Dict[str, Any], given: Dict[str, Any],
+                   advice: str = "") -> None:
+  """Refuses settings given by flag (not None) that differ from task.json's,
+  naming both values; `advice` is appended to the message."""
+  for name, value in given.items():
+    if value is not None and value != info.get(name):
+      raise ModelDirError(f"{os.path.join(model_dir, TASK_FILE)}: {name} is {info.get(name)} "
+                          f"there, --{name}={value} given{advice}")
+
+
+def check_labels(model_dir: str, info: Dict[str, Any], labels: Sequence[str],
+                 label_file: str, advice: str = "") -> None:
+  """Refuses a --label_file whose labels are not task.json's (same order)."""
+  ours = list(info.get("labels") or [])
+  if list(labels) == ours:
+    return
+  line = next(i for i in range(max(len(ours), len(labels)))
+              if i >= len(ours) or i >= len(labels) or ours[i] != labels[i])
+  there = repr(ours[line]) if line < len(ours) else "none"
+  given = repr(labels[line]) if line < len(labels) else "none"
+  raise ModelDirError(f"{os.path.join(model_dir, TASK_FILE)}: other labels than "
+                      f"--label_file={label_file} ({len(ours)} there, {len(labels)} given; "
+                      f"label {line + 1} is {there} there, {given} given){advice}")
+
+
+def load_finetuned(directory: str, dtype: str = "float32",
+                   given: Optional[Dict[str, Any]] = None):
   """The fine-tuned model at the directory's latest checkpoint, its
-  tokenizer and task.json. `dtype`: the compute precision (`precision`).
+  tokenizer and task.json. `dtype`: the compute precision (`precision`);
+  `given`: settings given by flag (None: not given), which must agree with
+  task.json (`check_settings`).
 
   For prediction and export. Only `bert` and `head` are read: the optimizer
   slots are training state, but every model variable must be in the
@@ -59,17 +114,19 @@ def load_finetuned(directory: str, dtype: str = "float32"):
   info = read_task_info(directory)
   task = info.get("task")
   if task not in ("classification", "ner"):
-    raise ValueError(f"{directory}: needs a fine-tuned classification or NER "
-                     f"model, task.json says task={task!r}")
+    raise ModelDirError(f"{directory}: {describe(info)}, not a fine-tuned classification or "
+                        "NER model: fine-tune it first (run_classifier or run_ner --do_train "
+                        f"--init_checkpoint={directory} --output_dir=NEW) and use NEW")
+  check_settings(directory, info, given or {})
   latest = tf.train.latest_checkpoint(directory)
   if not latest:
-    raise ValueError(f"{directory}: no checkpoint")
+    raise ModelDirError(f"{directory}: no checkpoint")
   config = modeling.BertConfig.from_json_file(os.path.join(directory, "bert_config.json"))
   tokenizer = tokenization.BertTokenizer(os.path.join(directory, "vocab.txt"),
                                          info["do_lower_case"], info["tokenization"])
   if tokenizer.vocab_size != config.vocab_size:
-    raise ValueError(f"{directory}: vocab.txt has {tokenizer.vocab_size} tokens but "
-                     f"vocab_size is {config.vocab_size}")
+    raise ModelDirError(f"{directory}: vocab.txt has {tokenizer.vocab_size} tokens but "
+                        f"vocab_size is {config.vocab_size}")
   with precision.policy(dtype):
     model = task_models.BertTaskModel(config, task, len(info["labels"]))
   # The keys of training.CheckpointedRun.
@@ -78,6 +135,6 @@ def load_finetuned(directory: str, dtype: str = "float32"):
   try:
     checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
   except (AssertionError, ValueError) as e:  # messages that list every variable
-    raise ValueError(f"{latest} does not fit the model of bert_config.json and task.json: "
-                     f"{str(e).splitlines()[0][:200]}") from None
+    raise ModelDirError(f"{latest}: does not fit the model of {directory}'s bert_config.json "
+                        f"and {TASK_FILE} ({str(e).strip().splitlines()[0][:200]})") from None
   return model, tokenizer, info

@@ -14,14 +14,18 @@ and "gelu_new"/"gelu_pytorch_tanh" the tanh one. `BertConfig` stores Google's
 names, plus "gelu_exact" for the erf gelu, which Google's format cannot name.
 """
 
+import contextlib
 import copy
 import dataclasses
 import json
+import numbers
 from typing import Any, Dict
 
 import tensorflow as tf
 from official.nlp.modeling import layers as nlp_layers
 from official.nlp.modeling import networks
+
+from bert_pl import errors
 
 
 @tf.keras.utils.register_keras_serializable(package="bert_pl")
@@ -64,8 +68,14 @@ def get_activation(name: str):
   try:
     return _ACTIVATIONS[name.lower()]
   except KeyError:
-    raise ValueError(f"unsupported hidden_act {name!r}; expected one of "
-                     f"{sorted(_ACTIVATIONS)}") from None
+    raise errors.InputError(f"unsupported hidden_act {name!r}; expected one of "
+                            f"{sorted(_ACTIVATIONS)}") from None
+
+
+# Fields that must be positive integers, and fractions in [0, 1).
+_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+          "intermediate_size", "max_position_embeddings", "type_vocab_size")
+_DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
 
 
 @dataclasses.dataclass
@@ -89,13 +99,31 @@ class BertConfig:
   extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
+    """Refuses values that describe no model (`errors.InputError`), before
+    they reach TensorFlow as an obscure error."""
+    for name in _SIZES:
+      value = getattr(self, name)
+      if not _is_number(value, numbers.Integral) or value < 1:
+        raise errors.InputError(f"{name} must be a positive integer, got {value!r}")
+    for name in _DROPOUTS:
+      value = getattr(self, name)
+      if not _is_number(value, numbers.Real) or not 0 <= value < 1:
+        raise errors.InputError(f"{name} must be a number in [0, 1), got {value!r}")
+    if not _is_number(self.initializer_range, numbers.Real) or self.initializer_range <= 0:
+      raise errors.InputError(f"initializer_range must be a number > 0, got "
+                              f"{self.initializer_range!r}")
+    if not isinstance(self.hidden_act, str):
+      raise errors.InputError(f"hidden_act must be a name, got {self.hidden_act!r}")
     get_activation(self.hidden_act)
     if self.hidden_size % self.num_attention_heads:
-      raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of "
-                       f"num_attention_heads {self.num_attention_heads}")
+      raise errors.InputError(f"hidden_size {self.hidden_size} is not a multiple of "
+                              f"num_attention_heads {self.num_attention_heads}")
 
   @classmethod
   def from_dict(cls, values: Dict[str, Any]) -> "BertConfig":
+    _check_object(values)
+    if "vocab_size" not in values:
+      raise errors.InputError("no vocab_size (the size of the model's vocab.txt)")
     names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
     known = {k: v for k, v in values.items() if k in names}
     extra = {k: v for k, v in values.items() if k not in names}
@@ -104,40 +132,66 @@ class BertConfig:
   @classmethod
   def from_json_file(cls, path: str) -> "BertConfig":
     """Reads Google's bert_config.json."""
-    return cls.from_dict(_read_json(path))
+    values = read_json(path)
+    with _naming(path):
+      return cls.from_dict(values)
 
   @classmethod
   def from_hf_json_file(cls, path: str) -> "BertConfig":
     """Reads a Hugging Face BERT config.json, translating `hidden_act`."""
-    values = _read_json(path)
-    hf_act = values.get("hidden_act", "gelu")
-    if hf_act not in _HF_ACTIVATIONS:
-      raise ValueError(f"{path}: unsupported hidden_act {hf_act!r}")
-    values["hidden_act"] = _HF_ACTIVATIONS[hf_act]
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names and k != "extra"})
+    values = read_json(path)
+    with _naming(path):
+      _check_object(values)
+      hf_act = values.get("hidden_act", "gelu")
+      if hf_act not in _HF_ACTIVATIONS:
+        raise errors.InputError(f"unsupported hidden_act {hf_act!r}")
+      values["hidden_act"] = _HF_ACTIVATIONS[hf_act]
+      names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+      return cls.from_dict({k: v for k, v in values.items() if k in names})
 
   def to_dict(self) -> Dict[str, Any]:
     values = dataclasses.asdict(self)
     values.update(values.pop("extra"))
     return values
 
+  def to_json_string(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
   def to_json_file(self, path: str) -> None:
     with tf.io.gfile.GFile(path, "w") as f:
-      f.write(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+      f.write(self.to_json_string())
 
   def replace(self, **changes) -> "BertConfig":
     return dataclasses.replace(copy.deepcopy(self), **changes)
 
 
-def _read_json(path: str) -> Dict[str, Any]:
+def _check_object(values) -> None:
+  if not isinstance(values, dict):
+    raise errors.InputError(f"expected a JSON object of settings, got {type(values).__name__}")
+
+
+def _is_number(value, kind) -> bool:
+  return isinstance(value, kind) and not isinstance(value, bool)
+
+
+@contextlib.contextmanager
+def _naming(path: str):
+  """Prefixes the message of an `errors.InputError` raised inside with `path`."""
   try:
-    with tf.io.gfile.GFile(path, "r") as f:
+    yield
+  except errors.InputError as e:
+    raise errors.InputError(f"{path}: {e}") from None
+
+
+def read_json(path: str) -> Any:
+  """A JSON file (a config, task.json); a missing or unreadable file or bad
+  JSON is an `errors.InputError` naming it (and the line)."""
+  errors.check_file(path)
+  try:
+    with errors.reading(path), tf.io.gfile.GFile(path, "r") as f:
       return json.load(f)
-  except tf.errors.NotFoundError:
-    raise FileNotFoundError(f"{path}: config file not found") from None
   except json.JSONDecodeError as e:
-    raise ValueError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    raise errors.InputError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
 
 
 def _initializer(config: BertConfig):

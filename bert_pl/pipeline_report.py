@@ -18,7 +18,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from bert_pl import evaluation, features, input_files
-from bert_pl.cli import InputError
+from bert_pl.errors import InputError
 
 HEADLINE = {"classification": "accuracy", "ner": "f1"}
 EXPORT_CHECK_FILE = "export_check.json"  # under WORK, written by the driver's export check

@@ -24,6 +24,7 @@ filtered and not written.
 """
 
 import os
+import re
 import time
 from typing import List, NamedTuple, Optional, Tuple
 
@@ -31,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import (cli, features, input_files, input_pipeline, model_dir, precision,
+from bert_pl import (atomic_files, cli, errors, features, input_files, model_dir, precision,
                      prediction)
 
 
@@ -49,33 +50,34 @@ class PseudoLabeler:
   """Encodes, predicts and formats windows of unlabeled examples."""
 
   def __init__(self, model_path: str, batch_size: int = 256,
-               max_seq_length: int = 0, sort_window: int = 64, min_confidence: float = 0.0,
-               dtype: str = "float32", use_xla: bool = False, write_logits: bool = False,
-               logits_top_k: int = 0):
-    model, tokenizer, info = model_dir.load_finetuned(model_path, dtype)
+               max_seq_length: Optional[int] = None, sort_window: int = 64,
+               min_confidence: float = 0.0, dtype: str = "float32", use_xla: bool = False,
+               write_logits: bool = False, logits_top_k: int = 0):
+    # The model's max_seq_length; one given must be the same.
+    model, tokenizer, info = model_dir.load_finetuned(model_path, dtype,
+                                                      {"max_seq_length": max_seq_length})
     self.task = info["task"]
     self.format = prediction.OutputFormat(self.task, info["labels"], write_logits, logits_top_k)
-    max_seq_length = max_seq_length or info["max_seq_length"]
     # NER reads raw sentences: the fields joined into one text.
     join = info.get("field_join", "sep") if self.task == "classification" else "concat"
-    self.encoder = features.FeatureEncoder(tokenizer, max_seq_length, "none", field_join=join)
+    self.encoder = features.FeatureEncoder(tokenizer, info["max_seq_length"], "none",
+                                           field_join=join)
     self.predictor = prediction.Predictor(model, batch_size, use_xla=use_xla)
     self.window = sort_window * batch_size
     self.min_confidence = min_confidence
 
   def label_file(self, path: str, output_path: str, counts: input_files.Counts,
                  progress) -> None:
-    output = prediction.AtomicOutput(output_path, self.format.write_logits)
-    window: List[input_files.Example] = []
-    for example in input_files.read_unlabeled(path, counts):
-      window.append(example)
-      if len(window) == self.window:
+    with prediction.AtomicOutput(output_path, self.format.write_logits) as output:
+      window: List[input_files.Example] = []
+      for example in input_files.read_unlabeled(path, counts):
+        window.append(example)
+        if len(window) == self.window:
+          self._label_window(window, output, counts)
+          progress(counts)
+          window = []
+      if window:
         self._label_window(window, output, counts)
-        progress(counts)
-        window = []
-    if window:
-      self._label_window(window, output, counts)
-    output.commit()
     progress(counts)
 
   def _label_window(self, examples, output, counts) -> None:
@@ -100,7 +102,7 @@ class PseudoLabeler:
 
 def shard_files(files: List[str], num_shards: int, shard_index: int) -> List[str]:
   if not 0 <= shard_index < num_shards:
-    raise ValueError(f"--shard_index={shard_index} is not in [0, {num_shards})")
+    raise errors.InputError(f"--shard_index={shard_index} is not in [0, {num_shards})")
   return [f for i, f in enumerate(sorted(files)) if i % num_shards == shard_index]
 
 
@@ -108,12 +110,17 @@ def pending_files(input_patterns: str, output_dir: str, num_shards: int = 1,
                   shard_index: int = 0, write_logits: bool = False) -> Tuple[List[str], int]:
   """This shard's input files whose output (with its `.logits` when
   `write_logits`) is not yet in `output_dir`, and the number of this
-  shard's files already done."""
-  files = shard_files(input_pipeline.expand_patterns(input_patterns), num_shards, shard_index)
+  shard's files already done; removes the temporaries a killed run left."""
+  files = shard_files(input_files.expand_input_files(input_patterns), num_shards, shard_index)
   names = [os.path.basename(f) for f in files]
+  input_files.check_not_inputs([os.path.join(output_dir, n) for n in names], files,
+                               f"--output_dir={output_dir} (outputs take their input's name)")
   if len(set(names)) != len(names):
-    raise ValueError("input files of one shard must have distinct names (outputs are named "
-                     "after them)")
+    raise errors.InputError("input files of one shard must have distinct names (outputs are named "
+                            "after them)")
+  # A killed run's temporaries of these outputs (with their side files).
+  atomic_files.remove_stale_temporaries(
+      output_dir, "(?:" + "|".join(map(re.escape, names)) + r")(\.confidence|\.logits)?")
   suffixes = ["", input_files.LOGITS_SUFFIX] if write_logits else [""]
   todo = [f for f in files if not all(
       tf.io.gfile.exists(os.path.join(output_dir, os.path.basename(f) + s)) for s in suffixes)]
@@ -121,12 +128,12 @@ def pending_files(input_patterns: str, output_dir: str, num_shards: int = 1,
 
 
 def run(model_path: str, input_patterns: str, output_dir: str, batch_size: int = 256,
-        max_seq_length: int = 0, num_shards: int = 1, shard_index: int = 0,
+        max_seq_length: Optional[int] = None, num_shards: int = 1, shard_index: int = 0,
         min_confidence: float = 0.0, sort_window: int = 64,
         skip_bad_lines: bool = False, dtype: str = "float32",
         use_xla: bool = False, write_logits: bool = False,
         logits_top_k: int = 0) -> input_files.Counts:
-  tf.io.gfile.makedirs(output_dir)
+  atomic_files.makedirs(output_dir)
   todo, done = pending_files(input_patterns, output_dir, num_shards, shard_index, write_logits)
   logging.info("%d input files in this shard, %d already done", len(todo) + done, done)
   labeler = PseudoLabeler(model_path, batch_size, max_seq_length, sort_window, min_confidence,
@@ -169,7 +176,8 @@ def define_flags(sharded_by_hand: bool = True):
   flags.DEFINE_string("input_file", None, "Unlabeled input files (comma list of globs).")
   flags.DEFINE_string("output_dir", None, "Where the pseudo-labeled files go.")
   flags.DEFINE_integer("predict_batch_size", 256, "Batch size.")
-  flags.DEFINE_integer("max_seq_length", 0, "Default: the model's (task.json).")
+  flags.DEFINE_integer("max_seq_length", None,
+                       "The model's (task.json); given, it must be the same.")
   if sharded_by_hand:
     flags.DEFINE_integer("num_shards", 1, "Processes/machines sharing the input files.")
     flags.DEFINE_integer("shard_index", 0, "This process's shard, in [0, num_shards).")
@@ -181,6 +189,9 @@ def define_flags(sharded_by_hand: bool = True):
   flags.DEFINE_bool("use_xla", False, "Compile the model with XLA.")
   cli.define_logits_flags()
   flags.mark_flags_as_required(["model_dir", "input_file", "output_dir"])
+  cli.require_max_seq_length(optional=True)
+  cli.require(lambda v: v >= 1, ">= 1", "predict_batch_size", "sort_window")
+  cli.require(lambda v: 0 <= v <= 1, "in [0, 1]", "min_confidence")
 
 
 def run_main():

@@ -38,7 +38,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from bert_pl import task_models
+from bert_pl import atomic_files, errors, task_models
+from bert_pl.features import join_conll_tokens
 from bert_pl.input_files import CONFIDENCE_SUFFIX, LOGITS_SUFFIX, Example
 
 _MODEL_INPUTS = ("input_ids", "input_mask", "segment_ids")
@@ -50,7 +51,7 @@ class Predictor:
   def __init__(self, model: task_models.BertTaskModel, batch_size: int = 64,
                trim_padding: bool = True, use_xla: bool = False):
     if model.task not in ("classification", "ner"):
-      raise ValueError(f"prediction needs a fine-tuned model, not task={model.task!r}")
+      raise errors.InputError(f"prediction needs a fine-tuned model, not task={model.task!r}")
     self.model = model
     self.batch_size = batch_size
     self.trim_padding = trim_padding  # False: the max_seq_length baseline of bench/
@@ -145,19 +146,38 @@ def _written_units(text: str) -> List[Tuple[int, int]]:
   return [m.span() for m in _UNIT.finditer(text)]
 
 
+def _predicted_char_tags(text: str, row: int, starts: np.ndarray, ends: np.ndarray,
+                         tag_ids: np.ndarray, labels: Sequence[str]) -> List[str]:
+  """Per-character tags of row `row` (`tag_ids` per token at positions 1..,
+  after [CLS]); the characters of truncated tokens get O."""
+  n = _kept_tokens(starts, row, tag_ids.shape[1])
+  token_tags = [labels[i] for i in tag_ids[row, 1:1 + n]]
+  return char_tags_from_tokens(text, starts[row, :n], ends[row, :n], token_tags)
+
+
 def ner_blocks(texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,
                tag_ids: np.ndarray, labels: Sequence[str]) -> List[str]:
   """CoNLL sentences, one unit per line (see _written_units), each ending
   with a blank line; `tag_ids` are per token at positions 1.. (after [CLS])."""
   blocks = []
   for row, text in enumerate(texts):
-    # Truncated tokens' characters get O.
-    n = _kept_tokens(starts, row, tag_ids.shape[1])
-    token_tags = [labels[i] for i in tag_ids[row, 1:1 + n]]
-    per_char = char_tags_from_tokens(text, starts[row, :n], ends[row, :n], token_tags)
+    per_char = _predicted_char_tags(text, row, starts, ends, tag_ids, labels)
     blocks.append("".join(f"{text[start:end]} {per_char[start]}\n"
                           for start, end in _written_units(text)) + "\n")
   return blocks
+
+
+def conll_tags(examples: Sequence[Example], starts: np.ndarray, ends: np.ndarray,
+               tag_ids: np.ndarray, labels: Sequence[str]) -> List[List[str]]:
+  """The predicted tag of every CoNLL token of labeled NER examples (encoded
+  by `features.FeatureEncoder`): that of its first character, as `ner_blocks`
+  writes it; the tokens of a truncated tail get O."""
+  tags = []
+  for row, example in enumerate(examples):
+    text, spans = join_conll_tokens(example.fields)
+    per_char = _predicted_char_tags(text, row, starts, ends, tag_ids, labels)
+    tags.append([per_char[start] for start, _ in spans])
+  return tags
 
 
 def confidence_lines(confidence: Sequence[float]) -> List[str]:
@@ -202,12 +222,12 @@ class OutputFormat:
   def __init__(self, task: str, labels: Sequence[str], write_logits: bool = False,
                logits_top_k: int = 0):
     if logits_top_k and not write_logits:
-      raise ValueError("--logits_top_k needs --write_logits")
+      raise errors.InputError("--logits_top_k needs --write_logits")
     if logits_top_k and task != "classification":
-      raise ValueError("--logits_top_k is for classification (NER writes every tag's logit)")
+      raise errors.InputError("--logits_top_k is for classification (NER writes every tag's logit)")
     if not 0 <= logits_top_k <= len(labels):
-      raise ValueError(f"--logits_top_k={logits_top_k} is not in [0, {len(labels)}] (the "
-                       "number of labels)")
+      raise errors.InputError(f"--logits_top_k={logits_top_k} is not in [0, {len(labels)}] (the "
+                              "number of labels)")
     self.task, self.labels = task, list(labels)
     self.write_logits, self.logits_top_k = write_logits, logits_top_k
 
@@ -229,27 +249,29 @@ class OutputFormat:
     return lines, confidence_lines(outputs["confidence"]), logits
 
 
-class AtomicOutput:
+class AtomicOutput(atomic_files.AtomicFiles):
   """A pseudo-labeled file and its side files (`.confidence`, and `.logits`
   with `with_logits`), written under temporary names; `commit()` renames the
   side files, then the main file, so the main file's existence means all are
-  complete."""
+  complete (see `atomic_files`: a context manager; a file that cannot be written
+  raises `errors.OutputError`, no temporary file left)."""
 
   def __init__(self, path: str, with_logits: bool = False):
     self.path = path
-    self._suffixes = ["", CONFIDENCE_SUFFIX] + ([LOGITS_SUFFIX] if with_logits else [])
-    self._files = [tf.io.gfile.GFile(f"{path}{s}.tmp", "w") for s in self._suffixes]
+    suffixes = [CONFIDENCE_SUFFIX] + ([LOGITS_SUFFIX] if with_logits else []) + [""]
+    finals = [path + s for s in suffixes]  # the main file last
+    super().__init__(finals, [atomic_files.temporary_path(p) for p in finals], atomic_files.open_text)
 
   def write(self, lines: Sequence[str], confidences: Sequence[str],
             logits: Optional[Sequence[str]] = None) -> None:
-    for f, part in zip(self._files, (lines, confidences, logits)):
-      f.write("".join(part))
+    parts = [confidences] + ([logits] if len(self.writers) == 3 else []) + [lines]
+    for f, final, part in zip(self.writers, self.final_paths, parts):
+      with errors.writing(final):
+        f.write("".join(part))
 
   def commit(self) -> None:
-    for f in self._files:
-      f.close()
-    if LOGITS_SUFFIX not in self._suffixes and tf.io.gfile.exists(self.path + LOGITS_SUFFIX):
+    if len(self.writers) == 2 and tf.io.gfile.exists(self.path + LOGITS_SUFFIX):
       # Left by an earlier run with logits: it would not match the new file.
-      tf.io.gfile.remove(self.path + LOGITS_SUFFIX)
-    for suffix in self._suffixes[::-1]:  # the main file ("") last
-      tf.io.gfile.rename(f"{self.path}{suffix}.tmp", self.path + suffix, overwrite=True)
+      with errors.writing(self.path + LOGITS_SUFFIX, "cannot remove"):
+        tf.io.gfile.remove(self.path + LOGITS_SUFFIX)
+    super().commit()

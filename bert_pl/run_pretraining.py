@@ -2,8 +2,7 @@ r"""Pre-training with masked LM, plus a task loss on pseudo-labels (steps 1, 4).
 
     python -m bert_pl.run_pretraining --input_file='data/pretrain.tfrecord*' \
       --output_dir=models/model_c --init_checkpoint=chinese_L-12_H-768_A-12 \
-      --num_hidden_layers=3 --task_loss=classification --label_file=labels.txt \
-      --max_seq_length=64 --max_predictions_per_seq=10 --train_batch_size=256 \
+      --num_hidden_layers=3 --task_loss=classification --train_batch_size=256 \
       --learning_rate=5e-5 --num_train_steps=100000 --num_warmup_steps=10000 \
       --do_train --do_eval
 
@@ -21,16 +20,31 @@ original. Re-running the same command resumes from the last checkpoint in
 corrupted TFRecord file stops training with an error naming it (TensorFlow's
 own error names no file, so the files are checked when it happens), or, with
 `--skip_corrupt_files`, is dropped with a warning and training goes on.
+
+The input files' manifest (`bert_pl.manifest`, written by
+create_pretraining_data) decides max_seq_length, max_predictions_per_seq,
+the tokenizer settings and the labels unless they are given (then they must
+agree with it), must be of the run's vocabulary and --task_loss, and every
+shard's size must be the one it lists before training starts (a shard cut
+inside a record header reads as a shorter file otherwise). Files without a
+manifest are read with a warning; their first record's lengths must fit.
 """
 
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import (checkpoints, cli, input_files, input_pipeline, model_dir, optimization,
-                     precision, task_models, tfrecords, training, tokenization)
+from bert_pl import (checkpoints, cli, errors, input_files, input_pipeline, manifest, model_dir,
+                     optimization, precision, task_models, tfrecords, training, tokenization)
+
+# The flags a manifest of the input files sets when they are not given.
+DATA_FLAGS = ("max_seq_length", "max_predictions_per_seq", "tokenization", "do_lower_case")
 
 
-def run(flags_values) -> dict:
+def run(flags_values, explicit=()) -> dict:
+  """The job. `explicit` names the `DATA_FLAGS` given on the command line
+  (absl's `FLAGS[name].present`): when the input files have a manifest, the
+  others are taken from it, and an explicit one that contradicts it is an
+  error naming both values."""
   f = flags_values
   strategy = training.make_strategy(f.distribution_strategy, f.num_gpus)
   training.set_seed(f.random_seed)
@@ -39,14 +53,17 @@ def run(flags_values) -> dict:
                                               f.num_hidden_layers, layer_map)
   vocab_file = f.vocab_file or (source.vocab_file if source else None)
   if not vocab_file:
-    raise ValueError("no --vocab_file given and no vocab.txt beside --init_checkpoint")
+    raise errors.InputError("no --vocab_file given and no vocab.txt beside --init_checkpoint")
   vocab_size = len(tokenization.load_vocab(vocab_file))
   if vocab_size != config.vocab_size:
-    raise ValueError(f"{vocab_file} has {vocab_size} tokens but vocab_size is {config.vocab_size}")
+    raise errors.InputError(f"{vocab_file} has {vocab_size} tokens but vocab_size is "
+                            f"{config.vocab_size}")
   labels = input_files.read_labels(f.label_file) if f.label_file else None
+  train_files, eval_files, data = _input_data(f, explicit, vocab_file, labels)
+  labels = data["labels"]
   num_labels = len(labels) if labels else (f.num_labels or 0)
   if f.task_loss != "none" and not num_labels:
-    raise ValueError(f"--task_loss={f.task_loss} needs --label_file or --num_labels")
+    raise errors.InputError(f"--task_loss={f.task_loss} needs --label_file or --num_labels")
   _check_loss_flags(f)
   kl = f.pseudo_label_loss == "kl"
 
@@ -65,22 +82,20 @@ def run(flags_values) -> dict:
 
   step = run_state.restore_or_initialize(initialize)
   train = f.do_train and step < f.num_train_steps
-  train_files = input_pipeline.expand_patterns(f.input_file) if train else []
-  eval_files = (input_pipeline.expand_patterns(f.eval_input_file or f.input_file)
-                if f.do_eval else [])
-  if kl:
-    width = num_labels * (f.max_seq_length if f.task_loss == "ner" else 1)
-    for files in (train_files, eval_files):
-      if files:
-        _check_teacher_logits(files[0], tfrecords.LOGITS_FEATURES[f.task_loss], width)
+  logits_width = (num_labels * (data["max_seq_length"] if f.task_loss == "ner" else 1)
+                  if kl else None)
+  for files in (train_files, eval_files):
+    _check_first_record(files, data["max_seq_length"], data["max_predictions_per_seq"],
+                        f.task_loss, logits_width)
   if chief:
     model_dir.write(f.output_dir, config, vocab_file, {
-        "task": f.task_loss, "labels": labels, "max_seq_length": f.max_seq_length,
-        "do_lower_case": f.do_lower_case, "tokenization": f.tokenization,
+        "task": f.task_loss, "labels": labels, "max_seq_length": data["max_seq_length"],
+        "do_lower_case": data["do_lower_case"], "tokenization": data["tokenization"],
         "pseudo_label_loss": f.pseudo_label_loss, "kl_temperature": f.kl_temperature,
         "masked_lm_loss_weight": f.masked_lm_loss_weight, "trained_by": "run_pretraining"})
-  spec = tfrecords.pretraining_feature_spec(f.max_seq_length, f.max_predictions_per_seq,
-                                            f.task_loss, num_labels, with_logits=kl)
+  spec = tfrecords.pretraining_feature_spec(data["max_seq_length"],
+                                            data["max_predictions_per_seq"], f.task_loss,
+                                            num_labels, with_logits=kl)
   trainer = training.Trainer(strategy, model, optimizer, use_mlm=f.masked_lm_loss_weight > 0,
                              use_task=f.task_loss != "none",
                              task_loss_weight=f.task_loss_weight,
@@ -96,13 +111,15 @@ def run(flags_values) -> dict:
                  _task_loss_name(f))
     files = train_files
     while True:  # again without the corrupt files, when skipping them
-      dataset = input_pipeline.distribute(
+      training_input = input_pipeline.TrainingInput(
           strategy, f.train_batch_size,
           lambda batch, context, files=files: input_pipeline.pretraining_dataset(
               files, spec, batch, True, context, seed=f.random_seed,
-              bucket_width=f.bucket_width))
+              bucket_width=f.bucket_width),
+          {"files": files, "seed": f.random_seed, "bucket_width": f.bucket_width,
+           "features": {name: feature.shape for name, feature in spec.items()}})
       try:
-        results = training.train(trainer, run_state, iter(dataset), f.num_train_steps,
+        results = training.train(trainer, run_state, training_input, f.num_train_steps,
                                  f.save_checkpoints_steps, f.train_batch_size,
                                  training.summary_dir(f.output_dir, "train"))
         break
@@ -126,14 +143,14 @@ def run(flags_values) -> dict:
 
 def _check_loss_flags(f) -> None:
   if f.masked_lm_loss_weight < 0 or f.task_loss_weight < 0:
-    raise ValueError("--masked_lm_loss_weight and --task_loss_weight must be >= 0")
+    raise errors.InputError("--masked_lm_loss_weight and --task_loss_weight must be >= 0")
   if f.masked_lm_loss_weight == 0 and (f.task_loss == "none" or f.task_loss_weight == 0):
-    raise ValueError(f"--masked_lm_loss_weight=0 with --task_loss={f.task_loss} and "
-                     f"--task_loss_weight={f.task_loss_weight:g}: nothing to train")
+    raise errors.InputError(f"--masked_lm_loss_weight=0 with --task_loss={f.task_loss} and "
+                            f"--task_loss_weight={f.task_loss_weight:g}: nothing to train")
   if f.pseudo_label_loss == "kl" and f.task_loss == "none":
-    raise ValueError("--pseudo_label_loss=kl needs --task_loss=classification or ner")
+    raise errors.InputError("--pseudo_label_loss=kl needs --task_loss=classification or ner")
   if f.kl_temperature <= 0:
-    raise ValueError(f"--kl_temperature must be > 0, got {f.kl_temperature}")
+    raise errors.InputError(f"--kl_temperature must be > 0, got {f.kl_temperature}")
 
 
 def _task_loss_name(f) -> str:
@@ -144,24 +161,115 @@ def _task_loss_name(f) -> str:
   return "CRF NLL" if f.task_loss == "ner" else "cross-entropy"
 
 
-def _check_teacher_logits(path: str, name: str, width: int) -> None:
+def _input_data(f, explicit, vocab_file: str, labels):
+  """The training and evaluation files, checked against their manifests
+  (`--skip_corrupt_files` drops those that disagree), and the data settings:
+  `DATA_FLAGS` and the labels, from the manifest where there is one, else
+  from the flags."""
+  train_files, eval_files = [], []
+  if f.do_train and f.num_train_steps > 0:
+    if not f.input_file:
+      raise errors.InputError("--do_train needs --input_file")
+    train_files = input_files.expand_input_files(f.input_file)
+  if f.do_eval:
+    if not (f.eval_input_file or f.input_file):
+      raise errors.InputError("--do_eval needs --eval_input_file or --input_file")
+    eval_files = input_files.expand_input_files(f.eval_input_file or f.input_file)
+  data = {name: getattr(f, name) for name in DATA_FLAGS}
+  data["labels"] = labels
+  inputs = manifest.read(train_files + eval_files)
+  found = inputs.settings() if train_files or eval_files else None
+  if found:
+    path, settings = found
+    for name in DATA_FLAGS:
+      if name in explicit and data[name] != settings[name]:
+        raise errors.InputError(f"{path}: {name} is {settings[name]}, but --{name}={data[name]}")
+      data[name] = settings[name]
+    data["labels"] = _manifest_labels(f, path, settings, labels)
+    ours = manifest.vocab_fingerprint(vocab_file)
+    if ours["vocab_sha256"] != settings["vocab_sha256"]:
+      raise errors.InputError(
+          f"{path}: written with another vocabulary ({settings['vocab_size']} tokens, sha256 "
+          f"{settings['vocab_sha256'][:12]}...) than {vocab_file} ({ours['vocab_size']} "
+          f"tokens, sha256 {ours['vocab_sha256'][:12]}...)")
+  checked = [input_pipeline.refuse_or_skip(files, inputs.problems(files, f.verify_checksums),
+                                           f.skip_corrupt_files)
+             for files in (train_files, eval_files)]
+  return checked[0], checked[1], data
+
+
+def _manifest_labels(f, path: str, settings: dict, labels):
+  """The labels of --task_loss: the manifest's, which --label_file or
+  --num_labels, when given, must match, as --task_loss its task."""
+  if f.task_loss == "none":
+    return labels
+  if settings["task"] != f.task_loss:
+    raise errors.InputError(f"{path}: records of --task={settings['task']}, but "
+                            f"--task_loss={f.task_loss}")
+  theirs = settings["labels"]
+  if labels is not None and labels != theirs:
+    where = next((i for i, (a, b) in enumerate(zip(labels, theirs)) if a != b), None)
+    differ = (f"label {where} is {theirs[where]!r}, {f.label_file} says {labels[where]!r}"
+              if where is not None else
+              f"{len(theirs)} labels, {f.label_file} has {len(labels)}")
+    raise errors.InputError(f"{path}: {differ} (the records' label ids would mean other labels)")
+  if labels is None and f.num_labels and f.num_labels != len(theirs):
+    raise errors.InputError(f"{path}: {len(theirs)} labels, but --num_labels={f.num_labels}")
+  return theirs
+
+
+def _check_first_record(files, max_seq_length: int, max_predictions_per_seq: int,
+                        task_loss: str, logits_width) -> None:
+  """Refuses TFRecords that do not fit the run, seen in the first record of
+  the first of `files` that has one (one job writes every record alike):
+  lengths other than the run's (else a graph error naming no file), no
+  feature of --task_loss, or, for the KL loss (`logits_width`: its width),
+  no teacher logits or logits of another width."""
+  path, found = next(((p, r) for p in files if (r := _first_record(p)) is not None),
+                     (None, None))
+  if found is None:
+    return
+  for name, flag, value in (("input_ids", "max_seq_length", max_seq_length),
+                            ("masked_lm_positions", "max_predictions_per_seq",
+                             max_predictions_per_seq)):
+    if name not in found:
+      raise errors.InputError(f"{path}: no {name} feature (not pre-training TFRecords)")
+    if found[name] != value:
+      raise errors.InputError(f"{path}: records of {flag} {found[name]}, but --{flag}={value}")
+  task_feature = {"classification": "label_ids", "ner": "tag_ids"}.get(task_loss)
+  if task_feature and task_feature not in found:
+    raise errors.InputError(f"{path}: no {task_feature} feature (records without pseudo-labels), "
+                            f"but --task_loss={task_loss}")
+  if logits_width is not None:
+    _check_teacher_logits(path, found, tfrecords.LOGITS_FEATURES[task_loss], logits_width)
+
+
+def _first_record(path: str):
+  """`tfrecords.record_features` of `path`; None for a file without records
+  or a corrupt one (training names it, or skips it with --skip_corrupt_files)."""
+  try:
+    return tfrecords.record_features(path)
+  except tf.errors.DataLossError:
+    return None
+
+
+def _check_teacher_logits(path: str, found: dict, name: str, width: int) -> None:
   """Refuses records without the teacher logits the KL loss needs (or with
-  logits of another width), checked on the first record of `path`: the data
-  job writes them for every record of a job or for none."""
-  found = tfrecords.record_features(path)
+  logits of another width): the data job writes them for every record of a
+  job or for none."""
   if name not in found:
-    raise cli.InputError(
+    raise errors.InputError(
         f"{path}: no {name} feature (TFRecords written without teacher logits: run "
         "predict_pseudo_labels --write_logits and create_pretraining_data again, or use "
         "--pseudo_label_loss=hard)")
   if found[name] != width:
-    raise cli.InputError(f"{path}: {name} has {found[name]} values, expected {width} (labels x "
-                         "max_seq_length for NER): the records do not fit the flags")
+    raise errors.InputError(f"{path}: {name} has {found[name]} values, expected {width} (labels x "
+                            "max_seq_length for NER): the records do not fit the flags")
 
 
 def main(argv):
   del argv
-  results = run(flags.FLAGS)
+  results = run(flags.FLAGS, explicit=[n for n in DATA_FLAGS if flags.FLAGS[n].present])
   print("run_pretraining: " + " ".join(f"{k}={v:.6g}" for k, v in sorted(results.items())))
 
 
@@ -169,8 +277,10 @@ def define_flags():
   cli.define_model_flags()
   flags.DEFINE_string("input_file", None, "TFRecord files (comma list of globs).")
   flags.DEFINE_string("eval_input_file", None, "TFRecords for --do_eval (default: --input_file).")
-  flags.DEFINE_integer("max_seq_length", 128, "As in the TFRecords.")
-  flags.DEFINE_integer("max_predictions_per_seq", 20, "As in the TFRecords.")
+  flags.DEFINE_integer("max_seq_length", 128,
+                       "As in the TFRecords; default: their manifest's, else 128.")
+  flags.DEFINE_integer("max_predictions_per_seq", 20,
+                       "As in the TFRecords; default: their manifest's, else 20.")
   cli.define_training_flags(learning_rate=5e-5)
   flags.DEFINE_integer("eval_batch_size", 8, "GLOBAL batch size for evaluation.")
   flags.DEFINE_integer("num_train_steps", 100000, "Total training steps.")
@@ -194,8 +304,15 @@ def define_flags():
   flags.DEFINE_integer("num_labels", None, "Number of labels (without --label_file).")
   flags.DEFINE_bool("skip_corrupt_files", False,
                     "Train without the TFRecord files that turn out truncated or corrupted "
-                    "(a warning names each) instead of stopping with an error naming the file.")
+                    "(a warning names each) instead of stopping with an error naming the file; "
+                    "also those whose size disagrees with their manifest.")
+  flags.DEFINE_bool("verify_checksums", False,
+                    "Also check every input file's record count and sha256 against its "
+                    "manifest before training: reads every byte (sizes are always checked).")
   flags.mark_flags_as_required(["output_dir"])
+  cli.require_max_seq_length()
+  cli.require(lambda v: v >= 1, ">= 1", "eval_batch_size", "max_eval_steps", "num_labels")
+  cli.require(lambda v: v >= 0, ">= 0", "num_train_steps", "num_warmup_steps")
 
 
 def run_main():

@@ -10,10 +10,13 @@ and the teacher's pre-softmax logits for the KL loss (DESIGN §9):
 """
 
 import os
-from typing import Dict, List
+import re
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
+
+from bert_pl import atomic_files, errors
 
 _INT_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
                  "masked_lm_ids", "next_sentence_labels", "label_ids", "tag_ids")
@@ -52,14 +55,20 @@ def pretraining_feature_spec(max_seq_length: int, max_predictions_per_seq: int,
   return spec
 
 
-def record_features(path: str) -> Dict[str, int]:
+def record_features(path: str) -> Optional[Dict[str, int]]:
   """Feature name -> number of values, of a TFRecord file's first record
-  (say, whether and how wide the file carries the teacher's logits)."""
+  (say, whether and how wide the file carries the teacher's logits); None
+  for a file without records."""
   for record in tf.data.TFRecordDataset(path).take(1):
     features = tf.train.Example.FromString(record.numpy()).features.feature
     return {name: len(feature.float_list.value) + len(feature.int64_list.value)
             for name, feature in features.items()}
-  raise ValueError(f"{path}: no records")
+  return None
+
+
+def feature_dtype(name: str) -> str:
+  """The dtype a feature of the schema is written with."""
+  return "float32" if name in _FLOAT_FEATURES else "int64"
 
 
 def _list_proto(values: tf.Tensor, message: str) -> tf.Tensor:
@@ -115,31 +124,35 @@ def shard_paths(output_file: str, num_shards: int) -> List[str]:
   return [f"{output_file}-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
 
 
-class ShardedWriter:
-  """Writes records round-robin to shards under temporary names; `close()`
-  renames them to their final names, so an interrupted job leaves no file
-  under a final shard name."""
+def remove_stale_temporaries(output_file: str) -> int:
+  """Removes what killed runs writing `output_file` left: the temporaries
+  of its shards (any shard count) and manifest, and Beam's
+  `beam-temp-NAME-*` directories (`atomic_files.remove_stale_temporaries`)."""
+  directory, name = os.path.split(output_file)
+  return atomic_files.remove_stale_temporaries(
+      directory, rf"{re.escape(name)}(-\d{{5}}-of-\d{{5}}|\.manifest\.json)?",
+      rf"beam-temp-{re.escape(name)}-[0-9a-f]{{32}}")
+
+
+class ShardedWriter(atomic_files.AtomicFiles):
+  """Writes records round-robin to shards under temporary names
+  (`atomic_files.temporary_path`); `commit()` renames them to their final
+  names, so an interrupted job leaves no file under a final shard name, and
+  the next run removes what it left (see `atomic_files`: a context manager; a
+  shard that cannot be written raises `errors.OutputError`, no temporary
+  shard left)."""
 
   def __init__(self, output_file: str, num_shards: int):
-    self.paths = shard_paths(output_file, num_shards)
+    paths = shard_paths(output_file, num_shards)
     directory = os.path.dirname(output_file)
     if directory:
-      tf.io.gfile.makedirs(directory)
-    self._tmp = [f"{p}.tmp-{os.getpid()}" for p in self.paths]
-    self._writers = [tf.io.TFRecordWriter(p) for p in self._tmp]
+      atomic_files.makedirs(directory)
+    remove_stale_temporaries(output_file)
+    super().__init__(paths, [atomic_files.temporary_path(p) for p in paths],
+                     tf.io.TFRecordWriter)
     self._next = 0
 
   def write(self, record: bytes) -> None:
-    self._writers[self._next].write(record)
-    self._next = (self._next + 1) % len(self._writers)
-
-  def close(self) -> None:
-    for writer, tmp, final in zip(self._writers, self._tmp, self.paths):
-      writer.close()
-      tf.io.gfile.rename(tmp, final, overwrite=True)
-
-  def abort(self) -> None:
-    for writer, tmp in zip(self._writers, self._tmp):
-      writer.close()
-      if tf.io.gfile.exists(tmp):
-        tf.io.gfile.remove(tmp)
+    with errors.writing(self.final_paths[self._next]):
+      self.writers[self._next].write(record)
+    self._next = (self._next + 1) % len(self.writers)

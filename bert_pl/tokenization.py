@@ -53,6 +53,8 @@ from typing import Iterable, List, NamedTuple, Sequence
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from bert_pl import errors
+
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 WORDPIECE, CHAR = "wordpiece", "char"
 MODES = (WORDPIECE, CHAR)
@@ -87,11 +89,9 @@ def load_vocab(vocab_file: str) -> List[str]:
   that leaves it empty (Google's Chinese vocab has U+2028 on line 344), so ids
   stay equal to line numbers; a token listed twice maps to its last line.
   """
-  try:
-    with tf.io.gfile.GFile(vocab_file, "rb") as f:
-      raw_lines = f.read().split(b"\n")
-  except tf.errors.NotFoundError:
-    raise FileNotFoundError(f"{vocab_file}: vocabulary file not found") from None
+  errors.check_file(vocab_file)
+  with errors.reading(vocab_file), tf.io.gfile.GFile(vocab_file, "rb") as f:
+    raw_lines = f.read().split(b"\n")
   if raw_lines and not raw_lines[-1]:
     raw_lines.pop()
   vocab = []
@@ -99,10 +99,10 @@ def load_vocab(vocab_file: str) -> List[str]:
     try:
       vocab.append(raw.decode("utf-8").strip())
     except UnicodeDecodeError as e:
-      raise ValueError(f"{vocab_file}:{line_number}: invalid UTF-8 ({e.reason})") from None
+      raise errors.InputError(f"{vocab_file}:{line_number}: invalid UTF-8 ({e.reason})") from None
   missing = [t for t in (PAD, UNK, CLS, SEP, MASK) if t not in vocab]
   if missing:
-    raise ValueError(f"{vocab_file}: special tokens missing: {' '.join(missing)}")
+    raise errors.InputError(f"{vocab_file}: special tokens missing: {' '.join(missing)}")
   return vocab
 
 

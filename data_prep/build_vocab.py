@@ -23,7 +23,6 @@ conll = the first column of each token line, a sentence's tokens joined by space
 
 import argparse
 import collections
-import glob
 import os
 import sys
 import unicodedata
@@ -32,6 +31,8 @@ from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_li
 
 if __package__ in (None, ""):  # run as `python data_prep/build_vocab.py`: make the package importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bert_pl import input_files
+from bert_pl.cli import InputError
 from data_prep import common
 
 SPECIAL_TOKENS = ("[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -85,14 +86,13 @@ def basic_tokenize(text, lower_case):
 
 
 def expand_inputs(spec):
-    """Returns the files named by a comma-separated list of paths and glob patterns, in the given order."""
-    paths = []
-    for pattern in filter(None, spec.split(",")):
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-        if not matches:
-            raise common.DataError(pattern, None, "no file matches")
-        paths.extend(matches)
-    return paths
+    """Returns the files named by a comma-separated list of paths and glob patterns, by the rule of every bert_pl
+    job (`input_files.expand_input_files`: each glob sorted and without temporaries, side files or directories)."""
+    try:
+        return input_files.expand_input_files(spec)
+    except InputError as e:
+        path, _, message = str(e).partition(": ")
+        raise common.DataError(path, None, message) from None
 
 
 def iter_texts(path, input_format):

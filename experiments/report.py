@@ -15,6 +15,7 @@ import subprocess
 import numpy as np
 from absl import flags
 
+from bert_pl import errors
 from experiments import real_report
 
 ROWS = (("baseline", "fine-tuned from the initial checkpoint (no domain pre-training)"),
@@ -167,7 +168,7 @@ def _load(path):
     try:
       return json.load(f)
     except json.JSONDecodeError as e:
-      raise ValueError(f"{path}:{e.lineno}: not JSON: {e.msg}") from None
+      raise errors.InputError(f"{path}:{e.lineno}: not JSON: {e.msg}") from None
 
 
 def regenerate(report_dir, chinese=None, real=None):
@@ -180,7 +181,7 @@ def regenerate(report_dir, chinese=None, real=None):
   if real is None:
     real = _load(os.path.join(report_dir, "results_real.json"))
   if chinese is None and real is None:
-    raise ValueError(f"{report_dir}: neither results.json nor results_real.json")
+    raise errors.InputError(f"{report_dir}: neither results.json nor results_real.json")
   markdown = document(chinese, real)
   path = os.path.join(report_dir, "RESULTS.md")
   with open(path + ".tmp", "w", encoding="utf-8") as f:
@@ -204,7 +205,7 @@ def main(argv):
   """Remakes RESULTS.md and the plots from the JSONs in --report_dir, e.g.
   after the report's format changed."""
   if len(argv) > 1:
-    raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
+    raise errors.InputError(f"unexpected arguments: {' '.join(argv[1:])}")
   print(regenerate(flags.FLAGS.report_dir))
 
 

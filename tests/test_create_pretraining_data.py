@@ -1,5 +1,7 @@
 """create_pretraining_data: schema, masking statistics, determinism, labels, errors."""
 
+import hashlib
+import json
 import os
 import sys
 
@@ -7,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_pl import features, input_files, prediction, tag_schemes, tfrecords, tokenization
+from bert_pl import (features, input_files, input_pipeline, prediction, tag_schemes, tfrecords,
+                     tokenization)
 from bert_pl.cli import InputError
 from bert_pl.create_pretraining_data import Options, create_pretraining_data
 from conftest import kill_when, run_job
@@ -492,7 +495,19 @@ def test_killed_job_leaves_no_final_shard(corpus, tmp_path):
                 os.path.getsize(out.parent / p) for p in os.listdir(out.parent)
                 if ".tmp-" in p) > 100_000, timeout=60)
   left = os.listdir(out.parent)
-  assert left and all(".tmp-" in p for p in left), left
+  assert left and all(p.startswith(".data.tfrecord-0000") and ".tmp-" in p for p in left), left
+  with pytest.raises(InputError, match="no file matches"):  # the job's glob matches none
+    input_files.expand_input_files(f"{out}*")
+  # The next run (here on less input) removes them.
+  small = tmp_path / "small.txt"
+  small.write_text("一\n二\n三\n", encoding="utf-8")
+  result = run_job("create_pretraining_data", f"--input_file={small}", f"--output_file={out}",
+                   f"--vocab_file={corpus / 'vocab.txt'}", "--num_output_shards=2")
+  assert f"removed {len(left)} stale temporary file(s) of an earlier run from {out.parent}" in (
+      result.stderr)
+  assert sorted(os.listdir(out.parent)) == [
+      "data.tfrecord-00000-of-00002", "data.tfrecord-00001-of-00002",
+      "data.tfrecord.manifest.json"]
 
 
 def _rows(paths):
@@ -518,14 +533,25 @@ def test_beam_job_writes_the_single_process_examples(corpus, tmp_path, mode):
                  f"--output_file={tmp_path / 'beam' / 'data.tfrecord'}")
   assert "read 12000, written 24000, skipped 0" in single.stdout
   assert "read 12000, written 24000, skipped 0" in beam.stdout
-  shards = sorted(os.listdir(tmp_path / "beam"))
-  assert shards == [f"data.tfrecord-0000{i}-of-00003" for i in range(3)]
+  shards = [f"data.tfrecord-0000{i}-of-00003" for i in range(3)]
+  assert sorted(os.listdir(tmp_path / "beam")) == shards + ["data.tfrecord.manifest.json"]
   beam_rows = _rows(tmp_path / "beam" / s for s in shards)
   assert len(beam_rows) == 24000
-  assert beam_rows == _rows((tmp_path / "single").iterdir())
+  assert beam_rows == _rows(tmp_path / "single" / s for s in shards)
+  # The same manifest, but for the shards' contents (Beam spreads the records
+  # otherwise), which it describes as they are.
+  beam, single = (json.loads((tmp_path / job / "data.tfrecord.manifest.json").read_text())
+                  for job in ("beam", "single"))
+  beam_shards, _ = beam.pop("shards"), single.pop("shards")
+  assert beam == single and beam["records"] == 24000 and beam["dupe_factor"] == 2
+  assert beam_shards == [
+      {"file": name, "records": input_pipeline.count_records(str(tmp_path / "beam" / name)),
+       "bytes": os.path.getsize(tmp_path / "beam" / name),
+       "sha256": hashlib.sha256((tmp_path / "beam" / name).read_bytes()).hexdigest()}
+      for name in shards]
 
 
-def test_beam_job_bad_input_and_refused_mode(corpus, tmp_path):
+def test_beam_job_bad_input_refused_mode_and_shard_count(corpus, tmp_path):
   bad = tmp_path / "bad.txt"
   bad.write_bytes("一行\n二行\n".encode() + b"\xff\xfe\n")
   args = [f"--vocab_file={corpus / 'vocab.txt'}", f"--output_file={tmp_path / 'out.tfrecord'}"]
@@ -537,4 +563,9 @@ def test_beam_job_bad_input_and_refused_mode(corpus, tmp_path):
                    *args, "--direct_running_mode=multi_threading", check=False)
   assert result.returncode == 2
   assert "multi_threading is not supported" in result.stderr
+  assert not list(tmp_path.glob("out.tfrecord*"))
+  result = run_job("beam.create_pretraining_data", f"--input_file={corpus / 'unlabeled.txt'}",
+                   *args, "--num_output_shards=0", check=False)
+  assert result.returncode == 2
+  assert "error: --num_output_shards=0: must be at least 1" in result.stderr
   assert not list(tmp_path.glob("out.tfrecord*"))

@@ -205,8 +205,12 @@ def test_basic_tokenize_matches_bert():
 def test_vocab_missing_input(tmp_path, capsys):
     assert common.run_main(build_vocab.main, ["--input_file", str(tmp_path / "missing.txt"),
                                               "--output_file", str(tmp_path / "vocab.txt")]) == 2
-    assert capsys.readouterr().err == f"{tmp_path / 'missing.txt'}: cannot open: No such file or directory\n"
+    # The file list is expanded by bert_pl's one rule (input_files.expand_input_files), with its messages.
+    assert capsys.readouterr().err == f"{tmp_path / 'missing.txt'}: file not found\n"
     assert not (tmp_path / "vocab.txt").exists() and not (tmp_path / "vocab.txt.tmp").exists()
+    assert common.run_main(build_vocab.main, ["--input_file", str(tmp_path), "--output_file", str(tmp_path / "v")]) == 2
+    assert capsys.readouterr().err == (f"{tmp_path}: a directory, not a file (for the files in it, give "
+                                       f"{tmp_path}/*)\n")
 
 
 # ---------------------------------------------------------------- cluener_to_conll

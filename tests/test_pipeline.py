@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_pl import masking, pipeline
+from bert_pl import input_files, masking, pipeline
 from conftest import REPO, run_job
 from test_training import _tiny_config
 
@@ -217,7 +217,7 @@ def test_report_only_runs_nothing_and_reports_the_finished_jobs(corpus, init_che
 def _records(pattern):
   """Every record of TFRecord files as {feature: numpy array}."""
   rows = []
-  for path in sorted(tf.io.gfile.glob(pattern)):
+  for path in input_files.expand_input_files(pattern):  # the shards, not their manifest
     for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
       feature = tf.train.Example.FromString(raw).features.feature
       rows.append({k: np.array(v.float_list.value or v.int64_list.value)

@@ -35,12 +35,12 @@ def classifier(corpus, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tagger(classifier, corpus):
-  """A tiny fine-tuned NER model (WordPiece) beside the classifier, and a pool
-  of 200 sentences."""
+  """A tiny fine-tuned NER model (WordPiece, max_seq_length 24: some sentences
+  are longer) beside the classifier, and a pool of 200 sentences."""
   finetuning.run(_finetune_flags(
       init_checkpoint=str(classifier / "init"), train_file=str(corpus / "ner_train.txt"),
       label_file=str(corpus / "tags.txt"), output_dir=str(classifier / "ner_b"), do_eval=False,
-      num_train_epochs=1.0), "ner")
+      num_train_epochs=1.0, max_seq_length=24), "ner")
   pool = classifier / "ner_pool.txt"
   pool.write_text("".join((corpus / "ner_unlabeled.txt").read_text(encoding="utf-8")
                           .splitlines(keepends=True)[:200]), encoding="utf-8")
@@ -143,12 +143,11 @@ def test_top_k_logits_keep_the_k_largest(classifier, classifier_teacher, tmp_pat
 def test_ner_logits_from_step_3_to_the_tfrecords(tagger, tmp_path):
   pool = tagger.parent / "ner_pool.txt"
   examples = list(input_files.read_unlabeled(str(pool), input_files.Counts()))
-  seq = 24  # shorter than the model's 64: some sentences are truncated
+  seq = 24  # the model's (task.json): some sentences are truncated
   teacher, encoded, info = _teacher(tagger, examples, seq)
   num_tags = len(info["labels"])
   counts = predict_pseudo_labels.run(str(tagger), str(pool), str(tmp_path / "pseudo"),
-                                     batch_size=16, max_seq_length=seq, sort_window=2,
-                                     write_logits=True)
+                                     batch_size=16, sort_window=2, write_logits=True)
   assert counts.written == 200 and counts.truncated > 20
   output = tmp_path / "pseudo" / "ner_pool.txt"
   side = open(f"{output}.logits", encoding="utf-8").read().splitlines()
@@ -255,7 +254,7 @@ def test_killed_run_resumes_with_every_line_once(classifier, corpus, tmp_path):
     assert len(examples) == 600 and all(e.logits.shape == (20,) for e in examples)
     written.update("\t".join(e.fields) for e in examples)
   assert written == collections.Counter(line.rstrip("\n") for line in lines[:7200])
-  assert not [p for p in os.listdir(output) if p.endswith(".tmp")]
+  assert not [p for p in os.listdir(output) if ".tmp" in p]
 
 
 def test_shards_split_the_files():
@@ -301,6 +300,6 @@ def test_beam_job_writes_what_the_single_process_job_writes(classifier, corpus, 
                                  np.loadtxt(tmp_path / "single" / f"{name}.logits"),
                                  rtol=1.1e-3, atol=1e-5)
     assert sum(written.values()) == 20000
-    assert not [p for p in os.listdir(output) if p.endswith(".tmp")]
+    assert not [p for p in os.listdir(output) if ".tmp" in p]
   again = run_job("beam.predict_pseudo_labels", *common, f"--output_dir={tmp_path / 'in_memory'}")
   assert "0 files labeled (5 already done)" in again.stdout

@@ -221,7 +221,7 @@ def test_vocab_errors_name_the_file_and_line(tmp_path):
   no_mask.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n")
   with pytest.raises(ValueError, match=r"no_mask.txt: special tokens missing: \[MASK\]"):
     tokenization.load_vocab(str(no_mask))
-  with pytest.raises(FileNotFoundError, match="missing.txt"):
+  with pytest.raises(ValueError, match="missing.txt: file not found"):
     tokenization.load_vocab(str(tmp_path / "missing.txt"))
 
 

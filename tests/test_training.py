@@ -121,16 +121,17 @@ def _flags(**values):
       num_warmup_steps=5, weight_decay=0.01, save_checkpoints_steps=50, do_train=True,
       do_eval=True, max_eval_steps=8, task_loss="none", task_loss_weight=1.0,
       label_file=None, num_labels=None, distribution_strategy="mirrored", num_gpus=None, dtype="float32", bucket_width=0,
-      random_seed=1, pseudo_label_loss="hard", kl_temperature=1.0, masked_lm_loss_weight=1.0)
+      random_seed=1, pseudo_label_loss="hard", kl_temperature=1.0, masked_lm_loss_weight=1.0,
+      skip_corrupt_files=False, verify_checksums=False)
   defaults.update(values)
   return types.SimpleNamespace(**defaults)
 
 
-def _tiny_config(corpus, path, layers=2):
+def _tiny_config(corpus, path, layers=2, dropout=0.1):
   vocab = len(open(corpus / "vocab.txt", encoding="utf-8").read().splitlines())
   modeling.BertConfig(**dict(TINY, vocab_size=vocab, num_hidden_layers=layers,
-                             max_position_embeddings=64, hidden_dropout_prob=0.1,
-                             attention_probs_dropout_prob=0.1,
+                             max_position_embeddings=64, hidden_dropout_prob=dropout,
+                             attention_probs_dropout_prob=dropout,
                              # From scratch, hidden 32 learns the [CLS] classifier far
                              # faster with 0.1 than BERT's 0.02 (measured: 94.6% vs 11%
                              # test accuracy after 300 steps).

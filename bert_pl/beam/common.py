@@ -8,7 +8,6 @@ the runner untouched, so Dataflow, Flink and Spark take their usual options.
 import importlib
 import logging
 import re
-import sys
 from typing import Dict, List
 
 import apache_beam as beam
@@ -16,8 +15,7 @@ from absl import flags
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
-from bert_pl import cli
-from bert_pl.cli import InputError
+from bert_pl import cli, errors
 
 NAMESPACE = "bert_pl"
 
@@ -28,16 +26,7 @@ def run(main) -> None:
   flags.DEFINE_string("runner", "DirectRunner",
                       "Beam runner: DirectRunner (this machine), DataflowRunner, FlinkRunner, "
                       "SparkRunner, ...; other --flags are passed on as pipeline options.")
-  cli.run(main, flags_parser=_parse_flags)
-
-
-def _parse_flags(argv: List[str]) -> List[str]:
-  """absl flags parser that keeps unknown flags (the pipeline options) for `main`."""
-  try:
-    return flags.FLAGS(argv, known_only=True)
-  except flags.Error as e:
-    print(f"FATAL Flags parsing error: {e}", file=sys.stderr)
-    sys.exit(1)
+  cli.run(main, known_only=True)
 
 
 def pipeline_options(runner: str, pipeline_args: List[str]) -> PipelineOptions:
@@ -47,8 +36,9 @@ def pipeline_options(runner: str, pipeline_args: List[str]) -> PipelineOptions:
   `multi_processing` only)."""
   options = PipelineOptions([f"--runner={runner}", *pipeline_args])
   if options.view_as(DirectOptions).direct_running_mode == "multi_threading":
-    raise ValueError("--direct_running_mode=multi_threading is not supported: it is known to "
-                     "drop TFRecord records on this Beam/TensorFlow stack; use multi_processing")
+    raise errors.InputError("--direct_running_mode=multi_threading is not supported: it is known "
+                            "to drop TFRecord records on this Beam/TensorFlow stack; use "
+                            "multi_processing")
   return options
 
 
@@ -64,9 +54,9 @@ def counter(name: str):
 
 
 def run_pipeline(pipeline: beam.Pipeline) -> Dict[str, int]:
-  """Runs the pipeline to completion; returns its counters. An `InputError`
-  raised in a worker (wrapped by the runner) comes back as an `InputError`
-  with the original one-line message (file:line: what)."""
+  """Runs the pipeline to completion; returns its counters. An error of
+  `errors` raised in a worker (wrapped by the runner) comes back as that
+  error, with the original one-line message (file:line: what)."""
   # The in-process worker logs a failing bundle's traceback before the error
   # reaches us; user errors are reported below in one line, others re-raised.
   logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
@@ -74,9 +64,9 @@ def run_pipeline(pipeline: beam.Pipeline) -> Dict[str, int]:
     result = pipeline.run()
     result.wait_until_finish()
   except Exception as e:  # the runner wraps the worker's exception in its own
-    match = re.search(r"InputError: (.+)", str(e))
+    match = re.search(r"\b(InputError|CheckpointError|OutputError): (.+)", str(e))
     if match:
-      raise InputError(match.group(1).strip()) from None
+      raise getattr(errors, match.group(1))(match.group(2).strip()) from None
     raise
   counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
   totals: Dict[str, int] = {}

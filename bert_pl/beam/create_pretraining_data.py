@@ -13,7 +13,9 @@ on whichever worker gets it, and Beam writes the records to
 `--num_output_shards` shards (in another order than the single-process job:
 training shuffles anyway). A large corpus must be cut into many files first,
 since a file is read by one worker. Shards appear under their final names
-only when the pipeline completes (Beam writes temporary files, then renames).
+only when the pipeline completes (Beam writes temporary files, then renames;
+a re-run removes the `beam-temp-*` directory of a killed one), and their
+manifest (`bert_pl.manifest`, the single-process job's) after them.
 """
 
 import time
@@ -21,7 +23,7 @@ import time
 import apache_beam as beam
 from absl import flags
 
-from bert_pl import create_pretraining_data, input_files
+from bert_pl import create_pretraining_data, input_files, manifest, tfrecords
 from bert_pl.beam import common
 
 
@@ -70,7 +72,9 @@ class MaskChunkFn(beam.DoFn):
 def build(pipeline: beam.Pipeline, options: create_pretraining_data.Options, paths,
           output_file: str, num_output_shards: int, skip_bad_lines: bool = False,
           tag_scheme: str = "bio", with_logits: bool = False) -> None:
-  """Adds the job's transforms to `pipeline`."""
+  """Adds the job's transforms to `pipeline`: the shards, then (each shard
+  read once, by one worker) their manifest."""
+  settings = options.manifest_settings()
   _ = (pipeline
        | "Files" >> beam.Create(list(enumerate(paths)))
        | "SpreadFiles" >> beam.Reshuffle()
@@ -80,13 +84,20 @@ def build(pipeline: beam.Pipeline, options: create_pretraining_data.Options, pat
        | "MaskChunks" >> beam.ParDo(MaskChunkFn(options))
        | "Write" >> beam.io.WriteToTFRecord(
            output_file, num_shards=num_output_shards,
-           shard_name_template="" if num_output_shards == 1 else "-SSSSS-of-NNNNN"))
+           shard_name_template="" if num_output_shards == 1 else "-SSSSS-of-NNNNN")
+       | "ShardStats" >> beam.Map(manifest.shard_stats)
+       | "AllShards" >> beam.combiners.ToList()
+       | "WriteManifest" >> beam.Map(lambda shards: manifest.write(output_file, settings,
+                                                                   shards)))
 
 
 def main(argv):
   f = flags.FLAGS
   options = create_pretraining_data.options_from_flags(f)
+  create_pretraining_data.check_counts(f.num_output_shards)
   paths, with_logits = create_pretraining_data.input_paths(options, f.input_file)
+  tfrecords.remove_stale_temporaries(f.output_file)
+  manifest.remove(f.output_file)  # the earlier run's, whose shards are being replaced
   pipeline = beam.Pipeline(options=common.pipeline_options(f.runner, argv[1:]))
   build(pipeline, options, paths, f.output_file, f.num_output_shards, f.skip_bad_lines,
         f.tag_scheme, with_logits)
@@ -99,7 +110,8 @@ def main(argv):
         f"({create_pretraining_data.masking_note(f.masked_lm_prob, f.dupe_factor)}"
         f"{create_pretraining_data.logits_note(f.task, counts)}) "
         f"in {elapsed:.1f}s, {counts.read / max(elapsed, 1e-9):.0f} lines/s, "
-        f"{len(paths)} input files -> {f.output_file} ({f.num_output_shards} shards)")
+        f"{len(paths)} input files -> {f.output_file} ({f.num_output_shards} shards, "
+        f"+ {manifest.path_of(f.output_file)})")
 
 
 def run_main():

@@ -23,10 +23,9 @@ import time
 from typing import Any, Dict
 
 import apache_beam as beam
-import tensorflow as tf
 from absl import flags
 
-from bert_pl import input_files, model_dir, prediction, predict_pseudo_labels
+from bert_pl import atomic_files, input_files, model_dir, prediction, predict_pseudo_labels
 from bert_pl.beam import common
 
 
@@ -82,11 +81,10 @@ class WriteFileFn(beam.DoFn):
   def process(self, element):
     path, grouped = element
     lines = sorted(grouped["lines"])
-    output = prediction.AtomicOutput(os.path.join(self.output_dir, os.path.basename(path)),
-                                     self.write_logits)
-    output.write([line[1] for line in lines], [line[2] for line in lines],
-                 [line[3] for line in lines] if self.write_logits else None)
-    output.commit()
+    with prediction.AtomicOutput(os.path.join(self.output_dir, os.path.basename(path)),
+                                 self.write_logits) as output:
+      output.write([line[1] for line in lines], [line[2] for line in lines],
+                   [line[3] for line in lines] if self.write_logits else None)
     self.files.inc()
     yield path
 
@@ -110,9 +108,10 @@ def build(pipeline: beam.Pipeline, todo, output_dir: str, labeler_args: Dict[str
 
 def main(argv):
   f = flags.FLAGS
-  tf.io.gfile.makedirs(f.output_dir)
+  atomic_files.makedirs(f.output_dir)
   info = model_dir.read_task_info(f.model_dir)
-  # Checks the logits flags here, not in the workers.
+  # Checks the flags here, not in the workers.
+  model_dir.check_settings(f.model_dir, info, {"max_seq_length": f.max_seq_length})
   prediction.OutputFormat(info["task"], info["labels"], f.write_logits, f.logits_top_k)
   todo, done = predict_pseudo_labels.pending_files(f.input_file, f.output_dir,
                                                    write_logits=f.write_logits)
