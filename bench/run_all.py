@@ -83,10 +83,12 @@ def rows(results):
     out.append(("create_pretraining_data examples/s (steady, 1 core) vs tf-models",
                 cpd["bert_pl"]["steady_examples_per_s"],
                 cpd["tf_models"]["steady_examples_per_s"], ">= 5x"))
-  tok = results.get("tokenization")
-  if tok:
-    out.append(("tokenization strings/s vs original FullTokenizer",
-                tok["strings_per_s"]["bert_pl"], tok["strings_per_s"]["full_tokenizer"], ""))
+  for texts, label in (("generated", "generated corpus"),
+                       ("real_chinese", "real Chinese texts")):
+    rate = results.get("tokenization", {}).get(texts, {}).get("strings_per_s")
+    if rate:
+      out.append((f"tokenization strings/s ({label}) vs original FullTokenizer",
+                  rate["bert_pl"], rate["full_tokenizer"], ""))
   beam = results.get("beam")
   if beam:
     workers = beam["workers"]
