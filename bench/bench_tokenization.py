@@ -9,22 +9,20 @@ once to warm up, then is timed. Their ids are checked equal.
 
 Prints one JSON object (last line).
 
-    .venv/bin/python bench/bench_tokenization.py --lines=20000
+    .venv/bin/python -m bench.bench_tokenization --lines=20000
 """
 
 import argparse
 import json
 import pathlib
-import sys
 import tempfile
 import time
 
 import tensorflow as tf
 from official.nlp.tools import tokenization as original
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import common  # noqa: E402
-from bert_pl import tokenization  # noqa: E402
+from bench import common
+from bert_pl import tokenization
 
 
 def main():
