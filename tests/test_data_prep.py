@@ -485,6 +485,17 @@ def test_csv_to_tsv(tmp_path):
       "positive\t很好用\t手机\n")
 
 
+def test_csv_to_tsv_crlf(tmp_path):
+  """CRLF line ends, also inside a quoted field, read as LF ones: the lines
+  come from input_files' reader without their ends (before issue 18 a CRLF
+  inside a field became two spaces)."""
+  source = tmp_path / "in.csv"
+  source.write_bytes(CSV_INPUT.replace("\n", "\r\n").encode("utf-8"))
+  _csv_to_tsv(source, tmp_path / "out.tsv", "cat", "review", has_header=True)
+  assert (tmp_path / "out.tsv").read_text(encoding="utf-8") == (
+      "书籍\t好书\n平板\t屏幕 不错 就是贵\n手机\t很好用\n")
+
+
 def test_csv_to_tsv_tsv_input(tmp_path):
   source = tmp_path / "in.tsv"
   source.write_text('0\tsay "hi\n1\tok\n', encoding="utf-8")
