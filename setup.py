@@ -10,13 +10,16 @@ from setuptools import find_packages, setup
 JOBS = ["extract_features", "export_tf1_checkpoint", "create_pretraining_data",
         "run_pretraining", "run_classifier", "run_ner", "predict_pseudo_labels",
         "export_saved_model", "pipeline"]
+# The data_prep tools: console scripts data_prep_<tool>.
+DATA_PREP_TOOLS = ["make_sample_corpus", "build_vocab", "csv_to_tsv", "cluener_to_conll",
+                   "conll_iob1_to_iob2", "split_dataset"]
 
 setup(
     name="bert_pl",
     version="0.1.0",
     description="Predictions for pre-training language models (Guo 2020), "
                 "close to Google's original BERT repository",
-    packages=find_packages(include=["bert_pl", "bert_pl.*"]),
+    packages=find_packages(include=["bert_pl", "bert_pl.*", "data_prep"]),
     python_requires=">=3.11,<3.12",
     install_requires=[
         "tensorflow==2.15.1",
@@ -43,5 +46,6 @@ setup(
         "beam": ["apache-beam==2.66.0", "google-crc32c>=1.5", "protobuf>=3.20.3,<5"],
     },
     entry_points={"console_scripts": [
-        f"bert_pl_{job}=bert_pl.{job}:run_main" for job in JOBS]},
+        f"bert_pl_{job}=bert_pl.{job}:run_main" for job in JOBS] + [
+        f"data_prep_{tool}=data_prep.{tool}:run_main" for tool in DATA_PREP_TOOLS]},
 )

@@ -18,7 +18,7 @@ total at W = C.
 
 Prints one JSON object (last line).
 
-    .venv/bin/python bench/bench_beam.py --cpd_lines=40000 --predict_lines=4000
+    .venv/bin/python -m bench.bench_beam --cpd_lines=40000 --predict_lines=4000
 """
 
 import argparse
@@ -29,11 +29,10 @@ import re
 import sys
 import tempfile
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import common  # noqa: E402
-from bench_predict_pseudo_labels import write_model_dir  # noqa: E402
-from bert_pl import modeling, task_models  # noqa: E402
-from data_prep.common import write_parts  # noqa: E402
+from bench import common
+from bench.bench_predict_pseudo_labels import write_model_dir
+from bert_pl import modeling, task_models
+from data_prep.common import write_parts
 
 
 def timed(module: str, args, lines: int, workers: int = 0):

@@ -16,7 +16,7 @@ both the difference is seconds of work, well above the jitter of start-up
 the ratio swung between 2.8x and 12.9x from run to run). The ratio of the
 steady-state rates is the target (>= 5x).
 
-    .venv/bin/python bench/bench_create_pretraining_data.py --lines=20000
+    .venv/bin/python -m bench.bench_create_pretraining_data --lines=20000
 """
 
 import argparse
@@ -32,8 +32,7 @@ import time
 import tensorflow as tf
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from data_prep import build_vocab, make_sample_corpus  # noqa: E402
+from data_prep import build_vocab, make_sample_corpus
 
 
 def _timed(command):
@@ -60,11 +59,11 @@ def main():
   args = parser.parse_args()
   work = pathlib.Path(tempfile.mkdtemp(prefix="bench_cpd_"))
   try:
-    make_sample_corpus.main([f"--output_dir={work}", f"--num_unlabeled={10 * args.lines}",
-                             "--num_ner_unlabeled=10", "--num_train=10", "--num_test=10",
-                             "--num_ner_train=10", "--num_ner_test=10"])
+    make_sample_corpus.run(make_sample_corpus.MakeSampleCorpusConfig(
+        str(work), num_unlabeled=10 * args.lines, num_ner_unlabeled=10, num_train=10,
+        num_test=10, num_ner_train=10, num_ner_test=10))
     lines = (work / "unlabeled.txt").read_text(encoding="utf-8").splitlines(keepends=True)
-    build_vocab.main([f"--input_file={work}/unlabeled.txt", f"--output_file={work}/vocab.txt"])
+    build_vocab.run(build_vocab.BuildVocabConfig(f"{work}/unlabeled.txt", f"{work}/vocab.txt"))
     common = [f"--vocab_file={work}/vocab.txt", "--max_seq_length=64",
               "--max_predictions_per_seq=10", "--dupe_factor=1", "--do_lower_case=true"]
     results = {"lines": args.lines}

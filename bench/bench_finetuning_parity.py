@@ -11,7 +11,7 @@ uncorrected sqrt(v) and left bert_pl 10 points behind), so it prints both
 accuracies per seed and the training loss of both at the same steps
 (bert_pl logs the loss every `--log_every` steps: the last step's).
 
-    .venv/bin/python bench/bench_finetuning_parity.py [--seeds=3] [--data_dir=../shared/data]
+    .venv/bin/python -m bench.bench_finetuning_parity [--seeds=3] [--data_dir=../shared/data]
 
 Needs ../shared/data/sst2_en, the MiniLM package in .venv and .venv-bench
 (run_scripts/bench.sh creates it). Prints one JSON object.
@@ -27,8 +27,7 @@ import statistics
 import sys
 import tempfile
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
 SETTINGS = dict(max_seq_length=64, batch_size=32, epochs=3, learning_rate=2e-4,
                 warmup_proportion=0.1, num_hidden_layers=3, num_train=2000)

@@ -17,22 +17,20 @@ writing) on a model directory of that model, lines/s end to end.
 
 Prints one JSON object (last line).
 
-    .venv/bin/python bench/bench_predict_pseudo_labels.py --lines=8192
+    .venv/bin/python -m bench.bench_predict_pseudo_labels --lines=8192
 """
 
 import argparse
 import json
 import pathlib
-import sys
 import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import common  # noqa: E402
-from bert_pl import (features, input_files, model_dir, modeling, precision,  # noqa: E402
+from bench import common
+from bert_pl import (features, input_files, model_dir, modeling, precision,
                      predict_pseudo_labels, prediction, task_models, tokenization)
 
 

@@ -16,22 +16,19 @@ Random token ids of real lengths (10 to 128 tokens) in 4 TFRecord shards.
 
 Prints one JSON object (last line).
 
-    .venv/bin/python bench/bench_resume.py --records=40000
+    .venv/bin/python -m bench.bench_resume --records=40000
 """
 
 import argparse
 import json
 import os
-import pathlib
-import sys
 import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-from bert_pl import input_pipeline, tfrecords  # noqa: E402
+from bert_pl import input_pipeline, tfrecords
 
 SEQ, PRED, BATCH, VOCAB = 128, 20, 32, 21128
 

@@ -19,23 +19,21 @@ Two sets of texts:
 Prints one JSON object (last line): per set, lines, strings/s of each, the
 ratio and whether the ids are identical.
 
-    .venv/bin/python bench/bench_tokenization.py --lines=20000
+    .venv/bin/python -m bench.bench_tokenization --lines=20000
 """
 
 import argparse
 import csv
 import json
 import pathlib
-import sys
 import tempfile
 import time
 
 import tensorflow as tf
 from official.nlp.tools import tokenization as original
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import common  # noqa: E402
-from bert_pl import tokenization  # noqa: E402
+from bench import common
+from bert_pl import tokenization
 
 
 def real_chinese_texts(data_dir: pathlib.Path):

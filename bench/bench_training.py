@@ -25,7 +25,7 @@ TensorFlow on the model's GEMM shapes, measured in this run.
 
 Prints one JSON object (last line).
 
-    .venv/bin/python bench/bench_training.py --timed_steps=10
+    .venv/bin/python -m bench.bench_training --timed_steps=10
 """
 
 import argparse
@@ -39,8 +39,7 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
 TASKS = {  # task -> (max_seq_length, max_predictions_per_seq, input, labels)
     "classification": (64, 10, "train.tsv", "labels.txt"),

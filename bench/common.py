@@ -12,13 +12,12 @@ import json
 import os
 import pathlib
 import subprocess
-import sys
 import time
 from typing import Dict, Iterable, Sequence, Tuple
 
+from data_prep import build_vocab, make_sample_corpus
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from data_prep import build_vocab, make_sample_corpus  # noqa: E402
 
 CHINESE_VOCAB_SIZE = 21128
 PAPER_MODEL = dict(hidden_size=768, num_hidden_layers=3, num_attention_heads=12,
@@ -30,12 +29,12 @@ def make_corpus(directory: pathlib.Path, num_train: int = 10, num_unlabeled: int
                 num_ner_train: int = 10) -> Dict[str, str]:
   """Generates the sample corpus and a vocab of 21,128 tokens; returns paths."""
   directory.mkdir(parents=True, exist_ok=True)
-  make_sample_corpus.main([f"--output_dir={directory}", f"--num_train={num_train}",
-                           f"--num_unlabeled={num_unlabeled}", f"--num_ner_train={num_ner_train}",
-                           "--num_test=10", "--num_ner_test=10", "--num_ner_unlabeled=10"])
+  make_sample_corpus.run(make_sample_corpus.MakeSampleCorpusConfig(
+      str(directory), num_train=num_train, num_unlabeled=num_unlabeled,
+      num_ner_train=num_ner_train, num_test=10, num_ner_test=10, num_ner_unlabeled=10))
   vocab = directory / "vocab.txt"
-  build_vocab.main([f"--input_file={directory}/unlabeled.txt,{directory}/train.tsv",
-                    f"--output_file={vocab}"])
+  build_vocab.run(build_vocab.BuildVocabConfig(
+      f"{directory}/unlabeled.txt,{directory}/train.tsv", str(vocab)))
   tokens = vocab.read_text(encoding="utf-8").splitlines()
   tokens += [f"[unused{i}]" for i in range(len(tokens), CHINESE_VOCAB_SIZE)]
   vocab.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")

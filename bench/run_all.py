@@ -6,7 +6,7 @@ object); see their docstrings for what exactly is timed. Called by
 run_scripts/bench.sh, which first sets up the bench-only environment
 (.venv-bench: PyTorch CPU + transformers) for the Hugging Face baseline.
 
-    .venv/bin/python bench/run_all.py --output=output/bench/results.json [--quick]
+    .venv/bin/python -m bench.run_all --output=output/bench/results.json [--quick]
 """
 
 import argparse
@@ -19,8 +19,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
 SIZES = {  # benchmark -> arguments, full and --quick
     "training": (["--examples=4096", "--warmup_steps=3", "--timed_steps=10"],
@@ -35,10 +34,10 @@ SIZES = {  # benchmark -> arguments, full and --quick
 
 
 def run(name, args, quick):
-  command = [sys.executable, str(common.REPO / f"bench/bench_{name}.py"),
+  command = [sys.executable, "-m", f"bench.bench_{name}",
              *SIZES[name][1 if quick else 0], *args]
   start = time.perf_counter()
-  print(f"running bench_{name}.py ...", file=sys.stderr, flush=True)
+  print(f"running bench.bench_{name} ...", file=sys.stderr, flush=True)
   result = common.run_json(command)
   result["wall_s"] = round(time.perf_counter() - start, 1)
   return result

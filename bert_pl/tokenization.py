@@ -64,10 +64,10 @@ MODES = (WORDPIECE, CHAR)
 _WHITESPACE = r"[\t\n\r\p{Zs}\x{2028}\x{2029}]"
 # BERT's `_is_punctuation`: all non-alphanumeric printable ASCII, and Unicode P*.
 _PUNCTUATION = r"[!-/:-@\[-`{-~\p{P}]"
-# BERT's `_is_chinese_char`.
-_CJK = (r"[\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}"
-        r"\x{2A700}-\x{2B73F}\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}"
-        r"\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}]")
+# BERT's `_is_chinese_char`: the CJK blocks split one character per token.
+CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+              (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+_CJK = "[" + "".join(f"\\x{{{low:X}}}-\\x{{{high:X}}}" for low, high in CJK_RANGES) + "]"
 _DELIM = f"{_WHITESPACE}+|{_PUNCTUATION}|{_CJK}"
 _KEEP_DELIM = f"{_PUNCTUATION}|{_CJK}"
 # BERT's `_clean_text` deletes these (tab, newline and CR are whitespace).
@@ -155,15 +155,6 @@ class BertTokenizer(tf.Module):
   def vocab_size(self) -> int:
     return len(self.vocab)
 
-  def _normalize(self, words: tf.Tensor) -> tf.Tensor:
-    """BERT's per-word clean-up (see module doc, step 2)."""
-    words = tf.strings.regex_replace(words, _CONTROL, "")
-    if self.do_lower_case:
-      words = tf.strings.lower(words, encoding="utf-8")
-      words = tf_text.normalize_utf8(words, "NFD")
-      words = tf.strings.regex_replace(words, _COMBINING_MARK, "")
-    return words
-
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
   def tokenize_with_offsets(self, texts: tf.Tensor) -> Tokens:
     """Tokenizes a batch of raw UTF-8 strings; offsets are in characters."""
@@ -175,16 +166,7 @@ class BertTokenizer(tf.Module):
                   _bytes_to_chars(texts, byte_ends))
 
   def _wordpiece_tokenize(self, texts):
-    # The split op stops at a NUL byte; U+0001 has the same length and, like
-    # NUL, is a control character that normalisation deletes.
-    texts = tf.strings.regex_replace(texts, r"\x00", "\x01")
-    words, word_starts, word_ends = tf_text.regex_split_with_offsets(
-        texts, _DELIM, _KEEP_DELIM)
-    normalized = tf.ragged.map_flat_values(self._normalize, words)
-    keep = tf.strings.length(normalized) > 0
-    normalized = tf.ragged.boolean_mask(normalized, keep)
-    word_starts = tf.ragged.boolean_mask(word_starts, keep)
-    word_ends = tf.ragged.boolean_mask(word_ends, keep)
+    normalized, word_starts, word_ends = basic_tokenize_with_offsets(texts, self.do_lower_case)
     too_long = (tf.strings.length(normalized, unit="UTF8_CHAR")
                 > self.max_input_chars_per_word)
     normalized = normalized.with_flat_values(
@@ -213,7 +195,7 @@ class BertTokenizer(tf.Module):
     chars, starts = tf.strings.unicode_split_with_offsets(texts, "UTF-8")
     ends = starts + tf.cast(tf.strings.length(chars), tf.int64)
     is_space = tf.strings.regex_full_match(chars, _WHITESPACE)
-    normalized = tf.ragged.map_flat_values(self._normalize, chars)
+    normalized = tf.ragged.map_flat_values(_normalize, chars, self.do_lower_case)
     keep = tf.logical_not(is_space) & (tf.strings.length(normalized) > 0)
     normalized = tf.ragged.boolean_mask(normalized, keep)
     ids = tf.ragged.map_flat_values(self._table.lookup, normalized)
@@ -229,6 +211,37 @@ class BertTokenizer(tf.Module):
 
   def convert_tokens_to_ids(self, tokens: Sequence[str]) -> List[int]:
     return [self._token_to_id.get(t, self.unk_id) for t in tokens]
+
+
+def _normalize(words: tf.Tensor, do_lower_case: bool) -> tf.Tensor:
+  """BERT's per-word clean-up (see module doc, step 2)."""
+  words = tf.strings.regex_replace(words, _CONTROL, "")
+  if do_lower_case:
+    words = tf.strings.lower(words, encoding="utf-8")
+    words = tf_text.normalize_utf8(words, "NFD")
+    words = tf.strings.regex_replace(words, _COMBINING_MARK, "")
+  return words
+
+
+def basic_tokenize_with_offsets(texts: tf.Tensor, do_lower_case: bool):
+  """BERT's BasicTokenizer on a batch of raw strings (module doc, steps 1
+  and 2): the normalised words, words that normalise to nothing dropped,
+  with their byte offsets [start, end) in the raw strings. The words WordPiece
+  splits, and those a vocabulary is built from (data_prep.build_vocab)."""
+  # The split op stops at a NUL byte; U+0001 has the same length and, like
+  # NUL, is a control character that normalisation deletes.
+  texts = tf.strings.regex_replace(texts, r"\x00", "\x01")
+  words, starts, ends = tf_text.regex_split_with_offsets(texts, _DELIM, _KEEP_DELIM)
+  normalized = tf.ragged.map_flat_values(_normalize, words, do_lower_case)
+  keep = tf.strings.length(normalized) > 0
+  return (tf.ragged.boolean_mask(normalized, keep), tf.ragged.boolean_mask(starts, keep),
+          tf.ragged.boolean_mask(ends, keep))
+
+
+def is_cjk(char: str) -> bool:
+  """BERT's `_is_chinese_char`: a character of the CJK blocks (CJK_RANGES)."""
+  code = ord(char)
+  return any(low <= code <= high for low, high in CJK_RANGES)
 
 
 def is_punctuation(char: str) -> bool:

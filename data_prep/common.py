@@ -1,136 +1,75 @@
-"""Plumbing shared by the data_prep jobs.
+"""What the data_prep tools share beyond bert_pl: CoNLL blocks, outputs, the tally.
 
-DESIGN.md section 2 asks that bad input never crashes with a bare traceback and is never silently dropped.
-The pieces here make that uniform: input is read line by line as bytes and decoded here, so invalid UTF-8 is
-reported with its line number; every input problem is a `DataError` that `run_main` prints as one line
-`path:line: message` (or `path: message` when no line applies, e.g. a missing file) with exit status 2; and
-outputs are written atomically, so a failed or interrupted job never leaves a half-written file behind.
+The tools are bert_pl jobs (`cli.run`, absl flags, `errors`), so bad input
+stops them with one line `error: FILE[:LINE]: what` and exit code 2, and they
+read files with `bert_pl.input_files`' line reader (UTF-8 checked per line).
+Their outputs are written under temporary names and renamed when complete
+(`bert_pl.atomic_files`), so a failed or killed tool leaves no half-written
+file under a final name.
 """
 
 import contextlib
 import os
-import sys
+from typing import Dict, Iterator, List, Sequence, Tuple
 
-EXIT_BAD_INPUT = 2
-
-
-class DataError(Exception):
-    """An input problem, located by file and (when known) 1-based line number."""
-
-    def __init__(self, path, line, message):
-        super().__init__(message)
-        self.path = path
-        self.line = line
-        self.message = message
-
-    def __str__(self):
-        if self.line is None:
-            return f"{self.path}: {self.message}"
-        return f"{self.path}:{self.line}: {self.message}"
+from bert_pl import atomic_files, errors, input_files
 
 
-def read_lines(path, keep_ends=False):
-    """Yields (line_number, text) for each line of a UTF-8 file.
-
-    Lines are split on b"\\n" only, so Unicode line separators inside a field (U+2028, U+0085 ...) do not
-    shift line numbers. A UTF-8 byte-order mark at the start of the file is dropped. `keep_ends` keeps the
-    line ending, which the csv module needs to read quoted fields that span lines.
-    """
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise DataError(path, None, f"cannot open: {e.strerror or e}") from None
-    with f:
-        for number, raw in enumerate(f, 1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(path, number, f"invalid UTF-8 (byte {e.start} of the line)") from None
-            if number == 1:
-                text = text.removeprefix("\ufeff")
-            yield number, text if keep_ends else text.rstrip("\r\n")
+def read_conll_blocks(path: str) -> Iterator[List[Tuple[int, List[str]]]]:
+  """CoNLL sentences as lists of (line number, fields), fields being the line
+  split on whitespace, whatever the columns hold (a converter's input need not
+  have valid tags yet). Blank lines separate sentences; several in a row, or
+  at the ends, give no empty sentence."""
+  block = []
+  for number, line in input_files._lines(path):
+    fields = line.split()
+    if fields:
+      block.append((number, fields))
+    elif block:
+      yield block
+      block = []
+  if block:
+    yield block
 
 
-def read_conll_blocks(path):
-    """Yields CoNLL sentences as lists of (line_number, fields), fields being the line split on whitespace.
+class _Output:
+  """A text output's writer whose failures name the output file."""
 
-    Blank lines separate sentences; several blank lines in a row (or at the ends) give no empty sentence.
-    """
-    block = []
-    for number, line in read_lines(path):
-        fields = line.split()
-        if fields:
-            block.append((number, fields))
-        elif block:
-            yield block
-            block = []
-    if block:
-        yield block
+  def __init__(self, writer, path: str):
+    self.writer, self.path = writer, path
 
-
-def write_conll_sentence(f, tokens, tags):
-    """Writes one sentence as `token tag` lines followed by the blank separator line."""
-    for token, tag in zip(tokens, tags):
-        f.write(f"{token} {tag}\n")
-    f.write("\n")
+  def write(self, text: str) -> None:
+    with errors.writing(self.path):
+      self.writer.write(text)
 
 
 @contextlib.contextmanager
-def atomic_open(path):
-    """Opens `path + ".tmp"` for writing UTF-8 text and renames it to `path` only if the block succeeds."""
-    tmp = path + ".tmp"
-    f = open(tmp, "w", encoding="utf-8", newline="\n")
-    try:
-        yield f
-    except BaseException:
-        f.close()
-        os.remove(tmp)
-        raise
-    f.close()
-    os.replace(tmp, path)
+def outputs(paths: Sequence[str]) -> Iterator[List[_Output]]:
+  """Writers of the UTF-8 text files `paths`, under temporary names renamed
+  when the block succeeds; removed when it raises (`atomic_files`)."""
+  with atomic_files.AtomicFiles(paths, [atomic_files.temporary_path(p) for p in paths],
+                                atomic_files.open_text) as files:
+    yield [_Output(writer, path) for writer, path in zip(files.writers, paths)]
 
 
-def parse_bool(value):
-    """argparse type accepting the spellings Google BERT users type: --flag, --flag=true, --flag=false."""
-    lowered = value.lower()
-    if lowered in ("1", "true", "t", "yes", "y"):
-        return True
-    if lowered in ("0", "false", "f", "no", "n"):
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
+def write_conll_sentence(f, tokens: Sequence[str], tags: Sequence[str]) -> None:
+  """One sentence as `token tag` lines, then the blank separator line."""
+  f.write("".join(f"{token} {tag}\n" for token, tag in zip(tokens, tags)) + "\n")
 
 
-def add_bool_flag(parser, name, default, help_text):
-    """Adds a boolean flag usable as `--name`, `--name=true` or `--name=false`."""
-    parser.add_argument(name, type=parse_bool, nargs="?", const=True, default=default, metavar="BOOL",
-                        help=f"{help_text} (default {str(default).lower()})")
+def print_counts(job: str, counts: Dict[str, int]) -> None:
+  """The tool's final tally, one `job: key=value ...` line on stdout."""
+  print(f"{job}: " + " ".join(f"{key}={value}" for key, value in counts.items()))
 
 
-def print_counts(job, **counts):
-    """Prints the job's final tally as one `job: key=value ...` line on stdout."""
-    print(f"{job}: " + " ".join(f"{key}={value}" for key, value in counts.items()))
-
-
-def run_main(main, argv=None):
-    """Runs a job's `main(argv)`, turning input and file-system errors into one stderr line and exit code 2."""
-    try:
-        main(argv)
-    except DataError as e:
-        print(e, file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as e:
-        print(f"{e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return 0
-
-
-def write_parts(lines, directory, parts, name="part-{}.txt"):
-    """Writes `lines` (with their endings) into `parts` files of (nearly) equal length in
-    `directory`, named part-0.txt, part-1.txt, ...: the input shards of the scale-out jobs, whose
-    unit of work is a file. Returns the glob of the files."""
-    os.makedirs(directory, exist_ok=True)
-    size = -(-len(lines) // parts)
-    for i in range(parts):
-        with atomic_open(os.path.join(directory, name.format(i))) as f:
-            f.write("".join(lines[i * size:(i + 1) * size]))
-    return os.path.join(str(directory), name.format("*"))
+def write_parts(lines: Sequence[str], directory: str, parts: int,
+                name: str = "part-{}.txt") -> str:
+  """Writes `lines` (with their endings) into `parts` files of (nearly) equal
+  length in `directory`, named part-0.txt, part-1.txt, ...: the input shards
+  of the scale-out jobs, whose unit of work is a file. Returns their glob."""
+  atomic_files.makedirs(str(directory))
+  size = -(-len(lines) // parts)
+  for i in range(parts):
+    atomic_files.write_file(os.path.join(directory, name.format(i)),
+                            "".join(lines[i * size:(i + 1) * size]))
+  return os.path.join(str(directory), name.format("*"))

@@ -1,83 +1,85 @@
-"""Converts CoNLL-2003 NER files (`word POS chunk NER`, IOB1 tags, `-DOCSTART-` lines) into `word tag` lines
-in IOB2 (BIO), a blank line after each sentence: the labeled-NER format of DESIGN.md section 2.
+"""Converts CoNLL-2003 NER files (`word POS chunk NER`, IOB1 tags,
+`-DOCSTART-` lines) into `word tag` lines in IOB2 (BIO), a blank line after
+each sentence: the labeled-NER format of docs/DESIGN.md section 2.
 
-The word is the first column and the tag the last, so any column layout with the tag last works. In IOB1 an
-entity usually starts with I-; B- only marks an entity that directly follows one of the same type. IOB2
-starts every entity with B-, so I-X becomes B-X when the previous tag is not B-X/I-X; B- and O are kept
-(input already in IOB2 passes through unchanged). `-DOCSTART-` lines are document markers, not sentences, and
-are dropped; sentence boundaries are kept. A line with fewer than two columns or a tag that is not O, B-X or
-I-X stops the job with `path:line: message`.
+The jobs read IOB1 themselves (`--tag_scheme=iob1`); this tool writes the
+files once in the scheme every bert_pl output uses, two columns wide. The word
+is the first column and the tag the last, so any column layout with the tag
+last works. The conversion is `tag_schemes.to_bio`'s: in IOB1 an entity
+usually starts with I-; B- only marks an entity that directly follows one of
+the same type. IOB2 starts every entity with B-, so I-X becomes B-X when the
+previous tag is not B-X/I-X; B- and O are kept (input already in IOB2 passes
+through unchanged). `-DOCSTART-` lines are document markers, not sentences,
+and are dropped; sentence boundaries are kept. A line with fewer than two
+columns or a tag that is not O, B-X or I-X stops the job with
+`error: path:line: message`.
 """
 
-import argparse
-import os
-import sys
+import dataclasses
+from typing import Dict
 
-if __package__ in (None, ""):  # run as `python data_prep/conll_iob1_to_iob2.py`: make the package importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags
+
+from bert_pl import cli, errors, tag_schemes
 from data_prep import common
 
 DOCSTART = "-DOCSTART-"
 
 
-def is_valid_tag(tag):
-    """True for O, B-TYPE and I-TYPE."""
-    prefix, dash, entity_type = tag.partition("-")
-    return tag == "O" or (prefix in ("B", "I") and dash == "-" and bool(entity_type))
+@dataclasses.dataclass(frozen=True)
+class ConllIob1ToIob2Config:
+  """A CoNLL file with IOB1 tags (e.g. eng.train) and the IOB2 file to write."""
+  input_file: str
+  output_file: str
 
 
-def iob1_to_iob2(tags):
-    """Returns the IOB2 version of one sentence's (valid) IOB1 tags."""
-    converted = []
-    previous_type = None
-    for tag in tags:
-        if tag == "O":
-            converted.append(tag)
-            previous_type = None
-            continue
-        prefix, _, entity_type = tag.partition("-")
-        if prefix == "I" and entity_type != previous_type:
-            tag = f"B-{entity_type}"
-        converted.append(tag)
-        previous_type = entity_type
-    return converted
+def run(config: ConllIob1ToIob2Config) -> Dict[str, int]:
+  """Converts one IOB1 CoNLL file into a `word tag` IOB2 file; returns the counts."""
+  path = config.input_file
+  counts = dict(read=0, written=0, docstarts=0, tokens=0, tags_changed=0)
+  with common.outputs([config.output_file]) as (out,):
+    for block in common.read_conll_blocks(path):
+      words, tags, numbers = [], [], []
+      for number, fields in block:
+        if fields[0] == DOCSTART:
+          counts["docstarts"] += 1
+          continue
+        if len(fields) < 2:
+          raise errors.InputError(f"{path}:{number}: expected `word ... tag`, found one column")
+        words.append(fields[0])
+        tags.append(fields[-1])
+        numbers.append(number)
+      if not words:
+        continue
+      counts["read"] += 1
+      try:
+        new_tags = tag_schemes.to_bio(tags, "iob1")
+      except tag_schemes.TagError as e:
+        raise errors.InputError(f"{path}:{numbers[e.index]}: {e}") from None
+      common.write_conll_sentence(out, words, new_tags)
+      counts["written"] += 1
+      counts["tokens"] += len(words)
+      counts["tags_changed"] += sum(old != new for old, new in zip(tags, new_tags))
+  return counts
 
 
-def convert(input_path, output_path):
-    """Converts one IOB1 CoNLL file into a `word tag` IOB2 file; returns the counts."""
-    counts = dict(read=0, written=0, docstarts=0, tokens=0, tags_changed=0)
-    with common.atomic_open(output_path) as out:
-        for block in common.read_conll_blocks(input_path):
-            words, tags = [], []
-            for number, fields in block:
-                if fields[0] == DOCSTART:
-                    counts["docstarts"] += 1
-                    continue
-                if len(fields) < 2:
-                    raise common.DataError(input_path, number, "expected `word ... tag`, found one column")
-                if not is_valid_tag(fields[-1]):
-                    raise common.DataError(input_path, number, f"tag {fields[-1]!r} is not O, B-TYPE or I-TYPE")
-                words.append(fields[0])
-                tags.append(fields[-1])
-            if not words:
-                continue
-            counts["read"] += 1
-            new_tags = iob1_to_iob2(tags)
-            common.write_conll_sentence(out, words, new_tags)
-            counts["written"] += 1
-            counts["tokens"] += len(words)
-            counts["tags_changed"] += sum(old != new for old, new in zip(tags, new_tags))
-    return counts
+def define_flags():
+  flags.DEFINE_string("input_file", None, "CoNLL-2003 file, e.g. eng.train.")
+  flags.DEFINE_string("output_file", None, "`word tag` IOB2 output.")
+  flags.mark_flags_as_required(["input_file", "output_file"])
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input_file", required=True, help="CoNLL-2003 file, e.g. eng.train")
-    parser.add_argument("--output_file", required=True, help="`word tag` IOB2 output")
-    args = parser.parse_args(argv)
-    counts = convert(args.input_file, args.output_file)
-    common.print_counts("conll_iob1_to_iob2", **counts)
+def main(argv):
+  del argv
+  f = flags.FLAGS
+  config = ConllIob1ToIob2Config(input_file=f.input_file, output_file=f.output_file)
+  common.print_counts("conll_iob1_to_iob2", run(config))
+
+
+def run_main():
+  define_flags()
+  cli.run(main)
 
 
 if __name__ == "__main__":
-    sys.exit(common.run_main(main))
+  run_main()

@@ -1,33 +1,41 @@
-"""Generates a small, deterministic Chinese food-delivery corpus in the shape of the paper's data, so that the
-whole pipeline (domain pre-training, fine-tuning, pseudo-labeling, task pre-training) can run end to end
-without the proprietary data.
+"""Generates a small, deterministic Chinese food-delivery corpus in the shape
+of the paper's data, so that the whole pipeline (domain pre-training,
+fine-tuning, pseudo-labeling, task pre-training) can run end to end without
+the proprietary data.
 
-Classification: an example is an item name, a short tag and a shop name (TAB-separated), labeled with one of
-20 item types (ITEM_TYPES). Each type has its own words, so a tiny model can learn the task, but it is not
-trivially 100%: types share words (芝士, 香辣, 牛肉 ...), ~25% of tags are generic (热销, 新品 ...), ~15% of
-shops belong to a related type or sell everything, and ~3% of items are written like a related type (the
-kind of label noise real menus have). An example averages about 28 characters, the paper's average.
+Classification: an example is an item name, a short tag and a shop name
+(TAB-separated), labeled with one of 20 item types (ITEM_TYPES). Each type has
+its own words, so a tiny model can learn the task, but it is not trivially
+100%: types share words (芝士, 香辣, 牛肉 ...), ~25% of tags are generic
+(热销, 新品 ...), ~15% of shops belong to a related type or sell everything,
+and ~3% of items are written like a related type (the kind of label noise real
+menus have). An example averages about 28 characters, the paper's average.
 
-NER: short order descriptions such as "大杯珍珠奶茶，少糖，去冰，加椰果" with item-property entities FLAVOR
-(口味), INGREDIENT (配料), SIZE (规格) and TEMP (温度), written in character-level CoNLL BIO. Property words
-also occur untagged inside item names (香辣鸡腿堡, 芝士蛋糕), so context matters.
+NER: short order descriptions such as "大杯珍珠奶茶，少糖，去冰，加椰果" with
+item-property entities FLAVOR (口味), INGREDIENT (配料), SIZE (规格) and TEMP
+(温度), written in character-level CoNLL BIO. Property words also occur
+untagged inside item names (香辣鸡腿堡, 芝士蛋糕), so context matters.
 
-Descriptions contain no whitespace, so a CoNLL sentence's characters joined together are exactly the text of
-a line of ner_unlabeled.txt. Each output file draws from its own random.Random seeded with "<seed>/<file>",
-so the same seed gives byte-identical files, and changing one count does not change the other files.
+Descriptions contain no whitespace, so a CoNLL sentence's characters joined
+together are exactly the text of a line of ner_unlabeled.txt. Each output file
+draws from its own random.Random seeded with "<seed>/<file>", so the same seed
+gives byte-identical files, and changing one count does not change the other
+files.
 """
 
-import argparse
+import dataclasses
 import os
 import random
-import sys
+from typing import Dict
 
-if __package__ in (None, ""):  # run as `python data_prep/make_sample_corpus.py`: make the package importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags
+
+from bert_pl import atomic_files, cli
 from data_prep import common
 
-# Per item type: cores (the dish), mods (prefixes), specs (size/count), tags (short tags), shops (shop-name
-# suffixes), related (types it is confused with), ner (the property profile used for NER descriptions).
+# Per item type: cores (the dish), mods (prefixes), specs (size/count), tags
+# (short tags), shops (shop-name suffixes), related (types it is confused
+# with), ner (the property profile used for NER descriptions).
 ITEM_TYPES = {
     "奶茶": dict(
         cores="珍珠奶茶 波霸奶茶 椰果奶茶 红豆奶茶 芋圆奶茶 布丁奶茶 烧仙草 杨枝甘露 奶绿 乌龙奶茶 黑糖鹿丸 奶盖茶",
@@ -141,10 +149,12 @@ GENERIC_SHOPS = "美食城 小吃店 便利店 美食 食堂 餐厅".split()
 BRANDS = ("小 老 阿 胖 王 陈 李 张 刘 周 吴 黄 林 赵 鑫 福 金 悦 喜 乐 好 满 源 御 尚 旺 一 大 KK Mr. "
           "MOMO LOVE").split()
 BRAND_ENDINGS = "记 姐 哥 师傅 家 味 香 点点 小馆 里 福 坊".split()
-BRANCHES = "人民路店 万达广场店 大学城店 中山路店 火车站店 步行街店 新区店 高新区店 东门店 西门店 总店 二店".split()
+BRANCHES = ("人民路店 万达广场店 大学城店 中山路店 火车站店 步行街店 新区店 高新区店 东门店 西门店 "
+            "总店 二店").split()
 PROMOS = "【爆款】 【新品】 [推荐] 【特价】".split()
 
-# NER: entity types, their surface forms per profile, and how a property is phrased in a description.
+# NER: entity types, their surface forms per profile, and how a property is
+# phrased in a description.
 ENTITY_TYPES = ("FLAVOR", "INGREDIENT", "SIZE", "TEMP")
 NER_PROFILES = {
     "drink": dict(
@@ -169,151 +179,175 @@ PHRASES = {  # "{}" is the entity; the rest of the phrase is tagged O
     "TEMP": ["{}", "{}", "要{}的"],
     "INGREDIENT": ["加{}", "多加{}", "不要{}", "不放{}", "少放{}", "{}多放点", "去{}"],
 }
-SEPARATORS = ["，", "，", "，", "、", "/", "+", ""]  # one is picked per description; never whitespace
+# One is picked per description; never whitespace.
+SEPARATORS = ["，", "，", "，", "、", "/", "+", ""]
 FILLERS = "谢谢 麻烦快一点 不要餐具 请送到前台 尽快送达 多给纸巾 辛苦了 放门口就行".split()
 
 
 def dish_name(rng, spec, mod_probability):
-    """Returns a core dish name of item type `spec`, prefixed by one of its modifiers with the probability."""
-    core = rng.choice(spec["cores"])
-    mod = rng.choice(spec["mods"])
-    return mod + core if rng.random() < mod_probability and mod not in core else core
+  """Returns a core dish name of item type `spec`, prefixed by one of its
+  modifiers with the probability."""
+  core = rng.choice(spec["cores"])
+  mod = rng.choice(spec["mods"])
+  return mod + core if rng.random() < mod_probability and mod not in core else core
 
 
 def make_item(rng, type_name):
-    """Returns (item_name, short_tag, shop_name) for one item of `type_name`, with the noise described above."""
-    spec = ITEM_TYPES[type_name]
-    source = ITEM_TYPES[rng.choice(spec["related"])] if rng.random() < 0.03 else spec
-    name = dish_name(rng, source, 0.8)
-    if rng.random() < 0.25:
-        name += "+" + rng.choice(source["cores"])
-    roll = rng.random()
-    if roll < 0.4:
-        name = f"{name}（{rng.choice(source['specs'])}）"
-    elif roll < 0.7:
-        name = rng.choice(source["specs"]) + name
-    if rng.random() < 0.25:
-        name = rng.choice(PROMOS) + name
-    tag = rng.choice(GENERIC_TAGS if rng.random() < 0.25 else source["tags"])
-    if rng.random() < 0.6:
-        tag += f"·月售{rng.randint(10, 9999)}"
-    roll = rng.random()
-    if roll < 0.1:
-        shop_suffix = rng.choice(ITEM_TYPES[rng.choice(spec["related"])]["shops"])
-    elif roll < 0.15:
-        shop_suffix = rng.choice(GENERIC_SHOPS)
-    else:
-        shop_suffix = rng.choice(spec["shops"])
-    shop = rng.choice(BRANDS) + rng.choice(BRAND_ENDINGS) + shop_suffix
-    if rng.random() < 0.85:
-        shop += f"（{rng.choice(BRANCHES)}）"
-    return name, tag, shop
+  """Returns (item_name, short_tag, shop_name) for one item of `type_name`,
+  with the noise described above."""
+  spec = ITEM_TYPES[type_name]
+  source = ITEM_TYPES[rng.choice(spec["related"])] if rng.random() < 0.03 else spec
+  name = dish_name(rng, source, 0.8)
+  if rng.random() < 0.25:
+    name += "+" + rng.choice(source["cores"])
+  roll = rng.random()
+  if roll < 0.4:
+    name = f"{name}（{rng.choice(source['specs'])}）"
+  elif roll < 0.7:
+    name = rng.choice(source["specs"]) + name
+  if rng.random() < 0.25:
+    name = rng.choice(PROMOS) + name
+  tag = rng.choice(GENERIC_TAGS if rng.random() < 0.25 else source["tags"])
+  if rng.random() < 0.6:
+    tag += f"·月售{rng.randint(10, 9999)}"
+  roll = rng.random()
+  if roll < 0.1:
+    shop_suffix = rng.choice(ITEM_TYPES[rng.choice(spec["related"])]["shops"])
+  elif roll < 0.15:
+    shop_suffix = rng.choice(GENERIC_SHOPS)
+  else:
+    shop_suffix = rng.choice(spec["shops"])
+  shop = rng.choice(BRANDS) + rng.choice(BRAND_ENDINGS) + shop_suffix
+  if rng.random() < 0.85:
+    shop += f"（{rng.choice(BRANCHES)}）"
+  return name, tag, shop
 
 
 def make_description(rng):
-    """Returns one NER description as a list of (text, entity_type or None) pieces."""
-    type_name = rng.choice(list(ITEM_TYPES))
-    spec = ITEM_TYPES[type_name]
-    profile = NER_PROFILES[spec["ner"]]
-    properties = []
-    for entity_type in ("FLAVOR", "SIZE", "TEMP"):
-        if rng.random() < 0.6:
-            properties.append(entity_type)
-    properties += ["INGREDIENT"] * rng.choice((0, 1, 1, 2))
-    rng.shuffle(properties)
-    segments = [[(dish_name(rng, spec, 0.4), None)]]
-    for entity_type in properties:
-        before, _, after = rng.choice(PHRASES[entity_type]).partition("{}")
-        segment = [(before, None), (rng.choice(profile[entity_type]), entity_type), (after, None)]
-        if entity_type == "SIZE" and before == "" and rng.random() < 0.5:
-            segments[0] = segment + segments[0]  # "大杯珍珠奶茶"
-        else:
-            segments.append(segment)
-    if rng.random() < 0.3:
-        segments.append([(rng.choice(FILLERS), None)])
-    separator = rng.choice(SEPARATORS)
-    pieces = []
-    for i, segment in enumerate(segments):
-        if i and separator:
-            pieces.append((separator, None))
-        pieces.extend(piece for piece in segment if piece[0])
-    return pieces
+  """Returns one NER description as a list of (text, entity_type or None) pieces."""
+  type_name = rng.choice(list(ITEM_TYPES))
+  spec = ITEM_TYPES[type_name]
+  profile = NER_PROFILES[spec["ner"]]
+  properties = []
+  for entity_type in ("FLAVOR", "SIZE", "TEMP"):
+    if rng.random() < 0.6:
+      properties.append(entity_type)
+  properties += ["INGREDIENT"] * rng.choice((0, 1, 1, 2))
+  rng.shuffle(properties)
+  segments = [[(dish_name(rng, spec, 0.4), None)]]
+  for entity_type in properties:
+    before, _, after = rng.choice(PHRASES[entity_type]).partition("{}")
+    segment = [(before, None), (rng.choice(profile[entity_type]), entity_type), (after, None)]
+    if entity_type == "SIZE" and before == "" and rng.random() < 0.5:
+      segments[0] = segment + segments[0]  # "大杯珍珠奶茶"
+    else:
+      segments.append(segment)
+  if rng.random() < 0.3:
+    segments.append([(rng.choice(FILLERS), None)])
+  separator = rng.choice(SEPARATORS)
+  pieces = []
+  for i, segment in enumerate(segments):
+    if i and separator:
+      pieces.append((separator, None))
+    pieces.extend(piece for piece in segment if piece[0])
+  return pieces
 
 
 def bio_tags(pieces):
-    """Returns (characters, BIO tags) of a description given as (text, entity_type or None) pieces."""
-    chars, tags = [], []
-    for text, entity_type in pieces:
-        chars.extend(text)
-        if entity_type is None:
-            tags.extend(["O"] * len(text))
-        else:
-            tags.extend([f"B-{entity_type}"] + [f"I-{entity_type}"] * (len(text) - 1))
-    return chars, tags
+  """Returns (characters, BIO tags) of a description given as (text, entity_type or None) pieces."""
+  chars, tags = [], []
+  for text, entity_type in pieces:
+    chars.extend(text)
+    if entity_type is None:
+      tags.extend(["O"] * len(text))
+    else:
+      tags.extend([f"B-{entity_type}"] + [f"I-{entity_type}"] * (len(text) - 1))
+  return chars, tags
 
 
-def write_classification(path, rng, count, labeled):
-    """Writes `count` items as `label<TAB>name<TAB>tag<TAB>shop` (or without the label)."""
-    type_names = list(ITEM_TYPES)
-    with common.atomic_open(path) as out:
-        for _ in range(count):
-            type_name = rng.choice(type_names)
-            fields = make_item(rng, type_name)
-            out.write("\t".join(((type_name,) if labeled else ()) + fields) + "\n")
+def write_classification(out, rng, count, labeled):
+  """Writes `count` items as `label<TAB>name<TAB>tag<TAB>shop` (or without the label)."""
+  type_names = list(ITEM_TYPES)
+  for _ in range(count):
+    type_name = rng.choice(type_names)
+    fields = make_item(rng, type_name)
+    out.write("\t".join(((type_name,) if labeled else ()) + fields) + "\n")
 
 
-def write_ner(path, rng, count, labeled):
-    """Writes `count` descriptions as character-level CoNLL BIO (or as plain lines)."""
-    with common.atomic_open(path) as out:
-        for _ in range(count):
-            chars, tags = bio_tags(make_description(rng))
-            if labeled:
-                common.write_conll_sentence(out, chars, tags)
-            else:
-                out.write("".join(chars) + "\n")
+def write_ner(out, rng, count, labeled):
+  """Writes `count` descriptions as character-level CoNLL BIO (or as plain lines)."""
+  for _ in range(count):
+    chars, tags = bio_tags(make_description(rng))
+    if labeled:
+      common.write_conll_sentence(out, chars, tags)
+    else:
+      out.write("".join(chars) + "\n")
 
 
-def generate(output_dir, seed=12345, num_train=2000, num_test=500, num_unlabeled=20000, num_ner_train=1000,
-             num_ner_test=300, num_ner_unlabeled=10000):
-    """Writes the whole sample corpus into `output_dir`; returns {file name: examples written}."""
-    os.makedirs(output_dir, exist_ok=True)
-    jobs = [("train.tsv", write_classification, num_train, True),
-            ("test.tsv", write_classification, num_test, True),
-            ("unlabeled.txt", write_classification, num_unlabeled, False),
-            ("ner_train.txt", write_ner, num_ner_train, True),
-            ("ner_test.txt", write_ner, num_ner_test, True),
-            ("ner_unlabeled.txt", write_ner, num_ner_unlabeled, False)]
-    for name, writer, count, labeled in jobs:
-        writer(os.path.join(output_dir, name), random.Random(f"{seed}/{name}"), count, labeled)
-    with common.atomic_open(os.path.join(output_dir, "labels.txt")) as out:
-        out.writelines(f"{label}\n" for label in ITEM_TYPES)
-    tags = ["O"] + [f"{prefix}-{entity_type}" for entity_type in ENTITY_TYPES for prefix in "BI"]
-    with common.atomic_open(os.path.join(output_dir, "tags.txt")) as out:
-        out.writelines(f"{tag}\n" for tag in tags)
-    counts = {name.replace(".", "_"): count for name, _, count, _ in jobs}
-    counts.update(labels_txt=len(ITEM_TYPES), tags_txt=len(tags))
-    return counts
+@dataclasses.dataclass(frozen=True)
+class MakeSampleCorpusConfig:
+  """The corpus's directory, seed and sizes (examples per file)."""
+  output_dir: str
+  seed: int = 12345
+  num_train: int = 2000
+  num_test: int = 500
+  num_unlabeled: int = 20000
+  num_ner_train: int = 1000
+  num_ner_test: int = 300
+  num_ner_unlabeled: int = 10000
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output_dir", required=True, help="directory for the corpus files")
-    parser.add_argument("--seed", type=int, default=12345, help="random seed (default 12345)")
-    for flag, default, what in [("num_train", 2000, "labeled classification training items"),
-                                ("num_test", 500, "labeled classification test items"),
-                                ("num_unlabeled", 20000, "unlabeled classification items"),
-                                ("num_ner_train", 1000, "labeled NER training descriptions"),
-                                ("num_ner_test", 300, "labeled NER test descriptions"),
-                                ("num_ner_unlabeled", 10000, "unlabeled NER descriptions")]:
-        parser.add_argument(f"--{flag}", type=int, default=default, help=f"{what} (default {default})")
-    args = parser.parse_args(argv)
-    if min(args.num_train, args.num_test, args.num_unlabeled, args.num_ner_train, args.num_ner_test,
-           args.num_ner_unlabeled) < 0:
-        parser.error("example counts must be >= 0")
-    counts = generate(args.output_dir, args.seed, args.num_train, args.num_test, args.num_unlabeled,
-                      args.num_ner_train, args.num_ner_test, args.num_ner_unlabeled)
-    common.print_counts("make_sample_corpus", **counts)
+def run(config: MakeSampleCorpusConfig) -> Dict[str, int]:
+  """Writes the whole sample corpus into `config.output_dir`; returns
+  {file name with "_" for ".": examples (or lines) written}."""
+  jobs = [("train.tsv", write_classification, config.num_train, True),
+          ("test.tsv", write_classification, config.num_test, True),
+          ("unlabeled.txt", write_classification, config.num_unlabeled, False),
+          ("ner_train.txt", write_ner, config.num_ner_train, True),
+          ("ner_test.txt", write_ner, config.num_ner_test, True),
+          ("ner_unlabeled.txt", write_ner, config.num_ner_unlabeled, False)]
+  atomic_files.makedirs(config.output_dir)
+  for name, writer, count, labeled in jobs:
+    with common.outputs([os.path.join(config.output_dir, name)]) as (out,):
+      writer(out, random.Random(f"{config.seed}/{name}"), count, labeled)
+  atomic_files.write_file(os.path.join(config.output_dir, "labels.txt"),
+                          "".join(f"{label}\n" for label in ITEM_TYPES))
+  tags = ["O"] + [f"{prefix}-{entity_type}" for entity_type in ENTITY_TYPES for prefix in "BI"]
+  atomic_files.write_file(os.path.join(config.output_dir, "tags.txt"),
+                          "".join(f"{tag}\n" for tag in tags))
+  counts = {name.replace(".", "_"): count for name, _, count, _ in jobs}
+  counts.update(labels_txt=len(ITEM_TYPES), tags_txt=len(tags))
+  return counts
+
+
+def define_flags():
+  flags.DEFINE_string("output_dir", None, "Directory for the corpus files.")
+  flags.DEFINE_integer("seed", MakeSampleCorpusConfig.seed, "Random seed.")
+  for name, what in [("num_train", "Labeled classification training items."),
+                     ("num_test", "Labeled classification test items."),
+                     ("num_unlabeled", "Unlabeled classification items."),
+                     ("num_ner_train", "Labeled NER training descriptions."),
+                     ("num_ner_test", "Labeled NER test descriptions."),
+                     ("num_ner_unlabeled", "Unlabeled NER descriptions.")]:
+    flags.DEFINE_integer(name, getattr(MakeSampleCorpusConfig, name), what)
+    cli.require(lambda v: v >= 0, ">= 0", name)
+  flags.mark_flag_as_required("output_dir")
+
+
+def main(argv):
+  del argv
+  f = flags.FLAGS
+  config = MakeSampleCorpusConfig(
+      output_dir=f.output_dir, seed=f.seed, num_train=f.num_train, num_test=f.num_test,
+      num_unlabeled=f.num_unlabeled, num_ner_train=f.num_ner_train, num_ner_test=f.num_ner_test,
+      num_ner_unlabeled=f.num_ner_unlabeled)
+  common.print_counts("make_sample_corpus", run(config))
+
+
+def run_main():
+  define_flags()
+  cli.run(main)
 
 
 if __name__ == "__main__":
-    sys.exit(common.run_main(main))
+  run_main()

@@ -35,7 +35,7 @@ import random
 import time
 from typing import Dict, List, Optional, Sequence
 
-from bert_pl import pipeline, pipeline_report
+from bert_pl import atomic_files, pipeline, pipeline_report
 from data_prep import common, conll_iob1_to_iob2
 
 SPLIT_SEED = 12345
@@ -105,8 +105,7 @@ def _clean(text: str) -> str:
 
 
 def _write(path: str, lines: Sequence[str]) -> None:
-  with common.atomic_open(path) as f:
-    f.write("".join(lines))
+  atomic_files.write_file(path, "".join(lines))
 
 
 def _read_csv(path: str) -> List[Dict[str, str]]:
@@ -156,7 +155,7 @@ def prepare_banking77(data_dir: str, out: str, sizes: Sequence[int],
 
 def _conll_sentences(path: str, tmp: str) -> List[List[List[str]]]:
   """IOB2 `[word, tag]` sentences of a CoNLL-2003 file (via the IOB1 converter)."""
-  conll_iob1_to_iob2.convert(path, tmp)
+  conll_iob1_to_iob2.run(conll_iob1_to_iob2.ConllIob1ToIob2Config(path, tmp))
   sentences = [[[fields[0], fields[-1]] for _, fields in block]
                for block in common.read_conll_blocks(tmp)]
   os.remove(tmp)

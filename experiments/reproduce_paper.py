@@ -37,11 +37,11 @@ import time
 
 from absl import app, flags
 
+from bert_pl import modeling, pipeline
+from data_prep import cluener_to_conll, common, csv_to_tsv, split_dataset
+from experiments import real_weights, report
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from bert_pl import modeling, pipeline  # noqa: E402
-from data_prep import cluener_to_conll, common, csv_to_tsv, split_dataset  # noqa: E402
-from experiments import real_weights, report  # noqa: E402
 
 # Sizes per mode: labeled train / test / pool examples (None: all), the
 # model shape, training lengths and seeds. On 2 CPU cores a job's fixed cost
@@ -90,11 +90,12 @@ flags.DEFINE_string("report_dir", None,
 def prepare_classification(data_dir, out, sizes):
   """online_shopping_10_cats -> labeled TSV (label = category) -> split."""
   tsv = os.path.join(out, "all.tsv")
-  csv_to_tsv.convert(os.path.join(data_dir, "online_shopping_10_cats",
-                                  "online_shopping_10_cats.csv"), tsv, "cat", ["review"],
-                     has_header=True)
+  csv_to_tsv.run(csv_to_tsv.CsvToTsvConfig(
+      os.path.join(data_dir, "online_shopping_10_cats", "online_shopping_10_cats.csv"), tsv,
+      label_column="cat", text_columns="review", has_header=True))
   num_train, num_test, num_pool = sizes
-  split_dataset.split(tsv, out, "tsv", num_train, num_test, seed=12345)
+  split_dataset.run(split_dataset.SplitDatasetConfig(tsv, out, "tsv", num_train, num_test,
+                                                     seed=12345))
   labels = sorted({line.split("\t", 1)[0] for line in open(tsv, encoding="utf-8")})
   with open(os.path.join(out, "labels.txt"), "w", encoding="utf-8") as f:
     f.write("".join(label + "\n" for label in labels))
@@ -105,9 +106,11 @@ def prepare_ner(data_dir, out, sizes):
   """CLUENER2020: part of train labeled, the rest the pool; dev is the test set."""
   train, dev = os.path.join(out, "cluener_train.txt"), os.path.join(out, "cluener_dev.txt")
   for split, path in (("train", train), ("dev", dev)):
-    cluener_to_conll.convert(_cluener_file(data_dir, split), path, skip_bad_lines=True)
+    cluener_to_conll.run(cluener_to_conll.CluenerToConllConfig(
+        _cluener_file(data_dir, split), path, skip_bad_lines=True))
   num_train, num_test, num_pool = sizes
-  split_dataset.split(train, out, "conll", num_train, 0, seed=12345)
+  split_dataset.run(split_dataset.SplitDatasetConfig(train, out, "conll", num_train, 0,
+                                                     seed=12345))
   blocks = list(common.read_conll_blocks(dev))[:num_test]
   with open(os.path.join(out, "test.txt"), "w", encoding="utf-8") as f:
     for block in blocks:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs every benchmark (bench/run_all.py) and prints one table of ratios
+# Runs every benchmark (python -m bench.run_all) and prints one table of ratios
 # against baselines measured in the same run; all numbers go to
 # output/bench/results.json. Creates .venv (bert_pl) and .venv-bench (the
 # Hugging Face baseline: the CPU build of PyTorch and transformers, never
-# installed into .venv) when missing. Arguments go to run_all.py, e.g. --quick.
+# installed into .venv) when missing. Arguments go to bench.run_all, e.g. --quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source run_scripts/setup_venv.sh
@@ -18,4 +18,4 @@ if [ ! -x .venv-bench/bin/python ] || ! .venv-bench/bin/python -c "import torch,
   .venv-bench/bin/pip install --quiet transformers==5.24.0
 fi
 export TF_CPP_MIN_LOG_LEVEL=2
-exec .venv/bin/python bench/run_all.py "$@"
+exec .venv/bin/python -m bench.run_all "$@"

@@ -46,8 +46,8 @@ PYTHON
 }
 
 echo "=== sample corpus, vocab, initial TF1 checkpoint (4 layers)"
-"$PY" data_prep/make_sample_corpus.py --output_dir="$W/data"
-"$PY" data_prep/build_vocab.py --input_file="$W/data/unlabeled.txt,$W/data/train.tsv,$W/data/ner_unlabeled.txt" \
+"$PY" -m data_prep.make_sample_corpus --output_dir="$W/data"
+"$PY" -m data_prep.build_vocab --input_file="$W/data/unlabeled.txt,$W/data/train.tsv,$W/data/ner_unlabeled.txt" \
   --output_file="$W/data/vocab.txt"
 initial_checkpoint
 

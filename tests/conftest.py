@@ -52,10 +52,11 @@ def corpus(tmp_path_factory):
   """The generated sample corpus (small) and a vocab built from it."""
   from data_prep import build_vocab, make_sample_corpus
   directory = tmp_path_factory.mktemp("corpus")
-  make_sample_corpus.main([f"--output_dir={directory}", "--num_unlabeled=12000",
-                           "--num_ner_unlabeled=2000"])
-  build_vocab.main([f"--input_file={directory}/unlabeled.txt,{directory}/train.tsv,"
-                    f"{directory}/ner_unlabeled.txt", f"--output_file={directory}/vocab.txt"])
+  make_sample_corpus.run(make_sample_corpus.MakeSampleCorpusConfig(
+      str(directory), num_unlabeled=12000, num_ner_unlabeled=2000))
+  build_vocab.run(build_vocab.BuildVocabConfig(
+      f"{directory}/unlabeled.txt,{directory}/train.tsv,{directory}/ner_unlabeled.txt",
+      f"{directory}/vocab.txt"))
   return directory
 
 

@@ -7,10 +7,10 @@ from data_prep import build_vocab, make_sample_corpus
 
 
 def test_labeled_files_to_features(tmp_path):
-  make_sample_corpus.main([f"--output_dir={tmp_path}", "--num_unlabeled=10",
-                           "--num_ner_unlabeled=10", "--num_train=300", "--num_ner_train=200"])
-  build_vocab.main([f"--input_file={tmp_path}/train.tsv,{tmp_path}/ner_train.txt",
-                    "--format=text", f"--output_file={tmp_path}/vocab.txt"])
+  make_sample_corpus.run(make_sample_corpus.MakeSampleCorpusConfig(
+      str(tmp_path), num_unlabeled=10, num_ner_unlabeled=10, num_train=300, num_ner_train=200))
+  build_vocab.run(build_vocab.BuildVocabConfig(f"{tmp_path}/train.tsv,{tmp_path}/ner_train.txt",
+                                               f"{tmp_path}/vocab.txt", format="text"))
   tok = tokenization.BertTokenizer(str(tmp_path / "vocab.txt"), mode="char")
 
   labels = features.collect_labels(str(tmp_path / "train.tsv"), "classification")
