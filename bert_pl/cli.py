@@ -15,7 +15,7 @@ from typing import Callable
 
 from absl import app, flags, logging
 
-from bert_pl import errors, precision
+from bert_pl import errors, features, precision, tag_schemes
 from bert_pl.errors import InputError  # noqa: F401 (data_prep's import, until it takes errors')
 
 flags.DEFINE_bool("verbose", False, "On bad input, print the traceback after the error line.")
@@ -62,6 +62,22 @@ def define_tokenizer_flags() -> None:
   flags.DEFINE_enum("tokenization", TOKENIZER_DEFAULTS["tokenization"], ["wordpiece", "char"],
                     "WordPiece (BERT standard) or one token per character (exact tags for "
                     "Chinese NER).")
+
+
+def define_reader_flags() -> None:
+  """How labeled and pseudo-labeled files are read (`input_files`, `features`)."""
+  flags.DEFINE_string("label_file", None,
+                      "Labels (classification) or BIO tags with O (ner), one per line.")
+  flags.DEFINE_enum("tag_scheme", "bio", list(tag_schemes.SCHEMES),
+                    "Tag scheme of NER input files (converted to BIO).")
+  flags.DEFINE_enum("field_join", "sep", list(features.FIELD_JOINS),
+                    "Join TAB-separated fields with [SEP] between them, or concatenate them.")
+  define_skip_bad_lines_flag()
+
+
+def define_skip_bad_lines_flag() -> None:
+  flags.DEFINE_bool("skip_bad_lines", False,
+                    "Skip and count malformed examples instead of failing on the first.")
 
 
 def define_dtype_flag() -> None:

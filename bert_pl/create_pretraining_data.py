@@ -37,8 +37,8 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 from absl import flags, logging
 
-from bert_pl import (cli, errors, features, input_files, job_config, manifest, masking, tag_schemes,
-                     tfrecords, tokenization)
+from bert_pl import (cli, errors, features, input_files, job_config, manifest, masking, tfrecords,
+                     tokenization)
 
 CHUNK_SIZE = 1024  # examples; part of the seeding scheme, so fixed
 
@@ -277,16 +277,9 @@ def define_flags(local_workers: bool = True):
   flags.DEFINE_integer("random_seed", d["random_seed"], "Seed of the masking.")
   flags.DEFINE_enum("task", d["task"], list(input_files.TASKS),
                     "none: unlabeled text; classification|ner: pseudo-labeled files.")
-  flags.DEFINE_string("label_file", None, "Labels (classification) or BIO tags (ner), "
-                      "one per line.")
-  flags.DEFINE_enum("tag_scheme", d["tag_scheme"], list(tag_schemes.SCHEMES),
-                    "Tag scheme of NER input files (converted to BIO).")
-  flags.DEFINE_enum("field_join", d["field_join"], list(features.FIELD_JOINS),
-                    "Join TAB-separated fields with [SEP] between them, or concatenate.")
+  cli.define_reader_flags()
   if local_workers:
     flags.DEFINE_integer("num_workers", d["num_workers"], "Worker processes.")
-  flags.DEFINE_bool("skip_bad_lines", d["skip_bad_lines"],
-                    "Skip and count malformed examples instead of failing on the first.")
   flags.mark_flags_as_required(["input_file", "output_file", "vocab_file"])
   cli.require_max_seq_length()
   cli.require(lambda v: v >= 1, ">= 1", "dupe_factor")

@@ -217,6 +217,15 @@ class FeatureEncoder:
     return features, packed["truncated"]
 
 
+def prediction_encoder(tokenizer: tokenization.BertTokenizer, max_seq_length: int, task: str,
+                       field_join: str = "sep") -> FeatureEncoder:
+  """The encoder of the unlabeled text a fine-tuned model of `task` predicts
+  on: classification joins the fields as the model was trained
+  (`field_join`); NER reads raw sentences, the fields joined into one text."""
+  return FeatureEncoder(tokenizer, max_seq_length, "none",
+                        field_join=field_join if task == "classification" else "concat")
+
+
 def _all_have_logits(examples: Sequence[Example]) -> bool:
   return bool(examples) and all(e.logits is not None for e in examples)
 

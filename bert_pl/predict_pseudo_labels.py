@@ -75,10 +75,8 @@ class PseudoLabeler:
     self.task = info["task"]
     self.format = prediction.OutputFormat(self.task, info["labels"], config.write_logits,
                                           config.logits_top_k)
-    # NER reads raw sentences: the fields joined into one text.
-    join = info.get("field_join", "sep") if self.task == "classification" else "concat"
-    self.encoder = features.FeatureEncoder(tokenizer, info["max_seq_length"], "none",
-                                           field_join=join)
+    self.encoder = features.prediction_encoder(tokenizer, info["max_seq_length"], self.task,
+                                               info.get("field_join", "sep"))
     self.predictor = prediction.Predictor(model, config.predict_batch_size,
                                           use_xla=config.use_xla)
     self.window = config.sort_window * config.predict_batch_size
@@ -198,7 +196,7 @@ def define_flags(sharded_by_hand: bool = True):
   flags.DEFINE_float("min_confidence", d["min_confidence"],
                      "Drop (and count) lines below this confidence.")
   flags.DEFINE_integer("sort_window", d["sort_window"], "Batches sorted by length together.")
-  flags.DEFINE_bool("skip_bad_lines", d["skip_bad_lines"], "Skip and count malformed lines.")
+  cli.define_skip_bad_lines_flag()
   cli.define_dtype_flag()
   flags.DEFINE_bool("use_xla", d["use_xla"], "Compile the model with XLA.")
   cli.define_logits_flags()
