@@ -101,7 +101,8 @@ def main():
   directory = work / "model_b"
   write_model_dir(directory, config, corpus["vocab"], model, labels)
   start = time.perf_counter()
-  predict_pseudo_labels.run(str(directory), pool, str(work / "pseudo"), args.batch_size)
+  predict_pseudo_labels.run(predict_pseudo_labels.PredictPseudoLabelsConfig(
+      str(directory), pool, str(work / "pseudo"), predict_batch_size=args.batch_size))
   rates["whole_job"] = round(len(lengths) / (time.perf_counter() - start), 1)
   print(json.dumps({
       "lines": len(lengths), "batch_size": args.batch_size,

@@ -15,8 +15,8 @@ from typing import Callable
 
 from absl import app, flags, logging
 
-from bert_pl import errors, precision
-from bert_pl.errors import InputError  # noqa: F401 (cli.InputError, as before errors.py)
+from bert_pl import errors, features, precision, tag_schemes
+from bert_pl.errors import InputError  # noqa: F401 (data_prep's import, until it takes errors')
 
 flags.DEFINE_bool("verbose", False, "On bad input, print the traceback after the error line.")
 
@@ -46,16 +46,45 @@ def define_model_flags() -> None:
                       "directory has one (or a Hugging Face config.json).")
   flags.DEFINE_string("vocab_file", None,
                       "vocab.txt. Optional when the checkpoint's directory has one.")
-  flags.DEFINE_bool("do_lower_case", TOKENIZER_DEFAULTS["do_lower_case"],
-                    "Lower-case and strip accents (BERT's do_lower_case).")
-  flags.DEFINE_enum("tokenization", TOKENIZER_DEFAULTS["tokenization"], ["wordpiece", "char"],
-                    "WordPiece (BERT standard) or one token per character.")
+  define_tokenizer_flags()
   flags.DEFINE_integer("num_hidden_layers", None,
                        "Use the first N layers of the checkpoint (e.g. 3 of 12).")
   flags.DEFINE_string("layer_map", None,
                       "Comma list of checkpoint layers to take, e.g. 0,5,11 "
                       "(overrides --num_hidden_layers).")
   require(lambda v: v >= 1, ">= 1", "num_hidden_layers")
+
+
+def define_tokenizer_flags() -> None:
+  """How text is split into the vocabulary's tokens (every job that reads text)."""
+  flags.DEFINE_bool("do_lower_case", TOKENIZER_DEFAULTS["do_lower_case"],
+                    "Lower-case and strip accents (BERT's do_lower_case).")
+  flags.DEFINE_enum("tokenization", TOKENIZER_DEFAULTS["tokenization"], ["wordpiece", "char"],
+                    "WordPiece (BERT standard) or one token per character (exact tags for "
+                    "Chinese NER).")
+
+
+def define_reader_flags() -> None:
+  """How labeled and pseudo-labeled files are read (`input_files`, `features`)."""
+  flags.DEFINE_string("label_file", None,
+                      "Labels (classification) or BIO tags with O (ner), one per line.")
+  flags.DEFINE_enum("tag_scheme", "bio", list(tag_schemes.SCHEMES),
+                    "Tag scheme of NER input files (converted to BIO).")
+  flags.DEFINE_enum("field_join", "sep", list(features.FIELD_JOINS),
+                    "Join TAB-separated fields with [SEP] between them, or concatenate them.")
+  define_skip_bad_lines_flag()
+
+
+def define_skip_bad_lines_flag() -> None:
+  flags.DEFINE_bool("skip_bad_lines", False,
+                    "Skip and count malformed examples instead of failing on the first.")
+
+
+def define_dtype_flag() -> None:
+  """The compute precision of the jobs that run a model."""
+  flags.DEFINE_enum("dtype", "float32", list(precision.DTYPES),
+                    "Compute precision: bfloat16/float16 are mixed precision (float32 "
+                    "variables, losses and CRF). Faster only where the hardware has them.")
 
 
 def define_logits_flags() -> None:
@@ -81,9 +110,7 @@ def define_training_flags(learning_rate: float) -> None:
   flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all).")
   flags.DEFINE_integer("random_seed", None,
                        "Seed of initialisation, dropout and data shuffling (reproducible runs).")
-  flags.DEFINE_enum("dtype", "float32", list(precision.DTYPES),
-                    "Compute precision: bfloat16/float16 are mixed precision (float32 "
-                    "variables, losses and CRF). Faster only where the hardware has them.")
+  define_dtype_flag()
   flags.DEFINE_integer("bucket_width", 0,
                        "Batch training examples of similar length (buckets this many tokens "
                        "wide) and cut each batch to its longest row; 0: off, every batch "

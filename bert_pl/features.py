@@ -35,7 +35,6 @@ from bert_pl import errors, input_files, tag_schemes, tokenization
 from bert_pl.input_files import Example
 
 FIELD_JOINS = ("sep", "concat")
-TASKS = ("none", "classification", "ner")
 OUTSIDE = "O"
 
 
@@ -50,10 +49,14 @@ def join_conll_tokens(tokens: Sequence[str]) -> Tuple[str, List[Tuple[int, int]]
 
 
 def char_tags(tags: Sequence[str], spans, length: int) -> List[str]:
-  """Per-character BIO tags of the joined text (separators are "O")."""
+  """Per-character BIO tags of a text `length` characters long from the tags
+  of its tokens, at their (start, end) `spans`: a token's first character
+  takes its tag, its other characters I-X (O stays O); characters no token
+  covers (separators, truncated or deleted text) and tokens without a span
+  (empty, or -1 padding) give "O"."""
   out = [OUTSIDE] * length
   for tag, (start, end) in zip(tags, spans):
-    if tag == OUTSIDE or start == end:
+    if tag == OUTSIDE or not 0 <= start < end:
       continue
     out[start] = tag
     for i in range(start + 1, end):
@@ -67,8 +70,8 @@ class FeatureEncoder:
   def __init__(self, tokenizer: tokenization.BertTokenizer, max_seq_length: int,
                task: str = "none", labels: Optional[Sequence[str]] = None,
                field_join: str = "sep"):
-    if task not in TASKS:
-      raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if task not in input_files.TASKS:
+      raise ValueError(f"task must be one of {input_files.TASKS}, got {task!r}")
     if field_join not in FIELD_JOINS:
       raise ValueError(f"field_join must be one of {FIELD_JOINS}, got {field_join!r}")
     if task != "none" and not labels:
@@ -212,6 +215,15 @@ class FeatureEncoder:
     if with_logits:
       features["tag_logits"] = tag_logits
     return features, packed["truncated"]
+
+
+def prediction_encoder(tokenizer: tokenization.BertTokenizer, max_seq_length: int, task: str,
+                       field_join: str = "sep") -> FeatureEncoder:
+  """The encoder of the unlabeled text a fine-tuned model of `task` predicts
+  on: classification joins the fields as the model was trained
+  (`field_join`); NER reads raw sentences, the fields joined into one text."""
+  return FeatureEncoder(tokenizer, max_seq_length, "none",
+                        field_join=field_join if task == "classification" else "concat")
 
 
 def _all_have_logits(examples: Sequence[Example]) -> bool:

@@ -30,6 +30,10 @@ from absl import logging
 from bert_pl import errors, tag_schemes
 from bert_pl.errors import InputError
 
+# The tasks, each with its file format (above): fine-tuning's have labels;
+# "none" is unlabeled text (domain pre-training, prediction).
+FINETUNE_TASKS = ("classification", "ner")
+TASKS = ("none",) + FINETUNE_TASKS
 CONFIDENCE_SUFFIX = ".confidence"
 LOGITS_SUFFIX = ".logits"
 # A pre-training dataset's manifest, beside its shards (bert_pl.manifest).
@@ -373,7 +377,7 @@ def read_labels(path: str) -> List[str]:
 
 def read_examples(path: str, task: str, counts: Counts, labels=None,
                   scheme: str = "bio", with_logits: bool = False) -> Iterator[Example]:
-  """Examples of `task` ("none", "classification", "ner") from one file."""
+  """Examples of `task` (one of `TASKS`) from one file."""
   if task == "classification":
     return read_classification(path, counts, labels, with_logits)
   if task == "ner":

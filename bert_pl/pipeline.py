@@ -51,7 +51,6 @@ Model-B), and step 4 starts again from the variant's initialisation.
 """
 
 import dataclasses
-import json
 import os
 import shlex
 import subprocess
@@ -61,9 +60,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from absl import flags
 
-from bert_pl import checkpoints, cli, input_files, masking, pipeline_report, precision
+from bert_pl import (checkpoints, cli, errors, input_files, job_config, masking, pipeline_report,
+                     precision)
 
-TASKS = ("classification", "ner")
 FINETUNE_JOBS = {"classification": "run_classifier", "ner": "run_ner"}
 SELF_TRAINING = "self_training"
 STEP4_VARIANTS = tuple(f"{loss}_{data}{init}" for loss in ("hard", "kl")
@@ -139,7 +138,7 @@ class Variant:
 
 def parse_variant(name: str) -> Variant:
   if name not in VARIANTS:
-    raise cli.InputError(f"--variants: unknown variant {name!r} (choose from "
+    raise errors.InputError(f"--variants: unknown variant {name!r} (choose from "
                          f"{', '.join(VARIANTS)})")
   if name == SELF_TRAINING:
     return Variant(name)
@@ -193,8 +192,9 @@ class PipelineConfig:
   report_only: bool = False
 
   def __post_init__(self):
-    if self.task not in TASKS:
-      raise cli.InputError(f"--task={self.task}: choose from {', '.join(TASKS)}")
+    if self.task not in input_files.FINETUNE_TASKS:
+      raise errors.InputError(f"--task={self.task}: choose from "
+                              f"{', '.join(input_files.FINETUNE_TASKS)}")
     for name, value in TASK_DEFAULTS[self.task].items():
       if getattr(self, name) is None:
         object.__setattr__(self, name, value)
@@ -204,42 +204,42 @@ class PipelineConfig:
     object.__setattr__(self, "variants", tuple(self.variants))
     parsed = self.parsed_variants
     if not parsed:
-      raise cli.InputError("--variants: give at least one variant")
+      raise errors.InputError("--variants: give at least one variant")
     if len(set(self.variants)) < len(self.variants):
-      raise cli.InputError(f"--variants={','.join(self.variants)}: a variant is repeated")
+      raise errors.InputError(f"--variants={','.join(self.variants)}: a variant is repeated")
     if self.export_variant is None:
       object.__setattr__(self, "export_variant", self.variants[0])
     elif self.export_variant not in self.variants:
-      raise cli.InputError(f"--export_variant={self.export_variant} is not one of --variants="
+      raise errors.InputError(f"--export_variant={self.export_variant} is not one of --variants="
                            f"{','.join(self.variants)}")
     self_training = any(v.self_training for v in parsed)
     if self_training and self.pseudo_per_class < 1:
-      raise cli.InputError("--variants=self_training needs --pseudo_per_class >= 1 (the "
+      raise errors.InputError("--variants=self_training needs --pseudo_per_class >= 1 (the "
                            "pseudo-labeled examples added per class)")
     if not self_training and (self.pseudo_per_class or self.pseudo_min_confidence):
-      raise cli.InputError("--pseudo_per_class and --pseudo_min_confidence are for the "
+      raise errors.InputError("--pseudo_per_class and --pseudo_min_confidence are for the "
                            "self_training variant, which --variants does not list")
     if not any(v.pseudo_label_loss == "kl" for v in parsed) and (
         self.logits_top_k or self.kl_temperature != 1.0):
-      raise cli.InputError("--logits_top_k and --kl_temperature are for the kl_* variants, "
+      raise errors.InputError("--logits_top_k and --kl_temperature are for the kl_* variants, "
                            "which --variants does not list")
     if self.logits_top_k and self.task != "classification":
-      raise cli.InputError("--logits_top_k is for classification (NER keeps every tag's logit)")
+      raise errors.InputError("--logits_top_k is for classification (NER keeps every tag's logit)")
     if self.baseline_layers is not None and not self.baseline:
-      raise cli.InputError("--baseline_layers needs --baseline")
+      raise errors.InputError("--baseline_layers needs --baseline")
     for name in ("rounds", "pretrain_batch_size", "finetune_batch_size", "num_shards",
                  "num_workers", "max_seq_length", "max_predictions_per_seq",
                  "save_checkpoints_steps", "baseline_layers", "num_hidden_layers"):
       value = getattr(self, name)
       if value is not None and value < 1:
-        raise cli.InputError(f"--{name}={value}: must be >= 1")
+        raise errors.InputError(f"--{name}={value}: must be >= 1")
     for name in ("pretrain_steps", "pretrain_warmup_steps", "logits_top_k"):
       if getattr(self, name) < 0:
-        raise cli.InputError(f"--{name}={getattr(self, name)}: must be >= 0")
+        raise errors.InputError(f"--{name}={getattr(self, name)}: must be >= 0")
     if self.kl_temperature <= 0:
-      raise cli.InputError(f"--kl_temperature={self.kl_temperature}: must be > 0")
+      raise errors.InputError(f"--kl_temperature={self.kl_temperature}: must be > 0")
     if self.dtype not in precision.DTYPES:
-      raise cli.InputError(f"--dtype={self.dtype}: choose from {', '.join(precision.DTYPES)}")
+      raise errors.InputError(f"--dtype={self.dtype}: choose from {', '.join(precision.DTYPES)}")
 
   @property
   def parsed_variants(self) -> List[Variant]:
@@ -447,20 +447,20 @@ def _inputs(config: PipelineConfig) -> Tuple[str, List[str], Optional[List[str]]
   source = checkpoints.resolve_init_checkpoint(config.init_checkpoint)
   vocab_file = config.vocab_file or source.vocab_file
   if not vocab_file:
-    raise cli.InputError(f"{config.init_checkpoint}: no vocab.txt beside the initial "
+    raise errors.InputError(f"{config.init_checkpoint}: no vocab.txt beside the initial "
                          "checkpoint; give --vocab_file")
   input_files.expand_input_files(vocab_file)
   pool_files = input_files.expand_input_files(config.pool)
   names = [os.path.basename(f) for f in pool_files]
   for name in names:
     if names.count(name) > 1:
-      raise cli.InputError(f"--pool: two files are named {name} (step 3 writes one output "
+      raise errors.InputError(f"--pool: two files are named {name} (step 3 writes one output "
                            "file per input file name)")
   pool_labels = None
   if config.pool_labels:
     pool_labels = input_files.expand_input_files(config.pool_labels)
     if len(pool_labels) != len(pool_files):
-      raise cli.InputError(f"--pool_labels: {len(pool_labels)} files for {len(pool_files)} "
+      raise errors.InputError(f"--pool_labels: {len(pool_labels)} files for {len(pool_files)} "
                            "--pool files (one labeled file per pool file, in the same order)")
   return vocab_file, pool_files, pool_labels
 
@@ -478,7 +478,7 @@ def run(config: PipelineConfig) -> Dict:
       side = os.path.join(config.work_dir, directory,
                           os.path.basename(pool_file) + input_files.LOGITS_SUFFIX)
       if not os.path.exists(side):
-        raise cli.InputError(f"{side}: not found: step 3 ran without --write_logits (no kl "
+        raise errors.InputError(f"{side}: not found: step 3 ran without --write_logits (no kl "
                              "variant then); a kl variant needs them: use a new --work_dir")
   done = sum(done_seconds(logs, job.name) is not None for job in plan.jobs)
   print(f"pipeline ({config.task}): {len(plan.jobs)} jobs, {done} done earlier, in "
@@ -507,8 +507,9 @@ def run(config: PipelineConfig) -> Dict:
 
 def define_flags() -> None:
   """The driver's flags: PipelineConfig's fields, one flag each, same defaults."""
-  d = {field.name: field.default for field in dataclasses.fields(PipelineConfig)}
-  flags.DEFINE_enum("task", None, list(TASKS), "The task of the labeled data.")
+  d = job_config.field_defaults(PipelineConfig)
+  flags.DEFINE_enum("task", None, list(input_files.FINETUNE_TASKS),
+                    "The task of the labeled data.")
   flags.DEFINE_string("work_dir", None, "Where every job writes (layout: see the module doc).")
   flags.DEFINE_string("pool", None, "The unlabeled pool: comma list of files or globs.")
   flags.DEFINE_string("train_file", None, "Labeled training set (steps 2 and 5).")
@@ -523,9 +524,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("num_hidden_layers", None,
                        "Take the first N layers of --init_checkpoint (the paper: 3 of 12) in "
                        "steps 1 and 4 and the baseline; default all.")
-  flags.DEFINE_enum("tokenization", d["tokenization"], ["wordpiece", "char"],
-                    "WordPiece, or one token per character (exact tags for Chinese NER).")
-  flags.DEFINE_bool("do_lower_case", d["do_lower_case"], "Lower-case and strip accents.")
+  cli.define_tokenizer_flags()
   flags.DEFINE_integer("max_seq_length", None, "Default: 64 (classification) / 128 (NER).")
   flags.DEFINE_integer("max_predictions_per_seq", None,
                        "Default: 15% of --max_seq_length, rounded up.")
@@ -548,7 +547,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("num_workers", d["num_workers"], "Processes of create_pretraining_data.")
   flags.DEFINE_integer("bucket_width", d["bucket_width"],
                        "Length bucketing of training batches (0: off).")
-  flags.DEFINE_enum("dtype", d["dtype"], list(precision.DTYPES), "Compute precision.")
+  cli.define_dtype_flag()
   flags.DEFINE_bool("baseline", d["baseline"], "Also fine-tune the initial checkpoint directly.")
   flags.DEFINE_integer("baseline_layers", None,
                        "And a second baseline from its first N layers (e.g. 6).")
@@ -579,15 +578,10 @@ def define_flags() -> None:
                                 "label_file", "init_checkpoint"])
 
 
-def config_from_flags(values) -> PipelineConfig:
-  return PipelineConfig(**{field.name: values[field.name].value
-                           for field in dataclasses.fields(PipelineConfig)})
-
-
 def main(argv):
   del argv
   try:
-    run(config_from_flags(flags.FLAGS))
+    run(job_config.config_from_flags(PipelineConfig))
   except JobError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

@@ -23,6 +23,7 @@ on some hardware only (see bench/). Lines below `--min_confidence` are counted a
 filtered and not written.
 """
 
+import dataclasses
 import os
 import re
 import time
@@ -32,8 +33,27 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import (atomic_files, cli, errors, features, input_files, model_dir, precision,
+from bert_pl import (atomic_files, cli, errors, features, input_files, job_config, model_dir,
                      prediction)
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictPseudoLabelsConfig:
+  """The job's settings; the flags have the same names and defaults."""
+  model_dir: str  # a fine-tuned model directory (step 2)
+  input_file: str  # comma list of files or globs
+  output_dir: str
+  predict_batch_size: int = 256
+  max_seq_length: Optional[int] = None  # the model's; given, it must be the same
+  num_shards: int = 1  # the Beam job has none: it spreads the files itself
+  shard_index: int = 0
+  min_confidence: float = 0.0
+  sort_window: int = 64
+  skip_bad_lines: bool = False
+  dtype: str = "float32"
+  use_xla: bool = False
+  write_logits: bool = False
+  logits_top_k: int = 0
 
 
 class Labeled(NamedTuple):
@@ -49,22 +69,19 @@ class Labeled(NamedTuple):
 class PseudoLabeler:
   """Encodes, predicts and formats windows of unlabeled examples."""
 
-  def __init__(self, model_path: str, batch_size: int = 256,
-               max_seq_length: Optional[int] = None, sort_window: int = 64,
-               min_confidence: float = 0.0, dtype: str = "float32", use_xla: bool = False,
-               write_logits: bool = False, logits_top_k: int = 0):
+  def __init__(self, config: PredictPseudoLabelsConfig):
     # The model's max_seq_length; one given must be the same.
-    model, tokenizer, info = model_dir.load_finetuned(model_path, dtype,
-                                                      {"max_seq_length": max_seq_length})
+    model, tokenizer, info = model_dir.load_finetuned(
+        config.model_dir, config.dtype, {"max_seq_length": config.max_seq_length})
     self.task = info["task"]
-    self.format = prediction.OutputFormat(self.task, info["labels"], write_logits, logits_top_k)
-    # NER reads raw sentences: the fields joined into one text.
-    join = info.get("field_join", "sep") if self.task == "classification" else "concat"
-    self.encoder = features.FeatureEncoder(tokenizer, info["max_seq_length"], "none",
-                                           field_join=join)
-    self.predictor = prediction.Predictor(model, batch_size, use_xla=use_xla)
-    self.window = sort_window * batch_size
-    self.min_confidence = min_confidence
+    self.format = prediction.OutputFormat(self.task, info["labels"], config.write_logits,
+                                          config.logits_top_k)
+    self.encoder = features.prediction_encoder(tokenizer, info["max_seq_length"], self.task,
+                                               info.get("field_join", "sep"))
+    self.predictor = prediction.Predictor(model, config.predict_batch_size,
+                                          use_xla=config.use_xla)
+    self.window = config.sort_window * config.predict_batch_size
+    self.min_confidence = config.min_confidence
 
   def label_file(self, path: str, output_path: str, counts: input_files.Counts,
                  progress) -> None:
@@ -127,19 +144,16 @@ def pending_files(input_patterns: str, output_dir: str, num_shards: int = 1,
   return todo, len(files) - len(todo)
 
 
-def run(model_path: str, input_patterns: str, output_dir: str, batch_size: int = 256,
-        max_seq_length: Optional[int] = None, num_shards: int = 1, shard_index: int = 0,
-        min_confidence: float = 0.0, sort_window: int = 64,
-        skip_bad_lines: bool = False, dtype: str = "float32",
-        use_xla: bool = False, write_logits: bool = False,
-        logits_top_k: int = 0) -> input_files.Counts:
+def run(config: PredictPseudoLabelsConfig) -> input_files.Counts:
+  """Labels this shard's input files not done yet; returns the counts."""
+  output_dir = config.output_dir
   atomic_files.makedirs(output_dir)
-  todo, done = pending_files(input_patterns, output_dir, num_shards, shard_index, write_logits)
+  todo, done = pending_files(config.input_file, output_dir, config.num_shards,
+                             config.shard_index, config.write_logits)
   logging.info("%d input files in this shard, %d already done", len(todo) + done, done)
-  labeler = PseudoLabeler(model_path, batch_size, max_seq_length, sort_window, min_confidence,
-                          dtype, use_xla, write_logits, logits_top_k)
+  labeler = PseudoLabeler(config)
   total_bytes = sum(tf.io.gfile.stat(f).length for f in todo) or 1
-  counts = input_files.Counts(skip_bad_lines=skip_bad_lines)
+  counts = input_files.Counts(skip_bad_lines=config.skip_bad_lines)
   start, done_bytes = time.time(), 0
 
   def progress(c):
@@ -158,35 +172,37 @@ def run(model_path: str, input_patterns: str, output_dir: str, batch_size: int =
 
 def main(argv):
   del argv
-  f = flags.FLAGS
+  config = job_config.config_from_flags(PredictPseudoLabelsConfig)
   start = time.time()
-  counts = run(f.model_dir, f.input_file, f.output_dir, f.predict_batch_size, f.max_seq_length,
-               f.num_shards, f.shard_index, f.min_confidence, f.sort_window, f.skip_bad_lines,
-               f.dtype, f.use_xla, f.write_logits, f.logits_top_k)
+  counts = run(config)
   elapsed = time.time() - start
   print(f"predict_pseudo_labels: read {counts.read}, written {counts.written}, filtered "
-        f"{counts.skipped} (confidence < {f.min_confidence}), empty {counts.empty}, truncated "
-        f"{counts.truncated} in {elapsed:.1f}s ({counts.read / max(elapsed, 1e-9):.0f} lines/s)")
+        f"{counts.skipped} (confidence < {config.min_confidence}), empty {counts.empty}, "
+        f"truncated {counts.truncated} in {elapsed:.1f}s "
+        f"({counts.read / max(elapsed, 1e-9):.0f} lines/s)")
 
 
 def define_flags(sharded_by_hand: bool = True):
   """The job's flags; the Beam job, which spreads the files itself, has no
   --num_shards/--shard_index."""
+  d = job_config.field_defaults(PredictPseudoLabelsConfig)
   flags.DEFINE_string("model_dir", None, "A fine-tuned model directory (step 2).")
   flags.DEFINE_string("input_file", None, "Unlabeled input files (comma list of globs).")
   flags.DEFINE_string("output_dir", None, "Where the pseudo-labeled files go.")
-  flags.DEFINE_integer("predict_batch_size", 256, "Batch size.")
-  flags.DEFINE_integer("max_seq_length", None,
+  flags.DEFINE_integer("predict_batch_size", d["predict_batch_size"], "Batch size.")
+  flags.DEFINE_integer("max_seq_length", d["max_seq_length"],
                        "The model's (task.json); given, it must be the same.")
   if sharded_by_hand:
-    flags.DEFINE_integer("num_shards", 1, "Processes/machines sharing the input files.")
-    flags.DEFINE_integer("shard_index", 0, "This process's shard, in [0, num_shards).")
-  flags.DEFINE_float("min_confidence", 0.0, "Drop (and count) lines below this confidence.")
-  flags.DEFINE_integer("sort_window", 64, "Batches sorted by length together.")
-  flags.DEFINE_bool("skip_bad_lines", False, "Skip and count malformed lines.")
-  flags.DEFINE_enum("dtype", "float32", list(precision.DTYPES),
-                    "Compute precision (mixed precision for bfloat16/float16).")
-  flags.DEFINE_bool("use_xla", False, "Compile the model with XLA.")
+    flags.DEFINE_integer("num_shards", d["num_shards"],
+                         "Processes/machines sharing the input files.")
+    flags.DEFINE_integer("shard_index", d["shard_index"],
+                         "This process's shard, in [0, num_shards).")
+  flags.DEFINE_float("min_confidence", d["min_confidence"],
+                     "Drop (and count) lines below this confidence.")
+  flags.DEFINE_integer("sort_window", d["sort_window"], "Batches sorted by length together.")
+  cli.define_skip_bad_lines_flag()
+  cli.define_dtype_flag()
+  flags.DEFINE_bool("use_xla", d["use_xla"], "Compile the model with XLA.")
   cli.define_logits_flags()
   flags.mark_flags_as_required(["model_dir", "input_file", "output_dir"])
   cli.require_max_seq_length(optional=True)

@@ -39,8 +39,8 @@ import numpy as np
 import tensorflow as tf
 
 from bert_pl import atomic_files, errors, task_models
-from bert_pl.features import join_conll_tokens
-from bert_pl.input_files import CONFIDENCE_SUFFIX, LOGITS_SUFFIX, Example
+from bert_pl.features import char_tags, join_conll_tokens
+from bert_pl.input_files import CONFIDENCE_SUFFIX, FINETUNE_TASKS, LOGITS_SUFFIX, Example
 
 _MODEL_INPUTS = ("input_ids", "input_mask", "segment_ids")
 
@@ -50,7 +50,7 @@ class Predictor:
 
   def __init__(self, model: task_models.BertTaskModel, batch_size: int = 64,
                trim_padding: bool = True, use_xla: bool = False):
-    if model.task not in ("classification", "ner"):
+    if model.task not in FINETUNE_TASKS:
       raise errors.InputError(f"prediction needs a fine-tuned model, not task={model.task!r}")
     self.model = model
     self.batch_size = batch_size
@@ -104,21 +104,6 @@ def predict_sorted(predictor: Predictor, encoded: Dict[str, np.ndarray]) -> Dict
   return {k: v[inverse] for k, v in outputs.items()}
 
 
-def char_tags_from_tokens(text: str, starts: Sequence[int], ends: Sequence[int],
-                          token_tags: Sequence[str]) -> List[str]:
-  """Per-character BIO tags from per-token tags: a token's first character
-  takes its tag, its other characters I-X (O stays O); characters no token
-  covers (truncated, deleted) are O."""
-  tags = ["O"] * len(text)
-  for start, end, tag in zip(starts, ends, token_tags):
-    if start < 0 or tag == "O":
-      continue
-    tags[start] = tag
-    for i in range(start + 1, end):
-      tags[i] = "I-" + tag[2:]
-  return tags
-
-
 def classification_lines(examples: Sequence[Example], labels: Sequence[str],
                          label_ids: Sequence[int]) -> List[str]:
   """`label<TAB>fields` lines (the labeled classification format)."""
@@ -152,7 +137,7 @@ def _predicted_char_tags(text: str, row: int, starts: np.ndarray, ends: np.ndarr
   after [CLS]); the characters of truncated tokens get O."""
   n = _kept_tokens(starts, row, tag_ids.shape[1])
   token_tags = [labels[i] for i in tag_ids[row, 1:1 + n]]
-  return char_tags_from_tokens(text, starts[row, :n], ends[row, :n], token_tags)
+  return char_tags(token_tags, zip(starts[row, :n], ends[row, :n]), len(text))
 
 
 def ner_blocks(texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,

@@ -29,8 +29,7 @@ from typing import Dict, Optional, Tuple
 import tensorflow as tf
 
 from bert_pl import crf, modeling
-
-TASKS = ("none", "classification", "ner")
+from bert_pl.input_files import TASKS
 PSEUDO_LABEL_LOSSES = ("hard", "kl")
 Terms = Dict[str, Tuple[tf.Tensor, tf.Tensor]]
 

@@ -154,15 +154,15 @@ def test_read_only_output_directory(tiny, read_only_dir, job):
 def _shards_size(tiny, tmp_path):
   """The size of the TFRecords of `_data_args` (written here, in-process)."""
   path = tmp_path / "reference.tfrecord"
-  create_pretraining_data.create_pretraining_data(
-      create_pretraining_data.Options(vocab_file=str(tiny.vocab), max_seq_length=32,
-                                      max_predictions_per_seq=5), str(tiny.pool), str(path))
+  create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
+      str(tiny.pool), str(path), str(tiny.vocab), max_seq_length=32, max_predictions_per_seq=5))
   return path.stat().st_size
 
 
 def _pseudo_labels_size(tiny, tmp_path):
   """The size of the pseudo-labeled file of `tiny.pool` (written here, in-process)."""
-  predict_pseudo_labels.run(str(tiny.classifier), str(tiny.pool), str(tmp_path / "reference"))
+  predict_pseudo_labels.run(predict_pseudo_labels.PredictPseudoLabelsConfig(
+      str(tiny.classifier), str(tiny.pool), str(tmp_path / "reference")))
   return (tmp_path / "reference" / "pool.txt").stat().st_size
 
 

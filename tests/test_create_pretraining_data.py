@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from bert_pl import (features, input_files, input_pipeline, prediction, tag_schemes, tfrecords,
                      tokenization)
-from bert_pl.cli import InputError
-from bert_pl.create_pretraining_data import Options, create_pretraining_data
+from bert_pl.create_pretraining_data import CreatePretrainingDataConfig, run
+from bert_pl.errors import InputError
 from conftest import kill_when, run_job
 from data_prep.common import write_parts
 
@@ -44,16 +44,21 @@ def _read(paths, task="none", extra=None):
   return {k: v.numpy() for k, v in parsed.items()}
 
 
-def _options(corpus, **changes):
-  values = dict(vocab_file=str(corpus / "vocab.txt"), max_seq_length=MAX_SEQ,
+def _config(corpus, input_file, output_file, **changes):
+  values = dict(input_file=str(input_file), output_file=str(output_file),
+                vocab_file=str(corpus / "vocab.txt"), max_seq_length=MAX_SEQ,
                 max_predictions_per_seq=MAX_PRED)
   values.update(changes)
-  return Options(**values)
+  return CreatePretrainingDataConfig(**values)
+
+
+def _run(corpus, input_file, output_file, **changes):
+  return run(_config(corpus, input_file, output_file, **changes))
 
 
 def test_masking_statistics_over_12000_examples(corpus, tmp_path):
   out = str(tmp_path / "pretrain.tfrecord")
-  counts = create_pretraining_data(_options(corpus), str(corpus / "unlabeled.txt"), out)
+  counts = _run(corpus, corpus / "unlabeled.txt", out)
   assert (counts.read, counts.written, counts.skipped) == (12000, 12000, 0)
   f = _read([out])
   original = f["input_ids"].copy()
@@ -114,8 +119,7 @@ def test_classification_labels_and_confidences(corpus, tmp_path):
       "".join(f"{0.5 + i / 100:.2f}\n" for i in range(50)))
   labels = input_files.read_labels(str(corpus / "labels.txt"))
   out = str(tmp_path / "cls.tfrecord")
-  create_pretraining_data(_options(corpus, task="classification", labels=tuple(labels)),
-                          str(pseudo), out)
+  _run(corpus, pseudo, out, task="classification", label_file=str(corpus / "labels.txt"))
   f = _read([out], "classification",
             {"label_weights": tf.io.FixedLenFeature([1], tf.float32)})
   assert f["label_ids"][:, 0].tolist() == [labels.index(l.split("\t")[0]) for l in lines]
@@ -168,8 +172,8 @@ def test_ner_tags_decode_to_input_entities_char_mode(corpus, tmp_path, scheme):
   _conll(converted, tmp_path / "ner.txt")
   tags_list = tuple(input_files.read_labels(str(corpus / "tags.txt")))
   out_file = str(tmp_path / "ner.tfrecord")
-  create_pretraining_data(_options(corpus, task="ner", labels=tags_list, tokenization="char"),
-                          str(tmp_path / "ner.txt"), out_file, tag_scheme=scheme)
+  _run(corpus, tmp_path / "ner.txt", out_file, task="ner", label_file=str(corpus / "tags.txt"),
+       tokenization="char", tag_scheme=scheme)
   f = _read([out_file], "ner")
   total = 0
   for row, sentence in enumerate(bio_sentences):
@@ -195,6 +199,7 @@ def _mixed_vocab(corpus, tmp_path):
   added = [t for t in ["iphone", "##13", "pro", "max", "##x", "我", "买", "了", "在", "北", "京"]
            if t not in base]
   vocab.write_text("\n".join(base + added) + "\n", encoding="utf-8")
+  (tmp_path / "mixed_tags.txt").write_text("".join(t + "\n" for t in MIXED_LABELS))
   return vocab
 
 
@@ -205,7 +210,6 @@ def test_ner_wordpiece_mode_on_mixed_chinese_english(corpus, tmp_path):
               ("京", "I-LOC"), ("maxx", "B-X")]
   _conll([sentence], tmp_path / "mixed.txt")
   labels = MIXED_LABELS
-  options = _options(corpus, vocab_file=str(vocab), task="ner", labels=labels)
   tok = tokenization.BertTokenizer(str(vocab))
   encoder = features.FeatureEncoder(tok, MAX_SEQ, "ner", labels)
   example = next(input_files.read_conll(str(tmp_path / "mixed.txt"), input_files.Counts()))
@@ -224,7 +228,8 @@ def test_ner_wordpiece_mode_on_mixed_chinese_english(corpus, tmp_path):
   assert [(k, text[s:e]) for k, s, e in entities] == [
       ("PRODUCT", "iPhone13 Pro Max"), ("LOC", "北 京"), ("X", "maxx")]
   out = str(tmp_path / "mixed.tfrecord")
-  create_pretraining_data(options, str(tmp_path / "mixed.txt"), out)
+  _run(corpus, tmp_path / "mixed.txt", out, vocab_file=str(vocab), task="ner",
+       label_file=str(tmp_path / "mixed_tags.txt"))
   np.testing.assert_array_equal(_read([out], "ner")["tag_ids"], encoded["tag_ids"])
 
 
@@ -250,9 +255,8 @@ def test_ner_tag_logits_follow_wordpiece_tokens(corpus, tmp_path):
   np.testing.assert_allclose(rows[3:9], logits[0, [4] * 6], rtol=1e-3)  # "iPhone": iphone's
   np.testing.assert_allclose(rows[9:11], logits[0, [5] * 2], rtol=1e-3)  # "13": ##13's
   out = str(tmp_path / "ner.tfrecord")
-  counts = create_pretraining_data(
-      _options(corpus, vocab_file=str(vocab), task="ner", labels=MIXED_LABELS, masked_lm_prob=0),
-      str(pseudo), out)
+  counts = _run(corpus, pseudo, out, vocab_file=str(vocab), task="ner",
+                label_file=str(tmp_path / "mixed_tags.txt"), masked_lm_prob=0)
   assert counts.logits == 1
   f = _read([out], "ner", {"tag_logits": tf.io.FixedLenFeature([MAX_SEQ * 7], tf.float32)})
   np.testing.assert_array_equal(f["input_ids"], encoded["input_ids"])
@@ -285,9 +289,8 @@ def test_ner_pseudo_labels_of_text_with_spaces_are_words_and_read_back_the_same(
   np.testing.assert_allclose(rows, logits[0, [1, 3, 4, 5, 6, 7]], rtol=1e-3)  # first pieces
   (tmp_path / "pseudo.txt").write_text(block, encoding="utf-8")
   out = str(tmp_path / "ner.tfrecord")
-  create_pretraining_data(
-      _options(corpus, vocab_file=str(vocab), task="ner", labels=MIXED_LABELS, masked_lm_prob=0),
-      str(tmp_path / "pseudo.txt"), out)
+  _run(corpus, tmp_path / "pseudo.txt", out, vocab_file=str(vocab), task="ner",
+       label_file=str(tmp_path / "mixed_tags.txt"), masked_lm_prob=0)
   f = _read([out], "ner")
   np.testing.assert_array_equal(f["input_ids"], encoded["input_ids"])
   np.testing.assert_array_equal(f["tag_ids"][0, 1:8], [1, 2, 2, 2, 0, 3, 4])
@@ -309,9 +312,8 @@ def test_skipped_example_skips_its_side_lines(corpus, tmp_path):
   path = _pseudo_classification(tmp_path, ["1 2 3", "4 5 6", "0:9 2:8"],
                                 data="甲\t一\n外\t二\n丙\t三\n")
   out = str(tmp_path / "o.tfrecord")
-  counts = create_pretraining_data(
-      _options(corpus, task="classification", labels=("甲", "乙", "丙")), str(path), out,
-      skip_bad_lines=True)
+  counts = _run(corpus, path, out, task="classification",
+                label_file=str(tmp_path / "labels.txt"), skip_bad_lines=True)
   assert (counts.written, counts.skipped, counts.logits) == (2, 1, 2)
   f = _read([out], "classification", {
       "label_weights": tf.io.FixedLenFeature([1], tf.float32),
@@ -351,8 +353,8 @@ def test_bad_logits_side_file(corpus, tmp_path, name, lines, message):
   path = _pseudo_classification(tmp_path, lines)
   out = tmp_path / "out" / "o.tfrecord"
   with pytest.raises(InputError) as error:
-    create_pretraining_data(_options(corpus, task="classification", labels=("甲", "乙", "丙")),
-                            str(path), str(out), num_output_shards=2)
+    _run(corpus, path, out, task="classification", label_file=str(tmp_path / "labels.txt"),
+         num_output_shards=2)
   assert str(error.value) == f"{tmp_path}/" + message.format(dir=tmp_path)
   assert not os.listdir(out.parent)  # no shard, not even a temporary one
 
@@ -361,16 +363,17 @@ def test_bad_ner_logits_width_and_mixed_side_files(corpus, tmp_path):
   conll = tmp_path / "n.txt"
   conll.write_text("我 O\n爱 O\n吃 O\n\n北 B-X\n京 I-X\n", encoding="utf-8")
   (tmp_path / "n.txt.logits").write_text("1 2 3 4 5 6 7 8 9\n1 2 3 4 5\n")
-  options = _options(corpus, task="ner", labels=("O", "B-X", "I-X"))
+  (tmp_path / "tags.txt").write_text("O\nB-X\nI-X\n")
+  ner = dict(task="ner", label_file=str(tmp_path / "tags.txt"))
   with pytest.raises(InputError, match=rf"^{tmp_path}/n.txt.logits:2: expected 2 tokens x 3 "
                      r"tags = 6 logits, got 5$"):
-    create_pretraining_data(options, str(conll), str(tmp_path / "o.tfrecord"))
+    _run(corpus, conll, tmp_path / "o.tfrecord", **ner)
   (tmp_path / "n.txt.logits").write_text("1 2 3 4 5 6 7 8 9\n1 2 3 4 5 6\n")
   other = tmp_path / "other.txt"
   other.write_text("我 O\n", encoding="utf-8")
   with pytest.raises(InputError, match=rf"^{other}: no .logits side file, but {conll} has one"):
-    create_pretraining_data(options, f"{conll},{other}", str(tmp_path / "o.tfrecord"))
-  assert create_pretraining_data(options, str(conll), str(tmp_path / "o.tfrecord")).logits == 2
+    _run(corpus, f"{conll},{other}", tmp_path / "o.tfrecord", **ner)
+  assert _run(corpus, conll, tmp_path / "o.tfrecord", **ner).logits == 2
 
 
 def test_bad_logits_stop_the_job_with_one_line(corpus, tmp_path):
@@ -394,8 +397,8 @@ def test_unmasked_task_data(corpus, tmp_path):
   pseudo.write_text("".join(lines), encoding="utf-8")
   labels = tuple(input_files.read_labels(str(corpus / "labels.txt")))
   out = str(tmp_path / "cls.tfrecord")
-  create_pretraining_data(_options(corpus, task="classification", labels=labels,
-                                   masked_lm_prob=0), str(pseudo), out)
+  _run(corpus, pseudo, out, task="classification", label_file=str(corpus / "labels.txt"),
+       masked_lm_prob=0)
   f = _read([out], "classification")
   tok = tokenization.BertTokenizer(str(corpus / "vocab.txt"))
   encoder = features.FeatureEncoder(tok, MAX_SEQ, "classification", labels)
@@ -406,7 +409,7 @@ def test_unmasked_task_data(corpus, tmp_path):
     assert f[name].shape == (300, MAX_PRED) and not f[name].any(), name
   assert "label_logits" not in tfrecords.record_features(out)
   with pytest.raises(ValueError, match="--masked_lm_prob=0 .* needs --task=classification or ner"):
-    _options(corpus, masked_lm_prob=0)
+    _config(corpus, pseudo, out, masked_lm_prob=0)
   result = run_job("create_pretraining_data", f"--input_file={pseudo}", f"--output_file={out}2",
                    f"--vocab_file={corpus / 'vocab.txt'}", "--task=classification",
                    f"--label_file={corpus / 'labels.txt'}", "--masked_lm_prob=0",
@@ -423,8 +426,7 @@ def test_whole_word_masking_masks_whole_words(corpus, tmp_path):
   text.write_text("".join("奶茶 珍珠 大杯 少糖 炸鸡 外卖 披萨 寿司\n" for _ in range(300)),
                   encoding="utf-8")
   out = str(tmp_path / "wwm.tfrecord")
-  create_pretraining_data(_options(corpus, do_whole_word_mask=True, masked_lm_prob=0.25),
-                          str(text), out)
+  _run(corpus, text, out, do_whole_word_mask=True, masked_lm_prob=0.25)
   f = _read([out])
   for row in range(300):
     k = int(f["masked_lm_weights"][row].sum())

@@ -254,8 +254,9 @@ def test_ner_export_equals_python_path(name, model_dirs, served, corpus):
     assert len(written) == len(kept)
     for sentence, (row, text) in zip(written, kept):
       n = len(_unpad(got["tags"][row], ""))
-      per_char = prediction.char_tags_from_tokens(
-          text, got["token_starts"][row][:n], got["token_ends"][row][:n], got["tags"][row][:n])
+      per_char = features.char_tags(
+          got["tags"][row][:n], zip(got["token_starts"][row][:n], got["token_ends"][row][:n]),
+          len(text))
       assert sentence.tags == [per_char[i] for i in _written_starts(text)], text
 
 

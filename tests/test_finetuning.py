@@ -6,8 +6,8 @@ import types
 import numpy as np
 import pytest
 
-from bert_pl import (create_pretraining_data, evaluation, finetuning, input_files,
-                     prediction, run_pretraining)
+from bert_pl import (create_pretraining_data, evaluation, features, finetuning, input_files,
+                     run_pretraining)
 from bert_pl.model_dir import load_finetuned
 from test_training import _flags as _pretraining_flags
 from test_training import _tiny_config
@@ -34,10 +34,9 @@ def model_a(corpus, tmp_path_factory):
   """Step 1: a tiny domain-pre-trained model directory (MLM only)."""
   work = tmp_path_factory.mktemp("step1")
   records = str(work / "pool.tfrecord")
-  create_pretraining_data.create_pretraining_data(
-      create_pretraining_data.Options(vocab_file=str(corpus / "vocab.txt"), max_seq_length=64,
-                                      max_predictions_per_seq=10),
-      f"{corpus}/unlabeled.txt,{corpus}/ner_unlabeled.txt", records)
+  create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
+      f"{corpus}/unlabeled.txt,{corpus}/ner_unlabeled.txt", records, str(corpus / "vocab.txt"),
+      max_seq_length=64, max_predictions_per_seq=10))
   run_pretraining.run(_pretraining_flags(
       bert_config_file=_tiny_config(corpus, work / "config.json"),
       vocab_file=str(corpus / "vocab.txt"), input_file=records, output_dir=str(work / "model_a"),
@@ -70,11 +69,10 @@ def test_classifier_from_model_a_then_pseudo_labels_feed_step_4_and_5(corpus, mo
   confidences = np.array([e.confidence for e in examples])
   assert ((confidences > 1 / 20) & (confidences <= 1)).all()
   records = str(tmp_path / "pseudo.tfrecord")
-  create_pretraining_data.create_pretraining_data(
-      create_pretraining_data.Options(vocab_file=str(corpus / "vocab.txt"), max_seq_length=64,
-                                      max_predictions_per_seq=10, task="classification",
-                                      labels=tuple(info["labels"])),
-      str(predicted), records)
+  (tmp_path / "labels.txt").write_text("".join(label + "\n" for label in info["labels"]))
+  create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
+      str(predicted), records, str(corpus / "vocab.txt"), max_seq_length=64,
+      max_predictions_per_seq=10, task="classification", label_file=str(tmp_path / "labels.txt")))
   model_c = tmp_path / "model_c"
   step4 = run_pretraining.run(_pretraining_flags(
       init_checkpoint=str(model_a), input_file=records, output_dir=str(model_c),
@@ -113,9 +111,8 @@ def test_ner_from_model_a_and_predictions(corpus, model_a, tmp_path):
 
 
 def test_char_tags_from_tokens_and_metrics():
-  assert prediction.char_tags_from_tokens("ab cde", [0, 3, 4], [2, 4, 6],
-                                          ["B-X", "O", "B-Y"]) == [
-      "B-X", "I-X", "O", "O", "B-Y", "I-Y"]
+  assert features.char_tags(["B-X", "O", "B-Y", "B-Z"], [(0, 2), (3, 4), (4, 6), (-1, -1)],
+                            len("ab cde")) == ["B-X", "I-X", "O", "O", "B-Y", "I-Y"]
   scores = evaluation.ner_metrics([["B-X", "I-X", "O", "B-Y"]], [["B-X", "I-X", "O", "O"]])
   assert scores["precision"] == 1.0 and scores["recall"] == 0.5
   assert scores["X_f1"] == 1.0 and scores["Y_f1"] == 0.0

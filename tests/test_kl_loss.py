@@ -164,11 +164,9 @@ def test_no_mlm_checkpoint_restores_with_the_mlm_head_and_fine_tunes(corpus, tmp
   train.write_text("".join((corpus / "train.tsv").read_text(encoding="utf-8")
                            .splitlines(keepends=True)[:64]), encoding="utf-8")
   records = str(tmp_path / "data.tfrecord")
-  labels = tuple((corpus / "labels.txt").read_text(encoding="utf-8").split())
-  create_pretraining_data.create_pretraining_data(
-      create_pretraining_data.Options(vocab_file=str(corpus / "vocab.txt"), max_seq_length=64,
-                                      max_predictions_per_seq=10, task="classification",
-                                      labels=labels), str(train), records)
+  create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
+      str(train), records, str(corpus / "vocab.txt"), max_seq_length=64,
+      max_predictions_per_seq=10, task="classification", label_file=str(corpus / "labels.txt")))
   common = dict(vocab_file=str(corpus / "vocab.txt"), input_file=records, do_eval=False,
                 task_loss="classification", label_file=str(corpus / "labels.txt"))
   init, model_c = tmp_path / "init", tmp_path / "model_c"
@@ -269,11 +267,10 @@ def test_kl_refuses_records_whose_logits_do_not_fit(tmp_path):
 
 def test_kl_on_records_without_logits_is_one_error_line(corpus, tmp_path):
   records = str(tmp_path / "data.tfrecord")
-  create_pretraining_data.create_pretraining_data(
-      create_pretraining_data.Options(
-          vocab_file=str(corpus / "vocab.txt"), max_seq_length=64, max_predictions_per_seq=10,
-          task="ner", labels=tuple((corpus / "tags.txt").read_text().split()),
-          tokenization="char"), str(corpus / "ner_train.txt"), records)
+  create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
+      str(corpus / "ner_train.txt"), records, str(corpus / "vocab.txt"), max_seq_length=64,
+      max_predictions_per_seq=10, task="ner", label_file=str(corpus / "tags.txt"),
+      tokenization="char"))
   result = run_job("run_pretraining", f"--input_file={records}",
                    f"--output_dir={tmp_path / 'model'}", f"--vocab_file={corpus / 'vocab.txt'}",
                    f"--bert_config_file={_tiny_config(corpus, tmp_path / 'config.json')}",

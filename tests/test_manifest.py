@@ -28,16 +28,15 @@ def datasets(corpus, tmp_path_factory):
   (directory / "pseudo.tsv").write_text("".join(labeled), encoding="utf-8")
   (directory / "pseudo.tsv.confidence").write_text(
       "".join(f"{0.5 + i % 5 / 10}\n" for i in range(len(labeled))))
-  options = dict(vocab_file=str(corpus / "vocab.txt"), max_seq_length=MAX_SEQ,
-                 max_predictions_per_seq=MAX_PRED)
-  create_pretraining_data.create_pretraining_data(
-      create_pretraining_data.Options(**options), str(directory / "pool.txt"),
-      str(directory / "mlm" / "data.tfrecord"), num_output_shards=2)
-  labels = tuple(input_files.read_labels(str(corpus / "labels.txt")))
-  create_pretraining_data.create_pretraining_data(
-      create_pretraining_data.Options(**options, task="classification", labels=labels),
-      str(directory / "pseudo.tsv"), str(directory / "cls" / "data.tfrecord"),
-      num_output_shards=3)
+  settings = dict(vocab_file=str(corpus / "vocab.txt"), max_seq_length=MAX_SEQ,
+                  max_predictions_per_seq=MAX_PRED)
+  create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
+      input_file=str(directory / "pool.txt"), output_file=str(directory / "mlm" / "data.tfrecord"),
+      num_output_shards=2, **settings))
+  create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
+      input_file=str(directory / "pseudo.tsv"),
+      output_file=str(directory / "cls" / "data.tfrecord"), num_output_shards=3,
+      task="classification", label_file=str(corpus / "labels.txt"), **settings))
   return directory
 
 
@@ -88,10 +87,9 @@ def test_stale_temporaries_are_removed_and_never_read(corpus, tmp_path):
     input_files.expand_input_files(f"{out}*")
   lines = (corpus / "unlabeled.txt").read_text(encoding="utf-8").splitlines(keepends=True)
   (tmp_path / "in.txt").write_text("".join(lines[:50]), encoding="utf-8")
-  create_pretraining_data.create_pretraining_data(
-      create_pretraining_data.Options(vocab_file=str(corpus / "vocab.txt"),
-                                      max_seq_length=MAX_SEQ, max_predictions_per_seq=MAX_PRED),
-      str(tmp_path / "in.txt"), str(out), num_output_shards=2)
+  create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
+      str(tmp_path / "in.txt"), str(out), str(corpus / "vocab.txt"), num_output_shards=2,
+      max_seq_length=MAX_SEQ, max_predictions_per_seq=MAX_PRED))
   assert sorted(os.listdir(tmp_path)) == [
       ".other.tfrecord.tmp-5", "in.txt", "pool.tfrecord-00000-of-00002",
       "pool.tfrecord-00001-of-00002", "pool.tfrecord.manifest.json"]

@@ -95,7 +95,8 @@ def test_a_contradicting_flag_is_an_error_naming_both_values(corpus, tagger):
                                                 label_file=str(corpus / "labels.txt"))), "ner")
   with pytest.raises(model_dir.ModelDirError,
                      match=r"task.json: max_seq_length is 32 there, --max_seq_length=64 given"):
-    predict_pseudo_labels.PseudoLabeler(str(tagger.model), max_seq_length=64)
+    predict_pseudo_labels.PseudoLabeler(predict_pseudo_labels.PredictPseudoLabelsConfig(
+        str(tagger.model), "", "", max_seq_length=64))
   with pytest.raises(model_dir.ModelDirError,
                      match=r"task.json: max_seq_length is 32 there, --max_seq_length=128 given"):
     export_saved_model.export(str(tagger.model), str(tagger.work / "export"), max_seq_length=128)
@@ -130,7 +131,8 @@ def test_another_jobs_model_directory_is_a_one_line_error(corpus, tagger):
   with pytest.raises(model_dir.ModelDirError, match=r"init: a run_pretraining model directory "
                      r"\(task=none\), not a fine-tuned classification or NER model: fine-tune "
                      r"it first \(run_classifier or run_ner --do_train --init_checkpoint="):
-    predict_pseudo_labels.PseudoLabeler(str(tagger.init))
+    predict_pseudo_labels.PseudoLabeler(
+        predict_pseudo_labels.PredictPseudoLabelsConfig(str(tagger.init), "", ""))
   assert _files(tagger.model) == tagger.files
 
 

@@ -3,6 +3,7 @@ three variants that ends with a servable model, its re-run (no job runs,
 same report), and bad flags."""
 
 import collections
+import dataclasses
 import json
 import math
 import subprocess
@@ -13,6 +14,8 @@ import pytest
 import tensorflow as tf
 
 from bert_pl import input_files, masking, pipeline
+from bert_pl.create_pretraining_data import CreatePretrainingDataConfig
+from bert_pl.predict_pseudo_labels import PredictPseudoLabelsConfig
 from conftest import REPO, run_job
 from test_training import _tiny_config
 
@@ -99,6 +102,24 @@ def test_plan_of_every_kind_of_variant_and_rounds():
       "hard_mlm/round1/model_d", "hard_mlm/round2/model_d", "kl_nomask_from_a/round1/model_d",
       "kl_nomask_from_a/round2/model_d", "self_training/round1/model_d",
       "self_training/round2/model_d"]
+
+
+def test_data_jobs_are_given_flags_of_their_configs():
+  """The driver writes the data jobs' commands by hand, as a user would: each
+  flag must be a field of the job's config (`job_config`: fields = flags)."""
+  jobs, _ = _commands(variants=list(pipeline.VARIANTS), rounds=2, pseudo_per_class=5,
+                      logits_top_k=3, baseline=True)
+  configs = {"bert_pl.create_pretraining_data": CreatePretrainingDataConfig,
+             "bert_pl.predict_pseudo_labels": PredictPseudoLabelsConfig}
+  checked = collections.Counter()
+  for name, command in jobs.items():
+    if command[2] in configs:
+      fields = {field.name for field in dataclasses.fields(configs[command[2]])}
+      given = {arg[2:].split("=")[0] for arg in command[3:]}
+      assert given <= fields, (name, given - fields)
+      checked[command[2]] += 1
+  assert checked == {"bert_pl.create_pretraining_data": 3 + len(pipeline.STEP4_VARIANTS),
+                     "bert_pl.predict_pseudo_labels": 1 + len(pipeline.VARIANTS)}
 
 
 def test_given_model_a_skips_step_1_and_serves_every_use_of_model_a():

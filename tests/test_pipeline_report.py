@@ -6,7 +6,7 @@ import json
 import pytest
 
 from bert_pl import pipeline_report
-from bert_pl.cli import InputError
+from bert_pl.errors import InputError
 
 
 def _eval(path, **values):

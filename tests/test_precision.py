@@ -5,20 +5,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_pl import (create_pretraining_data, input_files, modeling, precision,
-                     run_pretraining, task_models)
+from bert_pl import (create_pretraining_data, modeling, precision, run_pretraining,
+                     task_models)
 from test_training import _flags, _tiny_config
 
 
 @pytest.fixture(scope="module")
 def records(corpus, tmp_path_factory):
   path = str(tmp_path_factory.mktemp("precision") / "data.tfrecord")
-  create_pretraining_data.create_pretraining_data(
-      create_pretraining_data.Options(
-          vocab_file=str(corpus / "vocab.txt"), max_seq_length=64, max_predictions_per_seq=10,
-          task="ner", labels=tuple(input_files.read_labels(str(corpus / "tags.txt"))),
-          tokenization="char"),
-      str(corpus / "ner_train.txt"), path)
+  create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
+      str(corpus / "ner_train.txt"), path, str(corpus / "vocab.txt"), max_seq_length=64,
+      max_predictions_per_seq=10, task="ner", label_file=str(corpus / "tags.txt"),
+      tokenization="char"))
   return path
 
 

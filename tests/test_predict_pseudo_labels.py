@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from bert_pl import (create_pretraining_data, features, finetuning, input_files, model_dir,
-                     predict_pseudo_labels, prediction, run_pretraining, tfrecords)
+                     predict_pseudo_labels, prediction, tfrecords)
 from conftest import REPO, kill_when, run_job
 from data_prep.common import write_parts
 from test_finetuning import _finetune_flags
@@ -70,17 +70,24 @@ def _step4(model_path, info, path, tmp_path, max_seq_length=64, masked_lm_prob=0
   """create_pretraining_data on a pseudo-labeled file (and its side files),
   parsed back with the logits feature (as run_pretraining will parse it)."""
   out = str(tmp_path / "step4.tfrecord")
-  counts = create_pretraining_data.create_pretraining_data(
-      create_pretraining_data.Options(
-          vocab_file=str(model_path / "vocab.txt"), max_seq_length=max_seq_length,
-          max_predictions_per_seq=10, masked_lm_prob=masked_lm_prob, task=info["task"],
-          labels=tuple(info["labels"])), str(path), out)
+  label_file = tmp_path / "step4_labels.txt"
+  label_file.write_text("".join(label + "\n" for label in info["labels"]), encoding="utf-8")
+  counts = create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
+      input_file=str(path), output_file=out, vocab_file=str(model_path / "vocab.txt"),
+      max_seq_length=max_seq_length, max_predictions_per_seq=10, masked_lm_prob=masked_lm_prob,
+      task=info["task"], label_file=str(label_file)))
   # The spec run_pretraining --pseudo_label_loss=kl parses the records with.
   spec = tfrecords.pretraining_feature_spec(max_seq_length, 10, info["task"],
                                             len(info["labels"]), with_logits=True)
   records = list(tf.data.TFRecordDataset(out).as_numpy_iterator())
   assert tfrecords.record_features(out) == {k: v.shape[0] for k, v in spec.items()}
   return counts, {k: v.numpy() for k, v in tf.io.parse_example(records, spec).items()}
+
+
+def _predict(model_path, input_file, output_dir, **changes):
+  """predict_pseudo_labels.run with the job's defaults but for `changes`."""
+  return predict_pseudo_labels.run(predict_pseudo_labels.PredictPseudoLabelsConfig(
+      str(model_path), str(input_file), str(output_dir), **changes))
 
 
 def _close(ours, teacher):
@@ -98,9 +105,8 @@ def test_classification_logits_from_step_3_to_the_tfrecords(classifier, classifi
   probabilities /= probabilities.sum(1, keepdims=True)
   threshold = float(np.median(probabilities.max(1)))
   kept = probabilities.max(1) >= threshold
-  counts = predict_pseudo_labels.run(str(model_b), str(pool), str(tmp_path / "pseudo"),
-                                     batch_size=16, sort_window=4, min_confidence=threshold,
-                                     write_logits=True)
+  counts = _predict(model_b, pool, tmp_path / "pseudo", predict_batch_size=16, sort_window=4,
+                    min_confidence=threshold, write_logits=True)
   assert counts.written == kept.sum() and counts.skipped == 400 - kept.sum()
   output = tmp_path / "pseudo" / "pool.txt"
   side = np.loadtxt(f"{output}.logits")
@@ -122,8 +128,8 @@ def test_top_k_logits_keep_the_k_largest(classifier, classifier_teacher, tmp_pat
   model_b = classifier / "model_b"
   pool = classifier / "pool.txt"
   teacher, info = classifier_teacher
-  predict_pseudo_labels.run(str(model_b), str(pool), str(tmp_path / "pseudo"), batch_size=400,
-                            write_logits=True, logits_top_k=3)
+  _predict(model_b, pool, tmp_path / "pseudo", predict_batch_size=400, write_logits=True,
+           logits_top_k=3)
   output = tmp_path / "pseudo" / "pool.txt"
   lines = open(f"{output}.logits", encoding="utf-8").read().splitlines()
   assert len(lines) == 400
@@ -146,8 +152,8 @@ def test_ner_logits_from_step_3_to_the_tfrecords(tagger, tmp_path):
   seq = 24  # the model's (task.json): some sentences are truncated
   teacher, encoded, info = _teacher(tagger, examples, seq)
   num_tags = len(info["labels"])
-  counts = predict_pseudo_labels.run(str(tagger), str(pool), str(tmp_path / "pseudo"),
-                                     batch_size=16, sort_window=2, write_logits=True)
+  counts = _predict(tagger, pool, tmp_path / "pseudo", predict_batch_size=16, sort_window=2,
+                    write_logits=True)
   assert counts.written == 200 and counts.truncated > 20
   output = tmp_path / "pseudo" / "ner_pool.txt"
   side = open(f"{output}.logits", encoding="utf-8").read().splitlines()
@@ -187,8 +193,8 @@ def test_logits_flags_are_checked():
 
 
 def test_same_labels_as_do_predict_and_min_confidence(classifier, tmp_path):
-  counts = predict_pseudo_labels.run(str(classifier / "model_b"), str(classifier / "pool.txt"),
-                                     str(tmp_path), batch_size=16, sort_window=4)
+  counts = _predict(classifier / "model_b", classifier / "pool.txt", tmp_path,
+                    predict_batch_size=16, sort_window=4)
   assert (counts.read, counts.written, counts.skipped) == (400, 400, 0)
   ours = (tmp_path / "pool.txt").read_text(encoding="utf-8").splitlines()
   reference = (classifier / "model_b" / "predictions.tsv").read_text(encoding="utf-8").splitlines()
@@ -197,8 +203,8 @@ def test_same_labels_as_do_predict_and_min_confidence(classifier, tmp_path):
   np.testing.assert_allclose(confidence, np.loadtxt(
       classifier / "model_b" / "predictions.tsv.confidence"), atol=1e-5)
   threshold = float(np.median(confidence))
-  filtered = predict_pseudo_labels.run(str(classifier / "model_b"), str(classifier / "pool.txt"),
-                                       str(tmp_path / "filtered"), min_confidence=threshold)
+  filtered = _predict(classifier / "model_b", classifier / "pool.txt", tmp_path / "filtered",
+                      min_confidence=threshold)
   assert filtered.written == int(np.sum(confidence >= threshold))
   assert filtered.written + filtered.skipped == 400
   assert len((tmp_path / "filtered" / "pool.txt").read_text().splitlines()) == filtered.written
@@ -206,9 +212,8 @@ def test_same_labels_as_do_predict_and_min_confidence(classifier, tmp_path):
 
 @pytest.mark.parametrize("dtype,use_xla", [("float32", True), ("bfloat16", False)])
 def test_xla_and_bfloat16_predict_what_float32_predicts(classifier, tmp_path, dtype, use_xla):
-  counts = predict_pseudo_labels.run(str(classifier / "model_b"), str(classifier / "pool.txt"),
-                                     str(tmp_path), batch_size=16, sort_window=4, dtype=dtype,
-                                     use_xla=use_xla)
+  counts = _predict(classifier / "model_b", classifier / "pool.txt", tmp_path,
+                    predict_batch_size=16, sort_window=4, dtype=dtype, use_xla=use_xla)
   assert counts.written == 400
   ours = (tmp_path / "pool.txt").read_text(encoding="utf-8").splitlines()
   reference = (classifier / "model_b" / "predictions.tsv").read_text(encoding="utf-8").splitlines()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_pl import (checkpoints, create_pretraining_data, input_files, input_pipeline,
-                     modeling, optimization, run_pretraining, task_models, training)
+from bert_pl import (checkpoints, create_pretraining_data, input_pipeline, modeling,
+                     optimization, run_pretraining, task_models, training)
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=32, type_vocab_size=2,
@@ -154,12 +154,10 @@ def _random_init(corpus, work):
     ("ner", "ner_train.txt", "tags.txt")])
 def test_each_task_loss_goes_down_on_the_sample_corpus(corpus, tmp_path, task, data, labels):
   records = str(tmp_path / "data.tfrecord")
-  label_tuple = tuple(input_files.read_labels(str(corpus / labels))) if labels else None
-  create_pretraining_data.create_pretraining_data(
-      create_pretraining_data.Options(
-          vocab_file=str(corpus / "vocab.txt"), max_seq_length=64, max_predictions_per_seq=10,
-          task=task, labels=label_tuple, tokenization="char" if task == "ner" else "wordpiece"),
-      str(corpus / data), records)
+  create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
+      str(corpus / data), records, str(corpus / "vocab.txt"), max_seq_length=64,
+      max_predictions_per_seq=10, task=task, label_file=str(corpus / labels) if labels else None,
+      tokenization="char" if task == "ner" else "wordpiece"))
   common = dict(bert_config_file=_tiny_config(corpus, tmp_path / "config.json"),
                 vocab_file=str(corpus / "vocab.txt"), input_file=records,
                 output_dir=str(tmp_path / "model"), task_loss=task,
@@ -184,10 +182,9 @@ def test_each_task_loss_goes_down_on_the_sample_corpus(corpus, tmp_path, task, d
 def _mlm_records(corpus, directory):
   """MLM-only TFRecords of the sample corpus's unlabeled items (seq 64)."""
   records = str(directory / "data.tfrecord")
-  create_pretraining_data.create_pretraining_data(
-      create_pretraining_data.Options(vocab_file=str(corpus / "vocab.txt"), max_seq_length=64,
-                                      max_predictions_per_seq=10),
-      str(corpus / "unlabeled.txt"), records)
+  create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
+      str(corpus / "unlabeled.txt"), records, str(corpus / "vocab.txt"), max_seq_length=64,
+      max_predictions_per_seq=10))
   return records
 
 

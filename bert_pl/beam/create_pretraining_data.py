@@ -19,29 +19,29 @@ manifest (`bert_pl.manifest`, the single-process job's) after them.
 """
 
 import time
+from typing import List, Tuple
 
 import apache_beam as beam
 from absl import flags
+from apache_beam.options.pipeline_options import PipelineOptions
 
-from bert_pl import create_pretraining_data, input_files, manifest, tfrecords
+from bert_pl import create_pretraining_data, input_files, job_config, manifest, tfrecords
 from bert_pl.beam import common
+from bert_pl.create_pretraining_data import CreatePretrainingDataConfig, Labels
 
 
 class ReadChunksFn(beam.DoFn):
   """(file index, path) -> ((file index, chunk index), examples) chunks."""
 
-  def __init__(self, task: str, labels, tag_scheme: str, skip_bad_lines: bool,
-               with_logits: bool):
-    self.task, self.labels, self.tag_scheme = task, labels, tag_scheme
-    self.skip_bad_lines, self.with_logits = skip_bad_lines, with_logits
+  def __init__(self, config: CreatePretrainingDataConfig, labels: Labels, with_logits: bool):
+    self.config, self.labels, self.with_logits = config, labels, with_logits
     self.read, self.empty, self.skipped = (common.counter(n) for n in ("read", "empty", "skipped"))
 
   def process(self, element):
     file_index, path = element
-    counts = input_files.Counts(skip_bad_lines=self.skip_bad_lines)
-    yield from create_pretraining_data.read_file_chunks(path, file_index, self.task, counts,
-                                                        self.labels, self.tag_scheme,
-                                                        self.with_logits)
+    counts = input_files.Counts(skip_bad_lines=self.config.skip_bad_lines)
+    yield from create_pretraining_data.read_file_chunks(path, file_index, self.config,
+                                                        self.labels, counts, self.with_logits)
     self.read.inc(counts.read)
     self.empty.inc(counts.empty)
     self.skipped.inc(counts.skipped)
@@ -51,15 +51,15 @@ class MaskChunkFn(beam.DoFn):
   """A chunk -> its serialized, masked `tf.train.Example`s (the single-process
   job's `ChunkProcessor`, built once per worker)."""
 
-  def __init__(self, options: create_pretraining_data.Options):
-    self.options = options
+  def __init__(self, config: CreatePretrainingDataConfig, labels: Labels):
+    self.config, self.labels = config, labels
     self.written, self.truncated, self.logits = (
         common.counter(n) for n in ("written", "truncated", "logits"))
     self.processor = None
 
   def setup(self):
     common.import_tensorflow_text()
-    self.processor = create_pretraining_data.ChunkProcessor(self.options)
+    self.processor = create_pretraining_data.ChunkProcessor(self.config, self.labels)
 
   def process(self, chunk):
     records, truncated, with_logits = self.processor(chunk)
@@ -69,19 +69,18 @@ class MaskChunkFn(beam.DoFn):
     yield from records
 
 
-def build(pipeline: beam.Pipeline, options: create_pretraining_data.Options, paths,
-          output_file: str, num_output_shards: int, skip_bad_lines: bool = False,
-          tag_scheme: str = "bio", with_logits: bool = False) -> None:
+def build(pipeline: beam.Pipeline, config: CreatePretrainingDataConfig, labels: Labels,
+          paths: List[str], with_logits: bool = False) -> None:
   """Adds the job's transforms to `pipeline`: the shards, then (each shard
   read once, by one worker) their manifest."""
-  settings = options.manifest_settings()
+  settings = create_pretraining_data.manifest_settings(config, labels)
+  output_file, num_output_shards = config.output_file, config.num_output_shards
   _ = (pipeline
        | "Files" >> beam.Create(list(enumerate(paths)))
        | "SpreadFiles" >> beam.Reshuffle()
-       | "ReadChunks" >> beam.ParDo(ReadChunksFn(options.task, options.labels, tag_scheme,
-                                                 skip_bad_lines, with_logits))
+       | "ReadChunks" >> beam.ParDo(ReadChunksFn(config, labels, with_logits))
        | "SpreadChunks" >> beam.Reshuffle()
-       | "MaskChunks" >> beam.ParDo(MaskChunkFn(options))
+       | "MaskChunks" >> beam.ParDo(MaskChunkFn(config, labels))
        | "Write" >> beam.io.WriteToTFRecord(
            output_file, num_shards=num_output_shards,
            shard_name_template="" if num_output_shards == 1 else "-SSSSS-of-NNNNN")
@@ -91,27 +90,32 @@ def build(pipeline: beam.Pipeline, options: create_pretraining_data.Options, pat
                                                                    shards)))
 
 
-def main(argv):
-  f = flags.FLAGS
-  options = create_pretraining_data.options_from_flags(f)
-  create_pretraining_data.check_counts(f.num_output_shards)
-  paths, with_logits = create_pretraining_data.input_paths(options, f.input_file)
-  tfrecords.remove_stale_temporaries(f.output_file)
-  manifest.remove(f.output_file)  # the earlier run's, whose shards are being replaced
-  pipeline = beam.Pipeline(options=common.pipeline_options(f.runner, argv[1:]))
-  build(pipeline, options, paths, f.output_file, f.num_output_shards, f.skip_bad_lines,
-        f.tag_scheme, with_logits)
-  start = time.time()
+def run(config: CreatePretrainingDataConfig, options: PipelineOptions
+        ) -> Tuple[input_files.Counts, int]:
+  """Runs the job on the runner of `options` (its `num_workers` is unused:
+  the runner has workers); returns the counts and the number of input files."""
+  labels, paths, with_logits = create_pretraining_data.job_inputs(config)
+  tfrecords.remove_stale_temporaries(config.output_file)
+  manifest.remove(config.output_file)  # the earlier run's, whose shards are being replaced
+  pipeline = beam.Pipeline(options=options)
+  build(pipeline, config, labels, paths, with_logits)
   totals = common.run_pipeline(pipeline)
-  elapsed = time.time() - start
   counts = input_files.Counts(**{k: totals.get(k, 0) for k in
                                  ("read", "written", "skipped", "empty", "truncated", "logits")})
+  return counts, len(paths)
+
+
+def main(argv):
+  config = job_config.config_from_flags(CreatePretrainingDataConfig)
+  options = common.pipeline_options(flags.FLAGS.runner, argv[1:])
+  start = time.time()
+  counts, num_files = run(config, options)
+  elapsed = time.time() - start
   print(f"beam.create_pretraining_data: {counts.summary()} "
-        f"({create_pretraining_data.masking_note(f.masked_lm_prob, f.dupe_factor)}"
-        f"{create_pretraining_data.logits_note(f.task, counts)}) "
+        f"({config.masking_note()}{config.logits_note(counts)}) "
         f"in {elapsed:.1f}s, {counts.read / max(elapsed, 1e-9):.0f} lines/s, "
-        f"{len(paths)} input files -> {f.output_file} ({f.num_output_shards} shards, "
-        f"+ {manifest.path_of(f.output_file)})")
+        f"{num_files} input files -> {config.output_file} ({config.num_output_shards} shards, "
+        f"+ {manifest.path_of(config.output_file)})")
 
 
 def run_main():

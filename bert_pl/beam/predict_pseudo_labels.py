@@ -20,13 +20,16 @@ are the same but for exact ties.
 
 import os
 import time
-from typing import Any, Dict
+from typing import Dict, List, Tuple
 
 import apache_beam as beam
 from absl import flags
+from apache_beam.options.pipeline_options import PipelineOptions
 
-from bert_pl import atomic_files, input_files, model_dir, prediction, predict_pseudo_labels
+from bert_pl import atomic_files, input_files, job_config, model_dir, prediction
 from bert_pl.beam import common
+from bert_pl.predict_pseudo_labels import (PredictPseudoLabelsConfig, PseudoLabeler, define_flags,
+                                           pending_files)
 
 
 class ReadLinesFn(beam.DoFn):
@@ -46,17 +49,17 @@ class ReadLinesFn(beam.DoFn):
 class PredictFn(beam.DoFn):
   """A batch of (path, (position, example)) -> (path, (position, output
   text, confidence line, logits line or None)) for the examples kept by
-  --min_confidence. Takes `PseudoLabeler`'s arguments."""
+  --min_confidence."""
 
-  def __init__(self, labeler_args: Dict[str, Any]):
-    self.args = labeler_args
+  def __init__(self, config: PredictPseudoLabelsConfig):
+    self.config = config
     self.written, self.filtered, self.truncated = (
         common.counter(n) for n in ("written", "skipped", "truncated"))
     self.labeler = None
 
   def setup(self):
     common.import_tensorflow_text()
-    self.labeler = predict_pseudo_labels.PseudoLabeler(**self.args)
+    self.labeler = PseudoLabeler(self.config)
 
   def process(self, batch):
     labeled = self.labeler.label([e for _, (_, e) in batch])
@@ -89,50 +92,58 @@ class WriteFileFn(beam.DoFn):
     yield path
 
 
-def build(pipeline: beam.Pipeline, todo, output_dir: str, labeler_args: Dict[str, Any]):
-  """Adds the job's transforms to `pipeline`; `labeler_args` are `PseudoLabeler`'s."""
-  batch_size = labeler_args["batch_size"]
-  window = batch_size * labeler_args["sort_window"]
+def build(pipeline: beam.Pipeline, config: PredictPseudoLabelsConfig, todo: List[str]) -> None:
+  """Adds the job's transforms for the input files `todo` to `pipeline`."""
+  batch_size = config.predict_batch_size
   files = pipeline | "Files" >> beam.Create(todo)
   labeled = (files
              | "SpreadFiles" >> beam.Reshuffle()
              | "ReadLines" >> beam.ParDo(ReadLinesFn())
              | "SpreadLines" >> beam.Reshuffle()
-             | "Batch" >> beam.BatchElements(min_batch_size=batch_size, max_batch_size=window)
-             | "Predict" >> beam.ParDo(PredictFn(labeler_args)))
+             | "Batch" >> beam.BatchElements(min_batch_size=batch_size,
+                                             max_batch_size=batch_size * config.sort_window)
+             | "Predict" >> beam.ParDo(PredictFn(config)))
   # Every file gets an output, also one whose lines were all filtered or empty.
   _ = ({"file": files | "KeyFiles" >> beam.Map(lambda path: (path, path)), "lines": labeled}
        | "GroupByFile" >> beam.CoGroupByKey()
-       | "WriteFiles" >> beam.ParDo(WriteFileFn(output_dir, labeler_args["write_logits"])))
+       | "WriteFiles" >> beam.ParDo(WriteFileFn(config.output_dir, config.write_logits)))
+
+
+def run(config: PredictPseudoLabelsConfig, options: PipelineOptions
+        ) -> Tuple[Dict[str, int], int, int]:
+  """Runs the job on the runner of `options` (its `num_shards` and
+  `shard_index` are unused: the runner spreads the files); returns the
+  counters, the number of files labeled and of files done earlier."""
+  atomic_files.makedirs(config.output_dir)
+  info = model_dir.read_task_info(config.model_dir)
+  # Checks the settings here, not in the workers.
+  model_dir.check_settings(config.model_dir, info, {"max_seq_length": config.max_seq_length})
+  prediction.OutputFormat(info["task"], info["labels"], config.write_logits, config.logits_top_k)
+  todo, done = pending_files(config.input_file, config.output_dir,
+                             write_logits=config.write_logits)
+  if not todo:
+    return {}, 0, done
+  pipeline = beam.Pipeline(options=options)
+  build(pipeline, config, todo)
+  return common.run_pipeline(pipeline), len(todo), done
 
 
 def main(argv):
-  f = flags.FLAGS
-  atomic_files.makedirs(f.output_dir)
-  info = model_dir.read_task_info(f.model_dir)
-  # Checks the flags here, not in the workers.
-  model_dir.check_settings(f.model_dir, info, {"max_seq_length": f.max_seq_length})
-  prediction.OutputFormat(info["task"], info["labels"], f.write_logits, f.logits_top_k)
-  todo, done = predict_pseudo_labels.pending_files(f.input_file, f.output_dir,
-                                                   write_logits=f.write_logits)
-  pipeline = beam.Pipeline(options=common.pipeline_options(f.runner, argv[1:]))
-  build(pipeline, todo, f.output_dir, dict(
-      model_path=f.model_dir, batch_size=f.predict_batch_size, max_seq_length=f.max_seq_length,
-      sort_window=f.sort_window, min_confidence=f.min_confidence, dtype=f.dtype,
-      use_xla=f.use_xla, write_logits=f.write_logits, logits_top_k=f.logits_top_k))
+  config = job_config.config_from_flags(PredictPseudoLabelsConfig)
+  options = common.pipeline_options(flags.FLAGS.runner, argv[1:])
   start = time.time()
-  totals = common.run_pipeline(pipeline) if todo else {}
+  totals, labeled, done = run(config, options)
   elapsed = time.time() - start
   read = totals.get("read", 0)
-  print(f"beam.predict_pseudo_labels: {len(todo)} files labeled ({done} already done), read "
+  print(f"beam.predict_pseudo_labels: {labeled} files labeled ({done} already done), read "
         f"{read}, written {totals.get('written', 0)}, filtered {totals.get('skipped', 0)} "
-        f"(confidence < {f.min_confidence}), empty {totals.get('empty', 0)}, truncated "
+        f"(confidence < {config.min_confidence}), empty {totals.get('empty', 0)}, truncated "
         f"{totals.get('truncated', 0)} in {elapsed:.1f}s ({read / max(elapsed, 1e-9):.0f} "
         "lines/s)")
 
 
 def run_main():
-  predict_pseudo_labels.define_flags(sharded_by_hand=False)
+  define_flags(sharded_by_hand=False)
   common.run(main)
 
 
