@@ -1,7 +1,8 @@
 """What every absl entry point shares: common flags and clean failure.
 
-Library modules never read flags; entry points call `define_*_flags()` at
-import and pass the values on as arguments.
+Library modules never read flags; an entry point's `define_flags()` uses the
+shared `define_*_flags()` here (one definition, one help text per flag), and
+its `main` builds the job's config from the parsed values (`job_config`).
 
 Failure: the project's error types (`errors`: bad input, unwritable output)
 and bad flag values stop a job with one line, `error: WHERE: WHAT`, and exit
