@@ -1,0 +1,71 @@
+"""A job is a function of its settings: `XConfig` + `run(config)` + `main`.
+
+Every job module has a frozen dataclass of its settings, whose field names
+are the job's flag names and whose defaults are the flags' defaults; a
+`run(config)` that does the work; `define_flags()`; and a `main` that builds
+the config from the parsed flags with `config_from_flags`. So the library
+never reads absl's FLAGS, a job runs from Python exactly as from the command
+line (`dataclasses.replace` for a variation), and tests build configs rather
+than fake the flag object.
+
+A field whose default is None where its flag has a value means "not given":
+the job then takes the setting from its data (the input files' manifest, the
+model directory) or, without one, the flag's default. A flag given on the
+command line counts even when it restates its default, which is why a config
+takes a flag's value only when the flag was given (`present`), else the
+field's default.
+
+`ModelConfig` and `TrainingConfig` are the settings of the flags that
+`cli.define_model_flags` and `cli.define_training_flags` define for several
+jobs; tests/test_job_config.py checks every job's fields and defaults against
+its flags.
+"""
+
+import dataclasses
+from typing import Optional
+
+from absl import flags
+
+from bert_pl import cli
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+  """The model to load (`cli.define_model_flags`)."""
+  init_checkpoint: Optional[str] = None
+  bert_config_file: Optional[str] = None
+  vocab_file: Optional[str] = None
+  do_lower_case: Optional[bool] = cli.TOKENIZER_DEFAULTS["do_lower_case"]
+  tokenization: Optional[str] = cli.TOKENIZER_DEFAULTS["tokenization"]
+  num_hidden_layers: Optional[int] = None
+  layer_map: Optional[str] = None  # comma list of checkpoint layers
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainingConfig:
+  """What every training job has (`cli.define_training_flags`); each job
+  gives `learning_rate` its default."""
+  output_dir: str
+  train_batch_size: int = 32  # GLOBAL, split over the replicas
+  learning_rate: float
+  weight_decay: float = 0.01
+  save_checkpoints_steps: int = 1000
+  distribution_strategy: str = "mirrored"
+  num_gpus: Optional[int] = None
+  random_seed: Optional[int] = None
+  dtype: str = "float32"
+  bucket_width: int = 0
+
+
+def config_from_flags(config_class, **values):
+  """A `config_class` from the parsed flags: each field takes its flag's
+  value when the flag was given, else the field's default (a field without
+  one, the flag's value); `values` set fields that are not flags."""
+  found = {}
+  for field in dataclasses.fields(config_class):
+    if field.name in values:
+      continue
+    flag = flags.FLAGS[field.name]
+    if flag.present or field.default is dataclasses.MISSING:
+      found[field.name] = flag.value
+  return config_class(**found, **values)
