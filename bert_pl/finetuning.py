@@ -16,8 +16,13 @@ options and field join are used, and a flag given explicitly that says
 otherwise is an error naming both values, with --do_train too (it would
 resume another model). Only training writes the directory's settings: an
 evaluation or prediction run writes just its outputs (eval_results.txt,
-predictions). `main` passes the settings flags left at their defaults as
-None; a new model takes `NEW_MODEL_SETTINGS` for them.
+predictions). Those settings are None in a `FinetuningConfig` when not
+given (a flag left out, in `main`); a new model takes `NEW_MODEL_SETTINGS`
+for them.
+
+`--do_predict` writes the files of step 3 with step 3's own code
+(`predict_pseudo_labels.PseudoLabeler`), on the model as saved in
+`--output_dir`.
 
 Labels of a new model: `--label_file`, else collected from `--train_file`;
 written to the model directory's task.json.

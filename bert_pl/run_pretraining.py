@@ -24,7 +24,7 @@ own error names no file, so the files are checked when it happens), or, with
 The input files' manifest (`bert_pl.manifest`, written by
 create_pretraining_data) decides max_seq_length, max_predictions_per_seq,
 the tokenizer settings and the labels unless they are given (then they must
-agree with it), must be of the run's vocabulary and --task_loss, and every
+agree with it; not given is None in a `RunPretrainingConfig`), must be of the run's vocabulary and --task_loss, and every
 shard's size must be the one it lists before training starts (a shard cut
 inside a record header reads as a shorter file otherwise). Files without a
 manifest are read with a warning; their first record's lengths must fit.
