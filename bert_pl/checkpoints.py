@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_pl import errors, modeling
+from bert_pl import errors, modeling, tokenization
 from bert_pl.errors import CheckpointError  # noqa: F401 (checkpoints.CheckpointError)
 
 Weights = Dict[str, np.ndarray]
@@ -349,6 +349,22 @@ def resolve_config(init_checkpoint: Optional[str], bert_config_file: Optional[st
   if num_hidden_layers:
     config = config.replace(num_hidden_layers=num_hidden_layers)
   return config, source
+
+
+def resolve_vocab_file(vocab_file: Optional[str], source: Optional[Source],
+                       config: modeling.BertConfig) -> str:
+  """The vocabulary of a model of `config`: `vocab_file`, else the
+  vocab.txt beside the checkpoint `source` (see `resolve_config`). Its size
+  must be the config's vocab_size: other ids would index other embeddings."""
+  vocab_file = vocab_file or (source.vocab_file if source else None)
+  if not vocab_file:
+    raise errors.InputError("no --vocab_file given and no vocab.txt beside --init_checkpoint"
+                            + (f" ({source.path})" if source else ""))
+  vocab_size = len(tokenization.load_vocab(vocab_file))
+  if vocab_size != config.vocab_size:
+    raise errors.InputError(f"{vocab_file} has {vocab_size} tokens but the model's vocab_size "
+                            f"is {config.vocab_size}")
+  return vocab_file
 
 
 def init_from_checkpoint(model: modeling.BertModel, source: Source,

@@ -44,17 +44,28 @@ the default 4, a SavedModel loads and answers its first call in seconds; at
 8 it takes several times longer.
 """
 
+import dataclasses
 from typing import List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from absl import flags
 
-from bert_pl import cli, errors, model_dir, task_models, tokenization
+from bert_pl import cli, errors, job_config, model_dir, task_models, tokenization
 
 SERVING_SIGNATURE = "serving_default"
 ENCODER_SIGNATURE = "encoder"
 DEFAULT_MAX_FIELDS = 4
 _TEXT = tf.TensorSpec([None], tf.string, name="text")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExportSavedModelConfig:
+  """The job's settings: its flags (see `define_flags`) and defaults."""
+  model_dir: str  # a fine-tuned model directory
+  export_dir: str
+  max_seq_length: Optional[int] = None  # the model's; given, it must be the same
+  signature: str = SERVING_SIGNATURE  # the prediction signature's name
+  max_fields: int = DEFAULT_MAX_FIELDS
 
 
 def _tag_table(labels: Sequence[str]) -> Tuple[List[str], List[int], List[bool]]:
@@ -233,45 +244,42 @@ def _int32(tensor: tf.Tensor) -> tf.Tensor:
   return tf.cast(tensor, tf.int32)
 
 
-def export(directory: str, export_dir: str, max_seq_length: Optional[int] = None,
-           signature: str = SERVING_SIGNATURE, max_fields: int = DEFAULT_MAX_FIELDS) -> List[str]:
-  """Writes the SavedModel of the model directory `directory` to `export_dir`.
-
-  The model's max_seq_length is used; `max_seq_length`, when given, must be
-  the same. Returns the names of the signatures written.
-  """
-  if signature == ENCODER_SIGNATURE:
-    raise errors.InputError(f"--signature={signature} is taken by the encoder signature")
-  model, tokenizer, info = model_dir.load_finetuned(directory,
-                                                    given={"max_seq_length": max_seq_length})
+def run(config: ExportSavedModelConfig) -> List[str]:
+  """Writes the SavedModel of the model directory `config.model_dir` to
+  `config.export_dir`; returns the names of the signatures written."""
+  if config.signature == ENCODER_SIGNATURE:
+    raise errors.InputError(f"--signature={config.signature} is taken by the encoder signature")
+  model, tokenizer, info = model_dir.load_finetuned(
+      config.model_dir, given={"max_seq_length": config.max_seq_length})
   module = TextModel(model, tokenizer, info["labels"], info["max_seq_length"],
-                     info.get("field_join", "sep"), max_fields)
+                     info.get("field_join", "sep"), config.max_fields)
   # Signatures only, not tf.function attributes: saving would trace those
   # again, and the packing graphs are slow to build.
   signatures = {name: tf.function(function, input_signature=[_TEXT]).get_concrete_function()
-                for name, function in ((signature, module.serve),
+                for name, function in ((config.signature, module.serve),
                                        (ENCODER_SIGNATURE, module.encode))}
-  tf.saved_model.save(module, export_dir, signatures=signatures)
+  tf.saved_model.save(module, config.export_dir, signatures=signatures)
   return list(signatures)
 
 
 def main(argv):
   del argv
-  FLAGS = flags.FLAGS
-  signatures = export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.max_seq_length,
-                      FLAGS.signature, FLAGS.max_fields)
-  print(f"wrote SavedModel {FLAGS.export_dir} (signatures: {', '.join(signatures)})")
+  config = job_config.config_from_flags(ExportSavedModelConfig)
+  signatures = run(config)
+  print(f"wrote SavedModel {config.export_dir} (signatures: {', '.join(signatures)})")
 
 
 def define_flags():
+  """The flags of `ExportSavedModelConfig`'s fields, with its defaults."""
+  d = ExportSavedModelConfig
   flags.DEFINE_string("model_dir", None, "Fine-tuned model directory (run_classifier, run_ner).")
   flags.DEFINE_string("export_dir", None,
                       "SavedModel directory to write (for TF Serving: <base>/<version>).")
-  flags.DEFINE_integer("max_seq_length", None,
+  flags.DEFINE_integer("max_seq_length", d.max_seq_length,
                        "Longer texts are truncated. The model's (task.json); given, it must "
                        "be the same.")
-  flags.DEFINE_string("signature", SERVING_SIGNATURE, "Name of the prediction signature.")
-  flags.DEFINE_integer("max_fields", DEFAULT_MAX_FIELDS,
+  flags.DEFINE_string("signature", d.signature, "Name of the prediction signature.")
+  flags.DEFINE_integer("max_fields", d.max_fields,
                        "Most TAB-separated fields per text (classification, field_join=sep).")
   flags.mark_flags_as_required(["model_dir", "export_dir"])
 

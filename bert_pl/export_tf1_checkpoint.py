@@ -9,47 +9,53 @@ layer count actually kept) and `vocab.txt`, so that the model can be used by
 google-research/bert, Hugging Face converters and other BERT tools.
 """
 
+import dataclasses
 import os
 
 import tensorflow as tf
 from absl import flags
 
-from bert_pl import checkpoints, cli, errors, tokenization
+from bert_pl import checkpoints, cli, job_config
 
 
-def export(init_checkpoint: str, output_dir: str, bert_config_file=None,
-           vocab_file=None, num_hidden_layers=None, layer_map=None) -> str:
-  """Loads `init_checkpoint` and writes it to `output_dir`; returns the prefix."""
-  model, source = checkpoints.load_bert(init_checkpoint, bert_config_file,
-                                        num_hidden_layers, layer_map)
-  vocab_file = vocab_file or source.vocab_file
-  if not vocab_file:
-    raise errors.InputError("no --vocab_file given and no vocab.txt beside --init_checkpoint")
-  vocab_size = len(tokenization.load_vocab(vocab_file))
-  if vocab_size != model.config.vocab_size:
-    raise errors.InputError(f"{vocab_file} has {vocab_size} tokens but the model's "
-                            f"vocab_size is {model.config.vocab_size}")
-  tf.io.gfile.makedirs(output_dir)
-  prefix = os.path.join(output_dir, checkpoints.TF1_CHECKPOINT_NAME)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExportTf1CheckpointConfig(job_config.ModelConfig):
+  """The job's settings: its flags (see `define_flags`) and defaults."""
+  init_checkpoint: str
+  output_dir: str
+
+
+def run(config: ExportTf1CheckpointConfig) -> str:
+  """Loads `config.init_checkpoint` and writes it to `config.output_dir`;
+  returns the checkpoint's prefix."""
+  model, source = checkpoints.load_bert(config.init_checkpoint, config.bert_config_file,
+                                        config.num_hidden_layers,
+                                        checkpoints.parse_layer_map(config.layer_map))
+  vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, model.config)
+  tf.io.gfile.makedirs(config.output_dir)
+  prefix = os.path.join(config.output_dir, checkpoints.TF1_CHECKPOINT_NAME)
   checkpoints.write_tf1_checkpoint(model, prefix)
-  model.config.to_json_file(os.path.join(output_dir, "bert_config.json"))
-  tf.io.gfile.copy(vocab_file, os.path.join(output_dir, "vocab.txt"), overwrite=True)
+  model.config.to_json_file(os.path.join(config.output_dir, "bert_config.json"))
+  tf.io.gfile.copy(vocab_file, os.path.join(config.output_dir, "vocab.txt"), overwrite=True)
   return prefix
 
 
 def main(argv):
   del argv
-  FLAGS = flags.FLAGS
-  prefix = export(FLAGS.init_checkpoint, FLAGS.output_dir, FLAGS.bert_config_file,
-                  FLAGS.vocab_file, FLAGS.num_hidden_layers,
-                  checkpoints.parse_layer_map(FLAGS.layer_map))
-  print(f"wrote {prefix}, bert_config.json and vocab.txt to {FLAGS.output_dir}")
+  config = job_config.config_from_flags(ExportTf1CheckpointConfig)
+  prefix = run(config)
+  print(f"wrote {prefix}, bert_config.json and vocab.txt to {config.output_dir}")
 
 
-def run_main():
+def define_flags():
+  """The flags of `ExportTf1CheckpointConfig`'s fields."""
   cli.define_model_flags()
   flags.DEFINE_string("output_dir", None, "Directory for the TF1 model.")
   flags.mark_flags_as_required(["init_checkpoint", "output_dir"])
+
+
+def run_main():
+  define_flags()
   flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
   cli.run(main)
 

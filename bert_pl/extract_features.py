@@ -10,6 +10,7 @@ to 6 decimals), plus `"input_ids"` and `"mean_pooled"` (mean of the last layer
 over real tokens, [CLS] and [SEP] included).
 """
 
+import dataclasses
 import json
 import re
 import time
@@ -18,9 +19,21 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import atomic_files, checkpoints, cli, errors, modeling, tokenization
+from bert_pl import atomic_files, checkpoints, cli, errors, job_config, modeling, tokenization
 
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExtractFeaturesConfig(job_config.ModelConfig):
+  """The job's settings: its flags (see `define_flags`), the original's
+  defaults."""
+  init_checkpoint: str
+  input_file: str
+  output_file: str
+  layers: str = "-1,-2,-3,-4"  # comma list of layer indexes
+  max_seq_length: int = 128
+  batch_size: int = 32
 
 
 def read_examples(path: str) -> Iterator[Tuple[int, str, Optional[str]]]:
@@ -135,34 +148,34 @@ def run_extraction(input_file: str, output_file: str, extractor: FeatureExtracto
   return count
 
 
+def run(config: ExtractFeaturesConfig) -> int:
+  """The job: writes the features of every line; returns their number."""
+  model, source = checkpoints.load_bert(config.init_checkpoint, config.bert_config_file,
+                                        config.num_hidden_layers,
+                                        checkpoints.parse_layer_map(config.layer_map))
+  vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, model.config)
+  tokenizer = tokenization.BertTokenizer(vocab_file, config.do_lower_case, config.tokenization)
+  layers = [int(x) for x in config.layers.split(",")]
+  extractor = FeatureExtractor(model, tokenizer, config.max_seq_length, layers)
+  return run_extraction(config.input_file, config.output_file, extractor, config.batch_size)
+
+
 def main(argv):
   del argv
-  FLAGS = flags.FLAGS
-  layer_map = checkpoints.parse_layer_map(FLAGS.layer_map)
-  model, source = checkpoints.load_bert(FLAGS.init_checkpoint, FLAGS.bert_config_file,
-                                        FLAGS.num_hidden_layers, layer_map)
-  vocab_file = FLAGS.vocab_file or (source.vocab_file if source else None)
-  if not vocab_file:
-    raise errors.InputError("no --vocab_file given and no vocab.txt beside --init_checkpoint")
-  tokenizer = tokenization.BertTokenizer(vocab_file, FLAGS.do_lower_case,
-                                         FLAGS.tokenization)
-  if tokenizer.vocab_size != model.config.vocab_size:
-    raise errors.InputError(f"{vocab_file} has {tokenizer.vocab_size} tokens but the model's "
-                            f"vocab_size is {model.config.vocab_size}")
-  layers = [int(x) for x in FLAGS.layers.split(",")]
-  extractor = FeatureExtractor(model, tokenizer, FLAGS.max_seq_length, layers)
-  count = run_extraction(FLAGS.input_file, FLAGS.output_file, extractor,
-                         FLAGS.batch_size)
-  print(f"read {count} lines, wrote {count} examples to {FLAGS.output_file}")
+  config = job_config.config_from_flags(ExtractFeaturesConfig)
+  count = run(config)
+  print(f"read {count} lines, wrote {count} examples to {config.output_file}")
 
 
 def define_flags():
+  """The flags of `ExtractFeaturesConfig`'s fields, with its defaults."""
+  d = ExtractFeaturesConfig
   cli.define_model_flags()
   flags.DEFINE_string("input_file", None, "Text file: one text, or `a ||| b`, per line.")
   flags.DEFINE_string("output_file", None, "JSON lines output.")
-  flags.DEFINE_string("layers", "-1,-2,-3,-4", "Comma list of layer indexes.")
-  flags.DEFINE_integer("max_seq_length", 128, "Longer inputs are truncated.")
-  flags.DEFINE_integer("batch_size", 32, "Examples per batch.")
+  flags.DEFINE_string("layers", d.layers, "Comma list of layer indexes.")
+  flags.DEFINE_integer("max_seq_length", d.max_seq_length, "Longer inputs are truncated.")
+  flags.DEFINE_integer("batch_size", d.batch_size, "Examples per batch.")
   flags.mark_flags_as_required(["input_file", "output_file", "init_checkpoint"])
   cli.require(lambda v: all(re.fullmatch(r"-?\d+", x.strip()) for x in v.split(",")),
               "a comma list of integers", "layers")

@@ -16,8 +16,13 @@ options and field join are used, and a flag given explicitly that says
 otherwise is an error naming both values, with --do_train too (it would
 resume another model). Only training writes the directory's settings: an
 evaluation or prediction run writes just its outputs (eval_results.txt,
-predictions). `main` passes the settings flags left at their defaults as
-None; a new model takes `NEW_MODEL_SETTINGS` for them.
+predictions). Those settings are None in a `FinetuningConfig` when not
+given (a flag left out, in `main`); a new model takes `NEW_MODEL_SETTINGS`
+for them.
+
+`--do_predict` writes the files of step 3 with step 3's own code
+(`predict_pseudo_labels.PseudoLabeler`), on the model as saved in
+`--output_dir`.
 
 Labels of a new model: `--label_file`, else collected from `--train_file`;
 written to the model directory's task.json.
@@ -39,21 +44,52 @@ the model directory as self_training.json.
 
 import dataclasses
 import os
-import types
 from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
 from absl import flags, logging
 
 from bert_pl import (checkpoints, cli, errors, evaluation, features, input_files,
-                     input_pipeline, model_dir, modeling, optimization, precision, prediction,
-                     self_training, task_models, tokenization, training)
+                     input_pipeline, job_config, model_dir, modeling, optimization, precision,
+                     predict_pseudo_labels, prediction, self_training, task_models, tokenization,
+                     training)
 
 SELF_TRAINING_FILE = "self_training.json"
 JOBS = {"classification": "run_classifier", "ner": "run_ner"}
 # The settings of a new model whose flags are not given.
 NEW_MODEL_SETTINGS = dict(cli.TOKENIZER_DEFAULTS, max_seq_length=128, field_join="sep")
 RANDOM_INIT = "none"  # --init_checkpoint=none: random weights
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FinetuningConfig(job_config.ModelConfig, job_config.TrainingConfig):
+  """The settings of run_classifier (`task="classification"`) and run_ner
+  (`task="ner"`): their flags (see `define_flags`), the paper's defaults.
+  The `model_dir.SETTINGS` are None when not given: the model directory's,
+  or for a new model `NEW_MODEL_SETTINGS` (module doc)."""
+  task: str
+  do_lower_case: Optional[bool] = None
+  tokenization: Optional[str] = None
+  train_file: Optional[str] = None
+  eval_file: Optional[str] = None
+  predict_file: Optional[str] = None
+  label_file: Optional[str] = None
+  do_train: bool = False
+  do_eval: bool = False
+  do_predict: bool = False
+  write_logits: bool = False
+  logits_top_k: int = 0
+  max_seq_length: Optional[int] = None
+  learning_rate: float = 1e-5
+  predict_batch_size: int = 64
+  num_train_epochs: float = 3.0
+  warmup_proportion: float = 0.1
+  field_join: Optional[str] = None
+  tag_scheme: str = "bio"
+  skip_bad_lines: bool = False
+  pseudo_label_file: Optional[str] = None  # comma list of globs
+  pseudo_per_class: int = 0
+  pseudo_min_confidence: float = 0.0
 
 
 @dataclasses.dataclass
@@ -68,128 +104,129 @@ class ModelSpec:
   checkpoint: Optional[str]  # --output_dir's latest checkpoint: an existing model
 
 
-def model_spec(f, task: str) -> ModelSpec:
+def model_spec(config: FinetuningConfig) -> ModelSpec:
   """The model of `--output_dir` when it holds a checkpoint, else a new one
   from the flags."""
-  out = f.output_dir
+  out = config.output_dir
   latest = tf.train.latest_checkpoint(out) if tf.io.gfile.isdir(out) else None
   if latest:
-    return _existing_model(f, task, latest)
-  if not f.do_train:
+    return _existing_model(config, latest)
+  if not config.do_train:
     raise model_dir.ModelDirError(
         f"{out}: no checkpoint; --do_eval and --do_predict without --do_train use the "
         "fine-tuned model of --output_dir (fine-tune one first with --do_train)")
-  return _new_model(f, task)
+  return _new_model(config)
 
 
-def _existing_model(f, task: str, latest: str) -> ModelSpec:
+def _existing_model(config: FinetuningConfig, latest: str) -> ModelSpec:
   """`--output_dir`'s model, checking every flag that restates it."""
-  out, job = f.output_dir, JOBS[task]
+  out, task = config.output_dir, config.task
+  job = JOBS[task]
   advice = (f" ({out} holds {os.path.basename(latest)} of an earlier run, which --do_train "
             f"would resume: use a new --output_dir, or delete {out} to start over)"
-            if f.do_train else "")
+            if config.do_train else "")
   info = model_dir.read_task_info(out)
   if info.get("task") != task or info.get("trained_by") != job:
     use = (f"use {info['trained_by']} for it, or " if info.get("trained_by") in JOBS.values()
-           and not f.do_train else "")
+           and not config.do_train else "")
     raise model_dir.ModelDirError(
         f"{out}: {model_dir.describe(info)}, not a model of {job}: {use}fine-tune from it "
         f"with --do_train --init_checkpoint={out} and a new --output_dir")
-  model_dir.check_settings(out, info, {n: getattr(f, n) for n in model_dir.SETTINGS}, advice)
-  if f.label_file:
-    model_dir.check_labels(out, info, input_files.read_labels(f.label_file), f.label_file,
+  model_dir.check_settings(out, info, {n: getattr(config, n) for n in model_dir.SETTINGS},
                            advice)
-  config = _check_config(f, os.path.join(out, "bert_config.json"), advice)
-  vocab_file = os.path.join(out, "vocab.txt")
-  if f.vocab_file and (tokenization.load_vocab(f.vocab_file)
-                       != tokenization.load_vocab(vocab_file)):
-    raise model_dir.ModelDirError(f"{vocab_file}: differs from --vocab_file={f.vocab_file}"
+  if config.label_file:
+    model_dir.check_labels(out, info, input_files.read_labels(config.label_file),
+                           config.label_file, advice)
+  bert_config = _check_config(config, os.path.join(out, "bert_config.json"), advice)
+  vocab_file = checkpoints.resolve_vocab_file(os.path.join(out, "vocab.txt"), None, bert_config)
+  if config.vocab_file and (tokenization.load_vocab(config.vocab_file)
+                            != tokenization.load_vocab(vocab_file)):
+    raise model_dir.ModelDirError(f"{vocab_file}: differs from --vocab_file={config.vocab_file}"
                                   f"{advice}")
-  return ModelSpec(config, None, None, vocab_file, {n: info[n] for n in model_dir.SETTINGS},
-                   list(info["labels"]), latest)
+  return ModelSpec(bert_config, None, None, vocab_file,
+                   {n: info[n] for n in model_dir.SETTINGS}, list(info["labels"]), latest)
 
 
-def _check_config(f, config_file: str, advice: str) -> modeling.BertConfig:
+def _check_config(config: FinetuningConfig, config_file: str,
+                  advice: str) -> modeling.BertConfig:
   """An existing model's config, which the config the flags describe (if
   any) must equal."""
-  config = modeling.BertConfig.from_json_file(config_file)
-  layer_map = checkpoints.parse_layer_map(f.layer_map)
-  init = f.init_checkpoint if f.init_checkpoint != RANDOM_INIT else None
-  if f.bert_config_file or init:
-    given, _ = checkpoints.resolve_config(init, f.bert_config_file, f.num_hidden_layers,
-                                          layer_map)
+  there = modeling.BertConfig.from_json_file(config_file)
+  layer_map = checkpoints.parse_layer_map(config.layer_map)
+  init = config.init_checkpoint if config.init_checkpoint != RANDOM_INIT else None
+  if config.bert_config_file or init:
+    given, _ = checkpoints.resolve_config(init, config.bert_config_file,
+                                          config.num_hidden_layers, layer_map)
   else:
-    layers = len(layer_map) if layer_map else f.num_hidden_layers
-    given = config.replace(num_hidden_layers=layers) if layers else config
+    layers = len(layer_map) if layer_map else config.num_hidden_layers
+    given = there.replace(num_hidden_layers=layers) if layers else there
   for field in dataclasses.fields(modeling.BertConfig):
-    there, value = getattr(config, field.name), getattr(given, field.name)
-    if field.name != "extra" and there != value:
-      flags_given = " ".join(f"--{n}={getattr(f, n)}" for n in (
+    theirs, value = getattr(there, field.name), getattr(given, field.name)
+    if field.name != "extra" and theirs != value:
+      flags_given = " ".join(f"--{n}={getattr(config, n)}" for n in (
           "init_checkpoint", "bert_config_file", "num_hidden_layers", "layer_map")
-          if getattr(f, n))
-      raise model_dir.ModelDirError(f"{config_file}: {field.name} is {there} there, {value} "
+          if getattr(config, n))
+      raise model_dir.ModelDirError(f"{config_file}: {field.name} is {theirs} there, {value} "
                                     f"from {flags_given}{advice}")
-  return config
+  return there
 
 
-def _new_model(f, task: str) -> ModelSpec:
+def _new_model(config: FinetuningConfig) -> ModelSpec:
   """A model to fine-tune from `--init_checkpoint` (or random weights)."""
-  init = f.init_checkpoint
+  init = config.init_checkpoint
   if not init:
     raise errors.InputError(
-        f"no --init_checkpoint and no checkpoint in --output_dir={f.output_dir} "
+        f"no --init_checkpoint and no checkpoint in --output_dir={config.output_dir} "
         f"(--init_checkpoint={RANDOM_INIT} with --bert_config_file and --vocab_file starts "
         "from random weights)")
   if init == RANDOM_INIT:
-    if not (f.bert_config_file and f.vocab_file):
+    if not (config.bert_config_file and config.vocab_file):
       raise errors.InputError(f"--init_checkpoint={RANDOM_INIT} (random weights) needs "
                            "--bert_config_file and --vocab_file")
     logging.warning("--init_checkpoint=%s: the model starts from random weights (%s), not "
-                    "from a pre-trained BERT", RANDOM_INIT, f.bert_config_file)
+                    "from a pre-trained BERT", RANDOM_INIT, config.bert_config_file)
     init = None
-  layer_map = checkpoints.parse_layer_map(f.layer_map)
-  config, source = checkpoints.resolve_config(init, f.bert_config_file, f.num_hidden_layers,
-                                              layer_map)
-  vocab_file = f.vocab_file or (source.vocab_file if source else None)
-  if not vocab_file:
-    raise errors.InputError("no --vocab_file given and no vocab.txt beside "
-                         f"--init_checkpoint={f.init_checkpoint}")
-  settings = {n: NEW_MODEL_SETTINGS[n] if getattr(f, n) is None else getattr(f, n)
+  layer_map = checkpoints.parse_layer_map(config.layer_map)
+  bert_config, source = checkpoints.resolve_config(init, config.bert_config_file,
+                                                   config.num_hidden_layers, layer_map)
+  vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, bert_config)
+  settings = {n: NEW_MODEL_SETTINGS[n] if getattr(config, n) is None else getattr(config, n)
               for n in model_dir.SETTINGS}
-  if f.label_file:
-    labels = input_files.read_labels(f.label_file)
-  elif f.train_file:
-    labels = features.collect_labels(f.train_file, task, f.tag_scheme)
+  if config.label_file:
+    labels = input_files.read_labels(config.label_file)
+  elif config.train_file:
+    labels = features.collect_labels(config.train_file, config.task, config.tag_scheme)
   else:
     raise errors.InputError("no --label_file and no --train_file to collect the labels from")
-  return ModelSpec(config, source, layer_map, vocab_file, settings, labels, None)
+  return ModelSpec(bert_config, source, layer_map, vocab_file, settings, labels, None)
 
 
-def _encode(path: str, encoder: features.FeatureEncoder, f, what: str):
-  counts = input_files.Counts(skip_bad_lines=f.skip_bad_lines)
-  encoded = features.encode_file(path, encoder, counts, f.tag_scheme)
+def _encode(path: str, encoder: features.FeatureEncoder, config: FinetuningConfig, what: str):
+  counts = input_files.Counts(skip_bad_lines=config.skip_bad_lines)
+  encoded = features.encode_file(path, encoder, counts, config.tag_scheme)
   print(f"{what} {path}: {counts.summary()}")
   return encoded
 
 
-def check_self_training_flags(f) -> None:
+def check_self_training_flags(config: FinetuningConfig) -> None:
   """--pseudo_label_file and --pseudo_per_class > 0 go together, with --do_train."""
-  if f.pseudo_per_class < 0:
-    raise errors.InputError(f"--pseudo_per_class={f.pseudo_per_class} is negative")
-  if bool(f.pseudo_label_file) != (f.pseudo_per_class > 0):
+  if config.pseudo_per_class < 0:
+    raise errors.InputError(f"--pseudo_per_class={config.pseudo_per_class} is negative")
+  if bool(config.pseudo_label_file) != (config.pseudo_per_class > 0):
     raise errors.InputError("classic self-training needs both --pseudo_label_file and "
                             "--pseudo_per_class > 0; got "
-                            f"--pseudo_label_file={f.pseudo_label_file} "
-                            f"--pseudo_per_class={f.pseudo_per_class}")
-  if not 0.0 <= f.pseudo_min_confidence <= 1.0:
-    raise errors.InputError(f"--pseudo_min_confidence={f.pseudo_min_confidence} is outside [0, 1]")
-  if f.pseudo_min_confidence and not f.pseudo_label_file:
+                            f"--pseudo_label_file={config.pseudo_label_file} "
+                            f"--pseudo_per_class={config.pseudo_per_class}")
+  if not 0.0 <= config.pseudo_min_confidence <= 1.0:
+    raise errors.InputError(f"--pseudo_min_confidence={config.pseudo_min_confidence} is "
+                            "outside [0, 1]")
+  if config.pseudo_min_confidence and not config.pseudo_label_file:
     raise errors.InputError("--pseudo_min_confidence needs --pseudo_label_file")
-  if f.pseudo_label_file and not f.do_train:
+  if config.pseudo_label_file and not config.do_train:
     raise errors.InputError("--pseudo_label_file needs --do_train (it adds training examples)")
 
 
-def pseudo_labeled(f, encoder: features.FeatureEncoder, num_labeled: int):
+def pseudo_labeled(config: FinetuningConfig, encoder: features.FeatureEncoder, num_labeled: int):
   """Classic self-training: the examples of `--pseudo_label_file` the
   `self_training.Sampler` keeps, encoded (None when none is kept), and the
   `self_training.report`.
@@ -199,7 +236,7 @@ def pseudo_labeled(f, encoder: features.FeatureEncoder, num_labeled: int):
   (the pseudo-labels of another model), stops the job even with
   --skip_bad_lines. NER reads the files twice: the bins need the entity types'
   frequencies over all sentences first."""
-  files = input_files.expand_input_files(f.pseudo_label_file)
+  files = input_files.expand_input_files(config.pseudo_label_file)
   for path in files:
     side = path + input_files.CONFIDENCE_SUFFIX
     if not tf.io.gfile.exists(side):
@@ -210,8 +247,8 @@ def pseudo_labeled(f, encoder: features.FeatureEncoder, num_labeled: int):
     for path in files:
       yield from input_files.read_examples(path, encoder.task, counts, encoder.labels)
 
-  seed = 0 if f.random_seed is None else f.random_seed
-  sampler = self_training.Sampler(f.pseudo_per_class, f.pseudo_min_confidence, seed)
+  seed = 0 if config.random_seed is None else config.random_seed
+  sampler = self_training.Sampler(config.pseudo_per_class, config.pseudo_min_confidence, seed)
   counts = input_files.Counts()
   if encoder.task == "classification":
     classes = encoder.labels
@@ -223,19 +260,19 @@ def pseudo_labeled(f, encoder: features.FeatureEncoder, num_labeled: int):
     for example in examples(counts):
       sampler.add(self_training.ner_bin(example.tags, frequency), example.confidence, example)
   encoded = features.encode_examples(sampler.selected(), encoder, counts)
-  print(f"pseudo-labeled {f.pseudo_label_file}: {counts.summary()}")
-  summary = self_training.report(sampler, classes, f.pseudo_label_file, files, num_labeled)
+  print(f"pseudo-labeled {config.pseudo_label_file}: {counts.summary()}")
+  summary = self_training.report(sampler, classes, config.pseudo_label_file, files, num_labeled)
   print(self_training.describe(summary))
   return encoded, summary
 
 
-def training_set(f, encoder: features.FeatureEncoder):
+def training_set(config: FinetuningConfig, encoder: features.FeatureEncoder):
   """The training features: `--train_file`, followed by the pseudo-labeled
   examples self-training adds (if any); and the self-training report (or None)."""
-  train_features = _encode(f.train_file, encoder, f, "train")
-  if not f.pseudo_label_file:
+  train_features = _encode(config.train_file, encoder, config, "train")
+  if not config.pseudo_label_file:
     return train_features, None
-  added, summary = pseudo_labeled(f, encoder, len(train_features["input_ids"]))
+  added, summary = pseudo_labeled(config, encoder, len(train_features["input_ids"]))
   if added is not None:
     train_features = features.concatenate([train_features, added])
   return train_features, summary
@@ -243,8 +280,8 @@ def training_set(f, encoder: features.FeatureEncoder):
 
 def _encode_all(path: str, examples: List[input_files.Example],
                 encoder: features.FeatureEncoder, counts: input_files.Counts):
-  """The examples of a file to evaluate or predict, encoded in one piece
-  (their token offsets map predictions back to the text)."""
+  """The examples of the file to evaluate, encoded in one piece (their
+  token offsets map predictions back to the text)."""
   if not examples:
     raise input_files.InputError(f"{path}: empty file (no examples)")
   encoded, truncated = encoder.encode(examples)
@@ -252,13 +289,14 @@ def _encode_all(path: str, examples: List[input_files.Example],
   return encoded
 
 
-def evaluate(predictor: prediction.Predictor, encoder: features.FeatureEncoder, f) -> dict:
+def evaluate(predictor: prediction.Predictor, encoder: features.FeatureEncoder,
+             config: FinetuningConfig) -> dict:
   """The metrics of `--eval_file`; NER on its whole annotation (module doc)."""
-  counts = input_files.Counts(skip_bad_lines=f.skip_bad_lines)
-  examples = list(input_files.read_examples(f.eval_file, encoder.task, counts, encoder.labels,
-                                            f.tag_scheme))
-  encoded = _encode_all(f.eval_file, examples, encoder, counts)
-  print(f"eval {f.eval_file}: {counts.summary()}")
+  counts = input_files.Counts(skip_bad_lines=config.skip_bad_lines)
+  examples = list(input_files.read_examples(config.eval_file, encoder.task, counts,
+                                            encoder.labels, config.tag_scheme))
+  encoded = _encode_all(config.eval_file, examples, encoder, counts)
+  print(f"eval {config.eval_file}: {counts.summary()}")
   outputs = prediction.predict_sorted(predictor, encoded)
   if encoder.task == "classification":
     return evaluation.classification_metrics(encoded["label_ids"], outputs["label_ids"],
@@ -268,64 +306,55 @@ def evaluate(predictor: prediction.Predictor, encoder: features.FeatureEncoder, 
   results = evaluation.ner_metrics([e.tags for e in examples], predicted)
   results["truncated_sentences"] = counts.truncated
   if counts.truncated:
-    print(f"eval {f.eval_file}: {counts.truncated} of {len(examples)} sentences are longer "
-          f"than max_seq_length={encoder.max_seq_length}; the entities past it count as "
+    print(f"eval {config.eval_file}: {counts.truncated} of {len(examples)} sentences are "
+          f"longer than max_seq_length={encoder.max_seq_length}; the entities past it count as "
           "missed")
   return results
 
 
-def predict(predictor: prediction.Predictor, tokenizer, f, settings: Dict[str, Any],
-            output_format: prediction.OutputFormat) -> str:
-  """Writes the pseudo-labeled file for `--predict_file` (with its side
-  files); returns its path."""
-  task = output_format.task
-  counts = input_files.Counts(skip_bad_lines=f.skip_bad_lines)
-  examples = list(input_files.read_unlabeled(f.predict_file, counts))
-  # NER reads raw sentences: the fields joined into one text.
-  encoder = features.FeatureEncoder(tokenizer, settings["max_seq_length"], "none",
-                                    field_join=settings["field_join"]
-                                    if task == "classification" else "concat")
-  encoded = _encode_all(f.predict_file, examples, encoder, counts)
-  outputs = prediction.predict_sorted(predictor, encoded)
-  name = "predictions.tsv" if task == "classification" else "predictions.txt"
-  path = os.path.join(f.output_dir, name)
-  with prediction.AtomicOutput(path, f.write_logits) as output:
-    output.write(*output_format.lines(examples, encoded, outputs))
-  sides = input_files.CONFIDENCE_SUFFIX + (f", {input_files.LOGITS_SUFFIX}" if f.write_logits
-                                           else "")
-  print(f"predict {f.predict_file}: {counts.summary()} -> {path} (+{sides})")
+def predict(config: FinetuningConfig) -> str:
+  """Writes the pseudo-labeled file of `--predict_file` (with its side
+  files) with the model of `--output_dir`, as step 3 writes it
+  (`predict_pseudo_labels.PseudoLabeler`); returns its path."""
+  labeler = predict_pseudo_labels.PseudoLabeler(
+      config.output_dir, batch_size=config.predict_batch_size, dtype=config.dtype,
+      write_logits=config.write_logits, logits_top_k=config.logits_top_k)
+  name = "predictions.tsv" if config.task == "classification" else "predictions.txt"
+  path = os.path.join(config.output_dir, name)
+  counts = input_files.Counts(skip_bad_lines=config.skip_bad_lines)
+  labeler.label_file(config.predict_file, path, counts, progress=lambda counts: None)
+  sides = input_files.CONFIDENCE_SUFFIX + (f", {input_files.LOGITS_SUFFIX}"
+                                           if config.write_logits else "")
+  print(f"predict {config.predict_file}: {counts.summary()} -> {path} (+{sides})")
   return path
 
 
-def run(f, task: str) -> dict:
-  """The whole job for `task` ("classification" or "ner") from flag values
-  (the settings of `model_dir.SETTINGS` None when not given)."""
-  check_self_training_flags(f)
-  strategy = training.make_strategy(f.distribution_strategy, f.num_gpus)
-  training.set_seed(f.random_seed)
-  spec = model_spec(f, task)
+def run(config: FinetuningConfig) -> dict:
+  """The whole job for `config.task` ("classification" or "ner")."""
+  task = config.task
+  check_self_training_flags(config)
+  strategy = training.make_strategy(config.distribution_strategy, config.num_gpus)
+  training.set_seed(config.random_seed)
+  spec = model_spec(config)
   settings, labels = spec.settings, spec.labels
   tokenizer = tokenization.BertTokenizer(spec.vocab_file, settings["do_lower_case"],
                                          settings["tokenization"])
-  if tokenizer.vocab_size != spec.config.vocab_size:
-    raise errors.InputError(f"{spec.vocab_file} has {tokenizer.vocab_size} tokens but "
-                         f"vocab_size is {spec.config.vocab_size}")
-  # Checks the logits flags before training.
-  output_format = prediction.OutputFormat(task, labels, f.write_logits, f.logits_top_k)
+  # Refuses bad logits flags before training.
+  prediction.OutputFormat(task, labels, config.write_logits, config.logits_top_k)
   encoder = features.FeatureEncoder(tokenizer, settings["max_seq_length"], task, labels,
                                     settings["field_join"])
   train_features, self_training_report, num_train_steps = None, None, 0
-  if f.do_train:
-    train_features, self_training_report = training_set(f, encoder)
+  if config.do_train:
+    train_features, self_training_report = training_set(config, encoder)
     num_train_steps = training.steps_for_epochs(len(train_features["input_ids"]),
-                                                f.num_train_epochs, f.train_batch_size)
-  with strategy.scope(), precision.policy(f.dtype):
+                                                config.num_train_epochs, config.train_batch_size)
+  with strategy.scope(), precision.policy(config.dtype):
     model = task_models.BertTaskModel(spec.config, task, len(labels))
     optimizer = precision.wrap_optimizer(optimization.create_optimizer(
-        f.learning_rate, num_train_steps, int(num_train_steps * f.warmup_proportion),
-        f.weight_decay), f.dtype)
+        config.learning_rate, num_train_steps, int(num_train_steps * config.warmup_proportion),
+        config.weight_decay), config.dtype)
   chief = training.is_chief(strategy)
-  run_state = training.CheckpointedRun(model, optimizer, f.output_dir, is_chief=chief)
+  run_state = training.CheckpointedRun(model, optimizer, config.output_dir, is_chief=chief)
 
   def initialize():  # a new model
     if spec.source is not None:
@@ -333,69 +362,74 @@ def run(f, task: str) -> dict:
 
   run_state.restore_or_initialize(initialize)
   if chief and not spec.checkpoint:  # only a new model's training writes its settings
-    model_dir.write(f.output_dir, spec.config, spec.vocab_file, dict(
+    model_dir.write(config.output_dir, spec.config, spec.vocab_file, dict(
         task=task, labels=list(labels), **settings, trained_by=JOBS[task]))
   if chief and self_training_report:
-    model_dir.write_json(os.path.join(f.output_dir, SELF_TRAINING_FILE), self_training_report)
+    model_dir.write_json(os.path.join(config.output_dir, SELF_TRAINING_FILE),
+                         self_training_report)
   results = {}
-  if f.do_train:
+  if config.do_train:
     trainer = training.Trainer(strategy, model, optimizer, use_mlm=False, use_task=True)
     training_input = input_pipeline.TrainingInput(
-        strategy, f.train_batch_size,
+        strategy, config.train_batch_size,
         lambda batch, context: input_pipeline.array_dataset(
-            train_features, batch, True, context, f.random_seed, f.bucket_width),
-        {"train_file": f.train_file, "examples": len(train_features["input_ids"]),
-         "max_seq_length": f.max_seq_length, "seed": f.random_seed,
-         "bucket_width": f.bucket_width})
+            train_features, batch, True, context, config.random_seed, config.bucket_width),
+        {"train_file": config.train_file, "examples": len(train_features["input_ids"]),
+         "max_seq_length": config.max_seq_length, "seed": config.random_seed,
+         "bucket_width": config.bucket_width})
     training.train(trainer, run_state, training_input, num_train_steps,
-                   f.save_checkpoints_steps, f.train_batch_size,
-                   training.summary_dir(f.output_dir, "train"))
+                   config.save_checkpoints_steps, config.train_batch_size,
+                   training.summary_dir(config.output_dir, "train"))
   if not chief:  # the chief alone evaluates and predicts (and writes the results)
     return results
-  predictor = prediction.Predictor(model, f.predict_batch_size)
-  if f.do_eval:
-    results = evaluate(predictor, encoder, f)
+  if config.do_eval:
+    results = evaluate(prediction.Predictor(model, config.predict_batch_size), encoder, config)
     results["global_step"] = int(optimizer.iterations.numpy())
-    if f.do_train:
-      training.record_eval(f.output_dir, results, results["global_step"])
+    if config.do_train:
+      training.record_eval(config.output_dir, results, results["global_step"])
     else:  # its output alone: the model directory is left as it is
-      model_dir.write_eval_results(f.output_dir, results)
-  if f.do_predict:
-    predict(predictor, tokenizer, f, settings, output_format)
+      model_dir.write_eval_results(config.output_dir, results)
+  if config.do_predict:
+    predict(config)
   return results
 
 
 def define_flags(task: str) -> None:
+  """The flags of `FinetuningConfig`'s fields (but `task`), with its
+  defaults; `task` only changes a help text."""
+  d = FinetuningConfig
   cli.define_model_flags()
   example = "train.tsv" if task == "classification" else "train.txt (CoNLL)"
-  flags.DEFINE_string("train_file", None, f"Labeled training file, e.g. {example}.")
-  flags.DEFINE_string("eval_file", None, "Labeled evaluation file.")
-  flags.DEFINE_string("predict_file", None,
+  flags.DEFINE_string("train_file", d.train_file, f"Labeled training file, e.g. {example}.")
+  flags.DEFINE_string("eval_file", d.eval_file, "Labeled evaluation file.")
+  flags.DEFINE_string("predict_file", d.predict_file,
                       "Unlabeled file (one text per line, TAB-separated fields).")
-  flags.DEFINE_string("label_file", None, "Labels (or BIO tags), one per line.")
-  flags.DEFINE_bool("do_train", False, "Fine-tune on --train_file.")
-  flags.DEFINE_bool("do_eval", False, "Evaluate on --eval_file; writes eval_results.txt.")
-  flags.DEFINE_bool("do_predict", False, "Predict --predict_file with confidences.")
+  flags.DEFINE_string("label_file", d.label_file, "Labels (or BIO tags), one per line.")
+  flags.DEFINE_bool("do_train", d.do_train, "Fine-tune on --train_file.")
+  flags.DEFINE_bool("do_eval", d.do_eval, "Evaluate on --eval_file; writes eval_results.txt.")
+  flags.DEFINE_bool("do_predict", d.do_predict, "Predict --predict_file with confidences.")
   cli.define_logits_flags()
   flags.DEFINE_integer("max_seq_length", NEW_MODEL_SETTINGS["max_seq_length"],
                        "Sequence length, [CLS] and [SEP] included.")
-  cli.define_training_flags(learning_rate=1e-5)
-  flags.DEFINE_integer("predict_batch_size", 64, "Batch size for evaluation and prediction.")
-  flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs.")
-  flags.DEFINE_float("warmup_proportion", 0.1, "Share of the steps with linear warmup.")
+  cli.define_training_flags(learning_rate=d.learning_rate)
+  flags.DEFINE_integer("predict_batch_size", d.predict_batch_size,
+                       "Batch size for evaluation and prediction.")
+  flags.DEFINE_float("num_train_epochs", d.num_train_epochs, "Training epochs.")
+  flags.DEFINE_float("warmup_proportion", d.warmup_proportion,
+                     "Share of the steps with linear warmup.")
   flags.DEFINE_enum("field_join", NEW_MODEL_SETTINGS["field_join"], list(features.FIELD_JOINS),
                     "Join TAB-separated fields with [SEP] or concatenate them.")
-  flags.DEFINE_enum("tag_scheme", "bio", ["bio", "iob1", "bioes", "bmes"],
+  flags.DEFINE_enum("tag_scheme", d.tag_scheme, ["bio", "iob1", "bioes", "bmes"],
                     "Tag scheme of the NER files (converted to BIO).")
-  flags.DEFINE_bool("skip_bad_lines", False, "Skip and count malformed examples.")
-  flags.DEFINE_string("pseudo_label_file", None,
+  flags.DEFINE_bool("skip_bad_lines", d.skip_bad_lines, "Skip and count malformed examples.")
+  flags.DEFINE_string("pseudo_label_file", d.pseudo_label_file,
                       "Classic self-training: pseudo-labeled files (step 3 output, each with "
                       "its .confidence; comma list of globs) to add training examples from.")
-  flags.DEFINE_integer("pseudo_per_class", 0,
+  flags.DEFINE_integer("pseudo_per_class", d.pseudo_per_class,
                        "Add the N most confident examples of --pseudo_label_file of each "
                        "class (NER: each sentence's rarest entity type, or O) to the labeled "
                        "training set; 0: none.")
-  flags.DEFINE_float("pseudo_min_confidence", 0.0,
+  flags.DEFINE_float("pseudo_min_confidence", d.pseudo_min_confidence,
                      "Only pseudo-labeled examples with at least this confidence are added.")
   flags.mark_flags_as_required(["output_dir"])
   cli.require_max_seq_length()
@@ -407,11 +441,7 @@ def define_flags(task: str) -> None:
 def make_main(task: str):
   def main(argv):
     del argv
-    values = flags.FLAGS.flag_values_dict()
-    for name in model_dir.SETTINGS:  # not given: the model directory's, or a default
-      if not flags.FLAGS[name].present:
-        values[name] = None
-    results = run(types.SimpleNamespace(**values), task)
+    results = run(job_config.config_from_flags(FinetuningConfig, task=task))
     if results:
       print(" ".join(f"{k}={v:.6g}" for k, v in sorted(results.items())))
   return main

@@ -1,11 +1,24 @@
-"""A job's settings as one frozen dataclass, built from its absl flags.
+"""A job is a function of its settings: `XConfig` + `run(config)` + `main`.
 
-Every job is `XConfig` (a frozen dataclass whose field names are the job's
-flag names and whose defaults are the flags' defaults) + `run(config)` +
-`define_flags()` + `main(argv)`, which builds the config from the parsed
-flags. So library code never reads flags, tests and other jobs (the Beam
-jobs, the pipeline driver, experiments) build configs, and a flag's default
-is written once: `define_flags` takes it from the dataclass.
+Every job module has a frozen dataclass of its settings, whose field names
+are the job's flag names and whose defaults are the flags' defaults; a
+`run(config)` that does the work; `define_flags()`; and a `main` that builds
+the config from the parsed flags with `config_from_flags`. So the library
+never reads absl's FLAGS, a job runs from Python exactly as from the command
+line (`dataclasses.replace` for a variation), and tests build configs rather
+than fake the flag object.
+
+A field whose default is None where its flag has a value means "not given":
+the job then takes the setting from its data (the input files' manifest, the
+model directory) or, without one, the flag's default. A flag given on the
+command line counts even when it restates its default, which is why a config
+takes a flag's value only when the flag was given (`present`), else the
+field's default.
+
+`ModelConfig` and `TrainingConfig` are the settings of the flags that
+`cli.define_model_flags` and `cli.define_training_flags` define for several
+jobs; tests/test_job_config.py checks every job's fields and defaults against
+its flags.
 """
 
 import dataclasses
@@ -13,18 +26,56 @@ from typing import Any, Dict, Optional
 
 from absl import flags
 
+from bert_pl import cli
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+  """The model to load (`cli.define_model_flags`)."""
+  init_checkpoint: Optional[str] = None
+  bert_config_file: Optional[str] = None
+  vocab_file: Optional[str] = None
+  do_lower_case: Optional[bool] = cli.TOKENIZER_DEFAULTS["do_lower_case"]
+  tokenization: Optional[str] = cli.TOKENIZER_DEFAULTS["tokenization"]
+  num_hidden_layers: Optional[int] = None
+  layer_map: Optional[str] = None  # comma list of checkpoint layers
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainingConfig:
+  """What every training job has (`cli.define_training_flags`); each job
+  gives `learning_rate` its default."""
+  output_dir: str
+  train_batch_size: int = 32  # GLOBAL, split over the replicas
+  learning_rate: float
+  weight_decay: float = 0.01
+  save_checkpoints_steps: int = 1000
+  distribution_strategy: str = "mirrored"
+  num_gpus: Optional[int] = None
+  random_seed: Optional[int] = None
+  dtype: str = "float32"
+  bucket_width: int = 0
+
 
 def field_defaults(config_class) -> Dict[str, Any]:
-  """The dataclass's default of each field that has one: the flags' defaults."""
+  """The dataclass's default of each field that has one: the flags'
+  defaults, for `define_flags`."""
   return {field.name: field.default for field in dataclasses.fields(config_class)
           if field.default is not dataclasses.MISSING}
 
 
-def config_from_flags(config_class, flag_values: Optional[flags.FlagValues] = None):
-  """`config_class` from the parsed flags of the same names (default: absl's
-  FLAGS). A field without a flag keeps its default (the Beam jobs leave out
-  the flags of local workers and hand-made shards)."""
+def config_from_flags(config_class, flag_values: Optional[flags.FlagValues] = None, **values):
+  """A `config_class` from the parsed flags (default: absl's FLAGS): each
+  field takes its flag's value when the flag was given, else the field's
+  default (a field without one, the flag's value); a field without a flag
+  keeps its default (the Beam jobs leave out the flags of local workers and
+  hand-made shards); `values` set fields that are not flags."""
   flag_values = flags.FLAGS if flag_values is None else flag_values
-  return config_class(**{field.name: flag_values[field.name].value
-                         for field in dataclasses.fields(config_class)
-                         if field.name in flag_values})
+  found = {}
+  for field in dataclasses.fields(config_class):
+    if field.name in values or field.name not in flag_values:
+      continue
+    flag = flag_values[field.name]
+    if flag.present or field.default is dataclasses.MISSING:
+      found[field.name] = flag.value
+  return config_class(**found, **values)

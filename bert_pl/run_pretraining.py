@@ -24,55 +24,83 @@ own error names no file, so the files are checked when it happens), or, with
 The input files' manifest (`bert_pl.manifest`, written by
 create_pretraining_data) decides max_seq_length, max_predictions_per_seq,
 the tokenizer settings and the labels unless they are given (then they must
-agree with it), must be of the run's vocabulary and --task_loss, and every
+agree with it; not given is None in a `RunPretrainingConfig`), must be of the run's vocabulary and --task_loss, and every
 shard's size must be the one it lists before training starts (a shard cut
 inside a record header reads as a shorter file otherwise). Files without a
 manifest are read with a warning; their first record's lengths must fit.
 """
 
+import dataclasses
+from typing import Optional
+
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import (checkpoints, cli, errors, input_files, input_pipeline, manifest, model_dir,
-                     optimization, precision, task_models, tfrecords, training, tokenization)
+from bert_pl import (checkpoints, cli, errors, input_files, input_pipeline, job_config, manifest,
+                     model_dir, optimization, precision, task_models, tfrecords, training)
 
-# The flags a manifest of the input files sets when they are not given.
-DATA_FLAGS = ("max_seq_length", "max_predictions_per_seq", "tokenization", "do_lower_case")
+# The settings a manifest of the input files gives when they are not given
+# (None), and their values for files without a manifest.
+DATA_DEFAULTS = {"max_seq_length": 128, "max_predictions_per_seq": 20,
+                 "tokenization": cli.TOKENIZER_DEFAULTS["tokenization"],
+                 "do_lower_case": cli.TOKENIZER_DEFAULTS["do_lower_case"]}
 
 
-def run(flags_values, explicit=()) -> dict:
-  """The job. `explicit` names the `DATA_FLAGS` given on the command line
-  (absl's `FLAGS[name].present`): when the input files have a manifest, the
-  others are taken from it, and an explicit one that contradicts it is an
-  error naming both values."""
-  f = flags_values
-  strategy = training.make_strategy(f.distribution_strategy, f.num_gpus)
-  training.set_seed(f.random_seed)
-  layer_map = checkpoints.parse_layer_map(f.layer_map)
-  config, source = checkpoints.resolve_config(f.init_checkpoint, f.bert_config_file,
-                                              f.num_hidden_layers, layer_map)
-  vocab_file = f.vocab_file or (source.vocab_file if source else None)
-  if not vocab_file:
-    raise errors.InputError("no --vocab_file given and no vocab.txt beside --init_checkpoint")
-  vocab_size = len(tokenization.load_vocab(vocab_file))
-  if vocab_size != config.vocab_size:
-    raise errors.InputError(f"{vocab_file} has {vocab_size} tokens but vocab_size is "
-                            f"{config.vocab_size}")
-  labels = input_files.read_labels(f.label_file) if f.label_file else None
-  train_files, eval_files, data = _input_data(f, explicit, vocab_file, labels)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunPretrainingConfig(job_config.ModelConfig, job_config.TrainingConfig):
+  """The job's settings: its flags (see `define_flags`), the paper's
+  defaults. The `DATA_DEFAULTS` settings are None when not given."""
+  do_lower_case: Optional[bool] = None
+  tokenization: Optional[str] = None
+  input_file: Optional[str] = None  # comma list of globs
+  eval_input_file: Optional[str] = None
+  max_seq_length: Optional[int] = None
+  max_predictions_per_seq: Optional[int] = None
+  learning_rate: float = 5e-5
+  eval_batch_size: int = 8
+  num_train_steps: int = 100000
+  num_warmup_steps: int = 10000
+  do_train: bool = False
+  do_eval: bool = False
+  max_eval_steps: int = 100
+  task_loss: str = "none"
+  task_loss_weight: float = 1.0
+  pseudo_label_loss: str = "hard"
+  kl_temperature: float = 1.0
+  masked_lm_loss_weight: float = 1.0
+  label_file: Optional[str] = None
+  num_labels: Optional[int] = None
+  skip_corrupt_files: bool = False
+  verify_checksums: bool = False
+
+
+def run(config: RunPretrainingConfig) -> dict:
+  """The job. The `DATA_DEFAULTS` settings left None are taken from the
+  input files' manifest when they have one, else from `DATA_DEFAULTS`; one
+  given that contradicts the manifest is an error naming both values."""
+  strategy = training.make_strategy(config.distribution_strategy, config.num_gpus)
+  training.set_seed(config.random_seed)
+  layer_map = checkpoints.parse_layer_map(config.layer_map)
+  bert_config, source = checkpoints.resolve_config(config.init_checkpoint,
+                                                   config.bert_config_file,
+                                                   config.num_hidden_layers, layer_map)
+  vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, bert_config)
+  labels = input_files.read_labels(config.label_file) if config.label_file else None
+  train_files, eval_files, data = _input_data(config, vocab_file, labels)
   labels = data["labels"]
-  num_labels = len(labels) if labels else (f.num_labels or 0)
-  if f.task_loss != "none" and not num_labels:
-    raise errors.InputError(f"--task_loss={f.task_loss} needs --label_file or --num_labels")
-  _check_loss_flags(f)
-  kl = f.pseudo_label_loss == "kl"
+  num_labels = len(labels) if labels else (config.num_labels or 0)
+  if config.task_loss != "none" and not num_labels:
+    raise errors.InputError(f"--task_loss={config.task_loss} needs --label_file or --num_labels")
+  _check_loss_flags(config)
+  kl = config.pseudo_label_loss == "kl"
 
-  with strategy.scope(), precision.policy(f.dtype):
-    model = task_models.BertTaskModel(config, f.task_loss, num_labels)
+  with strategy.scope(), precision.policy(config.dtype):
+    model = task_models.BertTaskModel(bert_config, config.task_loss, num_labels)
     optimizer = precision.wrap_optimizer(optimization.create_optimizer(
-        f.learning_rate, f.num_train_steps, f.num_warmup_steps, f.weight_decay), f.dtype)
+        config.learning_rate, config.num_train_steps, config.num_warmup_steps,
+        config.weight_decay), config.dtype)
   chief = training.is_chief(strategy)
-  run_state = training.CheckpointedRun(model, optimizer, f.output_dir, is_chief=chief)
+  run_state = training.CheckpointedRun(model, optimizer, config.output_dir, is_chief=chief)
 
   def initialize():
     if source is not None:
@@ -81,140 +109,144 @@ def run(flags_values, explicit=()) -> dict:
       logging.warning("No --init_checkpoint: training from random initialisation")
 
   step = run_state.restore_or_initialize(initialize)
-  train = f.do_train and step < f.num_train_steps
-  logits_width = (num_labels * (data["max_seq_length"] if f.task_loss == "ner" else 1)
+  train = config.do_train and step < config.num_train_steps
+  logits_width = (num_labels * (data["max_seq_length"] if config.task_loss == "ner" else 1)
                   if kl else None)
   for files in (train_files, eval_files):
     _check_first_record(files, data["max_seq_length"], data["max_predictions_per_seq"],
-                        f.task_loss, logits_width)
+                        config.task_loss, logits_width)
   if chief:
-    model_dir.write(f.output_dir, config, vocab_file, {
-        "task": f.task_loss, "labels": labels, "max_seq_length": data["max_seq_length"],
+    model_dir.write(config.output_dir, bert_config, vocab_file, {
+        "task": config.task_loss, "labels": labels, "max_seq_length": data["max_seq_length"],
         "do_lower_case": data["do_lower_case"], "tokenization": data["tokenization"],
-        "pseudo_label_loss": f.pseudo_label_loss, "kl_temperature": f.kl_temperature,
-        "masked_lm_loss_weight": f.masked_lm_loss_weight, "trained_by": "run_pretraining"})
+        "pseudo_label_loss": config.pseudo_label_loss,
+        "kl_temperature": config.kl_temperature,
+        "masked_lm_loss_weight": config.masked_lm_loss_weight, "trained_by": "run_pretraining"})
   spec = tfrecords.pretraining_feature_spec(data["max_seq_length"],
-                                            data["max_predictions_per_seq"], f.task_loss,
+                                            data["max_predictions_per_seq"], config.task_loss,
                                             num_labels, with_logits=kl)
-  trainer = training.Trainer(strategy, model, optimizer, use_mlm=f.masked_lm_loss_weight > 0,
-                             use_task=f.task_loss != "none",
-                             task_loss_weight=f.task_loss_weight,
-                             masked_lm_loss_weight=f.masked_lm_loss_weight,
-                             pseudo_label_loss=f.pseudo_label_loss,
-                             kl_temperature=f.kl_temperature)
+  trainer = training.Trainer(strategy, model, optimizer,
+                             use_mlm=config.masked_lm_loss_weight > 0,
+                             use_task=config.task_loss != "none",
+                             task_loss_weight=config.task_loss_weight,
+                             masked_lm_loss_weight=config.masked_lm_loss_weight,
+                             pseudo_label_loss=config.pseudo_label_loss,
+                             kl_temperature=config.kl_temperature)
   results = {}
-  if f.do_train and not train:
+  if config.do_train and not train:
     run_state.save()  # e.g. --num_train_steps=0: the initialised model as a model dir
   elif train:
     logging.info("Training from step %d to %d: loss = %g x MLM + %g x %s", step,
-                 f.num_train_steps, f.masked_lm_loss_weight, f.task_loss_weight,
-                 _task_loss_name(f))
+                 config.num_train_steps, config.masked_lm_loss_weight, config.task_loss_weight,
+                 _task_loss_name(config))
     files = train_files
+    seed, bucket_width = config.random_seed, config.bucket_width
     while True:  # again without the corrupt files, when skipping them
       training_input = input_pipeline.TrainingInput(
-          strategy, f.train_batch_size,
+          strategy, config.train_batch_size,
           lambda batch, context, files=files: input_pipeline.pretraining_dataset(
-              files, spec, batch, True, context, seed=f.random_seed,
-              bucket_width=f.bucket_width),
-          {"files": files, "seed": f.random_seed, "bucket_width": f.bucket_width,
+              files, spec, batch, True, context, seed=seed, bucket_width=bucket_width),
+          {"files": files, "seed": seed, "bucket_width": bucket_width,
            "features": {name: feature.shape for name, feature in spec.items()}})
       try:
-        results = training.train(trainer, run_state, training_input, f.num_train_steps,
-                                 f.save_checkpoints_steps, f.train_batch_size,
-                                 training.summary_dir(f.output_dir, "train"))
+        results = training.train(trainer, run_state, training_input, config.num_train_steps,
+                                 config.save_checkpoints_steps, config.train_batch_size,
+                                 training.summary_dir(config.output_dir, "train"))
         break
       except tf.errors.DataLossError:
-        files = input_pipeline.drop_corrupt_files(files, f.skip_corrupt_files)
-  if f.do_eval:
+        files = input_pipeline.drop_corrupt_files(files, config.skip_corrupt_files)
+  if config.do_eval:
     dataset = input_pipeline.distribute(
-        strategy, f.eval_batch_size,
+        strategy, config.eval_batch_size,
         lambda batch, context: input_pipeline.pretraining_dataset(
-            eval_files, spec, batch, False, context, bucket_width=f.bucket_width))
+            eval_files, spec, batch, False, context, bucket_width=config.bucket_width))
     try:
-      results = trainer.evaluate(iter(dataset), f.max_eval_steps)
+      results = trainer.evaluate(iter(dataset), config.max_eval_steps)
     except tf.errors.DataLossError:
       input_pipeline.drop_corrupt_files(eval_files, skip=False)
       raise
     results["global_step"] = int(optimizer.iterations.numpy())
     if chief:
-      training.record_eval(f.output_dir, results, results["global_step"])
+      training.record_eval(config.output_dir, results, results["global_step"])
   return results
 
 
-def _check_loss_flags(f) -> None:
-  if f.masked_lm_loss_weight < 0 or f.task_loss_weight < 0:
+def _check_loss_flags(config: RunPretrainingConfig) -> None:
+  if config.masked_lm_loss_weight < 0 or config.task_loss_weight < 0:
     raise errors.InputError("--masked_lm_loss_weight and --task_loss_weight must be >= 0")
-  if f.masked_lm_loss_weight == 0 and (f.task_loss == "none" or f.task_loss_weight == 0):
-    raise errors.InputError(f"--masked_lm_loss_weight=0 with --task_loss={f.task_loss} and "
-                            f"--task_loss_weight={f.task_loss_weight:g}: nothing to train")
-  if f.pseudo_label_loss == "kl" and f.task_loss == "none":
+  if config.masked_lm_loss_weight == 0 and (config.task_loss == "none"
+                                            or config.task_loss_weight == 0):
+    raise errors.InputError(f"--masked_lm_loss_weight=0 with --task_loss={config.task_loss} and "
+                            f"--task_loss_weight={config.task_loss_weight:g}: nothing to train")
+  if config.pseudo_label_loss == "kl" and config.task_loss == "none":
     raise errors.InputError("--pseudo_label_loss=kl needs --task_loss=classification or ner")
-  if f.kl_temperature <= 0:
-    raise errors.InputError(f"--kl_temperature must be > 0, got {f.kl_temperature}")
+  if config.kl_temperature <= 0:
+    raise errors.InputError(f"--kl_temperature must be > 0, got {config.kl_temperature}")
 
 
-def _task_loss_name(f) -> str:
-  if f.task_loss == "none":
+def _task_loss_name(config: RunPretrainingConfig) -> str:
+  if config.task_loss == "none":
     return "no task loss"
-  if f.pseudo_label_loss == "kl":
-    return f"KL to the teacher (T={f.kl_temperature:g}, {f.task_loss})"
-  return "CRF NLL" if f.task_loss == "ner" else "cross-entropy"
+  if config.pseudo_label_loss == "kl":
+    return f"KL to the teacher (T={config.kl_temperature:g}, {config.task_loss})"
+  return "CRF NLL" if config.task_loss == "ner" else "cross-entropy"
 
 
-def _input_data(f, explicit, vocab_file: str, labels):
+def _input_data(config: RunPretrainingConfig, vocab_file: str, labels):
   """The training and evaluation files, checked against their manifests
   (`--skip_corrupt_files` drops those that disagree), and the data settings:
-  `DATA_FLAGS` and the labels, from the manifest where there is one, else
-  from the flags."""
+  `DATA_DEFAULTS`'s and the labels, from the manifest where there is one,
+  else from the config."""
   train_files, eval_files = [], []
-  if f.do_train and f.num_train_steps > 0:
-    if not f.input_file:
+  if config.do_train and config.num_train_steps > 0:
+    if not config.input_file:
       raise errors.InputError("--do_train needs --input_file")
-    train_files = input_files.expand_input_files(f.input_file)
-  if f.do_eval:
-    if not (f.eval_input_file or f.input_file):
+    train_files = input_files.expand_input_files(config.input_file)
+  if config.do_eval:
+    if not (config.eval_input_file or config.input_file):
       raise errors.InputError("--do_eval needs --eval_input_file or --input_file")
-    eval_files = input_files.expand_input_files(f.eval_input_file or f.input_file)
-  data = {name: getattr(f, name) for name in DATA_FLAGS}
+    eval_files = input_files.expand_input_files(config.eval_input_file or config.input_file)
+  given = {name: getattr(config, name) for name in DATA_DEFAULTS}
+  data = {name: DATA_DEFAULTS[name] if value is None else value for name, value in given.items()}
   data["labels"] = labels
   inputs = manifest.read(train_files + eval_files)
   found = inputs.settings() if train_files or eval_files else None
   if found:
     path, settings = found
-    for name in DATA_FLAGS:
-      if name in explicit and data[name] != settings[name]:
-        raise errors.InputError(f"{path}: {name} is {settings[name]}, but --{name}={data[name]}")
+    for name, value in given.items():
+      if value is not None and value != settings[name]:
+        raise errors.InputError(f"{path}: {name} is {settings[name]}, but --{name}={value}")
       data[name] = settings[name]
-    data["labels"] = _manifest_labels(f, path, settings, labels)
+    data["labels"] = _manifest_labels(config, path, settings, labels)
     ours = manifest.vocab_fingerprint(vocab_file)
     if ours["vocab_sha256"] != settings["vocab_sha256"]:
       raise errors.InputError(
           f"{path}: written with another vocabulary ({settings['vocab_size']} tokens, sha256 "
           f"{settings['vocab_sha256'][:12]}...) than {vocab_file} ({ours['vocab_size']} "
           f"tokens, sha256 {ours['vocab_sha256'][:12]}...)")
-  checked = [input_pipeline.refuse_or_skip(files, inputs.problems(files, f.verify_checksums),
-                                           f.skip_corrupt_files)
+  checked = [input_pipeline.refuse_or_skip(files, inputs.problems(files, config.verify_checksums),
+                                           config.skip_corrupt_files)
              for files in (train_files, eval_files)]
   return checked[0], checked[1], data
 
 
-def _manifest_labels(f, path: str, settings: dict, labels):
+def _manifest_labels(config: RunPretrainingConfig, path: str, settings: dict, labels):
   """The labels of --task_loss: the manifest's, which --label_file or
   --num_labels, when given, must match, as --task_loss its task."""
-  if f.task_loss == "none":
+  if config.task_loss == "none":
     return labels
-  if settings["task"] != f.task_loss:
+  if settings["task"] != config.task_loss:
     raise errors.InputError(f"{path}: records of --task={settings['task']}, but "
-                            f"--task_loss={f.task_loss}")
+                            f"--task_loss={config.task_loss}")
   theirs = settings["labels"]
   if labels is not None and labels != theirs:
     where = next((i for i, (a, b) in enumerate(zip(labels, theirs)) if a != b), None)
-    differ = (f"label {where} is {theirs[where]!r}, {f.label_file} says {labels[where]!r}"
+    differ = (f"label {where} is {theirs[where]!r}, {config.label_file} says {labels[where]!r}"
               if where is not None else
-              f"{len(theirs)} labels, {f.label_file} has {len(labels)}")
+              f"{len(theirs)} labels, {config.label_file} has {len(labels)}")
     raise errors.InputError(f"{path}: {differ} (the records' label ids would mean other labels)")
-  if labels is None and f.num_labels and f.num_labels != len(theirs):
-    raise errors.InputError(f"{path}: {len(theirs)} labels, but --num_labels={f.num_labels}")
+  if labels is None and config.num_labels and config.num_labels != len(theirs):
+    raise errors.InputError(f"{path}: {len(theirs)} labels, but --num_labels={config.num_labels}")
   return theirs
 
 
@@ -269,44 +301,50 @@ def _check_teacher_logits(path: str, found: dict, name: str, width: int) -> None
 
 def main(argv):
   del argv
-  results = run(flags.FLAGS, explicit=[n for n in DATA_FLAGS if flags.FLAGS[n].present])
+  results = run(job_config.config_from_flags(RunPretrainingConfig))
   print("run_pretraining: " + " ".join(f"{k}={v:.6g}" for k, v in sorted(results.items())))
 
 
 def define_flags():
+  """The flags of `RunPretrainingConfig`'s fields, with its defaults."""
+  d = RunPretrainingConfig
   cli.define_model_flags()
-  flags.DEFINE_string("input_file", None, "TFRecord files (comma list of globs).")
-  flags.DEFINE_string("eval_input_file", None, "TFRecords for --do_eval (default: --input_file).")
-  flags.DEFINE_integer("max_seq_length", 128,
-                       "As in the TFRecords; default: their manifest's, else 128.")
-  flags.DEFINE_integer("max_predictions_per_seq", 20,
-                       "As in the TFRecords; default: their manifest's, else 20.")
-  cli.define_training_flags(learning_rate=5e-5)
-  flags.DEFINE_integer("eval_batch_size", 8, "GLOBAL batch size for evaluation.")
-  flags.DEFINE_integer("num_train_steps", 100000, "Total training steps.")
-  flags.DEFINE_integer("num_warmup_steps", 10000, "Linear warmup steps.")
-  flags.DEFINE_bool("do_train", False, "Train.")
-  flags.DEFINE_bool("do_eval", False, "Evaluate; writes eval_results.txt.")
-  flags.DEFINE_integer("max_eval_steps", 100, "Maximum evaluation batches.")
-  flags.DEFINE_enum("task_loss", "none", list(task_models.TASKS),
+  flags.DEFINE_string("input_file", d.input_file, "TFRecord files (comma list of globs).")
+  flags.DEFINE_string("eval_input_file", d.eval_input_file,
+                      "TFRecords for --do_eval (default: --input_file).")
+  flags.DEFINE_integer("max_seq_length", DATA_DEFAULTS["max_seq_length"],
+                       "As in the TFRecords; default: their manifest's, else "
+                       f"{DATA_DEFAULTS['max_seq_length']}.")
+  flags.DEFINE_integer("max_predictions_per_seq", DATA_DEFAULTS["max_predictions_per_seq"],
+                       "As in the TFRecords; default: their manifest's, else "
+                       f"{DATA_DEFAULTS['max_predictions_per_seq']}.")
+  cli.define_training_flags(learning_rate=d.learning_rate)
+  flags.DEFINE_integer("eval_batch_size", d.eval_batch_size, "GLOBAL batch size for evaluation.")
+  flags.DEFINE_integer("num_train_steps", d.num_train_steps, "Total training steps.")
+  flags.DEFINE_integer("num_warmup_steps", d.num_warmup_steps, "Linear warmup steps.")
+  flags.DEFINE_bool("do_train", d.do_train, "Train.")
+  flags.DEFINE_bool("do_eval", d.do_eval, "Evaluate; writes eval_results.txt.")
+  flags.DEFINE_integer("max_eval_steps", d.max_eval_steps, "Maximum evaluation batches.")
+  flags.DEFINE_enum("task_loss", d.task_loss, list(task_models.TASKS),
                     "Task loss on the pseudo-labels added to the MLM loss.")
-  flags.DEFINE_float("task_loss_weight", 1.0, "Weight of the task loss.")
-  flags.DEFINE_enum("pseudo_label_loss", "hard", list(task_models.PSEUDO_LABEL_LOSSES),
+  flags.DEFINE_float("task_loss_weight", d.task_loss_weight, "Weight of the task loss.")
+  flags.DEFINE_enum("pseudo_label_loss", d.pseudo_label_loss,
+                    list(task_models.PSEUDO_LABEL_LOSSES),
                     "Task loss on the pseudo-labels: hard = cross-entropy on the one-hot "
                     "label (CRF for NER); kl = KL divergence to the teacher's softmax, from "
                     "the records' label_logits / tag_logits.")
-  flags.DEFINE_float("kl_temperature", 1.0,
+  flags.DEFINE_float("kl_temperature", d.kl_temperature,
                      "Softmax temperature T of --pseudo_label_loss=kl (loss scaled by T^2).")
-  flags.DEFINE_float("masked_lm_loss_weight", 1.0,
+  flags.DEFINE_float("masked_lm_loss_weight", d.masked_lm_loss_weight,
                      "Weight of the masked-LM loss; 0: the MLM head is not computed (for "
                      "records written with --masked_lm_prob=0).")
-  flags.DEFINE_string("label_file", None, "Labels or BIO tags, one per line.")
-  flags.DEFINE_integer("num_labels", None, "Number of labels (without --label_file).")
-  flags.DEFINE_bool("skip_corrupt_files", False,
+  flags.DEFINE_string("label_file", d.label_file, "Labels or BIO tags, one per line.")
+  flags.DEFINE_integer("num_labels", d.num_labels, "Number of labels (without --label_file).")
+  flags.DEFINE_bool("skip_corrupt_files", d.skip_corrupt_files,
                     "Train without the TFRecord files that turn out truncated or corrupted "
                     "(a warning names each) instead of stopping with an error naming the file; "
                     "also those whose size disagrees with their manifest.")
-  flags.DEFINE_bool("verify_checksums", False,
+  flags.DEFINE_bool("verify_checksums", d.verify_checksums,
                     "Also check every input file's record count and sha256 against its "
                     "manifest before training: reads every byte (sizes are always checked).")
   flags.mark_flags_as_required(["output_dir"])

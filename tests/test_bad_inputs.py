@@ -30,7 +30,7 @@ from absl import flags
 
 from bert_pl import cli, create_pretraining_data, errors, finetuning, predict_pseudo_labels
 from conftest import REPO
-from test_finetuning import _finetune_flags
+from test_finetuning import _finetuning_config
 from test_training import _random_init
 
 _PR_CAPBSET_DROP, _CAP_DAC_OVERRIDE = 24, 1
@@ -93,10 +93,10 @@ def tiny(corpus, tmp_path_factory):
   pool.parent.mkdir()
   pool.write_text("".join((corpus / "unlabeled.txt").read_text(encoding="utf-8")
                           .splitlines(keepends=True)[:200]), encoding="utf-8")
-  finetuning.run(_finetune_flags(
-      init_checkpoint=str(init), train_file=str(train), label_file=str(corpus / "labels.txt"),
-      output_dir=str(work / "classifier"), do_eval=False, num_train_epochs=1.0,
-      max_seq_length=32), "classification")
+  finetuning.run(_finetuning_config(
+      "classification", init_checkpoint=str(init), train_file=str(train),
+      label_file=str(corpus / "labels.txt"), output_dir=str(work / "classifier"), do_eval=False,
+      num_train_epochs=1.0, max_seq_length=32))
   return types.SimpleNamespace(
       config=work / "config.json", vocab=corpus / "vocab.txt", labels=corpus / "labels.txt",
       tags=corpus / "tags.txt", init=init, classifier=work / "classifier", train=train,

@@ -139,12 +139,13 @@ def test_tf1_round_trip_gives_identical_outputs(google_standin, tmp_path):
   specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
   vocab.write_text("\n".join(specials) + "\n")
   with pytest.raises(ValueError, match="has 5 tokens but the model's vocab_size is 21128"):
-    export_tf1_checkpoint.export(prefix, str(tmp_path / "x"), vocab_file=str(vocab))
+    export_tf1_checkpoint.run(export_tf1_checkpoint.ExportTf1CheckpointConfig(
+        init_checkpoint=prefix, output_dir=str(tmp_path / "x"), vocab_file=str(vocab)))
   vocab.write_text("\n".join(specials + [f"t{i}" for i in range(21128 - 5)]) + "\n")
   model, _ = checkpoints.load_bert(prefix, num_hidden_layers=3)
   out_dir = str(tmp_path / "tf1")
-  written = export_tf1_checkpoint.export(prefix, out_dir, vocab_file=str(vocab),
-                                         num_hidden_layers=3)
+  written = export_tf1_checkpoint.run(export_tf1_checkpoint.ExportTf1CheckpointConfig(
+      init_checkpoint=prefix, output_dir=out_dir, vocab_file=str(vocab), num_hidden_layers=3))
   # The files are what original BERT reads: its names and shapes, its config.
   reader = tf.train.load_checkpoint(written)
   shapes = reader.get_variable_to_shape_map()

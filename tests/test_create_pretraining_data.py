@@ -96,11 +96,11 @@ def test_byte_identical_for_same_seed_and_any_worker_count(corpus, tmp_path):
             f"--max_seq_length={MAX_SEQ}", f"--max_predictions_per_seq={MAX_PRED}",
             "--dupe_factor=2", "--num_output_shards=3", "--random_seed=7"]
   outputs = {}
-  for run, workers in (("a", 1), ("c", 2)):
+  for name, workers in (("a", 1), ("c", 2)):
     result = run_job("create_pretraining_data", *common, f"--num_workers={workers}",
-                     f"--output_file={tmp_path / run / 'data.tfrecord'}")
+                     f"--output_file={tmp_path / name / 'data.tfrecord'}")
     assert "read 12000, written 24000, skipped 0" in result.stdout
-    outputs[run] = [(tmp_path / run / f"data.tfrecord-0000{i}-of-00003").read_bytes()
+    outputs[name] = [(tmp_path / name / f"data.tfrecord-0000{i}-of-00003").read_bytes()
                     for i in range(3)]
   assert outputs["a"] == outputs["c"]
   other_seed = _read([str(tmp_path / "a" / "data.tfrecord-00000-of-00003")])

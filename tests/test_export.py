@@ -19,7 +19,7 @@ from bert_pl import (export_saved_model, features, finetuning, input_files, mode
 from bert_pl.input_files import Example
 from bert_pl.model_dir import load_finetuned
 from conftest import run_job
-from test_finetuning import _finetune_flags
+from test_finetuning import _finetuning_config
 from test_training import _tiny_config
 
 MAX_SEQ_LENGTH = 32
@@ -117,19 +117,19 @@ def model_dirs(corpus, tmp_path_factory):
   init = _random_bert_dir(corpus, work / "init")
   common = dict(init_checkpoint=init, max_seq_length=MAX_SEQ_LENGTH, num_train_epochs=1.0,
                 do_eval=False, do_predict=True, distribution_strategy="one_device")
-  # finetuning.predict's files: the job's own path, for a cross-check.
+  # finetuning.predict's files, for a cross-check.
   (work / "cls.txt").write_text("\n".join(t for t in TEXTS + FIELDS if t.strip()) + "\n",
                                 encoding="utf-8")
   (work / "ner.txt").write_text("\n".join(t for t in _ner_texts(corpus) if t.strip()) + "\n",
                                 encoding="utf-8")
-  finetuning.run(_finetune_flags(
-      train_file=str(corpus / "train.tsv"), label_file=str(corpus / "labels.txt"),
-      predict_file=str(work / "cls.txt"), output_dir=str(work / "cls"), **common),
-      "classification")
-  finetuning.run(_finetune_flags(
-      train_file=str(corpus / "ner_train.txt"), label_file=str(corpus / "tags.txt"),
+  finetuning.run(_finetuning_config(
+      "classification", train_file=str(corpus / "train.tsv"),
+      label_file=str(corpus / "labels.txt"), predict_file=str(work / "cls.txt"),
+      output_dir=str(work / "cls"), **common))
+  finetuning.run(_finetuning_config(
+      "ner", train_file=str(corpus / "ner_train.txt"), label_file=str(corpus / "tags.txt"),
       predict_file=str(work / "ner.txt"), output_dir=str(work / "ner"), tokenization="char",
-      **{**common, "num_train_epochs": 2.0}), "ner")
+      **{**common, "num_train_epochs": 2.0}))
   return {"cls": work / "cls", "ner": work / "ner",
           "cls_concat": _variant(work / "cls", work / "cls_concat", field_join="concat"),
           "ner_wordpiece": _variant(work / "ner", work / "ner_wordpiece",
@@ -139,15 +139,16 @@ def model_dirs(corpus, tmp_path_factory):
 @pytest.fixture(scope="module")
 def exports(model_dirs, tmp_path_factory):
   """The SavedModels; NER through the job's command line (max_seq_length
-  from task.json), the others through `export`."""
+  from task.json), the others through `run`."""
   out = tmp_path_factory.mktemp("exports")
   job = run_job("export_saved_model", f"--model_dir={model_dirs['ner']}",
                 f"--export_dir={out}/ner")
   assert f"wrote SavedModel {out}/ner (signatures: serving_default, encoder)" in job.stdout
   for name in ("cls", "cls_concat", "ner_wordpiece"):
     signature = "predict" if name == "cls_concat" else "serving_default"
-    assert export_saved_model.export(str(model_dirs[name]), str(out / name),
-                                     signature=signature) == [signature, "encoder"]
+    assert export_saved_model.run(export_saved_model.ExportSavedModelConfig(
+        model_dir=str(model_dirs[name]), export_dir=str(out / name),
+        signature=signature)) == [signature, "encoder"]
   return {name: out / name for name in model_dirs}
 
 

@@ -1,7 +1,6 @@
 """run_classifier / run_ner: steps 1 -> 2 -> (3) -> 4 -> 5 on the sample corpus."""
 
 import json
-import types
 
 import numpy as np
 import pytest
@@ -9,24 +8,17 @@ import pytest
 from bert_pl import (create_pretraining_data, evaluation, features, finetuning, input_files,
                      run_pretraining)
 from bert_pl.model_dir import load_finetuned
-from test_training import _flags as _pretraining_flags
+from test_training import _pretraining_config
 from test_training import _tiny_config
 
 
-def _finetune_flags(**values):
-  defaults = dict(
-      init_checkpoint=None, bert_config_file=None, vocab_file=None, do_lower_case=True,
-      tokenization="wordpiece", num_hidden_layers=None, layer_map=None, train_file=None,
-      eval_file=None, predict_file=None, label_file=None, output_dir=None, do_train=True,
-      do_eval=True, do_predict=False, write_logits=False, logits_top_k=0, max_seq_length=64,
-      train_batch_size=32,
-      predict_batch_size=64, learning_rate=5e-3, num_train_epochs=4.0, warmup_proportion=0.1,
-      weight_decay=0.01, save_checkpoints_steps=1000, field_join="sep", tag_scheme="bio",
-      skip_bad_lines=False, distribution_strategy="mirrored", num_gpus=None, dtype="float32",
-      bucket_width=0, random_seed=1, pseudo_label_file=None, pseudo_per_class=0,
-      pseudo_min_confidence=0.0)
-  defaults.update(values)
-  return types.SimpleNamespace(**defaults)
+def _finetuning_config(task, **values):
+  """The tests' run_classifier / run_ner (`task`): a tiny, quick, seeded
+  run at max_seq_length 64 (every setting given), training and evaluating."""
+  return finetuning.FinetuningConfig(task=task, **{
+      "do_lower_case": True, "tokenization": "wordpiece", "max_seq_length": 64,
+      "field_join": "sep", "do_train": True, "do_eval": True, "learning_rate": 5e-3,
+      "num_train_epochs": 4.0, "random_seed": 1, **values})
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +29,7 @@ def model_a(corpus, tmp_path_factory):
   create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
       f"{corpus}/unlabeled.txt,{corpus}/ner_unlabeled.txt", records, str(corpus / "vocab.txt"),
       max_seq_length=64, max_predictions_per_seq=10))
-  run_pretraining.run(_pretraining_flags(
+  run_pretraining.run(_pretraining_config(
       bert_config_file=_tiny_config(corpus, work / "config.json"),
       vocab_file=str(corpus / "vocab.txt"), input_file=records, output_dir=str(work / "model_a"),
       num_train_steps=200, learning_rate=5e-3, do_eval=False))
@@ -49,10 +41,10 @@ def test_classifier_from_model_a_then_pseudo_labels_feed_step_4_and_5(corpus, mo
   pool.write_text("".join((corpus / "unlabeled.txt").read_text(encoding="utf-8")
                           .splitlines(keepends=True)[:300]), encoding="utf-8")
   model_b = tmp_path / "model_b"
-  results = finetuning.run(_finetune_flags(
-      init_checkpoint=str(model_a), train_file=str(corpus / "train.tsv"),
+  results = finetuning.run(_finetuning_config(
+      "classification", init_checkpoint=str(model_a), train_file=str(corpus / "train.tsv"),
       eval_file=str(corpus / "test.tsv"), predict_file=str(pool), output_dir=str(model_b),
-      do_predict=True), "classification")
+      do_predict=True))
   print("\nModel-B", results)
   # 20 classes (chance 0.05); measured 0.948 on the 500 test examples.
   assert results["accuracy"] > 0.8 and results["macro_f1"] > 0.75
@@ -74,16 +66,16 @@ def test_classifier_from_model_a_then_pseudo_labels_feed_step_4_and_5(corpus, mo
       str(predicted), records, str(corpus / "vocab.txt"), max_seq_length=64,
       max_predictions_per_seq=10, task="classification", label_file=str(tmp_path / "labels.txt")))
   model_c = tmp_path / "model_c"
-  step4 = run_pretraining.run(_pretraining_flags(
+  step4 = run_pretraining.run(_pretraining_config(
       init_checkpoint=str(model_a), input_file=records, output_dir=str(model_c),
       task_loss="classification", label_file=None, num_labels=20, num_train_steps=30,
       learning_rate=5e-3))
   assert step4["global_step"] == 30 and "task" in step4
   # Step 5 from Model-C.
-  final = finetuning.run(_finetune_flags(
-      init_checkpoint=str(model_c), train_file=str(corpus / "train.tsv"),
+  final = finetuning.run(_finetuning_config(
+      "classification", init_checkpoint=str(model_c), train_file=str(corpus / "train.tsv"),
       eval_file=str(corpus / "test.tsv"), output_dir=str(tmp_path / "model_d"),
-      label_file=str(corpus / "labels.txt")), "classification")
+      label_file=str(corpus / "labels.txt")))
   print("Model-D", final)
   # Fine-tuned as long as Model-B (4 epochs): measured 0.95. After 2 epochs
   # it was 0.79 or 0.55 depending on step 4's masking seed: too fragile.
@@ -95,11 +87,11 @@ def test_ner_from_model_a_and_predictions(corpus, model_a, tmp_path):
   pool.write_text("".join((corpus / "ner_unlabeled.txt").read_text(encoding="utf-8")
                           .splitlines(keepends=True)[:100]), encoding="utf-8")
   model_b = tmp_path / "ner_b"
-  results = finetuning.run(_finetune_flags(
-      init_checkpoint=str(model_a), train_file=str(corpus / "ner_train.txt"),
+  results = finetuning.run(_finetuning_config(
+      "ner", init_checkpoint=str(model_a), train_file=str(corpus / "ner_train.txt"),
       eval_file=str(corpus / "ner_test.txt"), predict_file=str(pool), output_dir=str(model_b),
       tokenization="char", label_file=str(corpus / "tags.txt"), num_train_epochs=3.0,
-      do_predict=True), "ner")
+      do_predict=True))
   print("\nNER Model-B", {k: round(v, 3) for k, v in results.items()})
   assert results["f1"] > 0.6  # measured 0.746 (entity level, 300 test sentences)
   assert "FLAVOR_f1" in results and results["num_sentences"] == 300
@@ -125,10 +117,10 @@ def test_same_seed_same_model(corpus, model_a, tmp_path):
   """--random_seed makes fine-tuning reproducible (initialisation, dropout,
   shuffling); another seed gives another model."""
   def train(name, seed):
-    finetuning.run(_finetune_flags(
-        init_checkpoint=str(model_a), train_file=str(corpus / "train.tsv"),
+    finetuning.run(_finetuning_config(
+        "classification", init_checkpoint=str(model_a), train_file=str(corpus / "train.tsv"),
         output_dir=str(tmp_path / name), num_train_epochs=0.5, do_eval=False,
-        random_seed=seed), "classification")
+        random_seed=seed))
     model, _, _ = load_finetuned(str(tmp_path / name))
     return [v.numpy() for v in model.trainable_variables]
 

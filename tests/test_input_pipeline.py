@@ -124,10 +124,10 @@ def test_eval_dataset_covers_every_record(tmp_path, bucket_width):
 
 def test_run_pretraining_bucket_width_cuts_the_padding_it_reports(corpus, tmp_path):
   from bert_pl import run_pretraining
-  from test_training import _flags, _mlm_records, _tiny_config
+  from test_training import _pretraining_config, _mlm_records, _tiny_config
   records = _mlm_records(corpus, tmp_path)
   config = _tiny_config(corpus, tmp_path / "config.json")
-  results = {width: run_pretraining.run(_flags(
+  results = {width: run_pretraining.run(_pretraining_config(
       bert_config_file=config, vocab_file=str(corpus / "vocab.txt"), input_file=records,
       output_dir=str(tmp_path / f"model_{width}"), num_train_steps=20, do_eval=False,
       bucket_width=width)) for width in (0, 8)}

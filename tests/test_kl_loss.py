@@ -10,8 +10,8 @@ import tensorflow as tf
 from bert_pl import (checkpoints, create_pretraining_data, finetuning, input_pipeline, modeling,
                      optimization, run_pretraining, task_models, tfrecords, training)
 from conftest import run_job
-from test_finetuning import _finetune_flags
-from test_training import LABELS, SEQ, TINY, _batch, _flags, _tiny_config
+from test_finetuning import _finetuning_config
+from test_training import LABELS, SEQ, TINY, _batch, _pretraining_config, _tiny_config
 
 
 def _log_softmax(x):
@@ -170,11 +170,12 @@ def test_no_mlm_checkpoint_restores_with_the_mlm_head_and_fine_tunes(corpus, tmp
   common = dict(vocab_file=str(corpus / "vocab.txt"), input_file=records, do_eval=False,
                 task_loss="classification", label_file=str(corpus / "labels.txt"))
   init, model_c = tmp_path / "init", tmp_path / "model_c"
-  run_pretraining.run(_flags(**common, output_dir=str(init),
-                             bert_config_file=_tiny_config(corpus, tmp_path / "config.json")))
-  result = run_pretraining.run(_flags(**common, init_checkpoint=str(init),
-                                      output_dir=str(model_c), masked_lm_loss_weight=0.0,
-                                      num_train_steps=3, save_checkpoints_steps=3))
+  run_pretraining.run(_pretraining_config(
+      **common, output_dir=str(init),
+      bert_config_file=_tiny_config(corpus, tmp_path / "config.json")))
+  result = run_pretraining.run(_pretraining_config(
+      **common, init_checkpoint=str(init), output_dir=str(model_c), masked_lm_loss_weight=0.0,
+      num_train_steps=3, save_checkpoints_steps=3))
   assert "mlm" not in result and "task" in result
   info = json.loads((model_c / "task.json").read_text())
   assert (info["masked_lm_loss_weight"], info["pseudo_label_loss"], info["kl_temperature"]) == (
@@ -184,7 +185,7 @@ def test_no_mlm_checkpoint_restores_with_the_mlm_head_and_fine_tunes(corpus, tmp
   assert tf.train.latest_checkpoint(str(model_c)).endswith("ckpt-3")
   after = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(model_c)))
   model = task_models.BertTaskModel(modeling.BertConfig.from_json_file(
-      str(model_c / "bert_config.json")), "classification", len(labels))
+      str(model_c / "bert_config.json")), "classification", len(info["labels"]))
   tf.train.Checkpoint(bert=model.bert, head=model.head).restore(
       tf.train.latest_checkpoint(str(model_c))).expect_partial().assert_existing_objects_matched()
   names = [n for n in after.get_variable_to_shape_map()
@@ -201,10 +202,10 @@ def test_no_mlm_checkpoint_restores_with_the_mlm_head_and_fine_tunes(corpus, tmp
   for name in ("cls/predictions/output_bias", "cls/predictions/transform/dense/kernel",
                "cls/predictions/transform/LayerNorm/gamma"):
     np.testing.assert_array_equal(loaded[name], initial[name])
-  finetuned = finetuning.run(_finetune_flags(
-      init_checkpoint=str(model_c), train_file=str(train), eval_file=str(train),
+  finetuned = finetuning.run(_finetuning_config(
+      "classification", init_checkpoint=str(model_c), train_file=str(train), eval_file=str(train),
       label_file=str(corpus / "labels.txt"), output_dir=str(tmp_path / "model_d"),
-      num_train_epochs=1.0), "classification")
+      num_train_epochs=1.0))
   assert finetuned["global_step"] == 2
 
 
@@ -240,8 +241,8 @@ def test_kl_without_mlm_trains_on_records_with_logits(tmp_path):
   common = dict(_vocab(tmp_path), input_file=str(records), output_dir=str(tmp_path / "model"),
                 task_loss="ner", pseudo_label_loss="kl", kl_temperature=2.0,
                 masked_lm_loss_weight=0.0, bucket_width=4, max_eval_steps=4)
-  before = run_pretraining.run(_flags(**common, do_train=False))
-  after = run_pretraining.run(_flags(**common, num_train_steps=40, learning_rate=5e-3))
+  before = run_pretraining.run(_pretraining_config(**common, do_train=False))
+  after = run_pretraining.run(_pretraining_config(**common, num_train_steps=40, learning_rate=5e-3))
   print(f"\nbefore {before}\nafter {after}")
   assert after["global_step"] == 40 and "mlm" not in after
   assert after["task"] < 0.3 * before["task"]
@@ -258,11 +259,12 @@ def test_kl_refuses_records_whose_logits_do_not_fit(tmp_path):
                 task_loss="classification", pseudo_label_loss="kl", num_train_steps=2)
   with pytest.raises(run_pretraining.cli.InputError,
                      match=f"^{records}: label_logits has 5 values, expected 7 "):
-    run_pretraining.run(_flags(**dict(common, num_labels=7)))
+    run_pretraining.run(_pretraining_config(**dict(common, num_labels=7)))
   with pytest.raises(ValueError, match="^--masked_lm_loss_weight=0 with --task_loss=none and "
                      "--task_loss_weight=1: nothing to train$"):
-    run_pretraining.run(_flags(**dict(common, task_loss="none", pseudo_label_loss="hard",
-                                      masked_lm_loss_weight=0.0)))
+    run_pretraining.run(_pretraining_config(**dict(common, task_loss="none",
+                                                   pseudo_label_loss="hard",
+                                                   masked_lm_loss_weight=0.0)))
 
 
 def test_kl_on_records_without_logits_is_one_error_line(corpus, tmp_path):

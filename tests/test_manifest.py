@@ -12,7 +12,7 @@ import tensorflow as tf
 from bert_pl import create_pretraining_data, input_files, input_pipeline, run_pretraining
 from bert_pl.cli import InputError
 from conftest import run_job
-from test_training import _flags, _tiny_config
+from test_training import _pretraining_config, _tiny_config
 
 MAX_SEQ, MAX_PRED = 64, 10
 
@@ -51,7 +51,7 @@ def _run(corpus, tmp_path, input_file, **values):
                      vocab_file=str(corpus / "vocab.txt"), input_file=input_file,
                      output_dir=str(tmp_path / "model"), num_train_steps=2, do_eval=False,
                      train_batch_size=8), **values)
-  return run_pretraining.run(_flags(**values))
+  return run_pretraining.run(_pretraining_config(**values))
 
 
 def test_one_glob_rule_skips_temporaries_side_files_and_directories(tmp_path):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_pl import (create_pretraining_data, modeling, precision, run_pretraining,
-                     task_models)
-from test_training import _flags, _tiny_config
+from bert_pl import (create_pretraining_data, modeling, precision,
+                     run_pretraining, task_models)
+from test_training import _pretraining_config, _tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def records(corpus, tmp_path_factory):
 
 def _run(corpus, records, output, **values):
   output.parent.mkdir(parents=True, exist_ok=True)
-  return run_pretraining.run(_flags(
+  return run_pretraining.run(_pretraining_config(
       bert_config_file=_tiny_config(corpus, output.parent / "config.json"),
       vocab_file=str(corpus / "vocab.txt"), input_file=records, output_dir=str(output),
       task_loss="ner", label_file=str(corpus / "tags.txt"), tokenization="char",

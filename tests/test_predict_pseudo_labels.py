@@ -14,7 +14,7 @@ from bert_pl import (create_pretraining_data, features, finetuning, input_files,
                      predict_pseudo_labels, prediction, tfrecords)
 from conftest import REPO, kill_when, run_job
 from data_prep.common import write_parts
-from test_finetuning import _finetune_flags
+from test_finetuning import _finetuning_config
 from test_training import _random_init
 
 
@@ -26,10 +26,10 @@ def classifier(corpus, tmp_path_factory):
   pool = work / "pool.txt"
   pool.write_text("".join((corpus / "unlabeled.txt").read_text(encoding="utf-8")
                           .splitlines(keepends=True)[:400]), encoding="utf-8")
-  finetuning.run(_finetune_flags(
-      init_checkpoint=str(work / "init"), train_file=str(corpus / "train.tsv"),
+  finetuning.run(_finetuning_config(
+      "classification", init_checkpoint=str(work / "init"), train_file=str(corpus / "train.tsv"),
       predict_file=str(pool), output_dir=str(work / "model_b"), do_eval=False, do_predict=True,
-      write_logits=True, num_train_epochs=1.0), "classification")
+      write_logits=True, num_train_epochs=1.0))
   return work
 
 
@@ -37,10 +37,10 @@ def classifier(corpus, tmp_path_factory):
 def tagger(classifier, corpus):
   """A tiny fine-tuned NER model (WordPiece, max_seq_length 24: some sentences
   are longer) beside the classifier, and a pool of 200 sentences."""
-  finetuning.run(_finetune_flags(
-      init_checkpoint=str(classifier / "init"), train_file=str(corpus / "ner_train.txt"),
+  finetuning.run(_finetuning_config(
+      "ner", init_checkpoint=str(classifier / "init"), train_file=str(corpus / "ner_train.txt"),
       label_file=str(corpus / "tags.txt"), output_dir=str(classifier / "ner_b"), do_eval=False,
-      num_train_epochs=1.0, max_seq_length=24), "ner")
+      num_train_epochs=1.0, max_seq_length=24))
   pool = classifier / "ner_pool.txt"
   pool.write_text("".join((corpus / "ner_unlabeled.txt").read_text(encoding="utf-8")
                           .splitlines(keepends=True)[:200]), encoding="utf-8")

@@ -13,9 +13,9 @@ import tensorflow as tf
 from bert_pl import cli, finetuning, input_pipeline, run_pretraining, tfrecords, training
 from conftest import run_job
 from test_fault_tolerance import _train_losses
-from test_finetuning import _finetune_flags
+from test_finetuning import _finetuning_config
 from test_input_pipeline import SEQ, _features
-from test_training import _flags, _mlm_records, _tiny_config
+from test_training import _pretraining_config, _mlm_records, _tiny_config
 
 
 def _example_ids(training_input, steps):
@@ -102,9 +102,9 @@ def test_run_pretraining_resumed_trains_on_the_batches_of_an_uninterrupted_run(
                 vocab_file=str(corpus / "vocab.txt"), input_file=_mlm_records(corpus, tmp_path),
                 train_batch_size=16, num_train_steps=8, num_warmup_steps=2,
                 learning_rate=5e-3, save_checkpoints_steps=1, bucket_width=8, do_eval=False)
-  run_pretraining.run(_flags(**common, output_dir=str(tmp_path / "uninterrupted")))
+  run_pretraining.run(_pretraining_config(**common, output_dir=str(tmp_path / "uninterrupted")))
   _killed_after(tmp_path / "uninterrupted", tmp_path / "resumed", 4)
-  run_pretraining.run(_flags(**common, output_dir=str(tmp_path / "resumed")))
+  run_pretraining.run(_pretraining_config(**common, output_dir=str(tmp_path / "resumed")))
   _assert_same_run(tmp_path / "uninterrupted", tmp_path / "resumed", 4, 8)
 
 
@@ -112,19 +112,18 @@ def test_run_pretraining_resumed_trains_on_the_batches_of_an_uninterrupted_run(
 def test_run_classifier_resumed_trains_on_the_batches_of_an_uninterrupted_run(
     corpus, tmp_path, two_replicas):
   init = tmp_path / "init"
-  run_pretraining.run(_flags(bert_config_file=_tiny_config(corpus, tmp_path / "config.json",
-                                                           dropout=0.0),
-                             vocab_file=str(corpus / "vocab.txt"), output_dir=str(init),
-                             do_eval=False))
+  run_pretraining.run(_pretraining_config(
+      bert_config_file=_tiny_config(corpus, tmp_path / "config.json", dropout=0.0),
+      vocab_file=str(corpus / "vocab.txt"), output_dir=str(init), do_eval=False))
   # 2,000 examples x 0.064 epochs / 16 = 8 steps.
   common = dict(init_checkpoint=str(init), train_file=str(corpus / "train.tsv"),
                 label_file=str(corpus / "labels.txt"), do_eval=False, train_batch_size=16,
                 num_train_epochs=0.064, save_checkpoints_steps=1, bucket_width=8)
-  finetuning.run(_finetune_flags(**common, output_dir=str(tmp_path / "uninterrupted")),
-                 "classification")
+  finetuning.run(_finetuning_config("classification", **common,
+                                    output_dir=str(tmp_path / "uninterrupted")))
   _killed_after(tmp_path / "uninterrupted", tmp_path / "resumed", 5)
-  finetuning.run(_finetune_flags(**common, output_dir=str(tmp_path / "resumed")),
-                 "classification")
+  finetuning.run(_finetuning_config("classification", **common,
+                                    output_dir=str(tmp_path / "resumed")))
   _assert_same_run(tmp_path / "uninterrupted", tmp_path / "resumed", 5, 8)
 
 
@@ -145,8 +144,8 @@ def test_checkpoint_file_pointing_outside_the_model_directory_is_refused(corpus,
   CheckpointManager would restore it, then delete it as an old checkpoint."""
   config = _tiny_config(corpus, tmp_path / "config.json")
   vocab = corpus / "vocab.txt"
-  run_pretraining.run(_flags(bert_config_file=config, vocab_file=str(vocab),
-                             output_dir=str(tmp_path / "x"), do_eval=False))
+  run_pretraining.run(_pretraining_config(bert_config_file=config, vocab_file=str(vocab),
+                                          output_dir=str(tmp_path / "x"), do_eval=False))
   victim = tmp_path / "x" / "ckpt-0.index"
   assert victim.exists()
   _write_checkpoint_file(tmp_path / "out", "../x/ckpt-0")
@@ -196,22 +195,22 @@ def test_input_position_is_restored_only_into_the_input_it_was_saved_for(corpus,
                 vocab_file=str(corpus / "vocab.txt"), input_file=_mlm_records(corpus, tmp_path),
                 output_dir=str(output), train_batch_size=16, save_checkpoints_steps=2,
                 do_eval=False)
-  run_pretraining.run(_flags(**common, num_train_steps=2))
+  run_pretraining.run(_pretraining_config(**common, num_train_steps=2))
   with caplog.at_level(logging.INFO):
-    run_pretraining.run(_flags(**dict(common, train_batch_size=8), num_train_steps=4))
+    run_pretraining.run(_pretraining_config(**dict(common, train_batch_size=8), num_train_steps=4))
   assert ("The training input differs from the one saved at step 2 (global_batch_size): the "
           "training data start from the beginning") in caplog.text
   assert tf.train.latest_checkpoint(str(output)).endswith("ckpt-4")
   caplog.clear()
   shutil.rmtree(output / "input_state")
   with caplog.at_level(logging.INFO):
-    run_pretraining.run(_flags(**common, num_train_steps=6))
+    run_pretraining.run(_pretraining_config(**common, num_train_steps=6))
   assert (f"{output}/input_state/worker-0/ckpt-4: no input position saved at step 4 (the "
           "checkpoint was written without one): the training data start from the beginning"
           ) in caplog.text
   caplog.clear()
   with caplog.at_level(logging.INFO):
-    run_pretraining.run(_flags(**common, num_train_steps=8))
+    run_pretraining.run(_pretraining_config(**common, num_train_steps=8))
   assert (f"Resumed the training input at step 6 from {output}/input_state/worker-0/ckpt-6"
           in caplog.text)
   assert sorted(os.listdir(output / "input_state" / "worker-0")) == [
@@ -222,4 +221,4 @@ def test_input_position_is_restored_only_into_the_input_it_was_saved_for(corpus,
   with pytest.raises(cli.InputError, match=r"^" + re.escape(
       f"{output}/input_state/worker-0/checkpoint: lists ../../../x/ckpt-1, outside the model "
       "directory") + "$"):
-    run_pretraining.run(_flags(**common, num_train_steps=10))
+    run_pretraining.run(_pretraining_config(**common, num_train_steps=10))

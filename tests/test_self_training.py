@@ -1,5 +1,6 @@
 """Classic self-training: the sampler (no TensorFlow), the files, run_classifier with it."""
 
+import dataclasses
 import json
 import math
 
@@ -122,9 +123,11 @@ def _encoder(corpus, task="classification", **options):
   return features.FeatureEncoder(tokenizer, 64, task, labels)
 
 
-def _flags(**values):
-  from test_finetuning import _finetune_flags
-  return _finetune_flags(**values)
+def _config(task="classification", **values):
+  """The tests' fine-tuning settings (`test_finetuning`), with an output
+  directory the helpers that write nothing do not use."""
+  from test_finetuning import _finetuning_config
+  return _finetuning_config(task, **{"output_dir": "unused", **values})
 
 
 @pytest.fixture
@@ -150,8 +153,8 @@ def test_training_set_is_the_labeled_set_then_the_selected_examples(corpus, pool
   from bert_pl import features, finetuning, input_files
   path, lines, confidences = pool
   encoder = _encoder(corpus)
-  f = _flags(train_file=str(corpus / "train.tsv"), pseudo_label_file=str(path),
-             pseudo_per_class=6, pseudo_min_confidence=0.4)
+  f = _config(train_file=str(corpus / "train.tsv"), pseudo_label_file=str(path),
+              pseudo_per_class=6, pseudo_min_confidence=0.4)
   train, summary = finetuning.training_set(f, encoder)
   labeled = features.encode_file(str(corpus / "train.tsv"), encoder, input_files.Counts())
   expected = _expected(lines, confidences, 6, 0.4)
@@ -174,24 +177,24 @@ def test_bad_pseudo_labels_name_the_file_and_line(corpus, pool, tmp_path):
   encoder = _encoder(corpus)
   bad = _pseudo_file(tmp_path / "bad.tsv", lines[:5] + ["炸鸭\t不是一个类\n"] + lines[5:10],
                      confidences[:11])
-  f = _flags(train_file=str(corpus / "train.tsv"), pseudo_label_file=str(bad),
-             pseudo_per_class=3)
+  f = _config(train_file=str(corpus / "train.tsv"), pseudo_label_file=str(bad),
+              pseudo_per_class=3)
   with pytest.raises(input_files.InputError) as error:
     finetuning.pseudo_labeled(f, encoder, 2000)
   assert str(error.value) == f"{bad}:6: label '炸鸭' is not in the label file"
-  f.skip_bad_lines = True  # pseudo-labels of another model are never skipped
+  # Pseudo-labels of another model are never skipped.
   with pytest.raises(input_files.InputError, match=f"{bad}:6: "):
-    finetuning.pseudo_labeled(f, encoder, 2000)
+    finetuning.pseudo_labeled(dataclasses.replace(f, skip_bad_lines=True), encoder, 2000)
 
   (tmp_path / "bare.tsv").write_text("".join(lines[:3]), encoding="utf-8")
-  f = _flags(pseudo_label_file=str(tmp_path / "bare.tsv"), pseudo_per_class=3)
+  f = _config(pseudo_label_file=str(tmp_path / "bare.tsv"), pseudo_per_class=3)
   with pytest.raises(input_files.InputError) as error:
     finetuning.pseudo_labeled(f, encoder, 2000)
   assert str(error.value).startswith(f"{tmp_path / 'bare.tsv.confidence'}: file not found")
 
   ner = _pseudo_file(tmp_path / "ner.txt", ["奶 B-FLAVOR\n茶 I-FLAVOR\n\n", "冰 B-COLOR\n\n"],
                      [0.9, 0.8])
-  f = _flags(pseudo_label_file=str(ner), pseudo_per_class=3)
+  f = _config("ner", pseudo_label_file=str(ner), pseudo_per_class=3)
   with pytest.raises(input_files.InputError) as error:
     finetuning.pseudo_labeled(f, _encoder(corpus, "ner", tokenization="char"), 10)
   assert str(error.value) == f"{ner}:4: tag 'B-COLOR' is not in the label file"
@@ -206,8 +209,8 @@ def test_ner_pseudo_labeled_sentences_per_bin(corpus, tmp_path):
   confidences = [0.9, 0.5, 0.8, 0.7, 0.6, 0.95, 0.1, 0.85, 0.3, 0.2, 0.4, 0.99]
   blocks = ["".join(f"{c} {t}\n" for c, t in zip(text, t_)) + "\n" for text, t_ in sentences]
   path = _pseudo_file(tmp_path / "ner_pseudo.txt", blocks, confidences)
-  f = _flags(tokenization="char", train_file=str(corpus / "ner_train.txt"),
-             pseudo_label_file=str(path), pseudo_per_class=2, pseudo_min_confidence=0.2)
+  f = _config("ner", tokenization="char", train_file=str(corpus / "ner_train.txt"),
+              pseudo_label_file=str(path), pseudo_per_class=2, pseudo_min_confidence=0.2)
   encoded, summary = finetuning.pseudo_labeled(f, _encoder(corpus, "ner", tokenization="char"),
                                                300)
   classes = summary["classes"]
@@ -238,11 +241,11 @@ def test_run_classifier_adds_the_selected_examples(corpus, pool, tmp_path, capsy
   test = _head(corpus / "test.tsv", tmp_path / "test.tsv", 100)
   capsys.readouterr()
   output = tmp_path / "model"
-  results = finetuning.run(_flags(
-      init_checkpoint=str(init), train_file=str(train), eval_file=str(test),
+  results = finetuning.run(_config(
+      "classification", init_checkpoint=str(init), train_file=str(train), eval_file=str(test),
       label_file=str(corpus / "labels.txt"),
       output_dir=str(output), num_train_epochs=1.0, pseudo_label_file=str(path),
-      pseudo_per_class=12, pseudo_min_confidence=0.5, random_seed=11), "classification")
+      pseudo_per_class=12, pseudo_min_confidence=0.5, random_seed=11))
   printed = capsys.readouterr().out
   added = len(_expected(lines, confidences, 12, 0.5))
   assert 100 < added < 20 * 12  # 20 classes, up to 12 each, 10 on average above 0.5
@@ -279,4 +282,4 @@ def test_self_training_flags_are_refused_alone(tmp_path):
                           (dict(pseudo_label_file="p.tsv", pseudo_per_class=2, do_train=False),
                            "needs --do_train")]:
     with pytest.raises(ValueError, match=message):
-      finetuning.check_self_training_flags(_flags(**values))
+      finetuning.check_self_training_flags(_config(**values))

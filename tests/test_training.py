@@ -2,13 +2,12 @@
 
 import json
 import os
-import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_pl import (checkpoints, create_pretraining_data, input_pipeline, modeling,
+from bert_pl import (checkpoints, create_pretraining_data, input_files, input_pipeline, modeling,
                      optimization, run_pretraining, task_models, training)
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -112,19 +111,14 @@ def test_mlm_loss_is_the_original_formula():
   assert loss == pytest.approx(expected, rel=1e-5)
 
 
-def _flags(**values):
-  defaults = dict(
-      init_checkpoint=None, bert_config_file=None, vocab_file=None, do_lower_case=True,
-      tokenization="wordpiece", num_hidden_layers=None, layer_map=None, input_file=None,
-      eval_input_file=None, output_dir=None, max_seq_length=64, max_predictions_per_seq=10,
-      train_batch_size=32, eval_batch_size=32, learning_rate=2e-3, num_train_steps=0,
-      num_warmup_steps=5, weight_decay=0.01, save_checkpoints_steps=50, do_train=True,
-      do_eval=True, max_eval_steps=8, task_loss="none", task_loss_weight=1.0,
-      label_file=None, num_labels=None, distribution_strategy="mirrored", num_gpus=None, dtype="float32", bucket_width=0,
-      random_seed=1, pseudo_label_loss="hard", kl_temperature=1.0, masked_lm_loss_weight=1.0,
-      skip_corrupt_files=False, verify_checksums=False)
-  defaults.update(values)
-  return types.SimpleNamespace(**defaults)
+def _pretraining_config(**values):
+  """The tests' run_pretraining: a tiny, quick, seeded run on records of
+  max_seq_length 64, training (0 steps) and evaluating."""
+  return run_pretraining.RunPretrainingConfig(**{
+      "max_seq_length": 64, "max_predictions_per_seq": 10, "eval_batch_size": 32,
+      "learning_rate": 2e-3, "num_train_steps": 0, "num_warmup_steps": 5,
+      "save_checkpoints_steps": 50, "do_train": True, "do_eval": True, "max_eval_steps": 8,
+      "random_seed": 1, **values})
 
 
 def _tiny_config(corpus, path, layers=2, dropout=0.1):
@@ -142,9 +136,9 @@ def _tiny_config(corpus, path, layers=2, dropout=0.1):
 def _random_init(corpus, work):
   """`work`/init: a model directory of the tiny config at its random initial
   weights (0 steps), for fine-tuning tests that need no pre-training."""
-  run_pretraining.run(_flags(bert_config_file=_tiny_config(corpus, work / "config.json"),
-                             vocab_file=str(corpus / "vocab.txt"), output_dir=str(work / "init"),
-                             do_eval=False))
+  run_pretraining.run(_pretraining_config(
+      bert_config_file=_tiny_config(corpus, work / "config.json"),
+      vocab_file=str(corpus / "vocab.txt"), output_dir=str(work / "init"), do_eval=False))
   return work / "init"
 
 
@@ -162,8 +156,9 @@ def test_each_task_loss_goes_down_on_the_sample_corpus(corpus, tmp_path, task, d
                 vocab_file=str(corpus / "vocab.txt"), input_file=records,
                 output_dir=str(tmp_path / "model"), task_loss=task,
                 label_file=str(corpus / labels) if labels else None)
-  before = run_pretraining.run(_flags(**common, do_train=False))
-  after = run_pretraining.run(_flags(**common, num_train_steps=300, learning_rate=5e-3))
+  before = run_pretraining.run(_pretraining_config(**common, do_train=False))
+  after = run_pretraining.run(_pretraining_config(**common, num_train_steps=300,
+                                                  learning_rate=5e-3))
   print(f"\n{task}: before {before}\nafter {after}")
   # Measured (300 steps): MLM loss 7.1 -> 4.3-5.2, MLM accuracy 0.001 -> 0.08-0.16;
   # classification loss 3.0 -> 0.5 (accuracy 0.07 -> 0.93); CRF NLL 45 -> ~6 (0.13 -> 0.90).
@@ -174,7 +169,8 @@ def test_each_task_loss_goes_down_on_the_sample_corpus(corpus, tmp_path, task, d
     assert after["task"] < 0.4 * before["task"], (before, after)
     assert after["task_accuracy"] > before["task_accuracy"] + 0.4
   info = json.loads((tmp_path / "model" / "task.json").read_text())
-  assert info["task"] == task and info["labels"] == (list(label_tuple) if labels else None)
+  assert info["task"] == task and info["labels"] == (
+      input_files.read_labels(str(corpus / labels)) if labels else None)
   assert (tmp_path / "model" / "eval_results.txt").read_text().count(" = ") >= 3
   assert os.listdir(tmp_path / "model" / "summaries" / "train")
 
@@ -195,8 +191,9 @@ def test_twelve_layer_google_checkpoint_initialises_three_layers(corpus, tmp_pat
   specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
   vocab.write_text("\n".join(specials + [f"t{i}" for i in range(21128 - 5)]) + "\n")
   output = tmp_path / "model_a"
-  run_pretraining.run(_flags(init_checkpoint=prefix, num_hidden_layers=3, vocab_file=str(vocab),
-                             output_dir=str(output), do_eval=False))
+  run_pretraining.run(_pretraining_config(init_checkpoint=prefix, num_hidden_layers=3,
+                                          vocab_file=str(vocab), output_dir=str(output),
+                                          do_eval=False))
   saved = json.loads((output / "bert_config.json").read_text())
   assert saved["num_hidden_layers"] == 3 and saved["hidden_size"] == 48
   model, source = checkpoints.load_bert(str(output))
@@ -213,12 +210,12 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(corpus, tmp_
   common = dict(bert_config_file=_tiny_config(corpus, tmp_path / "config.json"),
                 vocab_file=str(corpus / "vocab.txt"), input_file=records,
                 output_dir=str(tmp_path / "model"), save_checkpoints_steps=5, do_eval=False)
-  run_pretraining.run(_flags(**common, num_train_steps=5))
+  run_pretraining.run(_pretraining_config(**common, num_train_steps=5))
   good = tf.train.load_checkpoint(str(tmp_path / "model" / "ckpt-5"))
   # A learning rate of 1e12 makes the weights, then the loss, overflow.
   with pytest.raises(training.DivergedError, match=r"the loss became (nan|inf).*ckpt-5"):
-    run_pretraining.run(_flags(**common, num_train_steps=50, learning_rate=1e12,
-                               num_warmup_steps=0))
+    run_pretraining.run(_pretraining_config(**common, num_train_steps=50, learning_rate=1e12,
+                                            num_warmup_steps=0))
   assert tf.train.latest_checkpoint(str(tmp_path / "model")).endswith("ckpt-5")
   kept = tf.train.load_checkpoint(str(tmp_path / "model" / "ckpt-5"))
   names = [n for n in kept.get_variable_to_shape_map() if n.startswith("bert/")]
