@@ -316,9 +316,10 @@ def predict(config: FinetuningConfig) -> str:
   """Writes the pseudo-labeled file of `--predict_file` (with its side
   files) with the model of `--output_dir`, as step 3 writes it
   (`predict_pseudo_labels.PseudoLabeler`); returns its path."""
-  labeler = predict_pseudo_labels.PseudoLabeler(
-      config.output_dir, batch_size=config.predict_batch_size, dtype=config.dtype,
-      write_logits=config.write_logits, logits_top_k=config.logits_top_k)
+  labeler = predict_pseudo_labels.PseudoLabeler(predict_pseudo_labels.PredictPseudoLabelsConfig(
+      config.output_dir, config.predict_file, config.output_dir,
+      predict_batch_size=config.predict_batch_size, dtype=config.dtype,
+      write_logits=config.write_logits, logits_top_k=config.logits_top_k))
   name = "predictions.tsv" if config.task == "classification" else "predictions.txt"
   path = os.path.join(config.output_dir, name)
   counts = input_files.Counts(skip_bad_lines=config.skip_bad_lines)
