@@ -44,19 +44,29 @@ def timed(module: str, args, lines: int, workers: int = 0):
   result = common.run_output([sys.executable, "-m", module, *args, *options])
   seconds = float(re.search(r" in ([0-9.]+)s", result).group(1))
   workers = workers or 1
-  return {"workers": workers, "seconds": seconds, "lines_per_s": round(lines / seconds, 1),
-          "lines_per_s_per_worker": round(lines / seconds / workers, 1)}
+  return {
+    "workers": workers,
+    "seconds": seconds,
+    "lines_per_s": round(lines / seconds, 1),
+    "lines_per_s_per_worker": round(lines / seconds / workers, 1),
+  }
 
 
-def compare(job: str, args, output_flag: str, output_name: str, lines: int, workers: int,
-            work: pathlib.Path):
+def compare(
+  job: str, args, output_flag: str, output_name: str, lines: int, workers: int, work: pathlib.Path
+):
   """The single-process job, then the Beam job with 1 and `workers` workers."""
+
   def output(run):
     return [f"{output_flag}={work / job / run / output_name}"]
-  return {"single_process": timed(f"bert_pl.{job}", args + output("single"), lines),
-          "beam_1": timed(f"bert_pl.beam.{job}", args + output("beam_1"), lines, 1),
-          f"beam_{workers}": timed(f"bert_pl.beam.{job}", args + output(f"beam_{workers}"),
-                                   lines, workers)}
+
+  return {
+    "single_process": timed(f"bert_pl.{job}", args + output("single"), lines),
+    "beam_1": timed(f"bert_pl.beam.{job}", args + output("beam_1"), lines, 1),
+    f"beam_{workers}": timed(
+      f"bert_pl.beam.{job}", args + output(f"beam_{workers}"), lines, workers
+    ),
+  }
 
 
 def main():
@@ -71,19 +81,26 @@ def main():
   pool = write_parts(lines, work / "pool", 8)
   results = {"workers": args.workers}
 
-  cpd = [f"--input_file={pool}", f"--vocab_file={corpus['vocab']}", "--max_seq_length=64",
-         "--max_predictions_per_seq=10", "--num_output_shards=8"]
-  results["create_pretraining_data"] = compare("create_pretraining_data", cpd, "--output_file",
-                                               "data", args.cpd_lines, args.workers, work)
+  cpd = [
+    f"--input_file={pool}",
+    f"--vocab_file={corpus['vocab']}",
+    "--max_seq_length=64",
+    "--max_predictions_per_seq=10",
+    "--num_output_shards=8",
+  ]
+  results["create_pretraining_data"] = compare(
+    "create_pretraining_data", cpd, "--output_file", "data", args.cpd_lines, args.workers, work
+  )
 
-  small = write_parts(lines[:args.predict_lines], work / "small", 8)
+  small = write_parts(lines[: args.predict_lines], work / "small", 8)
   config = modeling.BertConfig(vocab_size=common.CHINESE_VOCAB_SIZE, **common.PAPER_MODEL)
   labels = [f"label{i}" for i in range(20)]
   model = task_models.BertTaskModel(config, "classification", len(labels))
   write_model_dir(work / "model_b", config, corpus["vocab"], model, labels)
   predict = [f"--model_dir={work}/model_b", f"--input_file={small}", "--predict_batch_size=256"]
-  results["predict_pseudo_labels"] = compare("predict_pseudo_labels", predict, "--output_dir",
-                                             "", args.predict_lines, args.workers, work)
+  results["predict_pseudo_labels"] = compare(
+    "predict_pseudo_labels", predict, "--output_dir", "", args.predict_lines, args.workers, work
+  )
   print(json.dumps(results))
 
 

@@ -31,16 +31,20 @@ import time
 
 import tensorflow as tf
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
 from data_prep import build_vocab, make_sample_corpus
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def _timed(command):
   start = time.perf_counter()
-  result = subprocess.run(["taskset", "-c", "0", sys.executable, *command], cwd=REPO,
-                          capture_output=True, text=True,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-                               "CUDA_VISIBLE_DEVICES": ""})
+  result = subprocess.run(
+    ["taskset", "-c", "0", sys.executable, *command],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
+  )
   elapsed = time.perf_counter() - start
   if result.returncode:
     raise SystemExit(f"{command[1]} failed:\n{result.stderr[-3000:]}")
@@ -53,45 +57,75 @@ def _count(pattern):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--lines", type=int, default=20000,
-                      help="tf-models' largest input; bert_pl's is 10x")
+  parser.add_argument(
+    "--lines", type=int, default=20000, help="tf-models' largest input; bert_pl's is 10x"
+  )
   parser.add_argument("--json_output", default=None, help="Also write the results here.")
   args = parser.parse_args()
   work = pathlib.Path(tempfile.mkdtemp(prefix="bench_cpd_"))
   try:
-    make_sample_corpus.run(make_sample_corpus.MakeSampleCorpusConfig(
-        str(work), num_unlabeled=10 * args.lines, num_ner_unlabeled=10, num_train=10,
-        num_test=10, num_ner_train=10, num_ner_test=10))
+    make_sample_corpus.run(
+      make_sample_corpus.MakeSampleCorpusConfig(
+        str(work),
+        num_unlabeled=10 * args.lines,
+        num_ner_unlabeled=10,
+        num_train=10,
+        num_test=10,
+        num_ner_train=10,
+        num_ner_test=10,
+      )
+    )
     lines = (work / "unlabeled.txt").read_text(encoding="utf-8").splitlines(keepends=True)
     build_vocab.run(build_vocab.BuildVocabConfig(f"{work}/unlabeled.txt", f"{work}/vocab.txt"))
-    common = [f"--vocab_file={work}/vocab.txt", "--max_seq_length=64",
-              "--max_predictions_per_seq=10", "--dupe_factor=1", "--do_lower_case=true"]
+    common = [
+      f"--vocab_file={work}/vocab.txt",
+      "--max_seq_length=64",
+      "--max_predictions_per_seq=10",
+      "--dupe_factor=1",
+      "--do_lower_case=true",
+    ]
     results = {"lines": args.lines}
     for name, module, separator, full in (
-        ("bert_pl", "bert_pl.create_pretraining_data", "", 10 * args.lines),
-        ("tf_models", "official.nlp.data.create_pretraining_data", "\n", args.lines)):
+      ("bert_pl", "bert_pl.create_pretraining_data", "", 10 * args.lines),
+      ("tf_models", "official.nlp.data.create_pretraining_data", "\n", args.lines),
+    ):
       times, half = {}, full // 2
       for size in (half, full):
         corpus = work / f"{name}_{size}.txt"
         corpus.write_text("".join(line + separator for line in lines[:size]), encoding="utf-8")
         extra = ["--num_workers=1"] if name == "bert_pl" else []
-        times[size] = _timed(["-m", module, f"--input_file={corpus}",
-                              f"--output_file={work}/{name}_{size}.tfrecord", *common, *extra])
+        times[size] = _timed(
+          [
+            "-m",
+            module,
+            f"--input_file={corpus}",
+            f"--output_file={work}/{name}_{size}.tfrecord",
+            *common,
+            *extra,
+          ]
+        )
       examples = _count(f"{work}/{name}_{full}.tfrecord")
       results[name] = {
-          "examples": examples,
-          "seconds": round(times[full], 2),
-          "process_examples_per_s": round(examples / times[full], 1),
-          "steady_examples_per_s": round((full - half) / (times[full] - times[half]), 1),
+        "examples": examples,
+        "seconds": round(times[full], 2),
+        "process_examples_per_s": round(examples / times[full], 1),
+        "steady_examples_per_s": round((full - half) / (times[full] - times[half]), 1),
       }
     ours, theirs = results["bert_pl"], results["tf_models"]
-    results["ratio_steady"] = round(ours["steady_examples_per_s"] / theirs["steady_examples_per_s"], 2)
-    print(f"{'job (one core)':<36}{'examples':>9}{'seconds':>9}{'process ex/s':>14}"
-          f"{'steady ex/s':>13}")
-    for label, r in (("bert_pl create_pretraining_data", ours),
-                     ("tf-models create_pretraining_data", theirs)):
-      print(f"{label:<36}{r['examples']:>9}{r['seconds']:>9.1f}"
-            f"{r['process_examples_per_s']:>14.0f}{r['steady_examples_per_s']:>13.0f}")
+    results["ratio_steady"] = round(
+      ours["steady_examples_per_s"] / theirs["steady_examples_per_s"], 2
+    )
+    print(
+      f"{'job (one core)':<36}{'examples':>9}{'seconds':>9}{'process ex/s':>14}{'steady ex/s':>13}"
+    )
+    for label, r in (
+      ("bert_pl create_pretraining_data", ours),
+      ("tf-models create_pretraining_data", theirs),
+    ):
+      print(
+        f"{label:<36}{r['examples']:>9}{r['seconds']:>9.1f}"
+        f"{r['process_examples_per_s']:>14.0f}{r['steady_examples_per_s']:>13.0f}"
+      )
     print(f"ratio bert_pl / tf-models, steady state: {results['ratio_steady']:.2f}x (target >= 5x)")
     if args.json_output:
       pathlib.Path(args.json_output).write_text(json.dumps(results, indent=2) + "\n")

@@ -30,8 +30,17 @@ import numpy as np
 import tensorflow as tf
 
 from bench import common
-from bert_pl import (features, input_files, model_dir, modeling, precision,
-                     predict_pseudo_labels, prediction, task_models, tokenization)
+from bert_pl import (
+  features,
+  input_files,
+  model_dir,
+  modeling,
+  precision,
+  predict_pseudo_labels,
+  prediction,
+  task_models,
+  tokenization,
+)
 
 
 def exact_length_batches(predictor, encoded):
@@ -43,11 +52,23 @@ def exact_length_batches(predictor, encoded):
 
 
 def write_model_dir(directory, config, vocab, model, labels):
-  model_dir.write(str(directory), config, vocab, {
-      "task": "classification", "labels": labels, "max_seq_length": 64, "do_lower_case": True,
-      "tokenization": "wordpiece", "field_join": "sep", "trained_by": "bench"})
-  tf.train.CheckpointManager(tf.train.Checkpoint(bert=model.bert, head=model.head),
-                             str(directory), 1).save()
+  model_dir.write(
+    str(directory),
+    config,
+    vocab,
+    {
+      "task": "classification",
+      "labels": labels,
+      "max_seq_length": 64,
+      "do_lower_case": True,
+      "tokenization": "wordpiece",
+      "field_join": "sep",
+      "trained_by": "bench",
+    },
+  )
+  tf.train.CheckpointManager(
+    tf.train.Checkpoint(bert=model.bert, head=model.head), str(directory), 1
+  ).save()
 
 
 def main():
@@ -66,21 +87,25 @@ def main():
   config = modeling.BertConfig(vocab_size=tokenizer.vocab_size, **common.PAPER_MODEL)
   labels = [f"label{i}" for i in range(20)]
   model = task_models.BertTaskModel(config, "classification", len(labels))
-  peaks = {dtype: common.matmul_peak(common.model_gemm_shapes(8192), dtype)
-           for dtype in ("float32", "bfloat16")}
+  peaks = {
+    dtype: common.matmul_peak(common.model_gemm_shapes(8192), dtype)
+    for dtype in ("float32", "bfloat16")
+  }
 
   def job(predictor):
     window = 64 * args.batch_size
     for start in range(0, len(lengths), window):
-      prediction.predict_sorted(predictor, {k: v[start:start + window]
-                                            for k, v in encoded.items()})
+      prediction.predict_sorted(
+        predictor, {k: v[start : start + window] for k, v in encoded.items()}
+      )
 
   modes = {
-      "padded": lambda: prediction.Predictor(model, args.batch_size, trim_padding=False
-                                             ).predict(encoded),
-      "job": lambda: job(prediction.Predictor(model, args.batch_size)),
-      "ideal": lambda: exact_length_batches(prediction.Predictor(model, args.batch_size), encoded),
-      "job_xla": lambda: job(prediction.Predictor(model, args.batch_size, use_xla=True)),
+    "padded": lambda: prediction.Predictor(model, args.batch_size, trim_padding=False).predict(
+      encoded
+    ),
+    "job": lambda: job(prediction.Predictor(model, args.batch_size)),
+    "ideal": lambda: exact_length_batches(prediction.Predictor(model, args.batch_size), encoded),
+    "job_xla": lambda: job(prediction.Predictor(model, args.batch_size, use_xla=True)),
   }
   skipped = {}
   if peaks["bfloat16"] > 1.2 * peaks["float32"]:
@@ -89,8 +114,10 @@ def main():
     model_bf16.set_weights(model.get_weights())
     modes["job_bf16"] = lambda: job(prediction.Predictor(model_bf16, args.batch_size))
   else:
-    skipped["job_bf16"] = (f"bfloat16 matmul {peaks['bfloat16']:.0f} GFLOP/s vs float32 "
-                           f"{peaks['float32']:.0f}: no native bfloat16 here")
+    skipped["job_bf16"] = (
+      f"bfloat16 matmul {peaks['bfloat16']:.0f} GFLOP/s vs float32 "
+      f"{peaks['float32']:.0f}: no native bfloat16 here"
+    )
   rates = {}
   for name, run in modes.items():
     run()
@@ -101,14 +128,25 @@ def main():
   directory = work / "model_b"
   write_model_dir(directory, config, corpus["vocab"], model, labels)
   start = time.perf_counter()
-  predict_pseudo_labels.run(predict_pseudo_labels.PredictPseudoLabelsConfig(
-      str(directory), pool, str(work / "pseudo"), predict_batch_size=args.batch_size))
+  predict_pseudo_labels.run(
+    predict_pseudo_labels.PredictPseudoLabelsConfig(
+      str(directory), pool, str(work / "pseudo"), predict_batch_size=args.batch_size
+    )
+  )
   rates["whole_job"] = round(len(lengths) / (time.perf_counter() - start), 1)
-  print(json.dumps({
-      "lines": len(lengths), "batch_size": args.batch_size,
-      "mean_tokens": round(float(lengths.mean()), 1), "max_tokens": int(lengths.max()),
-      "lines_per_s": rates, "skipped": skipped,
-      "matmul_peak": {k: round(v, 1) for k, v in peaks.items()}}))
+  print(
+    json.dumps(
+      {
+        "lines": len(lengths),
+        "batch_size": args.batch_size,
+        "mean_tokens": round(float(lengths.mean()), 1),
+        "max_tokens": int(lengths.max()),
+        "lines_per_s": rates,
+        "skipped": skipped,
+        "matmul_peak": {k: round(v, 1) for k, v in peaks.items()},
+      }
+    )
+  )
 
 
 if __name__ == "__main__":

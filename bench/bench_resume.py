@@ -37,20 +37,25 @@ def make_features(n: int):
   rng = np.random.default_rng(0)
   lengths = rng.integers(10, SEQ + 1, n)
   mask = (np.arange(SEQ)[None] < lengths[:, None]).astype(np.int64)
-  return {"input_ids": rng.integers(100, VOCAB, (n, SEQ)) * mask, "input_mask": mask,
-          "segment_ids": np.zeros([n, SEQ], np.int64),
-          "masked_lm_positions": np.sort(rng.integers(1, 10, (n, PRED)), 1),
-          "masked_lm_ids": rng.integers(100, VOCAB, (n, PRED)),
-          "masked_lm_weights": np.ones([n, PRED], np.float32),
-          "next_sentence_labels": np.zeros([n, 1], np.int64)}
+  return {
+    "input_ids": rng.integers(100, VOCAB, (n, SEQ)) * mask,
+    "input_mask": mask,
+    "segment_ids": np.zeros([n, SEQ], np.int64),
+    "masked_lm_positions": np.sort(rng.integers(1, 10, (n, PRED)), 1),
+    "masked_lm_ids": rng.integers(100, VOCAB, (n, PRED)),
+    "masked_lm_weights": np.ones([n, PRED], np.float32),
+    "next_sentence_labels": np.zeros([n, 1], np.int64),
+  }
 
 
 def distributed_checkpointable(strategy) -> dict:
   dataset = tf.data.Dataset.range(64).batch(4)
-  makers = {"distribute_datasets_from_function":
-            lambda: strategy.distribute_datasets_from_function(lambda _: dataset),
-            "experimental_distribute_dataset":
-            lambda: strategy.experimental_distribute_dataset(dataset)}
+  makers = {
+    "distribute_datasets_from_function": lambda: strategy.distribute_datasets_from_function(
+      lambda _: dataset
+    ),
+    "experimental_distribute_dataset": lambda: strategy.experimental_distribute_dataset(dataset),
+  }
   out = {}
   for name, make in makers.items():
     try:
@@ -80,8 +85,10 @@ def skip_rate(dataset, batches: int) -> dict:
   for _ in dataset.skip(batches).take(1):
     pass
   items = batches * BATCH
-  return {"per_second": round(items / (time.time() - start)),
-          "per_cpu_second": round(items / (time.process_time() - cpu))}
+  return {
+    "per_second": round(items / (time.time() - start)),
+    "per_cpu_second": round(items / (time.process_time() - cpu)),
+  }
 
 
 def main():
@@ -103,18 +110,19 @@ def main():
         writer.write(record)
   result["record_bytes"] = round(float(np.mean([len(r) for r in records])))
   spec = tfrecords.pretraining_feature_spec(SEQ, PRED)
-  small = {k: v[:args.finetuning_examples] for k, v in features.items()}
+  small = {k: v[: args.finetuning_examples] for k, v in features.items()}
   batches = (args.records // BATCH) * 2 // 3
   for bucket_width in (0, 8):
-    pretraining = input_pipeline.pretraining_dataset(files, spec, BATCH, True, seed=1,
-                                                     bucket_width=bucket_width)
-    finetuning = input_pipeline.array_dataset(small, BATCH, True, seed=1,
-                                              bucket_width=bucket_width)
+    pretraining = input_pipeline.pretraining_dataset(
+      files, spec, BATCH, True, seed=1, bucket_width=bucket_width
+    )
+    finetuning = input_pipeline.array_dataset(small, BATCH, True, seed=1, bucket_width=bucket_width)
     result[f"bucket_width={bucket_width}"] = {
-        "pretraining_state": iterator_state(pretraining, os.path.join(work, f"p{bucket_width}")),
-        "finetuning_state": iterator_state(finetuning, os.path.join(work, f"f{bucket_width}")),
-        "pretraining_skip_records": skip_rate(pretraining, batches),
-        "finetuning_skip_examples": skip_rate(finetuning, batches)}
+      "pretraining_state": iterator_state(pretraining, os.path.join(work, f"p{bucket_width}")),
+      "finetuning_state": iterator_state(finetuning, os.path.join(work, f"f{bucket_width}")),
+      "pretraining_skip_records": skip_rate(pretraining, batches),
+      "finetuning_skip_examples": skip_rate(finetuning, batches),
+    }
   print(json.dumps(result))
 
 

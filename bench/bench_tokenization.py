@@ -61,8 +61,9 @@ def measure(texts, vocab_file: str, batch_size: int) -> dict:
   def run_ours():
     ids = []
     for start in range(0, len(texts), batch_size):
-      ids.extend(ours.tokenize_with_offsets(tf.constant(texts[start:start + batch_size]))
-                 .ids.to_list())
+      ids.extend(
+        ours.tokenize_with_offsets(tf.constant(texts[start : start + batch_size])).ids.to_list()
+      )
     return ids
 
   def run_theirs():
@@ -74,9 +75,12 @@ def measure(texts, vocab_file: str, batch_size: int) -> dict:
     start = time.perf_counter()
     outputs[name] = run()
     rates[name] = round(len(texts) / (time.perf_counter() - start), 1)
-  return {"lines": len(texts), "strings_per_s": rates,
-          "identical_ids": outputs["bert_pl"] == outputs["full_tokenizer"],
-          "ratio": round(rates["bert_pl"] / rates["full_tokenizer"], 2)}
+  return {
+    "lines": len(texts),
+    "strings_per_s": rates,
+    "identical_ids": outputs["bert_pl"] == outputs["full_tokenizer"],
+    "ratio": round(rates["bert_pl"] / rates["full_tokenizer"], 2),
+  }
 
 
 def main():
@@ -85,16 +89,21 @@ def main():
   parser.add_argument("--batch_size", type=int, default=512)
   parser.add_argument("--data_dir", default=str(common.REPO.parent / "shared" / "data"))
   args = parser.parse_args()
-  corpus = common.make_corpus(pathlib.Path(tempfile.mkdtemp(prefix="bench_tok_")),
-                              num_unlabeled=args.lines)
-  texts = pathlib.Path(corpus["dir"], "unlabeled.txt").read_text(
-      encoding="utf-8").replace("\t", " ").splitlines()
+  corpus = common.make_corpus(
+    pathlib.Path(tempfile.mkdtemp(prefix="bench_tok_")), num_unlabeled=args.lines
+  )
+  texts = (
+    pathlib.Path(corpus["dir"], "unlabeled.txt")
+    .read_text(encoding="utf-8")
+    .replace("\t", " ")
+    .splitlines()
+  )
   results = {"generated": measure(texts, corpus["vocab"], args.batch_size)}
   real = real_chinese_texts(pathlib.Path(args.data_dir))
   if real is not None:
     texts, vocab = real
     step = max(1, len(texts) // args.lines)
-    results["real_chinese"] = measure(texts[::step][:args.lines], vocab, args.batch_size)
+    results["real_chinese"] = measure(texts[::step][: args.lines], vocab, args.batch_size)
   print(json.dumps(results))
 
 

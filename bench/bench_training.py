@@ -42,44 +42,74 @@ import numpy as np
 from bench import common
 
 TASKS = {  # task -> (max_seq_length, max_predictions_per_seq, input, labels)
-    "classification": (64, 10, "train.tsv", "labels.txt"),
-    "ner": (128, 20, "ner_train.txt", "tags.txt"),
+  "classification": (64, 10, "train.tsv", "labels.txt"),
+  "ner": (128, 20, "ner_train.txt", "tags.txt"),
 }
 VARIANTS = {  # name -> run_pretraining flags
-    "padded": ["--bucket_width=0"],
-    "bucketed": ["--bucket_width=8"],
-    "bucketed_bf16": ["--bucket_width=8", "--dtype=bfloat16"],
+  "padded": ["--bucket_width=0"],
+  "bucketed": ["--bucket_width=8"],
+  "bucketed_bf16": ["--bucket_width=8", "--dtype=bfloat16"],
 }
 
 
 def create_data(corpus, task, work):
   seq, predictions, input_name, labels = TASKS[task]
   output = work / f"{task}.tfrecord"
-  subprocess.run([sys.executable, "-m", "bert_pl.create_pretraining_data",
-                  f"--input_file={corpus['dir']}/{input_name}", f"--output_file={output}",
-                  f"--vocab_file={corpus['vocab']}", f"--max_seq_length={seq}",
-                  f"--max_predictions_per_seq={predictions}", f"--task={task}",
-                  f"--label_file={corpus['dir']}/{labels}", "--random_seed=1"],
-                 cwd=common.REPO, check=True, capture_output=True)
+  subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "bert_pl.create_pretraining_data",
+      f"--input_file={corpus['dir']}/{input_name}",
+      f"--output_file={output}",
+      f"--vocab_file={corpus['vocab']}",
+      f"--max_seq_length={seq}",
+      f"--max_predictions_per_seq={predictions}",
+      f"--task={task}",
+      f"--label_file={corpus['dir']}/{labels}",
+      "--random_seed=1",
+    ],
+    cwd=common.REPO,
+    check=True,
+    capture_output=True,
+  )
   return output
 
 
 def run_bert_pl(task, data, corpus, config, variant, args, work):
   seq, predictions, _, labels = TASKS[task]
   output_dir = work / f"model_{task}_{variant}"
-  command = [sys.executable, "-m", "bert_pl.run_pretraining", f"--input_file={data}",
-             f"--output_dir={output_dir}", f"--bert_config_file={config}",
-             f"--vocab_file={corpus['vocab']}", f"--max_seq_length={seq}",
-             f"--max_predictions_per_seq={predictions}", f"--task_loss={task}",
-             f"--label_file={corpus['dir']}/{labels}", f"--train_batch_size={args.batch_size}",
-             f"--num_train_steps={args.warmup_steps + args.timed_steps}",
-             f"--save_checkpoints_steps={args.warmup_steps}", "--num_warmup_steps=0",
-             "--learning_rate=1e-4", "--random_seed=1", "--do_train", *VARIANTS[variant]]
-  result = subprocess.run(command, cwd=common.REPO, capture_output=True, text=True,
-                          env={**common.os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  command = [
+    sys.executable,
+    "-m",
+    "bert_pl.run_pretraining",
+    f"--input_file={data}",
+    f"--output_dir={output_dir}",
+    f"--bert_config_file={config}",
+    f"--vocab_file={corpus['vocab']}",
+    f"--max_seq_length={seq}",
+    f"--max_predictions_per_seq={predictions}",
+    f"--task_loss={task}",
+    f"--label_file={corpus['dir']}/{labels}",
+    f"--train_batch_size={args.batch_size}",
+    f"--num_train_steps={args.warmup_steps + args.timed_steps}",
+    f"--save_checkpoints_steps={args.warmup_steps}",
+    "--num_warmup_steps=0",
+    "--learning_rate=1e-4",
+    "--random_seed=1",
+    "--do_train",
+    *VARIANTS[variant],
+  ]
+  result = subprocess.run(
+    command,
+    cwd=common.REPO,
+    capture_output=True,
+    text=True,
+    env={**common.os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+  )
   if result.returncode:
     raise SystemExit(f"run_pretraining failed:\n{result.stderr[-3000:]}")
-  line = [l for l in result.stdout.splitlines() if l.startswith("run_pretraining:")][-1]
+  line = [s for s in result.stdout.splitlines() if s.startswith("run_pretraining:")][-1]
   values = dict(re.findall(r"(\w+)=([-\d.e+naif]+)", line))
   examples = float(values["examples_per_second"])
   real = float(values["real_tokens_per_second"])
@@ -87,20 +117,29 @@ def run_bert_pl(task, data, corpus, config, variant, args, work):
   width = padded / examples
   num_labels = len(pathlib.Path(corpus["dir"], labels).read_text(encoding="utf-8").split())
   flops = common.training_flops(padded, width, examples, predictions, task, num_labels)
-  return {"examples_per_s": round(examples, 2), "real_tokens_per_s": round(real, 1),
-          "padding_share": round(float(values["padding_share"]), 3),
-          "mean_width": round(width, 1), "gflops_per_s": round(flops / 1e9, 1),
-          "total_loss": float(values["total_loss"])}
+  return {
+    "examples_per_s": round(examples, 2),
+    "real_tokens_per_s": round(real, 1),
+    "padding_share": round(float(values["padding_share"]), 3),
+    "mean_width": round(width, 1),
+    "gflops_per_s": round(flops / 1e9, 1),
+    "total_loss": float(values["total_loss"]),
+  }
 
 
 def export_examples(data, task, path):
   """The TFRecords as arrays, in file order, for the PyTorch benchmark."""
   import tensorflow as tf
+
   from bert_pl import tfrecords
+
   seq, predictions, _, _ = TASKS[task]
   spec = tfrecords.pretraining_feature_spec(seq, predictions, task)
-  batch = next(iter(tf.data.TFRecordDataset(str(data)).batch(1 << 20).map(
-      lambda r: tf.io.parse_example(r, spec))))
+  batch = next(
+    iter(
+      tf.data.TFRecordDataset(str(data)).batch(1 << 20).map(lambda r: tf.io.parse_example(r, spec))
+    )
+  )
   np.savez(path, **{k: v.numpy() for k, v in batch.items()})
 
 
@@ -112,24 +151,33 @@ def main():
   parser.add_argument("--timed_steps", type=int, default=10)
   parser.add_argument("--tasks", default="classification,ner")
   parser.add_argument("--variants", default=",".join(VARIANTS))
-  parser.add_argument("--hf_python", default=str(common.REPO / ".venv-bench/bin/python"),
-                      help="Python of the bench-only environment; empty: skip Hugging Face.")
+  parser.add_argument(
+    "--hf_python",
+    default=str(common.REPO / ".venv-bench/bin/python"),
+    help="Python of the bench-only environment; empty: skip Hugging Face.",
+  )
   args = parser.parse_args()
   work = pathlib.Path(tempfile.mkdtemp(prefix="bench_training_"))
-  corpus = common.make_corpus(work / "corpus", num_train=args.examples,
-                              num_ner_train=args.examples)
+  corpus = common.make_corpus(work / "corpus", num_train=args.examples, num_ner_train=args.examples)
   config = common.write_paper_config(work / "bert_config.json")
   # The model's GEMMs at batch 64 x ~36 tokens.
-  peaks = {dtype: round(common.matmul_peak(common.model_gemm_shapes(2304), dtype), 1)
-           for dtype in ("float32", "bfloat16")}
-  results = {"batch_size": args.batch_size, "timed_steps": args.timed_steps,
-             "matmul_peak": peaks, "skipped": {}}
+  peaks = {
+    dtype: round(common.matmul_peak(common.model_gemm_shapes(2304), dtype), 1)
+    for dtype in ("float32", "bfloat16")
+  }
+  results = {
+    "batch_size": args.batch_size,
+    "timed_steps": args.timed_steps,
+    "matmul_peak": peaks,
+    "skipped": {},
+  }
   variants = args.variants.split(",")
   if "bucketed_bf16" in variants and peaks["bfloat16"] < 1.2 * peaks["float32"]:
     variants.remove("bucketed_bf16")
     results["skipped"]["bucketed_bf16"] = (
-        f"bfloat16 matmul {peaks['bfloat16']} GFLOP/s vs float32 {peaks['float32']}: "
-        "no native bfloat16 here")
+      f"bfloat16 matmul {peaks['bfloat16']} GFLOP/s vs float32 {peaks['float32']}: "
+      "no native bfloat16 here"
+    )
   for task in args.tasks.split(","):
     data = create_data(corpus, task, work)
     seq = TASKS[task][0]
@@ -141,12 +189,21 @@ def main():
     if args.hf_python:
       arrays = work / f"{task}.npz"
       export_examples(data, task, arrays)
-      num_labels = len(pathlib.Path(corpus["dir"], TASKS[task][3]).read_text(
-          encoding="utf-8").split())
+      num_labels = len(
+        pathlib.Path(corpus["dir"], TASKS[task][3]).read_text(encoding="utf-8").split()
+      )
       row["hf_fp32"] = common.run_json(
-          [args.hf_python, str(common.REPO / "bench/hf_training.py"), f"--examples={arrays}",
-           f"--task={task}", f"--num_labels={num_labels}", f"--batch_size={args.batch_size}",
-           f"--warmup_steps={args.warmup_steps}", f"--timed_steps={args.timed_steps}"])
+        [
+          args.hf_python,
+          str(common.REPO / "bench/hf_training.py"),
+          f"--examples={arrays}",
+          f"--task={task}",
+          f"--num_labels={num_labels}",
+          f"--batch_size={args.batch_size}",
+          f"--warmup_steps={args.warmup_steps}",
+          f"--timed_steps={args.timed_steps}",
+        ]
+      )
   print(json.dumps(results))
 
 

@@ -35,24 +35,31 @@ class PretrainingModel(torch.nn.Module):
     self.transitions = torch.nn.Parameter(torch.zeros(num_labels, num_labels))
 
   def forward(self, batch):
-    out = self.bert(input_ids=batch["input_ids"], attention_mask=batch["input_mask"],
-                    token_type_ids=batch["segment_ids"])
+    out = self.bert(
+      input_ids=batch["input_ids"],
+      attention_mask=batch["input_mask"],
+      token_type_ids=batch["segment_ids"],
+    )
     sequence = out.last_hidden_state
     positions = batch["masked_lm_positions"]
     gathered = torch.gather(sequence, 1, positions[:, :, None].expand(-1, -1, sequence.shape[-1]))
     logits = self.mlm(gathered)
     weights = batch["masked_lm_weights"]
     per_position = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), batch["masked_lm_ids"].reshape(-1),
-        reduction="none")
+      logits.reshape(-1, logits.shape[-1]), batch["masked_lm_ids"].reshape(-1), reduction="none"
+    )
     loss = (per_position * weights.reshape(-1)).sum() / (weights.sum() + 1e-5)
     if self.task == "classification":
       task_logits = self.head(self.dropout(out.pooler_output))
       loss = loss + torch.nn.functional.cross_entropy(task_logits, batch["label_ids"].reshape(-1))
     else:
       potentials = self.head(self.dropout(sequence))
-      loss = loss - crf_log_likelihood(potentials, batch["tag_ids"], batch["input_mask"],
-                                       self.transitions).mean()
+      loss = (
+        loss
+        - crf_log_likelihood(
+          potentials, batch["tag_ids"], batch["input_mask"], self.transitions
+        ).mean()
+      )
     return loss
 
 
@@ -65,7 +72,8 @@ def crf_log_likelihood(potentials, tags, mask, transitions):
   for t in range(1, potentials.shape[1]):
     step = mask[:, t]
     score = score + torch.where(
-        step, potentials[batch, t, tags[:, t]] + transitions[tags[:, t - 1], tags[:, t]], 0.0)
+      step, potentials[batch, t, tags[:, t]] + transitions[tags[:, t - 1], tags[:, t]], 0.0
+    )
     new = torch.logsumexp(alphas[:, :, None] + transitions, 1) + potentials[:, t]
     alphas = torch.where(step[:, None], new, alphas)
   return score - torch.logsumexp(alphas, 1)
@@ -77,9 +85,12 @@ def batches(arrays, batch_size):
     for i in range(n):
       rows = slice(i * batch_size, (i + 1) * batch_size)
       width = int(arrays["input_mask"][rows].sum(1).max())
-      yield {k: torch.from_numpy(v[rows, :width] if k in SEQUENCE else v[rows]).long()
-             if k != "masked_lm_weights" else torch.from_numpy(v[rows]).float()
-             for k, v in arrays.items()}
+      yield {
+        k: torch.from_numpy(v[rows, :width] if k in SEQUENCE else v[rows]).long()
+        if k != "masked_lm_weights"
+        else torch.from_numpy(v[rows]).float()
+        for k, v in arrays.items()
+      }
 
 
 SEQUENCE = ("input_ids", "input_mask", "segment_ids", "tag_ids")
@@ -97,9 +108,15 @@ def main():
   torch.manual_seed(1)
   torch.set_num_threads(os.cpu_count())
   arrays = dict(np.load(args.examples))
-  config = transformers.BertConfig(vocab_size=21128, hidden_size=768, num_hidden_layers=3,
-                                   num_attention_heads=12, intermediate_size=3072,
-                                   hidden_act="gelu_new", type_vocab_size=2)
+  config = transformers.BertConfig(
+    vocab_size=21128,
+    hidden_size=768,
+    num_hidden_layers=3,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    hidden_act="gelu_new",
+    type_vocab_size=2,
+  )
   model = PretrainingModel(config, args.task, args.num_labels).train()
   optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
   data = batches(arrays, args.batch_size)
@@ -122,12 +139,20 @@ def main():
     padded += batch["input_ids"].numel()
     loss = step(batch)
   elapsed = time.perf_counter() - start
-  print(json.dumps({
-      "examples_per_s": round(args.timed_steps * args.batch_size / elapsed, 2),
-      "real_tokens_per_s": round(real / elapsed, 1), "padding_share": round(1 - real / padded, 3),
-      "mean_width": round(padded / (args.timed_steps * args.batch_size), 1),
-      "total_loss": loss, "torch": torch.__version__, "transformers": transformers.__version__,
-      "attn_implementation": model.bert.config._attn_implementation}))
+  print(
+    json.dumps(
+      {
+        "examples_per_s": round(args.timed_steps * args.batch_size / elapsed, 2),
+        "real_tokens_per_s": round(real / elapsed, 1),
+        "padding_share": round(1 - real / padded, 3),
+        "mean_width": round(padded / (args.timed_steps * args.batch_size), 1),
+        "total_loss": loss,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "attn_implementation": model.bert.config._attn_implementation,
+      }
+    )
+  )
 
 
 if __name__ == "__main__":

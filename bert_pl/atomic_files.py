@@ -27,8 +27,9 @@ class AtomicFiles:
   block, or removed when it raises. Errors name the final paths (the names
   the user gave)."""
 
-  def __init__(self, final_paths: Sequence[str], tmp_paths: Sequence[str],
-               open_writer: Callable[[str], Any]):
+  def __init__(
+    self, final_paths: Sequence[str], tmp_paths: Sequence[str], open_writer: Callable[[str], Any]
+  ):
     self.final_paths = list(final_paths)
     self.tmp_paths = list(tmp_paths)
     self.writers: List[Any] = []
@@ -101,13 +102,20 @@ def remove_stale_temporaries(directory: str, names: str, others: str = "") -> in
   if not tf.io.gfile.isdir(directory):
     return 0
   stale = re.compile(rf"\.?(?:{names})\.tmp-\d+" + (f"|{others}" if others else ""))
-  removed = sorted(entry.rstrip("/") for entry in tf.io.gfile.listdir(directory)
-                   if stale.fullmatch(entry.rstrip("/")))
+  removed = sorted(
+    entry.rstrip("/")
+    for entry in tf.io.gfile.listdir(directory)
+    if stale.fullmatch(entry.rstrip("/"))
+  )
   for entry in removed:
     errors.remove_quietly(os.path.join(directory, entry))
   if removed:
-    logging.info("removed %d stale temporary file(s) of an earlier run from %s: %s",
-                 len(removed), directory, ", ".join(removed[:5]))
+    logging.info(
+      "removed %d stale temporary file(s) of an earlier run from %s: %s",
+      len(removed),
+      directory,
+      ", ".join(removed[:5]),
+    )
   return len(removed)
 
 
@@ -129,6 +137,8 @@ def write_file(path: str, content: Union[str, bytes]) -> None:
   """A whole file (a config, a result), under a temporary name renamed when
   complete; when it cannot be written (`errors.OutputError`), nothing is left."""
   mode = "wb" if isinstance(content, bytes) else "w"
-  with AtomicFiles([path], [temporary_path(path)], lambda tmp: tf.io.gfile.GFile(tmp, mode)) as files:
+  with AtomicFiles(
+    [path], [temporary_path(path)], lambda tmp: tf.io.gfile.GFile(tmp, mode)
+  ) as files:
     with errors.writing(path):
       files.writers[0].write(content)

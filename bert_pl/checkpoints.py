@@ -45,36 +45,37 @@ def tf1_variables(model: modeling.BertModel) -> Dict[str, tf.Variable]:
   """Google's TF1 variable name -> the model's Keras variable."""
   enc = model.encoder
   names = {
-      "bert/embeddings/word_embeddings": enc._embedding_layer.embeddings,
-      "bert/embeddings/position_embeddings":
-          enc._position_embedding_layer._position_embeddings,
-      "bert/embeddings/token_type_embeddings": enc._type_embedding_layer.embeddings,
-      "bert/embeddings/LayerNorm/gamma": enc._embedding_norm_layer.gamma,
-      "bert/embeddings/LayerNorm/beta": enc._embedding_norm_layer.beta,
-      "bert/pooler/dense/kernel": enc.pooler_layer.kernel,
-      "bert/pooler/dense/bias": enc.pooler_layer.bias,
-      "cls/predictions/transform/dense/kernel": model.masked_lm.dense.kernel,
-      "cls/predictions/transform/dense/bias": model.masked_lm.dense.bias,
-      "cls/predictions/transform/LayerNorm/gamma": model.masked_lm.layer_norm.gamma,
-      "cls/predictions/transform/LayerNorm/beta": model.masked_lm.layer_norm.beta,
-      "cls/predictions/output_bias": model.masked_lm.bias,
+    "bert/embeddings/word_embeddings": enc._embedding_layer.embeddings,
+    "bert/embeddings/position_embeddings": enc._position_embedding_layer._position_embeddings,
+    "bert/embeddings/token_type_embeddings": enc._type_embedding_layer.embeddings,
+    "bert/embeddings/LayerNorm/gamma": enc._embedding_norm_layer.gamma,
+    "bert/embeddings/LayerNorm/beta": enc._embedding_norm_layer.beta,
+    "bert/pooler/dense/kernel": enc.pooler_layer.kernel,
+    "bert/pooler/dense/bias": enc.pooler_layer.bias,
+    "cls/predictions/transform/dense/kernel": model.masked_lm.dense.kernel,
+    "cls/predictions/transform/dense/bias": model.masked_lm.dense.bias,
+    "cls/predictions/transform/LayerNorm/gamma": model.masked_lm.layer_norm.gamma,
+    "cls/predictions/transform/LayerNorm/beta": model.masked_lm.layer_norm.beta,
+    "cls/predictions/output_bias": model.masked_lm.bias,
   }
   for i, block in enumerate(enc.transformer_layers):
     prefix = f"bert/encoder/layer_{i}/"
     attention = block._attention_layer
     parts = {
-        "attention/self/query": attention._query_dense,
-        "attention/self/key": attention._key_dense,
-        "attention/self/value": attention._value_dense,
-        "attention/output/dense": attention._output_dense,
-        "intermediate/dense": block._intermediate_dense,
-        "output/dense": block._output_dense,
+      "attention/self/query": attention._query_dense,
+      "attention/self/key": attention._key_dense,
+      "attention/self/value": attention._value_dense,
+      "attention/output/dense": attention._output_dense,
+      "intermediate/dense": block._intermediate_dense,
+      "output/dense": block._output_dense,
     }
     for part, layer in parts.items():
       names[prefix + part + "/kernel"] = layer.kernel
       names[prefix + part + "/bias"] = layer.bias
-    for part, layer in (("attention/output/LayerNorm", block._attention_layer_norm),
-                        ("output/LayerNorm", block._output_layer_norm)):
+    for part, layer in (
+      ("attention/output/LayerNorm", block._attention_layer_norm),
+      ("output/LayerNorm", block._output_layer_norm),
+    ):
       names[prefix + part + "/gamma"] = layer.gamma
       names[prefix + part + "/beta"] = layer.beta
   return names
@@ -94,8 +95,10 @@ def tf1_shape(name: str, keras_shape: Sequence[int]) -> tuple:
 
 def model_weights(model: modeling.BertModel) -> Weights:
   """The model's weights in the canonical (Google TF1) names and shapes."""
-  return {name: np.reshape(var.numpy(), tf1_shape(name, var.shape))
-          for name, var in tf1_variables(model).items()}
+  return {
+    name: np.reshape(var.numpy(), tf1_shape(name, var.shape))
+    for name, var in tf1_variables(model).items()
+  }
 
 
 # ---------------------------------------------------------------- sources
@@ -104,8 +107,7 @@ def model_weights(model: modeling.BertModel) -> Weights:
 def read_tf1_checkpoint(path: str) -> Weights:
   """All variables of a name-based (original BERT) checkpoint."""
   reader = tf.train.load_checkpoint(path)
-  return {name: reader.get_tensor(name)
-          for name in reader.get_variable_to_shape_map()}
+  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
 _HF_LAYER_NORM = {"weight": "gamma", "bias": "beta", "gamma": "gamma", "beta": "beta"}
@@ -114,9 +116,12 @@ _HF_LAYER_NORM = {"weight": "gamma", "bias": "beta", "gamma": "gamma", "beta": "
 def hf_to_tf1_name(name: str) -> Optional[str]:
   """Maps a Hugging Face BERT tensor name to Google's, or None to skip it."""
   if name.startswith("bert."):
-    name = name[len("bert."):]
-  if (name.endswith("position_ids") or name.startswith("cls.seq_relationship")
-      or name.startswith("cls.predictions.decoder")):
+    name = name[len("bert.") :]
+  if (
+    name.endswith("position_ids")
+    or name.startswith("cls.seq_relationship")
+    or name.startswith("cls.predictions.decoder")
+  ):
     return None  # buffers, the NSP head, the tied decoder weight
   if name in ("cls.predictions.bias",):
     return "cls/predictions/output_bias"
@@ -138,6 +143,7 @@ def read_hf_safetensors(path: str) -> Weights:
   """
   from safetensors import SafetensorError
   from safetensors.numpy import load_file
+
   with _reading(path, damaged=(SafetensorError,)):
     tensors = load_file(path)
   weights = {}
@@ -149,18 +155,17 @@ def read_hf_safetensors(path: str) -> Weights:
   return weights
 
 
-def read_model_dir_checkpoint(checkpoint_path: str,
-                              config: modeling.BertConfig) -> Weights:
+def read_model_dir_checkpoint(checkpoint_path: str, config: modeling.BertConfig) -> Weights:
   """An object-based checkpoint of this project (key `bert`)."""
   model = modeling.create_model(config)
-  tf.train.Checkpoint(**{CHECKPOINT_KEY: model}).read(
-      checkpoint_path).expect_partial()
+  tf.train.Checkpoint(**{CHECKPOINT_KEY: model}).read(checkpoint_path).expect_partial()
   return model_weights(model)
 
 
 @dataclasses.dataclass
 class Source:
   """Where an `--init_checkpoint` points: its kind, weights path and files."""
+
   kind: str  # "tf1" | "safetensors" | "model_dir"
   path: str  # checkpoint prefix or .safetensors file
   config_file: Optional[str]  # bert_config.json (Google format) or config.json (HF)
@@ -211,9 +216,11 @@ def resolve_init_checkpoint(init_checkpoint: str) -> Source:
     if prefix is None and tf.io.gfile.exists(os.path.join(path, "model.safetensors")):
       path = os.path.join(path, "model.safetensors")
     elif prefix is None:
-      raise CheckpointError(f"{init_checkpoint}: no checkpoint found in this directory "
-                            "(expected a `checkpoint` file, bert_model.ckpt.index, "
-                            "or model.safetensors)")
+      raise CheckpointError(
+        f"{init_checkpoint}: no checkpoint found in this directory "
+        "(expected a `checkpoint` file, bert_model.ckpt.index, "
+        "or model.safetensors)"
+      )
     else:
       path = prefix
   else:
@@ -221,21 +228,27 @@ def resolve_init_checkpoint(init_checkpoint: str) -> Source:
   if path.endswith(".safetensors"):
     if not tf.io.gfile.exists(path):
       raise CheckpointError(f"{path}: file not found")
-    return Source("safetensors", path, _sidecar(directory, "config.json", "bert_config.json"),
-                  _sidecar(directory, "vocab.txt"))
+    return Source(
+      "safetensors",
+      path,
+      _sidecar(directory, "config.json", "bert_config.json"),
+      _sidecar(directory, "vocab.txt"),
+    )
   if not tf.io.gfile.exists(path + ".index"):
     raise CheckpointError(f"{init_checkpoint}: checkpoint not found ({path}.index missing)")
   kind = "model_dir" if _is_object_based(path) else "tf1"
-  return Source(kind, path, _sidecar(directory, "bert_config.json"),
-                _sidecar(directory, "vocab.txt"))
+  return Source(
+    kind, path, _sidecar(directory, "bert_config.json"), _sidecar(directory, "vocab.txt")
+  )
 
 
 def read_weights(source: Source, config: Optional[modeling.BertConfig]) -> Weights:
   if source.kind == "safetensors":
     return read_hf_safetensors(source.path)
   if source.kind == "model_dir" and config is None:
-    raise CheckpointError(f"{source.path}: a model-directory checkpoint needs its "
-                          "bert_config.json beside it")
+    raise CheckpointError(
+      f"{source.path}: a model-directory checkpoint needs its bert_config.json beside it"
+    )
   with _reading(source.path):
     if source.kind == "tf1":
       return read_tf1_checkpoint(source.path)
@@ -252,7 +265,9 @@ def parse_layer_map(layer_map: Optional[str]) -> Optional[List[int]]:
   try:
     return [int(x) for x in layer_map.split(",")]
   except ValueError:
-    raise CheckpointError(f"--layer_map must be comma-separated integers, got {layer_map!r}") from None
+    raise CheckpointError(
+      f"--layer_map must be comma-separated integers, got {layer_map!r}"
+    ) from None
 
 
 def source_num_layers(weights: Weights) -> int:
@@ -265,14 +280,15 @@ def select_layers(weights: Weights, layer_map: Sequence[int]) -> Weights:
   available = source_num_layers(weights)
   for index in layer_map:
     if not 0 <= index < available:
-      raise CheckpointError(f"layer {index} requested, but the checkpoint has "
-                            f"{available} layers (0..{available - 1})")
+      raise CheckpointError(
+        f"layer {index} requested, but the checkpoint has {available} layers (0..{available - 1})"
+      )
   selected = {n: v for n, v in weights.items() if not _LAYER.match(n)}
   for target, source in enumerate(layer_map):
     prefix = f"bert/encoder/layer_{source}/"
     for name, value in weights.items():
       if name.startswith(prefix):
-        selected[f"bert/encoder/layer_{target}/{name[len(prefix):]}"] = value
+        selected[f"bert/encoder/layer_{target}/{name[len(prefix) :]}"] = value
   return selected
 
 
@@ -283,8 +299,9 @@ class LoadReport:
   unused: List[str]
 
 
-def assign_weights(model: modeling.BertModel, weights: Weights,
-                   layer_map: Optional[Sequence[int]] = None) -> LoadReport:
+def assign_weights(
+  model: modeling.BertModel, weights: Weights, layer_map: Optional[Sequence[int]] = None
+) -> LoadReport:
   """Assigns canonical `weights` to `model`, checking every name and shape.
 
   `layer_map[i]` is the source layer for model layer i; by default layers
@@ -294,8 +311,9 @@ def assign_weights(model: modeling.BertModel, weights: Weights,
   if layer_map is None:
     layer_map = list(range(n_layers))
   if len(layer_map) != n_layers:
-    raise CheckpointError(f"--layer_map names {len(layer_map)} layers but the model "
-                          f"has num_hidden_layers={n_layers}")
+    raise CheckpointError(
+      f"--layer_map names {len(layer_map)} layers but the model has num_hidden_layers={n_layers}"
+    )
   weights = select_layers(weights, layer_map)
   targets = tf1_variables(model)
   loaded, missing_optional = [], []
@@ -307,29 +325,34 @@ def assign_weights(model: modeling.BertModel, weights: Weights,
       if name.startswith(_OPTIONAL_PREFIXES):
         missing_optional.append(name)
         continue
-      raise CheckpointError(f"variable {name} (shape {list(expected)}) is missing "
-                            "from the checkpoint")
+      raise CheckpointError(
+        f"variable {name} (shape {list(expected)}) is missing from the checkpoint"
+      )
     value = weights[name]
     if tuple(value.shape) != expected:
-      raise CheckpointError(f"variable {name}: checkpoint shape {list(value.shape)} "
-                            f"!= model shape {list(expected)}")
+      raise CheckpointError(
+        f"variable {name}: checkpoint shape {list(value.shape)} != model shape {list(expected)}"
+      )
     updates.append((var, np.reshape(value, var.shape).astype(var.dtype.as_numpy_dtype)))
     loaded.append(name)
   for var, value in updates:  # only once everything matched
     var.assign(value)
   unused = sorted(set(weights) - set(targets))
   if missing_optional:
-    logging.warning("Not in the checkpoint, left at their initial values: %s",
-                    ", ".join(missing_optional))
+    logging.warning(
+      "Not in the checkpoint, left at their initial values: %s", ", ".join(missing_optional)
+    )
   if unused:
-    logging.info("Checkpoint variables not used by the model: %d (e.g. %s)",
-                 len(unused), unused[0])
+    logging.info("Checkpoint variables not used by the model: %d (e.g. %s)", len(unused), unused[0])
   return LoadReport(loaded, missing_optional, unused)
 
 
-def resolve_config(init_checkpoint: Optional[str], bert_config_file: Optional[str] = None,
-                   num_hidden_layers: Optional[int] = None,
-                   layer_map: Optional[Sequence[int]] = None):
+def resolve_config(
+  init_checkpoint: Optional[str],
+  bert_config_file: Optional[str] = None,
+  num_hidden_layers: Optional[int] = None,
+  layer_map: Optional[Sequence[int]] = None,
+):
   """The model's config and the checkpoint's `Source` (None without one).
 
   The config comes from `bert_config_file`, else from the checkpoint's
@@ -342,8 +365,9 @@ def resolve_config(init_checkpoint: Optional[str], bert_config_file: Optional[st
   elif source is not None and source.config_file:
     config = source.read_config()
   else:
-    raise CheckpointError("no --bert_config_file given and none found beside "
-                          f"--init_checkpoint={init_checkpoint!r}")
+    raise CheckpointError(
+      f"no --bert_config_file given and none found beside --init_checkpoint={init_checkpoint!r}"
+    )
   if layer_map:
     num_hidden_layers = len(layer_map)
   if num_hidden_layers:
@@ -351,24 +375,29 @@ def resolve_config(init_checkpoint: Optional[str], bert_config_file: Optional[st
   return config, source
 
 
-def resolve_vocab_file(vocab_file: Optional[str], source: Optional[Source],
-                       config: modeling.BertConfig) -> str:
+def resolve_vocab_file(
+  vocab_file: Optional[str], source: Optional[Source], config: modeling.BertConfig
+) -> str:
   """The vocabulary of a model of `config`: `vocab_file`, else the
   vocab.txt beside the checkpoint `source` (see `resolve_config`). Its size
   must be the config's vocab_size: other ids would index other embeddings."""
   vocab_file = vocab_file or (source.vocab_file if source else None)
   if not vocab_file:
-    raise errors.InputError("no --vocab_file given and no vocab.txt beside --init_checkpoint"
-                            + (f" ({source.path})" if source else ""))
+    raise errors.InputError(
+      "no --vocab_file given and no vocab.txt beside --init_checkpoint"
+      + (f" ({source.path})" if source else "")
+    )
   vocab_size = len(tokenization.load_vocab(vocab_file))
   if vocab_size != config.vocab_size:
-    raise errors.InputError(f"{vocab_file} has {vocab_size} tokens but the model's vocab_size "
-                            f"is {config.vocab_size}")
+    raise errors.InputError(
+      f"{vocab_file} has {vocab_size} tokens but the model's vocab_size is {config.vocab_size}"
+    )
   return vocab_file
 
 
-def init_from_checkpoint(model: modeling.BertModel, source: Source,
-                         layer_map: Optional[Sequence[int]] = None) -> LoadReport:
+def init_from_checkpoint(
+  model: modeling.BertModel, source: Source, layer_map: Optional[Sequence[int]] = None
+) -> LoadReport:
   """Loads `source` into an existing model (e.g. one built in a strategy scope)."""
   source_config = source.read_config() if source.config_file else model.config
   report = assign_weights(model, read_weights(source, source_config), layer_map)
@@ -376,13 +405,15 @@ def init_from_checkpoint(model: modeling.BertModel, source: Source,
   return report
 
 
-def load_bert(init_checkpoint: Optional[str], bert_config_file: Optional[str] = None,
-              num_hidden_layers: Optional[int] = None,
-              layer_map: Optional[Sequence[int]] = None):
+def load_bert(
+  init_checkpoint: Optional[str],
+  bert_config_file: Optional[str] = None,
+  num_hidden_layers: Optional[int] = None,
+  layer_map: Optional[Sequence[int]] = None,
+):
   """Builds a `BertModel` and loads `init_checkpoint` into it (see
   `resolve_config`). Returns (model, source)."""
-  config, source = resolve_config(init_checkpoint, bert_config_file, num_hidden_layers,
-                                  layer_map)
+  config, source = resolve_config(init_checkpoint, bert_config_file, num_hidden_layers, layer_map)
   model = modeling.create_model(config)
   if source is not None:
     init_from_checkpoint(model, source, layer_map)
@@ -397,6 +428,9 @@ def write_tf1_checkpoint(model: modeling.BertModel, prefix: str) -> None:
   weights = model_weights(model)
   names = sorted(weights)
   tf.io.gfile.makedirs(os.path.dirname(prefix) or ".")
-  tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names,
-                    shape_and_slices=[""] * len(names),
-                    tensors=[tf.constant(weights[n]) for n in names])
+  tf.raw_ops.SaveV2(
+    prefix=prefix,
+    tensor_names=names,
+    shape_and_slices=[""] * len(names),
+    tensors=[tf.constant(weights[n]) for n in names],
+  )

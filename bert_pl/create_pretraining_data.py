@@ -37,8 +37,17 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 from absl import flags, logging
 
-from bert_pl import (cli, errors, features, input_files, job_config, manifest, masking, tfrecords,
-                     tokenization)
+from bert_pl import (
+  cli,
+  errors,
+  features,
+  input_files,
+  job_config,
+  manifest,
+  masking,
+  tfrecords,
+  tokenization,
+)
 
 CHUNK_SIZE = 1024  # examples; part of the seeding scheme, so fixed
 
@@ -46,6 +55,7 @@ CHUNK_SIZE = 1024  # examples; part of the seeding scheme, so fixed
 @dataclasses.dataclass(frozen=True)
 class CreatePretrainingDataConfig:
   """The job's settings; the flags have the same names and defaults."""
+
   input_file: str  # comma list of files or globs
   output_file: str
   vocab_file: str
@@ -71,24 +81,31 @@ class CreatePretrainingDataConfig:
     if not 0 <= self.masked_lm_prob <= 1:
       raise errors.InputError(f"--masked_lm_prob={self.masked_lm_prob:g}: must be in [0, 1]")
     if self.masked_lm_prob > 0 and self.max_predictions_per_seq < 1:
-      raise errors.InputError(f"--max_predictions_per_seq={self.max_predictions_per_seq} with "
-                              f"--masked_lm_prob={self.masked_lm_prob:g}: no token could be "
-                              "masked; give at least 1 (or --masked_lm_prob=0: no masking)")
+      raise errors.InputError(
+        f"--max_predictions_per_seq={self.max_predictions_per_seq} with "
+        f"--masked_lm_prob={self.masked_lm_prob:g}: no token could be "
+        "masked; give at least 1 (or --masked_lm_prob=0: no masking)"
+      )
     if self.dupe_factor < 1:
       raise errors.InputError(f"--dupe_factor={self.dupe_factor}: must be at least 1")
     if self.masked_lm_prob == 0 and self.task == "none":
-      raise errors.InputError("--masked_lm_prob=0 (no masking) needs --task=classification or "
-                              "ner: unmasked data without labels has nothing to learn")
+      raise errors.InputError(
+        "--masked_lm_prob=0 (no masking) needs --task=classification or "
+        "ner: unmasked data without labels has nothing to learn"
+      )
     if self.masked_lm_prob == 0 and self.dupe_factor > 1:
-      raise errors.InputError(f"--dupe_factor={self.dupe_factor} with --masked_lm_prob=0 would "
-                              "write each example unchanged several times; use --dupe_factor=1")
+      raise errors.InputError(
+        f"--dupe_factor={self.dupe_factor} with --masked_lm_prob=0 would "
+        "write each example unchanged several times; use --dupe_factor=1"
+      )
     for name in ("num_output_shards", "num_workers"):
       if getattr(self, name) < 1:
         raise errors.InputError(f"--{name}={getattr(self, name)}: must be at least 1")
 
   def masking_note(self) -> str:
-    return ("no masking" if self.masked_lm_prob == 0
-            else f"{self.dupe_factor} masking(s) per example")
+    return (
+      "no masking" if self.masked_lm_prob == 0 else f"{self.dupe_factor} masking(s) per example"
+    )
 
   def logits_note(self, counts: input_files.Counts) -> str:
     return "" if self.task == "none" else f"; {counts.logits} examples with teacher logits"
@@ -100,9 +117,20 @@ Labels = Optional[Tuple[str, ...]]
 def manifest_settings(config: CreatePretrainingDataConfig, labels: Labels) -> dict:
   """What the dataset's manifest records of the settings: those that decide
   the records, the vocabulary as its sha256 and size (not its path)."""
-  settings = {name: getattr(config, name) for name in (
-      "do_lower_case", "tokenization", "max_seq_length", "max_predictions_per_seq",
-      "masked_lm_prob", "dupe_factor", "do_whole_word_mask", "random_seed", "task")}
+  settings = {
+    name: getattr(config, name)
+    for name in (
+      "do_lower_case",
+      "tokenization",
+      "max_seq_length",
+      "max_predictions_per_seq",
+      "masked_lm_prob",
+      "dupe_factor",
+      "do_whole_word_mask",
+      "random_seed",
+      "task",
+    )
+  }
   settings["labels"] = list(labels) if labels is not None else None
   settings["field_join"] = config.field_join
   settings.update(manifest.vocab_fingerprint(config.vocab_file))
@@ -124,19 +152,24 @@ class ChunkProcessor:
 
   def __init__(self, config: CreatePretrainingDataConfig, labels: Labels):
     self.config = config
-    tokenizer = tokenization.BertTokenizer(config.vocab_file, config.do_lower_case,
-                                           config.tokenization)
-    self.encoder = features.FeatureEncoder(tokenizer, config.max_seq_length, config.task,
-                                           labels, config.field_join)
+    tokenizer = tokenization.BertTokenizer(
+      config.vocab_file, config.do_lower_case, config.tokenization
+    )
+    self.encoder = features.FeatureEncoder(
+      tokenizer, config.max_seq_length, config.task, labels, config.field_join
+    )
     self.masker = masking.Masker(
-        tokenizer.vocab_size,
-        [tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id,
-         tokenizer.mask_id],
-        tokenizer.mask_id, config.masked_lm_prob, config.max_predictions_per_seq,
-        config.do_whole_word_mask)
+      tokenizer.vocab_size,
+      [tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id],
+      tokenizer.mask_id,
+      config.masked_lm_prob,
+      config.max_predictions_per_seq,
+      config.do_whole_word_mask,
+    )
 
-  def __call__(self, chunk: Tuple[Tuple[int, int], List[input_files.Example]]
-               ) -> Tuple[List[bytes], int, int]:
+  def __call__(
+    self, chunk: Tuple[Tuple[int, int], List[input_files.Example]]
+  ) -> Tuple[List[bytes], int, int]:
     """(chunk key, examples) -> (records, number of truncated examples,
     number of examples with the teacher's logits)."""
     (file_index, chunk_index), examples = chunk
@@ -146,8 +179,9 @@ class ChunkProcessor:
     per_dupe = []
     for dupe in range(dupe_factor):
       rng = np.random.default_rng([self.config.random_seed, file_index, chunk_index, dupe])
-      masked = self.masker.mask(encoded["input_ids"], encoded["input_mask"], rng,
-                                encoded["word_continues"])
+      masked = self.masker.mask(
+        encoded["input_ids"], encoded["input_mask"], rng, encoded["word_continues"]
+      )
       record = dict(encoded, **masked)
       del record["word_continues"]
       record["next_sentence_labels"] = np.zeros([n, 1], np.int64)
@@ -157,14 +191,20 @@ class ChunkProcessor:
     return records, int(truncated.sum()), n if with_logits else 0
 
 
-def read_file_chunks(path: str, file_index: int, config: CreatePretrainingDataConfig,
-                     labels: Labels, counts: input_files.Counts, with_logits: bool = False
-                     ) -> Iterator[Tuple[Tuple[int, int], list]]:
+def read_file_chunks(
+  path: str,
+  file_index: int,
+  config: CreatePretrainingDataConfig,
+  labels: Labels,
+  counts: input_files.Counts,
+  with_logits: bool = False,
+) -> Iterator[Tuple[Tuple[int, int], list]]:
   """((file index, chunk index), examples) of one file; an empty file is an error."""
   chunk, index = [], 0
   before = counts.read
-  for example in input_files.read_examples(path, config.task, counts, labels,
-                                           config.tag_scheme, with_logits):
+  for example in input_files.read_examples(
+    path, config.task, counts, labels, config.tag_scheme, with_logits
+  ):
     chunk.append(example)
     if len(chunk) == CHUNK_SIZE:
       yield (file_index, index), chunk
@@ -204,19 +244,26 @@ def run(config: CreatePretrainingDataConfig) -> input_files.Counts:
   Raises `InputError` on bad input."""
   labels, paths, with_logits = job_inputs(config)
   output_file, num_workers = config.output_file, config.num_workers
-  input_files.check_not_inputs(tfrecords.shard_paths(output_file, config.num_output_shards),
-                               paths, f"--output_file={output_file}")
+  input_files.check_not_inputs(
+    tfrecords.shard_paths(output_file, config.num_output_shards),
+    paths,
+    f"--output_file={output_file}",
+  )
   settings = manifest_settings(config, labels)
   counts = input_files.Counts(skip_bad_lines=config.skip_bad_lines)
-  chunks = (chunk for file_index, path in enumerate(paths)
-            for chunk in read_file_chunks(path, file_index, config, labels, counts, with_logits))
+  chunks = (
+    chunk
+    for file_index, path in enumerate(paths)
+    for chunk in read_file_chunks(path, file_index, config, labels, counts, with_logits)
+  )
   pool = None
   manifest.remove(output_file)  # the earlier run's, whose shards are being replaced
   try:
     with tfrecords.ShardedWriter(output_file, config.num_output_shards) as writer:
       if num_workers > 1:
         pool = multiprocessing.get_context("spawn").Pool(
-            num_workers, initializer=_init_worker, initargs=(config, labels))
+          num_workers, initializer=_init_worker, initargs=(config, labels)
+        )
         results = _ordered_parallel(pool, chunks, 2 * num_workers)
       else:
         results = map(ChunkProcessor(config, labels), chunks)
@@ -230,13 +277,16 @@ def run(config: CreatePretrainingDataConfig) -> input_files.Counts:
         elapsed = time.time() - start
         if elapsed - last_log > 10:
           last_log = elapsed
-          logging.info("%d lines read (%.0f lines/s), %d examples written",
-                       counts.read, counts.read / elapsed, counts.written)
+          logging.info(
+            "%d lines read (%.0f lines/s), %d examples written",
+            counts.read,
+            counts.read / elapsed,
+            counts.written,
+          )
   finally:
     if pool is not None:
       pool.terminate()
-  manifest.write(output_file, settings,
-                 [manifest.shard_stats(path) for path in writer.final_paths])
+  manifest.write(output_file, settings, [manifest.shard_stats(path) for path in writer.final_paths])
   return counts
 
 
@@ -246,37 +296,56 @@ def main(argv):
   start = time.time()
   counts = run(config)
   elapsed = time.time() - start
-  print(f"create_pretraining_data: {counts.summary()} "
-        f"({config.masking_note()}{config.logits_note(counts)}) in {elapsed:.1f}s, "
-        f"{counts.read / max(elapsed, 1e-9):.0f} lines/s -> "
-        f"{', '.join(tfrecords.shard_paths(config.output_file, config.num_output_shards))} "
-        f"(+ {manifest.path_of(config.output_file)})")
+  print(
+    f"create_pretraining_data: {counts.summary()} "
+    f"({config.masking_note()}{config.logits_note(counts)}) in {elapsed:.1f}s, "
+    f"{counts.read / max(elapsed, 1e-9):.0f} lines/s -> "
+    f"{', '.join(tfrecords.shard_paths(config.output_file, config.num_output_shards))} "
+    f"(+ {manifest.path_of(config.output_file)})"
+  )
 
 
 def define_flags(local_workers: bool = True):
   """The job's flags; the Beam job has no --num_workers (its runner has workers)."""
   d = job_config.field_defaults(CreatePretrainingDataConfig)
   flags.DEFINE_string("input_file", None, "Comma list of input files or globs.")
-  flags.DEFINE_string("output_file", None,
-                      "Output TFRecord path; with --num_output_shards=N > 1, shards are "
-                      "named OUTPUT-0000k-of-0000N.")
+  flags.DEFINE_string(
+    "output_file",
+    None,
+    "Output TFRecord path; with --num_output_shards=N > 1, shards are named OUTPUT-0000k-of-0000N.",
+  )
   flags.DEFINE_integer("num_output_shards", d["num_output_shards"], "Number of output shards.")
   flags.DEFINE_string("vocab_file", None, "vocab.txt of the model.")
   cli.define_tokenizer_flags()
-  flags.DEFINE_integer("max_seq_length", d["max_seq_length"],
-                       "Sequence length, [CLS] and [SEP] included.")
-  flags.DEFINE_integer("max_predictions_per_seq", d["max_predictions_per_seq"],
-                       "Maximum masked tokens per sequence.")
-  flags.DEFINE_float("masked_lm_prob", d["masked_lm_prob"],
-                     "Share of real tokens to mask; 0: no masking (task data only, the "
-                     "masked_lm_* features all zero).")
-  flags.DEFINE_integer("dupe_factor", d["dupe_factor"],
-                       "Independent re-maskings of each example (1 with --masked_lm_prob=0).")
-  flags.DEFINE_bool("do_whole_word_mask", d["do_whole_word_mask"],
-                    "Mask whole words (Chinese text needs spaces between words).")
+  flags.DEFINE_integer(
+    "max_seq_length", d["max_seq_length"], "Sequence length, [CLS] and [SEP] included."
+  )
+  flags.DEFINE_integer(
+    "max_predictions_per_seq", d["max_predictions_per_seq"], "Maximum masked tokens per sequence."
+  )
+  flags.DEFINE_float(
+    "masked_lm_prob",
+    d["masked_lm_prob"],
+    "Share of real tokens to mask; 0: no masking (task data only, the "
+    "masked_lm_* features all zero).",
+  )
+  flags.DEFINE_integer(
+    "dupe_factor",
+    d["dupe_factor"],
+    "Independent re-maskings of each example (1 with --masked_lm_prob=0).",
+  )
+  flags.DEFINE_bool(
+    "do_whole_word_mask",
+    d["do_whole_word_mask"],
+    "Mask whole words (Chinese text needs spaces between words).",
+  )
   flags.DEFINE_integer("random_seed", d["random_seed"], "Seed of the masking.")
-  flags.DEFINE_enum("task", d["task"], list(input_files.TASKS),
-                    "none: unlabeled text; classification|ner: pseudo-labeled files.")
+  flags.DEFINE_enum(
+    "task",
+    d["task"],
+    list(input_files.TASKS),
+    "none: unlabeled text; classification|ner: pseudo-labeled files.",
+  )
   cli.define_reader_flags()
   if local_workers:
     flags.DEFINE_integer("num_workers", d["num_workers"], "Worker processes.")

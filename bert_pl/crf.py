@@ -38,8 +38,7 @@ class CRF(tf.keras.layers.Layer):
   transitions are few. Potentials are cast to float32 on the way in.
   """
 
-  def __init__(self, num_tags: int, use_scan: bool = False, name: str = "crf",
-               **kwargs):
+  def __init__(self, num_tags: int, use_scan: bool = False, name: str = "crf", **kwargs):
     """Creates the transitions at once.
 
     Args:
@@ -61,8 +60,8 @@ class CRF(tf.keras.layers.Layer):
     # argmax of the potentials, so adding it to a trained tagger starts from
     # that tagger's own predictions.
     self.transitions = self.add_weight(
-        name="transitions", shape=[num_tags, num_tags], initializer="zeros",
-        trainable=True)
+      name="transitions", shape=[num_tags, num_tags], initializer="zeros", trainable=True
+    )
     self.built = True  # build() would have nothing left to create.
 
   def call(self, potentials, sequence_lengths):
@@ -79,14 +78,12 @@ class CRF(tf.keras.layers.Layer):
     sequence_lengths = tf.cast(sequence_lengths, tf.int32)
     # Padding tag ids are gathered before they are masked out, so they must be
     # valid indices.
-    tag_ids = tf.where(_mask(sequence_lengths, potentials),
-                       tf.cast(tag_ids, tf.int32), 0)
+    tag_ids = tf.where(_mask(sequence_lengths, potentials), tf.cast(tag_ids, tf.int32), 0)
     if not self.use_scan:
-      return tfa.text.crf_log_likelihood(
-          potentials, tag_ids, sequence_lengths, self.transitions)[0]
-    score = (tfa.text.crf_unary_score(tag_ids, sequence_lengths, potentials) +
-             tfa.text.crf_binary_score(tag_ids, sequence_lengths,
-                                       self.transitions))
+      return tfa.text.crf_log_likelihood(potentials, tag_ids, sequence_lengths, self.transitions)[0]
+    score = tfa.text.crf_unary_score(
+      tag_ids, sequence_lengths, potentials
+    ) + tfa.text.crf_binary_score(tag_ids, sequence_lengths, self.transitions)
     return score - _log_norm(potentials, sequence_lengths, self.transitions)
 
   def sequence_probability(self, potentials, tag_ids, sequence_lengths):
@@ -116,8 +113,11 @@ def _log_norm(potentials, sequence_lengths, transitions):
   last step's alphas are those at the sequence's end.
   """
   positions = tf.range(tf.shape(potentials)[1])
-  elems = (tf.transpose(potentials, [1, 0, 2]), positions == 0,
-           tf.transpose(_mask(sequence_lengths, potentials)))
+  elems = (
+    tf.transpose(potentials, [1, 0, 2]),
+    positions == 0,
+    tf.transpose(_mask(sequence_lengths, potentials)),
+  )
 
   def step(alphas, inputs):
     unary, first, keep = inputs

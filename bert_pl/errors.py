@@ -66,8 +66,9 @@ def writing(path: str, what: str = "cannot write") -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def reading(path: str, what: str = "cannot read", error: type = InputError,
-            damaged: Tuple[type, ...] = ()) -> Iterator[None]:
+def reading(
+  path: str, what: str = "cannot read", error: type = InputError, damaged: Tuple[type, ...] = ()
+) -> Iterator[None]:
   """Turns a file-system error raised inside the block, bytes that are not
   UTF-8, or an exception of `damaged` (a parser's "bad file") into `error`
   naming `path`."""
@@ -83,8 +84,9 @@ def check_file(path: str) -> None:
   if not tf.io.gfile.exists(path):
     raise InputError(f"{path}: file not found")
   if tf.io.gfile.isdir(path):
-    raise InputError(f"{path}: a directory, not a file (for the files in it, give "
-                     f"{path.rstrip('/')}/*)")
+    raise InputError(
+      f"{path}: a directory, not a file (for the files in it, give {path.rstrip('/')}/*)"
+    )
 
 
 def remove_quietly(path: str) -> None:

@@ -61,6 +61,7 @@ _TEXT = tf.TensorSpec([None], tf.string, name="text")
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ExportSavedModelConfig:
   """The job's settings: its flags (see `define_flags`) and defaults."""
+
   model_dir: str  # a fine-tuned model directory
   export_dir: str
   max_seq_length: Optional[int] = None  # the model's; given, it must be the same
@@ -105,21 +106,23 @@ def entity_spans(tag_ids: tf.RaggedTensor, labels: Sequence[str]):
   positions = tf.range(tf.size(flat, out_type=tf.int64))
   rows = tag_ids.value_rowids()
   first_in_row = tf.equal(positions, tf.gather(tag_ids.row_starts(), rows))
-  previous_kind = tf.where(first_in_row, tf.constant(-1, tf.int64),
-                           tf.concat([[-1], kind[:-1]], 0))
+  previous_kind = tf.where(first_in_row, tf.constant(-1, tf.int64), tf.concat([[-1], kind[:-1]], 0))
   in_entity = kind >= 0
   begins = in_entity & tf.logical_not(is_inside & tf.equal(kind, previous_kind))
   firsts = tf.boolean_mask(positions, begins)
   # Members of an entity are contiguous: its first token and the I- tokens
   # right after it, so its end is one past its last member.
   entity_of_token = tf.cumsum(tf.cast(begins, tf.int64)) - 1
-  ends = tf.math.unsorted_segment_max(tf.boolean_mask(positions + 1, in_entity),
-                                      tf.boolean_mask(entity_of_token, in_entity),
-                                      tf.size(firsts, out_type=tf.int64))
+  ends = tf.math.unsorted_segment_max(
+    tf.boolean_mask(positions + 1, in_entity),
+    tf.boolean_mask(entity_of_token, in_entity),
+    tf.size(firsts, out_type=tf.int64),
+  )
   types = tf.gather(tf.constant(kinds, tf.string), tf.gather(kind, firsts))
-  return tuple(tf.RaggedTensor.from_value_rowids(values, tf.gather(rows, firsts),
-                                                 tag_ids.nrows())
-               for values in (types, firsts, ends))
+  return tuple(
+    tf.RaggedTensor.from_value_rowids(values, tf.gather(rows, firsts), tag_ids.nrows())
+    for values in (types, firsts, ends)
+  )
 
 
 class TextModel(tf.Module):
@@ -129,14 +132,21 @@ class TextModel(tf.Module):
   vocabulary asset and the model's variables.
   """
 
-  def __init__(self, model: task_models.BertTaskModel,
-               tokenizer: tokenization.BertTokenizer, labels: Sequence[str],
-               max_seq_length: int, field_join: str = "sep",
-               max_fields: int = DEFAULT_MAX_FIELDS):
+  def __init__(
+    self,
+    model: task_models.BertTaskModel,
+    tokenizer: tokenization.BertTokenizer,
+    labels: Sequence[str],
+    max_seq_length: int,
+    field_join: str = "sep",
+    max_fields: int = DEFAULT_MAX_FIELDS,
+  ):
     super().__init__(name="bert_pl_text_model")
     if not 3 <= max_seq_length <= model.config.max_position_embeddings:
-      raise errors.InputError(f"max_seq_length={max_seq_length} must be in 3.."
-                              f"{model.config.max_position_embeddings} (max_position_embeddings)")
+      raise errors.InputError(
+        f"max_seq_length={max_seq_length} must be in 3.."
+        f"{model.config.max_position_embeddings} (max_position_embeddings)"
+      )
     if max_fields < 1:
       raise errors.InputError(f"max_fields={max_fields} must be at least 1")
     self.model = model
@@ -162,12 +172,19 @@ class TextModel(tf.Module):
   def encode(self, text):
     """The encoder signature's function."""
     features, _ = self._features(text)
-    outputs = self.model.bert({"input_word_ids": features["input_ids"],
-                               "input_mask": features["input_mask"],
-                               "input_type_ids": features["segment_ids"]}, training=False)
-    return {"sequence_output": tf.cast(outputs["sequence_output"], tf.float32),
-            "pooled_output": tf.cast(outputs["pooled_output"], tf.float32),
-            "input_mask": features["input_mask"]}
+    outputs = self.model.bert(
+      {
+        "input_word_ids": features["input_ids"],
+        "input_mask": features["input_mask"],
+        "input_type_ids": features["segment_ids"],
+      },
+      training=False,
+    )
+    return {
+      "sequence_output": tf.cast(outputs["sequence_output"], tf.float32),
+      "pooled_output": tf.cast(outputs["pooled_output"], tf.float32),
+      "input_mask": features["input_mask"],
+    }
 
   def _features(self, text):
     """Model inputs cut to the batch's longest row, and (single segment) the
@@ -178,13 +195,16 @@ class TextModel(tf.Module):
       if self.concat_fields:  # as FeatureEncoder: fields joined by a space
         text = tf.strings.regex_replace(text, "\t", " ")
       tokens = self.tokenizer.tokenize_with_offsets(text)
-      packed = tokenization.pack_inputs([tokens.ids], self.max_seq_length,
-                                        self.tokenizer.cls_id, self.tokenizer.sep_id)
-      tokens = tokenization.Tokens(*(t[:, :self.max_seq_length - 2] for t in tokens))
+      packed = tokenization.pack_inputs(
+        [tokens.ids], self.max_seq_length, self.tokenizer.cls_id, self.tokenizer.sep_id
+      )
+      tokens = tokenization.Tokens(*(t[:, : self.max_seq_length - 2] for t in tokens))
     width = tf.maximum(tf.reduce_max(tf.reduce_sum(packed["input_mask"], 1)), 2)
-    features = {"input_ids": packed["input_word_ids"][:, :width],
-                "input_mask": packed["input_mask"][:, :width],
-                "segment_ids": packed["input_type_ids"][:, :width]}
+    features = {
+      "input_ids": packed["input_word_ids"][:, :width],
+      "input_mask": packed["input_mask"][:, :width],
+      "segment_ids": packed["input_type_ids"][:, :width],
+    }
     return features, tokens
 
   def _pack_fields(self, text):
@@ -193,30 +213,38 @@ class TextModel(tf.Module):
     fields = tf.strings.split(text, "\t")
     counts = fields.row_lengths()
     check = tf.debugging.assert_less_equal(
-        counts, tf.constant(self.max_fields, tf.int64),
-        message=f"a text has more TAB-separated fields than the {self.max_fields} "
-                "this SavedModel packs (export --max_fields)")
+      counts,
+      tf.constant(self.max_fields, tf.int64),
+      message=f"a text has more TAB-separated fields than the {self.max_fields} "
+      "this SavedModel packs (export --max_fields)",
+    )
     with tf.control_dependencies([check]):
       tokens = self.tokenizer.tokenize_with_offsets(fields.flat_values)
     shape = tf.stack([tf.shape(text, out_type=tf.int64)[0], self.max_seq_length])
-    packed = {k: tf.zeros(shape, tf.int32)
-              for k in ("input_word_ids", "input_mask", "input_type_ids")}
+    packed = {
+      k: tf.zeros(shape, tf.int32) for k in ("input_word_ids", "input_mask", "input_type_ids")
+    }
     for count in range(1, self.max_fields + 1):
       rows = tf.where(tf.equal(counts, count))
       first_field = tf.gather(fields.row_starts(), rows[:, 0])
       group = tokenization.pack_inputs(
-          [tf.gather(tokens.ids, first_field + k) for k in range(count)],
-          self.max_seq_length, self.tokenizer.cls_id, self.tokenizer.sep_id)
+        [tf.gather(tokens.ids, first_field + k) for k in range(count)],
+        self.max_seq_length,
+        self.tokenizer.cls_id,
+        self.tokenizer.sep_id,
+      )
       packed = {k: tf.tensor_scatter_nd_update(v, rows, group[k]) for k, v in packed.items()}
     return packed
 
   def _classification_outputs(self, logits):
     probabilities = tf.nn.softmax(logits, -1)
     label_ids = tf.argmax(probabilities, -1, output_type=tf.int32)
-    return {"label_ids": label_ids,
-            "labels": tf.gather(tf.constant(self.labels), label_ids),
-            "probabilities": probabilities,
-            "confidence": tf.reduce_max(probabilities, -1)}
+    return {
+      "label_ids": label_ids,
+      "labels": tf.gather(tf.constant(self.labels), label_ids),
+      "probabilities": probabilities,
+      "confidence": tf.reduce_max(probabilities, -1),
+    }
 
   def _ner_outputs(self, text, tokens, features, logits):
     lengths = tf.reduce_sum(features["input_mask"], 1)
@@ -228,16 +256,21 @@ class TextModel(tf.Module):
     char_starts = tf.gather(tokens.starts.flat_values, firsts)
     char_ends = tf.gather(tokens.ends.flat_values, ends - 1)
     entity_texts = tf.strings.substr(
-        tf.gather(text, firsts.value_rowids()), char_starts.flat_values,
-        char_ends.flat_values - char_starts.flat_values, unit="UTF8_CHAR")
-    return {"tags": tf.gather(tf.constant(self.labels), token_tags).to_tensor(""),
-            "token_starts": _int32(tokens.starts.to_tensor(-1)),
-            "token_ends": _int32(tokens.ends.to_tensor(-1)),
-            "entity_types": types.to_tensor(""),
-            "entity_texts": types.with_flat_values(entity_texts).to_tensor(""),
-            "entity_starts": _int32(char_starts.to_tensor(-1)),
-            "entity_ends": _int32(char_ends.to_tensor(-1)),
-            "confidence": crf.sequence_probability(logits, tag_ids, lengths)}
+      tf.gather(text, firsts.value_rowids()),
+      char_starts.flat_values,
+      char_ends.flat_values - char_starts.flat_values,
+      unit="UTF8_CHAR",
+    )
+    return {
+      "tags": tf.gather(tf.constant(self.labels), token_tags).to_tensor(""),
+      "token_starts": _int32(tokens.starts.to_tensor(-1)),
+      "token_ends": _int32(tokens.ends.to_tensor(-1)),
+      "entity_types": types.to_tensor(""),
+      "entity_texts": types.with_flat_values(entity_texts).to_tensor(""),
+      "entity_starts": _int32(char_starts.to_tensor(-1)),
+      "entity_ends": _int32(char_ends.to_tensor(-1)),
+      "confidence": crf.sequence_probability(logits, tag_ids, lengths),
+    }
 
 
 def _int32(tensor: tf.Tensor) -> tf.Tensor:
@@ -250,14 +283,22 @@ def run(config: ExportSavedModelConfig) -> List[str]:
   if config.signature == ENCODER_SIGNATURE:
     raise errors.InputError(f"--signature={config.signature} is taken by the encoder signature")
   model, tokenizer, info = model_dir.load_finetuned(
-      config.model_dir, given={"max_seq_length": config.max_seq_length})
-  module = TextModel(model, tokenizer, info["labels"], info["max_seq_length"],
-                     info.get("field_join", "sep"), config.max_fields)
+    config.model_dir, given={"max_seq_length": config.max_seq_length}
+  )
+  module = TextModel(
+    model,
+    tokenizer,
+    info["labels"],
+    info["max_seq_length"],
+    info.get("field_join", "sep"),
+    config.max_fields,
+  )
   # Signatures only, not tf.function attributes: saving would trace those
   # again, and the packing graphs are slow to build.
-  signatures = {name: tf.function(function, input_signature=[_TEXT]).get_concrete_function()
-                for name, function in ((config.signature, module.serve),
-                                       (ENCODER_SIGNATURE, module.encode))}
+  signatures = {
+    name: tf.function(function, input_signature=[_TEXT]).get_concrete_function()
+    for name, function in ((config.signature, module.serve), (ENCODER_SIGNATURE, module.encode))
+  }
   tf.saved_model.save(module, config.export_dir, signatures=signatures)
   return list(signatures)
 
@@ -273,14 +314,20 @@ def define_flags():
   """The flags of `ExportSavedModelConfig`'s fields, with its defaults."""
   d = ExportSavedModelConfig
   flags.DEFINE_string("model_dir", None, "Fine-tuned model directory (run_classifier, run_ner).")
-  flags.DEFINE_string("export_dir", None,
-                      "SavedModel directory to write (for TF Serving: <base>/<version>).")
-  flags.DEFINE_integer("max_seq_length", d.max_seq_length,
-                       "Longer texts are truncated. The model's (task.json); given, it must "
-                       "be the same.")
+  flags.DEFINE_string(
+    "export_dir", None, "SavedModel directory to write (for TF Serving: <base>/<version>)."
+  )
+  flags.DEFINE_integer(
+    "max_seq_length",
+    d.max_seq_length,
+    "Longer texts are truncated. The model's (task.json); given, it must be the same.",
+  )
   flags.DEFINE_string("signature", d.signature, "Name of the prediction signature.")
-  flags.DEFINE_integer("max_fields", d.max_fields,
-                       "Most TAB-separated fields per text (classification, field_join=sep).")
+  flags.DEFINE_integer(
+    "max_fields",
+    d.max_fields,
+    "Most TAB-separated fields per text (classification, field_join=sep).",
+  )
   flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 

@@ -21,6 +21,7 @@ from bert_pl import checkpoints, cli, job_config
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ExportTf1CheckpointConfig(job_config.ModelConfig):
   """The job's settings: its flags (see `define_flags`) and defaults."""
+
   init_checkpoint: str
   output_dir: str
 
@@ -28,9 +29,12 @@ class ExportTf1CheckpointConfig(job_config.ModelConfig):
 def run(config: ExportTf1CheckpointConfig) -> str:
   """Loads `config.init_checkpoint` and writes it to `config.output_dir`;
   returns the checkpoint's prefix."""
-  model, source = checkpoints.load_bert(config.init_checkpoint, config.bert_config_file,
-                                        config.num_hidden_layers,
-                                        checkpoints.parse_layer_map(config.layer_map))
+  model, source = checkpoints.load_bert(
+    config.init_checkpoint,
+    config.bert_config_file,
+    config.num_hidden_layers,
+    checkpoints.parse_layer_map(config.layer_map),
+  )
   vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, model.config)
   tf.io.gfile.makedirs(config.output_dir)
   prefix = os.path.join(config.output_dir, checkpoints.TF1_CHECKPOINT_NAME)

@@ -28,6 +28,7 @@ _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
 class ExtractFeaturesConfig(job_config.ModelConfig):
   """The job's settings: its flags (see `define_flags`), the original's
   defaults."""
+
   init_checkpoint: str
   input_file: str
   output_file: str
@@ -68,17 +69,24 @@ def _batches(examples, size):
 class FeatureExtractor:
   """Tokenizes, packs and runs the encoder; returns per-example features."""
 
-  def __init__(self, model: modeling.BertModel,
-               tokenizer: tokenization.BertTokenizer, max_seq_length: int,
-               layers: Sequence[int]):
+  def __init__(
+    self,
+    model: modeling.BertModel,
+    tokenizer: tokenization.BertTokenizer,
+    max_seq_length: int,
+    layers: Sequence[int],
+  ):
     n_layers = model.config.num_hidden_layers
     for layer in layers:
       if not -n_layers <= layer < n_layers:
-        raise errors.InputError(f"--layers: {layer} is out of range for a model of "
-                                f"{n_layers} layers")
+        raise errors.InputError(
+          f"--layers: {layer} is out of range for a model of {n_layers} layers"
+        )
     if max_seq_length > model.config.max_position_embeddings:
-      raise errors.InputError(f"--max_seq_length={max_seq_length} exceeds the model's "
-                              f"max_position_embeddings={model.config.max_position_embeddings}")
+      raise errors.InputError(
+        f"--max_seq_length={max_seq_length} exceeds the model's "
+        f"max_position_embeddings={model.config.max_position_embeddings}"
+      )
     self.model = model
     self.tokenizer = tokenizer
     self.max_seq_length = max_seq_length
@@ -94,10 +102,11 @@ class FeatureExtractor:
   def extract(self, texts_a: List[str], texts_b: Optional[List[str]]):
     """Returns, per example, (input_ids, [layer arrays [len, hidden]], mean_pooled)."""
     tok = self.tokenizer
-    segments = [tok.tokenize_with_offsets(tf.constant(texts)).ids
-                for texts in ([texts_a] if texts_b is None else [texts_a, texts_b])]
-    inputs = tokenization.pack_inputs(segments, self.max_seq_length,
-                                      tok.cls_id, tok.sep_id)
+    segments = [
+      tok.tokenize_with_offsets(tf.constant(texts)).ids
+      for texts in ([texts_a] if texts_b is None else [texts_a, texts_b])
+    ]
+    inputs = tokenization.pack_inputs(segments, self.max_seq_length, tok.cls_id, tok.sep_id)
     # Pad only to the longest example of the batch, not to max_seq_length.
     width = int(tf.reduce_max(tf.reduce_sum(inputs["input_mask"], 1)))
     inputs = {k: v[:, :width] for k, v in inputs.items()}
@@ -107,32 +116,47 @@ class FeatureExtractor:
     selected = [s.numpy() for s in selected]
     pooled = pooled.numpy()
     for row, length in enumerate(lengths):
-      yield (word_ids[row, :length].tolist(),
-             [s[row, :length] for s in selected], pooled[row])
+      yield (word_ids[row, :length].tolist(), [s[row, :length] for s in selected], pooled[row])
 
 
-def to_json(line_index: int, tokens: List[str], input_ids: List[int],
-            layer_values, layer_indexes: Sequence[int], mean_pooled) -> str:
+def to_json(
+  line_index: int,
+  tokens: List[str],
+  input_ids: List[int],
+  layer_values,
+  layer_indexes: Sequence[int],
+  mean_pooled,
+) -> str:
   features = []
   for position, token in enumerate(tokens):
-    features.append({
+    features.append(
+      {
         "token": token,
-        "layers": [{"index": index,
-                    "values": [round(float(x), 6) for x in values[position]]}
-                   for index, values in zip(layer_indexes, layer_values)],
-    })
-  return json.dumps({"linex_index": line_index, "features": features,
-                     "input_ids": input_ids,
-                     "mean_pooled": [round(float(x), 6) for x in mean_pooled]},
-                    ensure_ascii=False)
+        "layers": [
+          {"index": index, "values": [round(float(x), 6) for x in values[position]]}
+          for index, values in zip(layer_indexes, layer_values)
+        ],
+      }
+    )
+  return json.dumps(
+    {
+      "linex_index": line_index,
+      "features": features,
+      "input_ids": input_ids,
+      "mean_pooled": [round(float(x), 6) for x in mean_pooled],
+    },
+    ensure_ascii=False,
+  )
 
 
-def run_extraction(input_file: str, output_file: str, extractor: FeatureExtractor,
-                   batch_size: int) -> int:
+def run_extraction(
+  input_file: str, output_file: str, extractor: FeatureExtractor, batch_size: int
+) -> int:
   """Streams `input_file` to `output_file` (written atomically); returns count."""
   count, start = 0, time.time()
-  with atomic_files.AtomicFiles([output_file], [atomic_files.temporary_path(output_file)],
-                                atomic_files.open_text) as output:
+  with atomic_files.AtomicFiles(
+    [output_file], [atomic_files.temporary_path(output_file)], atomic_files.open_text
+  ) as output:
     for batch in _batches(read_examples(input_file), batch_size):
       texts_b = None if batch[0][2] is None else [b for _, _, b in batch]
       results = extractor.extract([a for _, a, _ in batch], texts_b)
@@ -150,9 +174,12 @@ def run_extraction(input_file: str, output_file: str, extractor: FeatureExtracto
 
 def run(config: ExtractFeaturesConfig) -> int:
   """The job: writes the features of every line; returns their number."""
-  model, source = checkpoints.load_bert(config.init_checkpoint, config.bert_config_file,
-                                        config.num_hidden_layers,
-                                        checkpoints.parse_layer_map(config.layer_map))
+  model, source = checkpoints.load_bert(
+    config.init_checkpoint,
+    config.bert_config_file,
+    config.num_hidden_layers,
+    checkpoints.parse_layer_map(config.layer_map),
+  )
   vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, model.config)
   tokenizer = tokenization.BertTokenizer(vocab_file, config.do_lower_case, config.tokenization)
   layers = [int(x) for x in config.layers.split(",")]
@@ -177,8 +204,11 @@ def define_flags():
   flags.DEFINE_integer("max_seq_length", d.max_seq_length, "Longer inputs are truncated.")
   flags.DEFINE_integer("batch_size", d.batch_size, "Examples per batch.")
   flags.mark_flags_as_required(["input_file", "output_file", "init_checkpoint"])
-  cli.require(lambda v: all(re.fullmatch(r"-?\d+", x.strip()) for x in v.split(",")),
-              "a comma list of integers", "layers")
+  cli.require(
+    lambda v: all(re.fullmatch(r"-?\d+", x.strip()) for x in v.split(",")),
+    "a comma list of integers",
+    "layers",
+  )
   cli.require_max_seq_length()
   cli.require(lambda v: v >= 1, ">= 1", "batch_size")
 

@@ -67,9 +67,14 @@ def char_tags(tags: Sequence[str], spans, length: int) -> List[str]:
 class FeatureEncoder:
   """Encodes batches of examples into padded numpy features."""
 
-  def __init__(self, tokenizer: tokenization.BertTokenizer, max_seq_length: int,
-               task: str = "none", labels: Optional[Sequence[str]] = None,
-               field_join: str = "sep"):
+  def __init__(
+    self,
+    tokenizer: tokenization.BertTokenizer,
+    max_seq_length: int,
+    task: str = "none",
+    labels: Optional[Sequence[str]] = None,
+    field_join: str = "sep",
+  ):
     if task not in input_files.TASKS:
       raise ValueError(f"task must be one of {input_files.TASKS}, got {task!r}")
     if field_join not in FIELD_JOINS:
@@ -79,8 +84,9 @@ class FeatureEncoder:
     if task == "ner" and OUTSIDE not in labels:
       raise errors.InputError(f"the NER tag list must contain {OUTSIDE!r}")
     if max_seq_length < 3:
-      raise errors.InputError(f"--max_seq_length={max_seq_length}: must be >= 3 ([CLS], a "
-                              "token, [SEP])")
+      raise errors.InputError(
+        f"--max_seq_length={max_seq_length}: must be >= 3 ([CLS], a token, [SEP])"
+      )
     self.tokenizer = tokenizer
     self.max_seq_length = max_seq_length
     self.task = task
@@ -110,8 +116,7 @@ class FeatureEncoder:
     else:
       features, truncated = self._encode_fields(examples)
     if self.task == "classification":
-      features["label_ids"] = np.array([self.label_to_id[e.label] for e in examples],
-                                       np.int64)
+      features["label_ids"] = np.array([self.label_to_id[e.label] for e in examples], np.int64)
     if examples and all(e.confidence is not None for e in examples):
       features["label_weights"] = np.array([e.confidence for e in examples], np.float32)
     if self.task == "classification" and _all_have_logits(examples):
@@ -122,7 +127,8 @@ class FeatureEncoder:
     """Runs `_graph` for `count` segments, traced once per count."""
     if count not in self._graphs:
       self._graphs[count] = tf.function(
-          lambda t: self._graph(t, count), input_signature=[tf.TensorSpec([None], tf.string)])
+        lambda t: self._graph(t, count), input_signature=[tf.TensorSpec([None], tf.string)]
+      )
     return {k: v.numpy() for k, v in self._graphs[count](tf.constant(texts)).items()}
 
   def _graph(self, texts: tf.Tensor, count: int):
@@ -131,20 +137,26 @@ class FeatureEncoder:
     masking) and returns each first segment's token starts (for NER tags)."""
     tokens = self.tokenizer.tokenize_with_offsets(texts)
     n = tf.shape(texts)[0] // count
-    segments = [tokenization.Tokens(*(tf.gather(t, tf.range(k, n * count, count))
-                                      for t in tokens)) for k in range(count)]
-    packed = tokenization.pack_inputs([s.ids for s in segments], self.max_seq_length,
-                                      self.tokenizer.cls_id, self.tokenizer.sep_id)
-    flags = tokenization.pack_inputs([self._word_continues(s) for s in segments],
-                                     self.max_seq_length, 0, 0)["input_word_ids"]
+    segments = [
+      tokenization.Tokens(*(tf.gather(t, tf.range(k, n * count, count)) for t in tokens))
+      for k in range(count)
+    ]
+    packed = tokenization.pack_inputs(
+      [s.ids for s in segments], self.max_seq_length, self.tokenizer.cls_id, self.tokenizer.sep_id
+    )
+    flags = tokenization.pack_inputs(
+      [self._word_continues(s) for s in segments], self.max_seq_length, 0, 0
+    )["input_word_ids"]
     total = tf.add_n([s.ids.row_lengths() for s in segments])
-    return {"input_ids": tf.cast(packed["input_word_ids"], tf.int64),
-            "input_mask": tf.cast(packed["input_mask"], tf.int64),
-            "segment_ids": tf.cast(packed["input_type_ids"], tf.int64),
-            "word_continues": tf.cast(flags, tf.bool),
-            "truncated": total > self.max_seq_length - 1 - count,
-            "starts": segments[0].starts.to_tensor(-1),
-            "ends": segments[0].ends.to_tensor(-1)}
+    return {
+      "input_ids": tf.cast(packed["input_word_ids"], tf.int64),
+      "input_mask": tf.cast(packed["input_mask"], tf.int64),
+      "segment_ids": tf.cast(packed["input_type_ids"], tf.int64),
+      "word_continues": tf.cast(flags, tf.bool),
+      "truncated": total > self.max_seq_length - 1 - count,
+      "starts": segments[0].starts.to_tensor(-1),
+      "ends": segments[0].ends.to_tensor(-1),
+    }
 
   def _word_continues(self, tokens: tokenization.Tokens) -> tf.RaggedTensor:
     """1 where a token continues the previous token's word (for whole-word
@@ -154,8 +166,10 @@ class FeatureEncoder:
     touching = tf.concat([[False], tf.equal(starts[1:], ends[:-1])], 0)
     previous_not_punct = tf.concat([[False], not_punct[:-1]], 0)
     # A token is first in its row when its index is its row's start.
-    first_in_row = tf.equal(tf.range(tf.size(starts, out_type=tf.int64)),
-                            tf.gather(tokens.ids.row_starts(), tokens.ids.value_rowids()))
+    first_in_row = tf.equal(
+      tf.range(tf.size(starts, out_type=tf.int64)),
+      tf.gather(tokens.ids.row_starts(), tokens.ids.value_rowids()),
+    )
     flags = touching & not_punct & previous_not_punct & tf.logical_not(first_in_row)
     return tokens.ids.with_flat_values(tf.cast(flags, tf.int64))
 
@@ -166,8 +180,10 @@ class FeatureEncoder:
       segment_texts = [e.fields for e in examples]
     # Packing needs the same number of segments in a call: group by count.
     n = len(examples)
-    out = {k: np.zeros([n, self.max_seq_length], np.int64)
-           for k in ("input_ids", "input_mask", "segment_ids")}
+    out = {
+      k: np.zeros([n, self.max_seq_length], np.int64)
+      for k in ("input_ids", "input_mask", "segment_ids")
+    }
     out["word_continues"] = np.zeros([n, self.max_seq_length], bool)
     truncated = np.zeros([n], bool)
     offsets = {}
@@ -175,8 +191,9 @@ class FeatureEncoder:
       rows = [i for i, t in enumerate(segment_texts) if len(t) == count]
       if self.max_seq_length < count + 2:
         raise errors.InputError(
-            f"{examples[rows[0]].source}: {count} fields need --max_seq_length >= {count + 2} "
-            f"([CLS], a [SEP] after each field, a token), got {self.max_seq_length}")
+          f"{examples[rows[0]].source}: {count} fields need --max_seq_length >= {count + 2} "
+          f"([CLS], a [SEP] after each field, a token), got {self.max_seq_length}"
+        )
       flat = [segment_texts[i][k] for i in rows for k in range(count)]
       packed = self._tokenize_and_pack(flat, count)
       for key in out:
@@ -190,8 +207,10 @@ class FeatureEncoder:
   def _encode_ner(self, examples):
     joined = [join_conll_tokens(e.fields) for e in examples]
     packed = self._tokenize_and_pack([text for text, _ in joined], 1)
-    features = {k: packed[k] for k in
-                ("input_ids", "input_mask", "segment_ids", "word_continues", "starts", "ends")}
+    features = {
+      k: packed[k]
+      for k in ("input_ids", "input_mask", "segment_ids", "word_continues", "starts", "ends")
+    }
     starts = packed["starts"]
     tag_ids = np.zeros([len(examples), self.max_seq_length], np.int64)
     with_logits = _all_have_logits(examples)
@@ -200,9 +219,9 @@ class FeatureEncoder:
     outside = self.label_to_id[OUTSIDE]
     for row, (example, (text, spans)) in enumerate(zip(examples, joined)):
       per_char = char_tags(example.tags, spans, len(text))
-      kept = [s for s in starts[row, :self.max_seq_length - 2] if s >= 0]
+      kept = [s for s in starts[row, : self.max_seq_length - 2] if s >= 0]
       tag_ids[row, 0] = outside  # [CLS]
-      tag_ids[row, 1:1 + len(kept)] = [self.label_to_id[per_char[s]] for s in kept]
+      tag_ids[row, 1 : 1 + len(kept)] = [self.label_to_id[per_char[s]] for s in kept]
       tag_ids[row, 1 + len(kept)] = outside  # [SEP]
       if with_logits:
         token_of_char = np.full([len(text)], -1)
@@ -217,29 +236,34 @@ class FeatureEncoder:
     return features, packed["truncated"]
 
 
-def prediction_encoder(tokenizer: tokenization.BertTokenizer, max_seq_length: int, task: str,
-                       field_join: str = "sep") -> FeatureEncoder:
+def prediction_encoder(
+  tokenizer: tokenization.BertTokenizer, max_seq_length: int, task: str, field_join: str = "sep"
+) -> FeatureEncoder:
   """The encoder of the unlabeled text a fine-tuned model of `task` predicts
   on: classification joins the fields as the model was trained
   (`field_join`); NER reads raw sentences, the fields joined into one text."""
-  return FeatureEncoder(tokenizer, max_seq_length, "none",
-                        field_join=field_join if task == "classification" else "concat")
+  return FeatureEncoder(
+    tokenizer,
+    max_seq_length,
+    "none",
+    field_join=field_join if task == "classification" else "concat",
+  )
 
 
 def _all_have_logits(examples: Sequence[Example]) -> bool:
   return bool(examples) and all(e.logits is not None for e in examples)
 
 
-def decode_entities(tag_ids: Sequence[int], starts: Sequence[int], ends: Sequence[int],
-                    labels: Sequence[str]) -> List[Tuple[str, int, int]]:
+def decode_entities(
+  tag_ids: Sequence[int], starts: Sequence[int], ends: Sequence[int], labels: Sequence[str]
+) -> List[Tuple[str, int, int]]:
   """Entities (type, char start, char end) from the tag ids of one sequence.
 
   `tag_ids` are those of the tokens only (no [CLS]/[SEP]/padding), aligned
   with the tokens' character `starts`/`ends`.
   """
   tags = [labels[i] for i in tag_ids]
-  return [(kind, starts[first], ends[last - 1])
-          for kind, first, last in tag_schemes.entities(tags)]
+  return [(kind, starts[first], ends[last - 1]) for kind, first, last in tag_schemes.entities(tags)]
 
 
 def collect_labels(path: str, task: str, tag_scheme: str = "bio") -> List[str]:
@@ -249,7 +273,7 @@ def collect_labels(path: str, task: str, tag_scheme: str = "bio") -> List[str]:
   counts = input_files.Counts(skip_bad_lines=True)
   seen = {}
   for example in input_files.read_examples(path, task, counts, None, tag_scheme):
-    for label in (example.tags if task == "ner" else [example.label]):
+    for label in example.tags if task == "ner" else [example.label]:
       seen.setdefault(label if task != "ner" else label[2:], None)
   if task != "ner":
     return list(seen)
@@ -257,9 +281,12 @@ def collect_labels(path: str, task: str, tag_scheme: str = "bio") -> List[str]:
   return [OUTSIDE] + [f"{p}-{k}" for k in kinds for p in "BI"]
 
 
-def encode_examples(examples: Iterable[Example], encoder: FeatureEncoder,
-                    counts: input_files.Counts,
-                    batch_size: int = 1024) -> Optional[Dict[str, np.ndarray]]:
+def encode_examples(
+  examples: Iterable[Example],
+  encoder: FeatureEncoder,
+  counts: input_files.Counts,
+  batch_size: int = 1024,
+) -> Optional[Dict[str, np.ndarray]]:
   """Examples as feature arrays, encoded `batch_size` at a time (for sets that
   fit in memory: fine-tuning, evaluation); None when there are none."""
   parts = []
@@ -286,8 +313,13 @@ def concatenate(parts: Sequence[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]
   return {k: np.concatenate([p[k] for p in parts]) for k in sorted(keys)}
 
 
-def encode_file(path: str, encoder: FeatureEncoder, counts: input_files.Counts,
-                tag_scheme: str = "bio", batch_size: int = 1024) -> Dict[str, np.ndarray]:
+def encode_file(
+  path: str,
+  encoder: FeatureEncoder,
+  counts: input_files.Counts,
+  tag_scheme: str = "bio",
+  batch_size: int = 1024,
+) -> Dict[str, np.ndarray]:
   """All examples of a labeled (or unlabeled) file as feature arrays."""
   examples = input_files.read_examples(path, encoder.task, counts, encoder.labels, tag_scheme)
   encoded = encode_examples(examples, encoder, counts, batch_size)

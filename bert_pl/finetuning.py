@@ -49,10 +49,26 @@ from typing import Any, Dict, List, Optional
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import (checkpoints, cli, errors, evaluation, features, input_files,
-                     input_pipeline, job_config, model_dir, modeling, optimization, precision,
-                     predict_pseudo_labels, prediction, self_training, task_models, tokenization,
-                     training)
+from bert_pl import (
+  checkpoints,
+  cli,
+  errors,
+  evaluation,
+  features,
+  input_files,
+  input_pipeline,
+  job_config,
+  model_dir,
+  modeling,
+  optimization,
+  precision,
+  predict_pseudo_labels,
+  prediction,
+  self_training,
+  task_models,
+  tokenization,
+  training,
+)
 
 SELF_TRAINING_FILE = "self_training.json"
 JOBS = {"classification": "run_classifier", "ner": "run_ner"}
@@ -67,6 +83,7 @@ class FinetuningConfig(job_config.ModelConfig, job_config.TrainingConfig):
   (`task="ner"`): their flags (see `define_flags`), the paper's defaults.
   The `model_dir.SETTINGS` are None when not given: the model directory's,
   or for a new model `NEW_MODEL_SETTINGS` (module doc)."""
+
   task: str
   do_lower_case: Optional[bool] = None
   tokenization: Optional[str] = None
@@ -95,6 +112,7 @@ class FinetuningConfig(job_config.ModelConfig, job_config.TrainingConfig):
 @dataclasses.dataclass
 class ModelSpec:
   """The model a run fine-tunes, evaluates or predicts with."""
+
   config: modeling.BertConfig
   source: Optional[checkpoints.Source]  # what a new model starts from; None: random weights
   layer_map: Optional[List[int]]
@@ -113,8 +131,9 @@ def model_spec(config: FinetuningConfig) -> ModelSpec:
     return _existing_model(config, latest)
   if not config.do_train:
     raise model_dir.ModelDirError(
-        f"{out}: no checkpoint; --do_eval and --do_predict without --do_train use the "
-        "fine-tuned model of --output_dir (fine-tune one first with --do_train)")
+      f"{out}: no checkpoint; --do_eval and --do_predict without --do_train use the "
+      "fine-tuned model of --output_dir (fine-tune one first with --do_train)"
+    )
   return _new_model(config)
 
 
@@ -122,52 +141,71 @@ def _existing_model(config: FinetuningConfig, latest: str) -> ModelSpec:
   """`--output_dir`'s model, checking every flag that restates it."""
   out, task = config.output_dir, config.task
   job = JOBS[task]
-  advice = (f" ({out} holds {os.path.basename(latest)} of an earlier run, which --do_train "
-            f"would resume: use a new --output_dir, or delete {out} to start over)"
-            if config.do_train else "")
+  advice = (
+    f" ({out} holds {os.path.basename(latest)} of an earlier run, which --do_train "
+    f"would resume: use a new --output_dir, or delete {out} to start over)"
+    if config.do_train
+    else ""
+  )
   info = model_dir.read_task_info(out)
   if info.get("task") != task or info.get("trained_by") != job:
-    use = (f"use {info['trained_by']} for it, or " if info.get("trained_by") in JOBS.values()
-           and not config.do_train else "")
+    use = (
+      f"use {info['trained_by']} for it, or "
+      if info.get("trained_by") in JOBS.values() and not config.do_train
+      else ""
+    )
     raise model_dir.ModelDirError(
-        f"{out}: {model_dir.describe(info)}, not a model of {job}: {use}fine-tune from it "
-        f"with --do_train --init_checkpoint={out} and a new --output_dir")
-  model_dir.check_settings(out, info, {n: getattr(config, n) for n in model_dir.SETTINGS},
-                           advice)
+      f"{out}: {model_dir.describe(info)}, not a model of {job}: {use}fine-tune from it "
+      f"with --do_train --init_checkpoint={out} and a new --output_dir"
+    )
+  model_dir.check_settings(out, info, {n: getattr(config, n) for n in model_dir.SETTINGS}, advice)
   if config.label_file:
-    model_dir.check_labels(out, info, input_files.read_labels(config.label_file),
-                           config.label_file, advice)
+    model_dir.check_labels(
+      out, info, input_files.read_labels(config.label_file), config.label_file, advice
+    )
   bert_config = _check_config(config, os.path.join(out, "bert_config.json"), advice)
   vocab_file = checkpoints.resolve_vocab_file(os.path.join(out, "vocab.txt"), None, bert_config)
-  if config.vocab_file and (tokenization.load_vocab(config.vocab_file)
-                            != tokenization.load_vocab(vocab_file)):
-    raise model_dir.ModelDirError(f"{vocab_file}: differs from --vocab_file={config.vocab_file}"
-                                  f"{advice}")
-  return ModelSpec(bert_config, None, None, vocab_file,
-                   {n: info[n] for n in model_dir.SETTINGS}, list(info["labels"]), latest)
+  if config.vocab_file and (
+    tokenization.load_vocab(config.vocab_file) != tokenization.load_vocab(vocab_file)
+  ):
+    raise model_dir.ModelDirError(
+      f"{vocab_file}: differs from --vocab_file={config.vocab_file}{advice}"
+    )
+  return ModelSpec(
+    bert_config,
+    None,
+    None,
+    vocab_file,
+    {n: info[n] for n in model_dir.SETTINGS},
+    list(info["labels"]),
+    latest,
+  )
 
 
-def _check_config(config: FinetuningConfig, config_file: str,
-                  advice: str) -> modeling.BertConfig:
+def _check_config(config: FinetuningConfig, config_file: str, advice: str) -> modeling.BertConfig:
   """An existing model's config, which the config the flags describe (if
   any) must equal."""
   there = modeling.BertConfig.from_json_file(config_file)
   layer_map = checkpoints.parse_layer_map(config.layer_map)
   init = config.init_checkpoint if config.init_checkpoint != RANDOM_INIT else None
   if config.bert_config_file or init:
-    given, _ = checkpoints.resolve_config(init, config.bert_config_file,
-                                          config.num_hidden_layers, layer_map)
+    given, _ = checkpoints.resolve_config(
+      init, config.bert_config_file, config.num_hidden_layers, layer_map
+    )
   else:
     layers = len(layer_map) if layer_map else config.num_hidden_layers
     given = there.replace(num_hidden_layers=layers) if layers else there
   for field in dataclasses.fields(modeling.BertConfig):
     theirs, value = getattr(there, field.name), getattr(given, field.name)
     if field.name != "extra" and theirs != value:
-      flags_given = " ".join(f"--{n}={getattr(config, n)}" for n in (
-          "init_checkpoint", "bert_config_file", "num_hidden_layers", "layer_map")
-          if getattr(config, n))
-      raise model_dir.ModelDirError(f"{config_file}: {field.name} is {theirs} there, {value} "
-                                    f"from {flags_given}{advice}")
+      flags_given = " ".join(
+        f"--{n}={getattr(config, n)}"
+        for n in ("init_checkpoint", "bert_config_file", "num_hidden_layers", "layer_map")
+        if getattr(config, n)
+      )
+      raise model_dir.ModelDirError(
+        f"{config_file}: {field.name} is {theirs} there, {value} from {flags_given}{advice}"
+      )
   return there
 
 
@@ -176,22 +214,32 @@ def _new_model(config: FinetuningConfig) -> ModelSpec:
   init = config.init_checkpoint
   if not init:
     raise errors.InputError(
-        f"no --init_checkpoint and no checkpoint in --output_dir={config.output_dir} "
-        f"(--init_checkpoint={RANDOM_INIT} with --bert_config_file and --vocab_file starts "
-        "from random weights)")
+      f"no --init_checkpoint and no checkpoint in --output_dir={config.output_dir} "
+      f"(--init_checkpoint={RANDOM_INIT} with --bert_config_file and --vocab_file starts "
+      "from random weights)"
+    )
   if init == RANDOM_INIT:
     if not (config.bert_config_file and config.vocab_file):
-      raise errors.InputError(f"--init_checkpoint={RANDOM_INIT} (random weights) needs "
-                           "--bert_config_file and --vocab_file")
-    logging.warning("--init_checkpoint=%s: the model starts from random weights (%s), not "
-                    "from a pre-trained BERT", RANDOM_INIT, config.bert_config_file)
+      raise errors.InputError(
+        f"--init_checkpoint={RANDOM_INIT} (random weights) needs "
+        "--bert_config_file and --vocab_file"
+      )
+    logging.warning(
+      "--init_checkpoint=%s: the model starts from random weights (%s), not "
+      "from a pre-trained BERT",
+      RANDOM_INIT,
+      config.bert_config_file,
+    )
     init = None
   layer_map = checkpoints.parse_layer_map(config.layer_map)
-  bert_config, source = checkpoints.resolve_config(init, config.bert_config_file,
-                                                   config.num_hidden_layers, layer_map)
+  bert_config, source = checkpoints.resolve_config(
+    init, config.bert_config_file, config.num_hidden_layers, layer_map
+  )
   vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, bert_config)
-  settings = {n: NEW_MODEL_SETTINGS[n] if getattr(config, n) is None else getattr(config, n)
-              for n in model_dir.SETTINGS}
+  settings = {
+    n: NEW_MODEL_SETTINGS[n] if getattr(config, n) is None else getattr(config, n)
+    for n in model_dir.SETTINGS
+  }
   if config.label_file:
     labels = input_files.read_labels(config.label_file)
   elif config.train_file:
@@ -213,13 +261,16 @@ def check_self_training_flags(config: FinetuningConfig) -> None:
   if config.pseudo_per_class < 0:
     raise errors.InputError(f"--pseudo_per_class={config.pseudo_per_class} is negative")
   if bool(config.pseudo_label_file) != (config.pseudo_per_class > 0):
-    raise errors.InputError("classic self-training needs both --pseudo_label_file and "
-                            "--pseudo_per_class > 0; got "
-                            f"--pseudo_label_file={config.pseudo_label_file} "
-                            f"--pseudo_per_class={config.pseudo_per_class}")
+    raise errors.InputError(
+      "classic self-training needs both --pseudo_label_file and "
+      "--pseudo_per_class > 0; got "
+      f"--pseudo_label_file={config.pseudo_label_file} "
+      f"--pseudo_per_class={config.pseudo_per_class}"
+    )
   if not 0.0 <= config.pseudo_min_confidence <= 1.0:
-    raise errors.InputError(f"--pseudo_min_confidence={config.pseudo_min_confidence} is "
-                            "outside [0, 1]")
+    raise errors.InputError(
+      f"--pseudo_min_confidence={config.pseudo_min_confidence} is outside [0, 1]"
+    )
   if config.pseudo_min_confidence and not config.pseudo_label_file:
     raise errors.InputError("--pseudo_min_confidence needs --pseudo_label_file")
   if config.pseudo_label_file and not config.do_train:
@@ -240,8 +291,9 @@ def pseudo_labeled(config: FinetuningConfig, encoder: features.FeatureEncoder, n
   for path in files:
     side = path + input_files.CONFIDENCE_SUFFIX
     if not tf.io.gfile.exists(side):
-      raise input_files.InputError(f"{side}: file not found (the confidences of the "
-                                   f"--pseudo_label_file {path})")
+      raise input_files.InputError(
+        f"{side}: file not found (the confidences of the --pseudo_label_file {path})"
+      )
 
   def examples(counts):
     for path in files:
@@ -278,8 +330,12 @@ def training_set(config: FinetuningConfig, encoder: features.FeatureEncoder):
   return train_features, summary
 
 
-def _encode_all(path: str, examples: List[input_files.Example],
-                encoder: features.FeatureEncoder, counts: input_files.Counts):
+def _encode_all(
+  path: str,
+  examples: List[input_files.Example],
+  encoder: features.FeatureEncoder,
+  counts: input_files.Counts,
+):
   """The examples of the file to evaluate, encoded in one piece (their
   token offsets map predictions back to the text)."""
   if not examples:
@@ -289,26 +345,34 @@ def _encode_all(path: str, examples: List[input_files.Example],
   return encoded
 
 
-def evaluate(predictor: prediction.Predictor, encoder: features.FeatureEncoder,
-             config: FinetuningConfig) -> dict:
+def evaluate(
+  predictor: prediction.Predictor, encoder: features.FeatureEncoder, config: FinetuningConfig
+) -> dict:
   """The metrics of `--eval_file`; NER on its whole annotation (module doc)."""
   counts = input_files.Counts(skip_bad_lines=config.skip_bad_lines)
-  examples = list(input_files.read_examples(config.eval_file, encoder.task, counts,
-                                            encoder.labels, config.tag_scheme))
+  examples = list(
+    input_files.read_examples(
+      config.eval_file, encoder.task, counts, encoder.labels, config.tag_scheme
+    )
+  )
   encoded = _encode_all(config.eval_file, examples, encoder, counts)
   print(f"eval {config.eval_file}: {counts.summary()}")
   outputs = prediction.predict_sorted(predictor, encoded)
   if encoder.task == "classification":
-    return evaluation.classification_metrics(encoded["label_ids"], outputs["label_ids"],
-                                             len(encoder.labels))
-  predicted = prediction.conll_tags(examples, encoded["starts"], encoded["ends"],
-                                    outputs["tag_ids"], encoder.labels)
+    return evaluation.classification_metrics(
+      encoded["label_ids"], outputs["label_ids"], len(encoder.labels)
+    )
+  predicted = prediction.conll_tags(
+    examples, encoded["starts"], encoded["ends"], outputs["tag_ids"], encoder.labels
+  )
   results = evaluation.ner_metrics([e.tags for e in examples], predicted)
   results["truncated_sentences"] = counts.truncated
   if counts.truncated:
-    print(f"eval {config.eval_file}: {counts.truncated} of {len(examples)} sentences are "
-          f"longer than max_seq_length={encoder.max_seq_length}; the entities past it count as "
-          "missed")
+    print(
+      f"eval {config.eval_file}: {counts.truncated} of {len(examples)} sentences are "
+      f"longer than max_seq_length={encoder.max_seq_length}; the entities past it count as "
+      "missed"
+    )
   return results
 
 
@@ -316,16 +380,24 @@ def predict(config: FinetuningConfig) -> str:
   """Writes the pseudo-labeled file of `--predict_file` (with its side
   files) with the model of `--output_dir`, as step 3 writes it
   (`predict_pseudo_labels.PseudoLabeler`); returns its path."""
-  labeler = predict_pseudo_labels.PseudoLabeler(predict_pseudo_labels.PredictPseudoLabelsConfig(
-      config.output_dir, config.predict_file, config.output_dir,
-      predict_batch_size=config.predict_batch_size, dtype=config.dtype,
-      write_logits=config.write_logits, logits_top_k=config.logits_top_k))
+  labeler = predict_pseudo_labels.PseudoLabeler(
+    predict_pseudo_labels.PredictPseudoLabelsConfig(
+      config.output_dir,
+      config.predict_file,
+      config.output_dir,
+      predict_batch_size=config.predict_batch_size,
+      dtype=config.dtype,
+      write_logits=config.write_logits,
+      logits_top_k=config.logits_top_k,
+    )
+  )
   name = "predictions.tsv" if config.task == "classification" else "predictions.txt"
   path = os.path.join(config.output_dir, name)
   counts = input_files.Counts(skip_bad_lines=config.skip_bad_lines)
   labeler.label_file(config.predict_file, path, counts, progress=lambda counts: None)
-  sides = input_files.CONFIDENCE_SUFFIX + (f", {input_files.LOGITS_SUFFIX}"
-                                           if config.write_logits else "")
+  sides = input_files.CONFIDENCE_SUFFIX + (
+    f", {input_files.LOGITS_SUFFIX}" if config.write_logits else ""
+  )
   print(f"predict {config.predict_file}: {counts.summary()} -> {path} (+{sides})")
   return path
 
@@ -338,22 +410,31 @@ def run(config: FinetuningConfig) -> dict:
   training.set_seed(config.random_seed)
   spec = model_spec(config)
   settings, labels = spec.settings, spec.labels
-  tokenizer = tokenization.BertTokenizer(spec.vocab_file, settings["do_lower_case"],
-                                         settings["tokenization"])
+  tokenizer = tokenization.BertTokenizer(
+    spec.vocab_file, settings["do_lower_case"], settings["tokenization"]
+  )
   # Refuses bad logits flags before training.
   prediction.OutputFormat(task, labels, config.write_logits, config.logits_top_k)
-  encoder = features.FeatureEncoder(tokenizer, settings["max_seq_length"], task, labels,
-                                    settings["field_join"])
+  encoder = features.FeatureEncoder(
+    tokenizer, settings["max_seq_length"], task, labels, settings["field_join"]
+  )
   train_features, self_training_report, num_train_steps = None, None, 0
   if config.do_train:
     train_features, self_training_report = training_set(config, encoder)
-    num_train_steps = training.steps_for_epochs(len(train_features["input_ids"]),
-                                                config.num_train_epochs, config.train_batch_size)
+    num_train_steps = training.steps_for_epochs(
+      len(train_features["input_ids"]), config.num_train_epochs, config.train_batch_size
+    )
   with strategy.scope(), precision.policy(config.dtype):
     model = task_models.BertTaskModel(spec.config, task, len(labels))
-    optimizer = precision.wrap_optimizer(optimization.create_optimizer(
-        config.learning_rate, num_train_steps, int(num_train_steps * config.warmup_proportion),
-        config.weight_decay), config.dtype)
+    optimizer = precision.wrap_optimizer(
+      optimization.create_optimizer(
+        config.learning_rate,
+        num_train_steps,
+        int(num_train_steps * config.warmup_proportion),
+        config.weight_decay,
+      ),
+      config.dtype,
+    )
   chief = training.is_chief(strategy)
   run_state = training.CheckpointedRun(model, optimizer, config.output_dir, is_chief=chief)
 
@@ -363,24 +444,40 @@ def run(config: FinetuningConfig) -> dict:
 
   run_state.restore_or_initialize(initialize)
   if chief and not spec.checkpoint:  # only a new model's training writes its settings
-    model_dir.write(config.output_dir, spec.config, spec.vocab_file, dict(
-        task=task, labels=list(labels), **settings, trained_by=JOBS[task]))
+    model_dir.write(
+      config.output_dir,
+      spec.config,
+      spec.vocab_file,
+      dict(task=task, labels=list(labels), **settings, trained_by=JOBS[task]),
+    )
   if chief and self_training_report:
-    model_dir.write_json(os.path.join(config.output_dir, SELF_TRAINING_FILE),
-                         self_training_report)
+    model_dir.write_json(os.path.join(config.output_dir, SELF_TRAINING_FILE), self_training_report)
   results = {}
   if config.do_train:
     trainer = training.Trainer(strategy, model, optimizer, use_mlm=False, use_task=True)
     training_input = input_pipeline.TrainingInput(
-        strategy, config.train_batch_size,
-        lambda batch, context: input_pipeline.array_dataset(
-            train_features, batch, True, context, config.random_seed, config.bucket_width),
-        {"train_file": config.train_file, "examples": len(train_features["input_ids"]),
-         "max_seq_length": config.max_seq_length, "seed": config.random_seed,
-         "bucket_width": config.bucket_width})
-    training.train(trainer, run_state, training_input, num_train_steps,
-                   config.save_checkpoints_steps, config.train_batch_size,
-                   training.summary_dir(config.output_dir, "train"))
+      strategy,
+      config.train_batch_size,
+      lambda batch, context: input_pipeline.array_dataset(
+        train_features, batch, True, context, config.random_seed, config.bucket_width
+      ),
+      {
+        "train_file": config.train_file,
+        "examples": len(train_features["input_ids"]),
+        "max_seq_length": config.max_seq_length,
+        "seed": config.random_seed,
+        "bucket_width": config.bucket_width,
+      },
+    )
+    training.train(
+      trainer,
+      run_state,
+      training_input,
+      num_train_steps,
+      config.save_checkpoints_steps,
+      config.train_batch_size,
+      training.summary_dir(config.output_dir, "train"),
+    )
   if not chief:  # the chief alone evaluates and predicts (and writes the results)
     return results
   if config.do_eval:
@@ -403,35 +500,58 @@ def define_flags(task: str) -> None:
   example = "train.tsv" if task == "classification" else "train.txt (CoNLL)"
   flags.DEFINE_string("train_file", d.train_file, f"Labeled training file, e.g. {example}.")
   flags.DEFINE_string("eval_file", d.eval_file, "Labeled evaluation file.")
-  flags.DEFINE_string("predict_file", d.predict_file,
-                      "Unlabeled file (one text per line, TAB-separated fields).")
+  flags.DEFINE_string(
+    "predict_file", d.predict_file, "Unlabeled file (one text per line, TAB-separated fields)."
+  )
   flags.DEFINE_string("label_file", d.label_file, "Labels (or BIO tags), one per line.")
   flags.DEFINE_bool("do_train", d.do_train, "Fine-tune on --train_file.")
   flags.DEFINE_bool("do_eval", d.do_eval, "Evaluate on --eval_file; writes eval_results.txt.")
   flags.DEFINE_bool("do_predict", d.do_predict, "Predict --predict_file with confidences.")
   cli.define_logits_flags()
-  flags.DEFINE_integer("max_seq_length", NEW_MODEL_SETTINGS["max_seq_length"],
-                       "Sequence length, [CLS] and [SEP] included.")
+  flags.DEFINE_integer(
+    "max_seq_length",
+    NEW_MODEL_SETTINGS["max_seq_length"],
+    "Sequence length, [CLS] and [SEP] included.",
+  )
   cli.define_training_flags(learning_rate=d.learning_rate)
-  flags.DEFINE_integer("predict_batch_size", d.predict_batch_size,
-                       "Batch size for evaluation and prediction.")
+  flags.DEFINE_integer(
+    "predict_batch_size", d.predict_batch_size, "Batch size for evaluation and prediction."
+  )
   flags.DEFINE_float("num_train_epochs", d.num_train_epochs, "Training epochs.")
-  flags.DEFINE_float("warmup_proportion", d.warmup_proportion,
-                     "Share of the steps with linear warmup.")
-  flags.DEFINE_enum("field_join", NEW_MODEL_SETTINGS["field_join"], list(features.FIELD_JOINS),
-                    "Join TAB-separated fields with [SEP] or concatenate them.")
-  flags.DEFINE_enum("tag_scheme", d.tag_scheme, ["bio", "iob1", "bioes", "bmes"],
-                    "Tag scheme of the NER files (converted to BIO).")
+  flags.DEFINE_float(
+    "warmup_proportion", d.warmup_proportion, "Share of the steps with linear warmup."
+  )
+  flags.DEFINE_enum(
+    "field_join",
+    NEW_MODEL_SETTINGS["field_join"],
+    list(features.FIELD_JOINS),
+    "Join TAB-separated fields with [SEP] or concatenate them.",
+  )
+  flags.DEFINE_enum(
+    "tag_scheme",
+    d.tag_scheme,
+    ["bio", "iob1", "bioes", "bmes"],
+    "Tag scheme of the NER files (converted to BIO).",
+  )
   flags.DEFINE_bool("skip_bad_lines", d.skip_bad_lines, "Skip and count malformed examples.")
-  flags.DEFINE_string("pseudo_label_file", d.pseudo_label_file,
-                      "Classic self-training: pseudo-labeled files (step 3 output, each with "
-                      "its .confidence; comma list of globs) to add training examples from.")
-  flags.DEFINE_integer("pseudo_per_class", d.pseudo_per_class,
-                       "Add the N most confident examples of --pseudo_label_file of each "
-                       "class (NER: each sentence's rarest entity type, or O) to the labeled "
-                       "training set; 0: none.")
-  flags.DEFINE_float("pseudo_min_confidence", d.pseudo_min_confidence,
-                     "Only pseudo-labeled examples with at least this confidence are added.")
+  flags.DEFINE_string(
+    "pseudo_label_file",
+    d.pseudo_label_file,
+    "Classic self-training: pseudo-labeled files (step 3 output, each with "
+    "its .confidence; comma list of globs) to add training examples from.",
+  )
+  flags.DEFINE_integer(
+    "pseudo_per_class",
+    d.pseudo_per_class,
+    "Add the N most confident examples of --pseudo_label_file of each "
+    "class (NER: each sentence's rarest entity type, or O) to the labeled "
+    "training set; 0: none.",
+  )
+  flags.DEFINE_float(
+    "pseudo_min_confidence",
+    d.pseudo_min_confidence,
+    "Only pseudo-labeled examples with at least this confidence are added.",
+  )
   flags.mark_flags_as_required(["output_dir"])
   cli.require_max_seq_length()
   cli.require(lambda v: v >= 1, ">= 1", "predict_batch_size")
@@ -445,4 +565,5 @@ def make_main(task: str):
     results = run(job_config.config_from_flags(FinetuningConfig, task=task))
     if results:
       print(" ".join(f"{k}={v:.6g}" for k, v in sorted(results.items())))
+
   return main

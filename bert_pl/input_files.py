@@ -49,6 +49,7 @@ TOP_K_FILL_MARGIN = 20.0
 @dataclasses.dataclass
 class Counts:
   """What a job read, wrote, skipped and truncated; printed at the end."""
+
   skip_bad_lines: bool = False
   read: int = 0
   written: int = 0
@@ -69,14 +70,17 @@ class Counts:
       setattr(self, field, getattr(self, field) + getattr(other, field))
 
   def summary(self) -> str:
-    return (f"read {self.read}, written {self.written}, skipped {self.skipped} "
-            f"(bad) + {self.empty} (empty), truncated {self.truncated}")
+    return (
+      f"read {self.read}, written {self.written}, skipped {self.skipped} "
+      f"(bad) + {self.empty} (empty), truncated {self.truncated}"
+    )
 
 
 @dataclasses.dataclass
 class Example:
   """One input example. `fields` are the text fields (TSV columns) or, for
   NER, the CoNLL tokens; `tags` the BIO tags of those tokens."""
+
   source: str  # "file:line" of its first line, for messages
   fields: List[str]
   label: Optional[str] = None
@@ -102,8 +106,11 @@ def expand_input_files(patterns: Optional[str]) -> List[str]:
   files, seen = [], set()
   for pattern in filter(None, (p.strip() for p in (patterns or "").split(","))):
     if any(c in pattern for c in "*?["):
-      matches = sorted(m for m in tf.io.gfile.glob(pattern)
-                       if not _skipped_by_globs(m) and not tf.io.gfile.isdir(m))
+      matches = sorted(
+        m
+        for m in tf.io.gfile.glob(pattern)
+        if not _skipped_by_globs(m) and not tf.io.gfile.isdir(m)
+      )
       if not matches:
         raise InputError(f"{pattern}: no file matches")
     else:
@@ -118,8 +125,11 @@ def expand_input_files(patterns: Optional[str]) -> List[str]:
 
 def _skipped_by_globs(path: str) -> bool:
   name = os.path.basename(path)
-  return (name.startswith((".", "beam-temp-")) or name.endswith(NOT_DATA_SUFFIXES)
-          or re.search(r"\.tmp(-\d+)?$", name) is not None)
+  return (
+    name.startswith((".", "beam-temp-"))
+    or name.endswith(NOT_DATA_SUFFIXES)
+    or re.search(r"\.tmp(-\d+)?$", name) is not None
+  )
 
 
 def check_not_inputs(outputs: Sequence[str], inputs: Sequence[str], writer: str) -> None:
@@ -130,8 +140,9 @@ def check_not_inputs(outputs: Sequence[str], inputs: Sequence[str], writer: str)
   for output in outputs:
     overwritten = real_inputs.get(os.path.realpath(output))
     if overwritten is not None:
-      raise InputError(f"{overwritten}: an input file, which {writer} would overwrite; write "
-                       "the outputs elsewhere")
+      raise InputError(
+        f"{overwritten}: an input file, which {writer} would overwrite; write the outputs elsewhere"
+      )
 
 
 def _lines(path: str) -> Iterator[Tuple[int, str]]:
@@ -142,8 +153,7 @@ def _lines(path: str) -> Iterator[Tuple[int, str]]:
       try:
         text = raw.decode("utf-8")
       except UnicodeDecodeError as e:
-        raise InputError(f"{path}:{number}: invalid UTF-8 ({e.reason} at byte "
-                         f"{e.start})") from None
+        raise InputError(f"{path}:{number}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
       if number == 1:
         text = text.lstrip("\ufeff")
       yield number, text.rstrip("\r\n")
@@ -156,8 +166,10 @@ def logits_side_files(paths: Sequence[str]) -> bool:
   if any(present) and not all(present):
     missing = paths[present.index(False)]
     having = paths[present.index(True)]
-    raise InputError(f"{missing}: no {LOGITS_SUFFIX} side file, but {having} has one "
-                     "(every input file needs one, or none)")
+    raise InputError(
+      f"{missing}: no {LOGITS_SUFFIX} side file, but {having} has one "
+      "(every input file needs one, or none)"
+    )
   return all(present)
 
 
@@ -198,8 +210,10 @@ def parse_label_logits(text: str, num_labels: int, where: str) -> np.ndarray:
   items = text.split()
   if not items or ":" not in items[0]:
     if len(items) != num_labels:
-      raise InputError(f"{where}: expected {num_labels} logits (one per label) or id:value "
-                       f"pairs, got {len(items)} values")
+      raise InputError(
+        f"{where}: expected {num_labels} logits (one per label) or id:value "
+        f"pairs, got {len(items)} values"
+      )
     return _numbers(items, where)
   pairs = [item.partition(":") for item in items]
   if any(not sep for _, sep, _ in pairs):
@@ -209,8 +223,9 @@ def parse_label_logits(text: str, num_labels: int, where: str) -> np.ndarray:
     raise InputError(f"{where}: label id {bad!r} is not a number")
   ids = np.array([int(i) for i, _, _ in pairs])
   if ids.max() >= num_labels:
-    raise InputError(f"{where}: label id {ids.max()} is out of range (there are {num_labels} "
-                     "labels)")
+    raise InputError(
+      f"{where}: label id {ids.max()} is out of range (there are {num_labels} labels)"
+    )
   if len(set(ids.tolist())) != len(ids):
     raise InputError(f"{where}: a label id appears twice")
   kept = _numbers([v for _, _, v in pairs], where)
@@ -223,16 +238,19 @@ def parse_tag_logits(text: str, num_tokens: int, num_tags: int, where: str) -> n
   """One NER line of a `.logits` file -> float32 [num_tokens, num_tags]."""
   items = text.split()
   if len(items) != num_tokens * num_tags:
-    raise InputError(f"{where}: expected {num_tokens} tokens x {num_tags} tags = "
-                     f"{num_tokens * num_tags} logits, got {len(items)}")
+    raise InputError(
+      f"{where}: expected {num_tokens} tokens x {num_tags} tags = "
+      f"{num_tokens * num_tags} logits, got {len(items)}"
+    )
   return _numbers(items, where).reshape(num_tokens, num_tags)
 
 
 Attach = Callable[[str, str, Example], None]
 
 
-def _with_side_file(path: str, suffix: str, what: str, examples: Iterator[Optional[Example]],
-                    attach: Attach) -> Iterator[Optional[Example]]:
+def _with_side_file(
+  path: str, suffix: str, what: str, examples: Iterator[Optional[Example]], attach: Attach
+) -> Iterator[Optional[Example]]:
   """Reads `<path><suffix>` in lockstep with `examples` (None: a skipped
   example, which still has its side line); `attach(text, "side:line",
   example)` stores a line's value. Their counts must agree."""
@@ -251,8 +269,9 @@ def _with_side_file(path: str, suffix: str, what: str, examples: Iterator[Option
     raise InputError(f"{side}:{extra[0]}: more {what} than examples in {path}")
 
 
-def _with_side_files(path: str, examples: Iterator[Optional[Example]],
-                     logits: Optional[Attach]) -> Iterator[Example]:
+def _with_side_files(
+  path: str, examples: Iterator[Optional[Example]], logits: Optional[Attach]
+) -> Iterator[Example]:
   """The examples with their confidences (when `<path>.confidence` exists)
   and logits (when `logits` parses them), skipped examples dropped."""
   if tf.io.gfile.exists(path + CONFIDENCE_SUFFIX):
@@ -271,8 +290,9 @@ def read_unlabeled(path: str, counts: Counts) -> Iterator[Example]:
     yield Example(f"{path}:{number}", text.split("\t"))
 
 
-def read_classification(path: str, counts: Counts, labels: Optional[Sequence[str]] = None,
-                        with_logits: bool = False) -> Iterator[Example]:
+def read_classification(
+  path: str, counts: Counts, labels: Optional[Sequence[str]] = None, with_logits: bool = False
+) -> Iterator[Example]:
   """Labeled TSV; with `labels`, a label outside it is a bad line.
   `with_logits` reads `<path>.logits` (needs `labels`)."""
   known = set(labels) if labels is not None else None
@@ -296,6 +316,7 @@ def read_classification(path: str, counts: Counts, labels: Optional[Sequence[str
 
   def logits(text, where, example):
     example.logits = parse_label_logits(text, len(labels), where)
+
   return _with_side_files(path, examples(), _needs_labels(logits, with_logits, labels))
 
 
@@ -307,9 +328,13 @@ def _needs_labels(attach: Attach, with_logits: bool, labels) -> Optional[Attach]
   return attach
 
 
-def read_conll(path: str, counts: Counts, scheme: str = "bio",
-               tags: Optional[Sequence[str]] = None,
-               with_logits: bool = False) -> Iterator[Example]:
+def read_conll(
+  path: str,
+  counts: Counts,
+  scheme: str = "bio",
+  tags: Optional[Sequence[str]] = None,
+  with_logits: bool = False,
+) -> Iterator[Example]:
   """CoNLL sentences with tags converted from `scheme` to BIO.
   `with_logits` reads `<path>.logits` (needs `tags`)."""
   known = set(tags) if tags is not None else None
@@ -324,8 +349,9 @@ def read_conll(path: str, counts: Counts, scheme: str = "bio",
       return None
     unknown = [i for i, tag in enumerate(bio) if tag not in known] if known is not None else []
     if unknown:
-      counts.bad(f"{path}:{line_numbers[unknown[0]]}: tag {bio[unknown[0]]!r} is not in the "
-                 "label file")
+      counts.bad(
+        f"{path}:{line_numbers[unknown[0]]}: tag {bio[unknown[0]]!r} is not in the label file"
+      )
       return None
     return Example(source, tokens, tags=bio)
 
@@ -343,8 +369,9 @@ def read_conll(path: str, counts: Counts, scheme: str = "bio",
       if len(columns) < 2:
         if not bad:
           counts.read += 1
-          counts.bad(f"{path}:{number}: token {columns[0]!r} has no tag "
-                     "(expected `token<whitespace>tag`)")
+          counts.bad(
+            f"{path}:{number}: token {columns[0]!r} has no tag (expected `token<whitespace>tag`)"
+          )
         bad = True
         continue
       tokens.append(columns[0])
@@ -357,6 +384,7 @@ def read_conll(path: str, counts: Counts, scheme: str = "bio",
 
   def logits(text, where, example):
     example.logits = parse_tag_logits(text, len(example.fields), len(tags), where)
+
   return _with_side_files(path, examples(), _needs_labels(logits, with_logits, tags))
 
 
@@ -375,8 +403,9 @@ def read_labels(path: str) -> List[str]:
   return labels
 
 
-def read_examples(path: str, task: str, counts: Counts, labels=None,
-                  scheme: str = "bio", with_logits: bool = False) -> Iterator[Example]:
+def read_examples(
+  path: str, task: str, counts: Counts, labels=None, scheme: str = "bio", with_logits: bool = False
+) -> Iterator[Example]:
   """Examples of `task` (one of `TASKS`) from one file."""
   if task == "classification":
     return read_classification(path, counts, labels, with_logits)

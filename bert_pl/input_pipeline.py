@@ -41,23 +41,36 @@ def cut_to_longest_row(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   return {k: v[:, :width] if k in SEQUENCE_FEATURES else v for k, v in batch.items()}
 
 
-def bucket_by_length(dataset: tf.data.Dataset, batch_size: int, max_seq_length: int,
-                     bucket_width: int, drop_remainder: bool) -> tf.data.Dataset:
+def bucket_by_length(
+  dataset: tf.data.Dataset,
+  batch_size: int,
+  max_seq_length: int,
+  bucket_width: int,
+  drop_remainder: bool,
+) -> tf.data.Dataset:
   """Unbatched examples -> batches of examples whose real lengths fall in the
   same `bucket_width`-wide bucket, each cut to its longest row."""
   boundaries = list(range(bucket_width + 1, max_seq_length + 1, bucket_width))
   dataset = dataset.bucket_by_sequence_length(
-      lambda example: tf.reduce_sum(tf.cast(example["input_mask"], tf.int32)),
-      bucket_boundaries=boundaries, bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-      no_padding=True, drop_remainder=drop_remainder)
+    lambda example: tf.reduce_sum(tf.cast(example["input_mask"], tf.int32)),
+    bucket_boundaries=boundaries,
+    bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+    no_padding=True,
+    drop_remainder=drop_remainder,
+  )
   return dataset.map(cut_to_longest_row, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def pretraining_dataset(files: List[str], spec: Dict[str, tf.io.FixedLenFeature],
-                        batch_size: int, is_training: bool,
-                        input_context: Optional[tf.distribute.InputContext] = None,
-                        shuffle_buffer: int = 10000, seed: Optional[int] = None,
-                        bucket_width: int = 0) -> tf.data.Dataset:
+def pretraining_dataset(
+  files: List[str],
+  spec: Dict[str, tf.io.FixedLenFeature],
+  batch_size: int,
+  is_training: bool,
+  input_context: Optional[tf.distribute.InputContext] = None,
+  shuffle_buffer: int = 10000,
+  seed: Optional[int] = None,
+  bucket_width: int = 0,
+) -> tf.data.Dataset:
   """Batches of parsed pre-training examples; `batch_size` is per replica."""
   dataset = tf.data.Dataset.from_tensor_slices(files)
   pipelines = input_context.num_input_pipelines if input_context else 1
@@ -68,8 +81,12 @@ def pretraining_dataset(files: List[str], spec: Dict[str, tf.io.FixedLenFeature]
     dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
   if is_training:
     dataset = dataset.repeat().shuffle(len(files), seed=seed)
-    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
-                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
+    dataset = dataset.interleave(
+      tf.data.TFRecordDataset,
+      cycle_length=min(len(files), 8),
+      num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=seed is not None,
+    )
   else:
     dataset = dataset.flat_map(tf.data.TFRecordDataset)
   if pipelines > 1 and not shard_files:
@@ -87,9 +104,14 @@ def pretraining_dataset(files: List[str], spec: Dict[str, tf.io.FixedLenFeature]
   return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def array_dataset(features: Dict[str, np.ndarray], batch_size: int, is_training: bool,
-                  input_context: Optional[tf.distribute.InputContext] = None,
-                  seed: Optional[int] = None, bucket_width: int = 0) -> tf.data.Dataset:
+def array_dataset(
+  features: Dict[str, np.ndarray],
+  batch_size: int,
+  is_training: bool,
+  input_context: Optional[tf.distribute.InputContext] = None,
+  seed: Optional[int] = None,
+  bucket_width: int = 0,
+) -> tf.data.Dataset:
   """Batches of in-memory features; `batch_size` is per replica.
 
   The examples' indices are shuffled, not the examples: the shuffle buffer,
@@ -97,16 +119,16 @@ def array_dataset(features: Dict[str, np.ndarray], batch_size: int, is_training:
   count = len(next(iter(features.values())))
   dataset = tf.data.Dataset.range(count)
   if input_context and input_context.num_input_pipelines > 1:
-    dataset = dataset.shard(input_context.num_input_pipelines,
-                            input_context.input_pipeline_id)
+    dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
   if is_training:
     dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()
   tensors = {k: tf.constant(v) for k, v in features.items()}
   gather = lambda indices: {k: tf.gather(v, indices) for k, v in tensors.items()}
   if bucket_width:
     max_seq_length = features["input_ids"].shape[1]
-    dataset = bucket_by_length(dataset.map(gather), batch_size, max_seq_length, bucket_width,
-                               is_training)
+    dataset = bucket_by_length(
+      dataset.map(gather), batch_size, max_seq_length, bucket_width, is_training
+    )
   else:
     dataset = dataset.batch(batch_size, drop_remainder=is_training).map(gather)
   return dataset.map(_cast).prefetch(tf.data.AUTOTUNE)
@@ -115,8 +137,9 @@ def array_dataset(features: Dict[str, np.ndarray], batch_size: int, is_training:
 def _check_batch_size(strategy: tf.distribute.Strategy, global_batch_size: int) -> None:
   replicas = strategy.num_replicas_in_sync
   if global_batch_size % replicas:
-    raise InputError(f"the global batch size {global_batch_size} is not divisible by "
-                     f"the {replicas} replicas")
+    raise InputError(
+      f"the global batch size {global_batch_size} is not divisible by the {replicas} replicas"
+    )
 
 
 def distribute(strategy: tf.distribute.Strategy, global_batch_size: int, make_dataset):
@@ -124,8 +147,8 @@ def distribute(strategy: tf.distribute.Strategy, global_batch_size: int, make_da
   evaluation: the last batches may be partial, or missing on some replicas)."""
   _check_batch_size(strategy, global_batch_size)
   return strategy.distribute_datasets_from_function(
-      lambda context: make_dataset(context.get_per_replica_batch_size(global_batch_size),
-                                   context))
+    lambda context: make_dataset(context.get_per_replica_batch_size(global_batch_size), context)
+  )
 
 
 def input_context(strategy: tf.distribute.Strategy) -> tf.distribute.InputContext:
@@ -136,6 +159,7 @@ def input_context(strategy: tf.distribute.Strategy) -> tf.distribute.InputContex
   def capture(context):
     contexts.append(context)
     return tf.data.Dataset.range(1)
+
   strategy.distribute_datasets_from_function(capture)
   return contexts[0]
 
@@ -152,19 +176,26 @@ class TrainingInput(tf.Module):
   bucketing...); with the batch size and the replicas added, it decides
   whether a saved position applies to this input."""
 
-  def __init__(self, strategy: tf.distribute.Strategy, global_batch_size: int, make_dataset,
-               description: Dict):
+  def __init__(
+    self, strategy: tf.distribute.Strategy, global_batch_size: int, make_dataset, description: Dict
+  ):
     _check_batch_size(strategy, global_batch_size)
     context = input_context(strategy)
     self.worker = context.input_pipeline_id
     self._local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
     self._strategy = strategy
-    self.iterator = iter(make_dataset(context.get_per_replica_batch_size(global_batch_size),
-                                      context))
-    self.description = json.dumps(dict(description, global_batch_size=global_batch_size,
-                                       replicas=context.num_replicas_in_sync,
-                                       input_pipelines=context.num_input_pipelines),
-                                  sort_keys=True)
+    self.iterator = iter(
+      make_dataset(context.get_per_replica_batch_size(global_batch_size), context)
+    )
+    self.description = json.dumps(
+      dict(
+        description,
+        global_batch_size=global_batch_size,
+        replicas=context.num_replicas_in_sync,
+        input_pipelines=context.num_input_pipelines,
+      ),
+      sort_keys=True,
+    )
 
   def __iter__(self):
     return self
@@ -174,7 +205,8 @@ class TrainingInput(tf.Module):
     batches = [next(self.iterator) for _ in range(self._local_replicas)]
     first = self.worker * self._local_replicas
     return self._strategy.experimental_distribute_values_from_function(
-        lambda context: batches[context.replica_id_in_sync_group - first])
+      lambda context: batches[context.replica_id_in_sync_group - first]
+    )
 
 
 def count_records(path: str) -> int:
@@ -194,10 +226,13 @@ def drop_corrupt_files(files: List[str], skip: bool) -> List[str]:
     except tf.errors.DataLossError as e:
       corrupt.append((path, e.message.split("}}")[-1].split("[Op:")[0].strip()))
   if not corrupt:
-    raise InputError("reading the TFRecords failed with a data loss error, but every file "
-                     "reads back whole now: " + ", ".join(files[:5]))
-  return refuse_or_skip(files, [(path, f"corrupt TFRecord file ({reason})")
-                                for path, reason in corrupt], skip)
+    raise InputError(
+      "reading the TFRecords failed with a data loss error, but every file "
+      "reads back whole now: " + ", ".join(files[:5])
+    )
+  return refuse_or_skip(
+    files, [(path, f"corrupt TFRecord file ({reason})") for path, reason in corrupt], skip
+  )
 
 
 def refuse_or_skip(files: List[str], bad: Sequence[Tuple[str, str]], skip: bool) -> List[str]:
@@ -208,8 +243,9 @@ def refuse_or_skip(files: List[str], bad: Sequence[Tuple[str, str]], skip: bool)
     return files
   if not skip:
     path, what = bad[0]
-    raise InputError(f"{path}: {what}; regenerate it, or pass --skip_corrupt_files to train "
-                     "without it")
+    raise InputError(
+      f"{path}: {what}; regenerate it, or pass --skip_corrupt_files to train without it"
+    )
   for path, what in bad:
     logging.warning("skipping %s: %s", path, what)
   dropped = {path for path, _ in bad}

@@ -32,6 +32,7 @@ from bert_pl import cli
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig:
   """The model to load (`cli.define_model_flags`)."""
+
   init_checkpoint: Optional[str] = None
   bert_config_file: Optional[str] = None
   vocab_file: Optional[str] = None
@@ -45,6 +46,7 @@ class ModelConfig:
 class TrainingConfig:
   """What every training job has (`cli.define_training_flags`); each job
   gives `learning_rate` its default."""
+
   output_dir: str
   train_batch_size: int = 32  # GLOBAL, split over the replicas
   learning_rate: float
@@ -60,8 +62,11 @@ class TrainingConfig:
 def field_defaults(config_class) -> Dict[str, Any]:
   """The dataclass's default of each field that has one: the flags'
   defaults, for `define_flags`."""
-  return {field.name: field.default for field in dataclasses.fields(config_class)
-          if field.default is not dataclasses.MISSING}
+  return {
+    field.name: field.default
+    for field in dataclasses.fields(config_class)
+    if field.default is not dataclasses.MISSING
+  }
 
 
 def config_from_flags(config_class, flag_values: Optional[flags.FlagValues] = None, **values):

@@ -39,8 +39,15 @@ from bert_pl.errors import InputError
 
 FORMAT = "bert_pl.pretraining_data/1"
 # The settings every manifest of one training run's input files must share.
-SHARED_SETTINGS = ("max_seq_length", "max_predictions_per_seq", "task", "labels",
-                   "tokenization", "do_lower_case", "vocab_sha256")
+SHARED_SETTINGS = (
+  "max_seq_length",
+  "max_predictions_per_seq",
+  "task",
+  "labels",
+  "tokenization",
+  "do_lower_case",
+  "vocab_sha256",
+)
 _SHARD_SUFFIX = re.compile(r"-\d{5}-of-\d{5}$")
 _BLOCK = 1 << 20
 
@@ -66,8 +73,10 @@ def sha256_of(path: str) -> str:
 def vocab_fingerprint(vocab_file: str) -> Dict[str, Any]:
   """The vocabulary as the manifest records it: the sha256 of vocab.txt (as
   `sha256sum` prints it) and its size."""
-  return {"vocab_sha256": sha256_of(vocab_file),
-          "vocab_size": len(tokenization.load_vocab(vocab_file))}
+  return {
+    "vocab_sha256": sha256_of(vocab_file),
+    "vocab_size": len(tokenization.load_vocab(vocab_file)),
+  }
 
 
 def shard_stats(path: str) -> Dict[str, Any]:
@@ -75,8 +84,9 @@ def shard_stats(path: str) -> Dict[str, Any]:
   file ending inside a record is an `InputError`."""
   records, size, sha256, complete = _scan(path)
   if not complete:
-    raise InputError(f"{path}: truncated TFRecord file ({size} bytes end inside record "
-                     f"{records + 1})")
+    raise InputError(
+      f"{path}: truncated TFRecord file ({size} bytes end inside record {records + 1})"
+    )
   return {"file": os.path.basename(path), "records": records, "bytes": size, "sha256": sha256}
 
 
@@ -92,9 +102,9 @@ def _scan(path: str) -> Tuple[int, int, str, bool]:
       size += len(block)
       while next_record + 8 <= size:
         offset = next_record - data_start
-        next_record += 16 + struct.unpack("<Q", data[offset:offset + 8])[0]
+        next_record += 16 + struct.unpack("<Q", data[offset : offset + 8])[0]
         records += 1
-      partial = data[next_record - data_start:] if next_record < size else b""
+      partial = data[next_record - data_start :] if next_record < size else b""
   records -= next_record > size  # the last one's header came, not all its data
   return records, size, digest.hexdigest(), next_record == size
 
@@ -110,11 +120,16 @@ def write(output_file: str, settings: Dict[str, Any], shards: Sequence[Dict[str,
     features = tfrecords.record_features(os.path.join(directory, shard["file"]))
     if features is not None:
       break
-  manifest = {"format": FORMAT, "records": sum(shard["records"] for shard in shards),
-              **settings,
-              "features": {name: {"dtype": tfrecords.feature_dtype(name), "shape": [length]}
-                           for name, length in sorted((features or {}).items())},
-              "shards": list(shards)}
+  manifest = {
+    "format": FORMAT,
+    "records": sum(shard["records"] for shard in shards),
+    **settings,
+    "features": {
+      name: {"dtype": tfrecords.feature_dtype(name), "shape": [length]}
+      for name, length in sorted((features or {}).items())
+    },
+    "shards": list(shards),
+  }
   path = path_of(output_file)
   atomic_files.write_file(path, _json(manifest))
   return path
@@ -146,6 +161,7 @@ def remove(output_file: str) -> None:
 @dataclasses.dataclass
 class Inputs:
   """The manifests of a job's input files."""
+
   manifests: Dict[str, Dict[str, Any]]  # manifest path -> its contents
   owners: Dict[str, Optional[str]]  # input file -> its manifest path (None: it has none)
 
@@ -162,30 +178,48 @@ class Inputs:
     must agree on `SHARED_SETTINGS`; warns about the files without one."""
     if not self.manifests:
       bare = list(self.owners)
-      logging.warning("no manifest for the input files (%s%s): written before manifests "
-                      "existed or by another tool, so max_seq_length, max_predictions_per_seq "
-                      "and labels come from the flags and the shards are not checked",
-                      ", ".join(bare[:3]), ", ..." if len(bare) > 3 else "")
+      logging.warning(
+        "no manifest for the input files (%s%s): written before manifests "
+        "existed or by another tool, so max_seq_length, max_predictions_per_seq "
+        "and labels come from the flags and the shards are not checked",
+        ", ".join(bare[:3]),
+        ", ..." if len(bare) > 3 else "",
+      )
       return None
     (first, settings), *others = self.manifests.items()
     for other, values in others:
       for key in SHARED_SETTINGS:
         if values.get(key) != settings.get(key):
-          raise InputError(f"{other}: {key} is {values.get(key)!r}, but {first} says "
-                           f"{settings.get(key)!r} (the input files are of two datasets)")
+          raise InputError(
+            f"{other}: {key} is {values.get(key)!r}, but {first} says "
+            f"{settings.get(key)!r} (the input files are of two datasets)"
+          )
     for owner, manifest in self.manifests.items():
       directory = os.path.dirname(owner)
-      missing = [s["file"] for s in manifest["shards"]
-                 if not tf.io.gfile.exists(os.path.join(directory, s["file"]))]
+      missing = [
+        s["file"]
+        for s in manifest["shards"]
+        if not tf.io.gfile.exists(os.path.join(directory, s["file"]))
+      ]
       if missing:
-        logging.warning("%s: %d of its %d shards are missing (%s%s)", owner, len(missing),
-                        len(manifest["shards"]), ", ".join(missing[:3]),
-                        ", ..." if len(missing) > 3 else "")
+        logging.warning(
+          "%s: %d of its %d shards are missing (%s%s)",
+          owner,
+          len(missing),
+          len(manifest["shards"]),
+          ", ".join(missing[:3]),
+          ", ..." if len(missing) > 3 else "",
+        )
     bare = [path for path, owner in self.owners.items() if owner is None]
     if bare:
-      logging.warning("%d of the %d input files have no manifest (%s%s): read unchecked, "
-                      "as data of %s", len(bare), len(self.owners), ", ".join(bare[:3]),
-                      ", ..." if len(bare) > 3 else "", first)
+      logging.warning(
+        "%d of the %d input files have no manifest (%s%s): read unchecked, as data of %s",
+        len(bare),
+        len(self.owners),
+        ", ".join(bare[:3]),
+        ", ..." if len(bare) > 3 else "",
+        first,
+      )
     return first, settings
 
   def problems(self, files: Sequence[str], verify_checksums: bool) -> List[Tuple[str, str]]:
@@ -199,8 +233,13 @@ class Inputs:
         continue
       entry = self.entry(path)
       if entry is None:
-        found.append((path, f"not listed in {owner} (a shard of an earlier run with other "
-                            "settings or another --num_output_shards?)"))
+        found.append(
+          (
+            path,
+            f"not listed in {owner} (a shard of an earlier run with other "
+            "settings or another --num_output_shards?)",
+          )
+        )
         continue
       size = tf.io.gfile.stat(path).length
       if size != entry["bytes"]:
@@ -235,6 +274,7 @@ def _load(path: str) -> Dict[str, Any]:
     raise InputError(f"{path}:{e.lineno}: not a manifest (invalid JSON: {e.msg})") from None
   if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
     found = manifest.get("format") if isinstance(manifest, dict) else None
-    raise InputError(f"{path}: not a manifest of this version (format {found!r}, expected "
-                     f"{FORMAT!r})")
+    raise InputError(
+      f"{path}: not a manifest of this version (format {found!r}, expected {FORMAT!r})"
+    )
   return manifest

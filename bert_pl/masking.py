@@ -44,9 +44,15 @@ def default_max_predictions(max_seq_length: int, masked_lm_prob: float = MASKED_
 class Masker:
   """Creates masked-LM predictions for batches of packed sequences."""
 
-  def __init__(self, vocab_size: int, special_ids, mask_id: int,
-               masked_lm_prob: float = 0.15, max_predictions_per_seq: int = 20,
-               do_whole_word_mask: bool = False):
+  def __init__(
+    self,
+    vocab_size: int,
+    special_ids,
+    mask_id: int,
+    masked_lm_prob: float = 0.15,
+    max_predictions_per_seq: int = 20,
+    do_whole_word_mask: bool = False,
+  ):
     if not 0.0 <= masked_lm_prob < 1.0:
       raise errors.InputError(f"masked_lm_prob must be in [0, 1), got {masked_lm_prob}")
     self.special_ids = np.array(sorted(set(special_ids)), np.int64)
@@ -56,15 +62,24 @@ class Masker:
     self.max_predictions_per_seq = max_predictions_per_seq
     self.do_whole_word_mask = do_whole_word_mask
 
-  def mask(self, input_ids: np.ndarray, input_mask: np.ndarray, rng: np.random.Generator,
-           word_continues: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+  def mask(
+    self,
+    input_ids: np.ndarray,
+    input_mask: np.ndarray,
+    rng: np.random.Generator,
+    word_continues: Optional[np.ndarray] = None,
+  ) -> Dict[str, np.ndarray]:
     """Returns the masked `input_ids` and `masked_lm_positions/ids/weights`."""
     n, length = input_ids.shape
     p = self.max_predictions_per_seq
     if self.masked_lm_prob == 0:
       nothing = np.zeros([n, p], np.int64)
-      return {"input_ids": input_ids.copy(), "masked_lm_positions": nothing,
-              "masked_lm_ids": nothing, "masked_lm_weights": nothing.astype(np.float32)}
+      return {
+        "input_ids": input_ids.copy(),
+        "masked_lm_positions": nothing,
+        "masked_lm_ids": nothing,
+        "masked_lm_weights": nothing.astype(np.float32),
+      }
     is_candidate = (input_mask == 1) & ~np.isin(input_ids, self.special_ids)
     num_candidates = is_candidate.sum(1)
     expected = num_candidates * self.masked_lm_prob
@@ -74,9 +89,10 @@ class Masker:
     if self.do_whole_word_mask and word_continues is not None:
       positions = np.full([n, p], length, np.int64)
       for row in range(n):
-        chosen = self._whole_words(np.flatnonzero(is_candidate[row]), word_continues[row],
-                                   int(count[row]), rng)
-        positions[row, :chosen.size] = chosen
+        chosen = self._whole_words(
+          np.flatnonzero(is_candidate[row]), word_continues[row], int(count[row]), rng
+        )
+        positions[row, : chosen.size] = chosen
     else:
       # Uniform choice without replacement, all rows at once: the `count`
       # candidates with the smallest random keys.
@@ -89,14 +105,16 @@ class Masker:
     original = np.take_along_axis(input_ids, positions, axis=1)
     draw = rng.random((n, p))
     random_tokens = rng.choice(self.random_ids, (n, p))
-    replacement = np.where(draw < 0.8, self.mask_id,
-                           np.where(draw < 0.9, original, random_tokens))
+    replacement = np.where(draw < 0.8, self.mask_id, np.where(draw < 0.9, original, random_tokens))
     masked = input_ids.copy()
     rows, slots = np.nonzero(valid)
     masked[rows, positions[rows, slots]] = replacement[rows, slots]
-    return {"input_ids": masked, "masked_lm_positions": positions,
-            "masked_lm_ids": np.where(valid, original, 0),
-            "masked_lm_weights": valid.astype(np.float32)}
+    return {
+      "input_ids": masked,
+      "masked_lm_positions": positions,
+      "masked_lm_ids": np.where(valid, original, 0),
+      "masked_lm_weights": valid.astype(np.float32),
+    }
 
   @staticmethod
   def _whole_words(candidates, continues, budget, rng):

@@ -24,8 +24,15 @@ from typing import Any, Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from bert_pl import (atomic_files, checkpoints, errors, modeling, precision, task_models,
-                     tokenization)
+from bert_pl import (
+  atomic_files,
+  checkpoints,
+  errors,
+  modeling,
+  precision,
+  task_models,
+  tokenization,
+)
 
 TASK_FILE = "task.json"
 EVAL_RESULTS_FILE = "eval_results.txt"
@@ -38,8 +45,9 @@ class ModelDirError(errors.InputError):
   contradict it."""
 
 
-def write(model_dir: str, config: modeling.BertConfig, vocab_file: str,
-          task_info: Dict[str, Any]) -> None:
+def write(
+  model_dir: str, config: modeling.BertConfig, vocab_file: str, task_info: Dict[str, Any]
+) -> None:
   atomic_files.makedirs(model_dir)
   atomic_files.write_file(os.path.join(model_dir, "bert_config.json"), config.to_json_string())
   target = os.path.join(model_dir, "vocab.txt")
@@ -57,8 +65,10 @@ def write_json(path: str, value: Any) -> None:
 
 def write_eval_results(model_dir: str, results: Dict[str, Any]) -> None:
   """eval_results.txt: `key = value` lines, as the original BERT writes them."""
-  atomic_files.write_file(os.path.join(model_dir, EVAL_RESULTS_FILE),
-                          "".join(f"{key} = {results[key]}\n" for key in sorted(results)))
+  atomic_files.write_file(
+    os.path.join(model_dir, EVAL_RESULTS_FILE),
+    "".join(f"{key} = {results[key]}\n" for key in sorted(results)),
+  )
 
 
 def read_task_info(model_dir: str) -> Dict[str, Any]:
@@ -74,33 +84,41 @@ def describe(info: Dict[str, Any]) -> str:
   return f"a {info.get('trained_by', 'bert_pl')} model directory (task={info.get('task')})"
 
 
-def check_settings(model_dir: str, info: Dict[str, Any], given: Dict[str, Any],
-                   advice: str = "") -> None:
+def check_settings(
+  model_dir: str, info: Dict[str, Any], given: Dict[str, Any], advice: str = ""
+) -> None:
   """Refuses settings given by flag (not None) that differ from task.json's,
   naming both values; `advice` is appended to the message."""
   for name, value in given.items():
     if value is not None and value != info.get(name):
-      raise ModelDirError(f"{os.path.join(model_dir, TASK_FILE)}: {name} is {info.get(name)} "
-                          f"there, --{name}={value} given{advice}")
+      raise ModelDirError(
+        f"{os.path.join(model_dir, TASK_FILE)}: {name} is {info.get(name)} "
+        f"there, --{name}={value} given{advice}"
+      )
 
 
-def check_labels(model_dir: str, info: Dict[str, Any], labels: Sequence[str],
-                 label_file: str, advice: str = "") -> None:
+def check_labels(
+  model_dir: str, info: Dict[str, Any], labels: Sequence[str], label_file: str, advice: str = ""
+) -> None:
   """Refuses a --label_file whose labels are not task.json's (same order)."""
   ours = list(info.get("labels") or [])
   if list(labels) == ours:
     return
-  line = next(i for i in range(max(len(ours), len(labels)))
-              if i >= len(ours) or i >= len(labels) or ours[i] != labels[i])
+  line = next(
+    i
+    for i in range(max(len(ours), len(labels)))
+    if i >= len(ours) or i >= len(labels) or ours[i] != labels[i]
+  )
   there = repr(ours[line]) if line < len(ours) else "none"
   given = repr(labels[line]) if line < len(labels) else "none"
-  raise ModelDirError(f"{os.path.join(model_dir, TASK_FILE)}: other labels than "
-                      f"--label_file={label_file} ({len(ours)} there, {len(labels)} given; "
-                      f"label {line + 1} is {there} there, {given} given){advice}")
+  raise ModelDirError(
+    f"{os.path.join(model_dir, TASK_FILE)}: other labels than "
+    f"--label_file={label_file} ({len(ours)} there, {len(labels)} given; "
+    f"label {line + 1} is {there} there, {given} given){advice}"
+  )
 
 
-def load_finetuned(directory: str, dtype: str = "float32",
-                   given: Optional[Dict[str, Any]] = None):
+def load_finetuned(directory: str, dtype: str = "float32", given: Optional[Dict[str, Any]] = None):
   """The fine-tuned model at the directory's latest checkpoint, its
   tokenizer and task.json. `dtype`: the compute precision (`precision`);
   `given`: settings given by flag (None: not given), which must agree with
@@ -114,27 +132,33 @@ def load_finetuned(directory: str, dtype: str = "float32",
   info = read_task_info(directory)
   task = info.get("task")
   if task not in ("classification", "ner"):
-    raise ModelDirError(f"{directory}: {describe(info)}, not a fine-tuned classification or "
-                        "NER model: fine-tune it first (run_classifier or run_ner --do_train "
-                        f"--init_checkpoint={directory} --output_dir=NEW) and use NEW")
+    raise ModelDirError(
+      f"{directory}: {describe(info)}, not a fine-tuned classification or "
+      "NER model: fine-tune it first (run_classifier or run_ner --do_train "
+      f"--init_checkpoint={directory} --output_dir=NEW) and use NEW"
+    )
   check_settings(directory, info, given or {})
   latest = tf.train.latest_checkpoint(directory)
   if not latest:
     raise ModelDirError(f"{directory}: no checkpoint")
   config = modeling.BertConfig.from_json_file(os.path.join(directory, "bert_config.json"))
-  tokenizer = tokenization.BertTokenizer(os.path.join(directory, "vocab.txt"),
-                                         info["do_lower_case"], info["tokenization"])
+  tokenizer = tokenization.BertTokenizer(
+    os.path.join(directory, "vocab.txt"), info["do_lower_case"], info["tokenization"]
+  )
   if tokenizer.vocab_size != config.vocab_size:
-    raise ModelDirError(f"{directory}: vocab.txt has {tokenizer.vocab_size} tokens but "
-                        f"vocab_size is {config.vocab_size}")
+    raise ModelDirError(
+      f"{directory}: vocab.txt has {tokenizer.vocab_size} tokens but "
+      f"vocab_size is {config.vocab_size}"
+    )
   with precision.policy(dtype):
     model = task_models.BertTaskModel(config, task, len(info["labels"]))
   # The keys of training.CheckpointedRun.
-  checkpoint = tf.train.Checkpoint(**{checkpoints.CHECKPOINT_KEY: model.bert,
-                                      "head": model.head})
+  checkpoint = tf.train.Checkpoint(**{checkpoints.CHECKPOINT_KEY: model.bert, "head": model.head})
   try:
     checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
   except (AssertionError, ValueError) as e:  # messages that list every variable
-    raise ModelDirError(f"{latest}: does not fit the model of {directory}'s bert_config.json "
-                        f"and {TASK_FILE} ({str(e).strip().splitlines()[0][:200]})") from None
+    raise ModelDirError(
+      f"{latest}: does not fit the model of {directory}'s bert_config.json "
+      f"and {TASK_FILE} ({str(e).strip().splitlines()[0][:200]})"
+    ) from None
   return model, tokenizer, info

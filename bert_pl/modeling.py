@@ -41,25 +41,25 @@ def gelu_exact(x):
 
 
 _ACTIVATIONS = {
-    "gelu": gelu,
-    "gelu_exact": gelu_exact,
-    "relu": tf.keras.activations.relu,
-    "tanh": tf.keras.activations.tanh,
-    "linear": tf.keras.activations.linear,
-    "swish": tf.keras.activations.swish,
+  "gelu": gelu,
+  "gelu_exact": gelu_exact,
+  "relu": tf.keras.activations.relu,
+  "tanh": tf.keras.activations.tanh,
+  "linear": tf.keras.activations.linear,
+  "swish": tf.keras.activations.swish,
 }
 
 # Hugging Face activation names -> the names of Google's format (plus ours).
 _HF_ACTIVATIONS = {
-    "gelu": "gelu_exact",
-    "gelu_new": "gelu",
-    "gelu_pytorch_tanh": "gelu",
-    "gelu_fast": "gelu",
-    "relu": "relu",
-    "tanh": "tanh",
-    "silu": "swish",
-    "swish": "swish",
-    "linear": "linear",
+  "gelu": "gelu_exact",
+  "gelu_new": "gelu",
+  "gelu_pytorch_tanh": "gelu",
+  "gelu_fast": "gelu",
+  "relu": "relu",
+  "tanh": "tanh",
+  "silu": "swish",
+  "swish": "swish",
+  "linear": "linear",
 }
 
 
@@ -68,13 +68,21 @@ def get_activation(name: str):
   try:
     return _ACTIVATIONS[name.lower()]
   except KeyError:
-    raise errors.InputError(f"unsupported hidden_act {name!r}; expected one of "
-                            f"{sorted(_ACTIVATIONS)}") from None
+    raise errors.InputError(
+      f"unsupported hidden_act {name!r}; expected one of {sorted(_ACTIVATIONS)}"
+    ) from None
 
 
 # Fields that must be positive integers, and fractions in [0, 1).
-_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-          "intermediate_size", "max_position_embeddings", "type_vocab_size")
+_SIZES = (
+  "vocab_size",
+  "hidden_size",
+  "num_hidden_layers",
+  "num_attention_heads",
+  "intermediate_size",
+  "max_position_embeddings",
+  "type_vocab_size",
+)
 _DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
 
 
@@ -85,6 +93,7 @@ class BertConfig:
   Keys this class does not use (e.g. "directionality", "pooler_*" in Google's
   Chinese config) are kept in `extra` and written back unchanged.
   """
+
   vocab_size: int
   hidden_size: int = 768
   num_hidden_layers: int = 12
@@ -110,14 +119,17 @@ class BertConfig:
       if not _is_number(value, numbers.Real) or not 0 <= value < 1:
         raise errors.InputError(f"{name} must be a number in [0, 1), got {value!r}")
     if not _is_number(self.initializer_range, numbers.Real) or self.initializer_range <= 0:
-      raise errors.InputError(f"initializer_range must be a number > 0, got "
-                              f"{self.initializer_range!r}")
+      raise errors.InputError(
+        f"initializer_range must be a number > 0, got {self.initializer_range!r}"
+      )
     if not isinstance(self.hidden_act, str):
       raise errors.InputError(f"hidden_act must be a name, got {self.hidden_act!r}")
     get_activation(self.hidden_act)
     if self.hidden_size % self.num_attention_heads:
-      raise errors.InputError(f"hidden_size {self.hidden_size} is not a multiple of "
-                              f"num_attention_heads {self.num_attention_heads}")
+      raise errors.InputError(
+        f"hidden_size {self.hidden_size} is not a multiple of "
+        f"num_attention_heads {self.num_attention_heads}"
+      )
 
   @classmethod
   def from_dict(cls, values: Dict[str, Any]) -> "BertConfig":
@@ -201,18 +213,19 @@ def _initializer(config: BertConfig):
 def build_encoder(config: BertConfig) -> networks.BertEncoderV2:
   """`BertEncoderV2` with every setting taken from `config`."""
   return networks.BertEncoderV2(
-      vocab_size=config.vocab_size,
-      hidden_size=config.hidden_size,
-      num_layers=config.num_hidden_layers,
-      num_attention_heads=config.num_attention_heads,
-      max_sequence_length=config.max_position_embeddings,
-      type_vocab_size=config.type_vocab_size,
-      inner_dim=config.intermediate_size,
-      inner_activation=get_activation(config.hidden_act),
-      output_dropout=config.hidden_dropout_prob,
-      attention_dropout=config.attention_probs_dropout_prob,
-      initializer=_initializer(config),
-      name="encoder")
+    vocab_size=config.vocab_size,
+    hidden_size=config.hidden_size,
+    num_layers=config.num_hidden_layers,
+    num_attention_heads=config.num_attention_heads,
+    max_sequence_length=config.max_position_embeddings,
+    type_vocab_size=config.type_vocab_size,
+    inner_dim=config.intermediate_size,
+    inner_activation=get_activation(config.hidden_act),
+    output_dropout=config.hidden_dropout_prob,
+    attention_dropout=config.attention_probs_dropout_prob,
+    initializer=_initializer(config),
+    name="encoder",
+  )
 
 
 class BertModel(tf.keras.Model):
@@ -233,31 +246,39 @@ class BertModel(tf.keras.Model):
     # The word-embedding table (tied to the MLM decoder) exists only once the
     # encoder has been called.
     ones = tf.ones([1, 2], tf.int32)
-    self.encoder({"input_word_ids": ones, "input_mask": ones,
-                  "input_type_ids": tf.zeros_like(ones)})
+    self.encoder(
+      {"input_word_ids": ones, "input_mask": ones, "input_type_ids": tf.zeros_like(ones)}
+    )
     self.masked_lm = nlp_layers.MaskedLM(
-        embedding_table=self.encoder.get_embedding_table(),
-        activation=get_activation(config.hidden_act),
-        initializer=_initializer(config),
-        name="cls/predictions")
+      embedding_table=self.encoder.get_embedding_table(),
+      activation=get_activation(config.hidden_act),
+      initializer=_initializer(config),
+      name="cls/predictions",
+    )
 
   def call(self, inputs, training=None):
     outputs = self.encoder(
-        {k: inputs[k] for k in ("input_word_ids", "input_mask", "input_type_ids")},
-        training=training)
+      {k: inputs[k] for k in ("input_word_ids", "input_mask", "input_type_ids")}, training=training
+    )
     outputs = dict(outputs)
     if "masked_lm_positions" in inputs:
       outputs["mlm_logits"] = self.masked_lm(
-          outputs["sequence_output"],
-          masked_positions=tf.cast(inputs["masked_lm_positions"], tf.int32))
+        outputs["sequence_output"],
+        masked_positions=tf.cast(inputs["masked_lm_positions"], tf.int32),
+      )
     return outputs
 
   def build_all(self, seq_length: int = 8, num_predictions: int = 2) -> None:
     """Creates every variable (encoder, pooler, MLM head) by one dummy call."""
     ones = tf.ones([1, seq_length], tf.int32)
-    self({"input_word_ids": ones, "input_mask": ones,
-          "input_type_ids": tf.zeros_like(ones),
-          "masked_lm_positions": tf.zeros([1, num_predictions], tf.int32)})
+    self(
+      {
+        "input_word_ids": ones,
+        "input_mask": ones,
+        "input_type_ids": tf.zeros_like(ones),
+        "masked_lm_positions": tf.zeros([1, num_predictions], tf.int32),
+      }
+    )
 
 
 def create_model(config: BertConfig) -> BertModel:
@@ -269,5 +290,4 @@ def create_model(config: BertConfig) -> BertModel:
 def mean_pool(sequence_output: tf.Tensor, input_mask: tf.Tensor) -> tf.Tensor:
   """Mean of `sequence_output` over real tokens ([CLS] and [SEP] included)."""
   mask = tf.cast(input_mask, sequence_output.dtype)[:, :, None]
-  return tf.reduce_sum(sequence_output * mask, 1) / tf.maximum(
-      tf.reduce_sum(mask, 1), 1.0)
+  return tf.reduce_sum(sequence_output * mask, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0)

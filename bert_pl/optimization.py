@@ -42,27 +42,42 @@ class AdamW(optimization.AdamWeightDecay):
   """Decoupled AdamW with bias correction (module doc); no clipping inside:
   the training loop clips the all-reduced gradients."""
 
-  def __init__(self, learning_rate, weight_decay_rate: float = 0.01, beta_1: float = 0.9,
-               beta_2: float = 0.999, epsilon: float = 1e-6, name: str = "AdamWeightDecay",
-               **kwargs):
-    super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
-                     epsilon=epsilon, weight_decay_rate=weight_decay_rate,
-                     exclude_from_weight_decay=list(WEIGHT_DECAY_EXCLUDED),
-                     gradient_clip_norm=0.0, name=name, **kwargs)
+  def __init__(
+    self,
+    learning_rate,
+    weight_decay_rate: float = 0.01,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-6,
+    name: str = "AdamWeightDecay",
+    **kwargs,
+  ):
+    super().__init__(
+      learning_rate=learning_rate,
+      beta_1=beta_1,
+      beta_2=beta_2,
+      epsilon=epsilon,
+      weight_decay_rate=weight_decay_rate,
+      exclude_from_weight_decay=list(WEIGHT_DECAY_EXCLUDED),
+      gradient_clip_norm=0.0,
+      name=name,
+      **kwargs,
+    )
 
   def _prepare_local(self, var_device, var_dtype, apply_state):
     super()._prepare_local(var_device, var_dtype, apply_state)
     coefficients = apply_state[(var_device, var_dtype)]
-    coefficients["epsilon"] = coefficients["epsilon"] * tf.sqrt(
-        1.0 - coefficients["beta_2_power"])
+    coefficients["epsilon"] = coefficients["epsilon"] * tf.sqrt(1.0 - coefficients["beta_2_power"])
 
 
-def create_optimizer(learning_rate: float, num_train_steps: int, num_warmup_steps: int,
-                     weight_decay: float = 0.01) -> AdamW:
+def create_optimizer(
+  learning_rate: float, num_train_steps: int, num_warmup_steps: int, weight_decay: float = 0.01
+) -> AdamW:
   """`AdamW` (betas 0.9/0.999, epsilon 1e-6 as BERT) with linear warmup to
   `learning_rate`, then linear decay to 0 at `num_train_steps`."""
   schedule = tf.keras.optimizers.schedules.PolynomialDecay(
-      learning_rate, max(num_train_steps, 1), end_learning_rate=0.0)
+    learning_rate, max(num_train_steps, 1), end_learning_rate=0.0
+  )
   if num_warmup_steps:
     schedule = optimization.WarmUp(learning_rate, schedule, num_warmup_steps)
   return AdamW(schedule, weight_decay_rate=weight_decay)

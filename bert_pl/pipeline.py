@@ -60,20 +60,35 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from absl import flags
 
-from bert_pl import (checkpoints, cli, errors, input_files, job_config, masking, pipeline_report,
-                     precision)
+from bert_pl import (
+  checkpoints,
+  cli,
+  errors,
+  input_files,
+  job_config,
+  masking,
+  pipeline_report,
+  precision,
+)
 
 FINETUNE_JOBS = {"classification": "run_classifier", "ner": "run_ner"}
 SELF_TRAINING = "self_training"
-STEP4_VARIANTS = tuple(f"{loss}_{data}{init}" for loss in ("hard", "kl")
-                       for data in ("mlm", "nomask") for init in ("", "_from_a"))
+STEP4_VARIANTS = tuple(
+  f"{loss}_{data}{init}"
+  for loss in ("hard", "kl")
+  for data in ("mlm", "nomask")
+  for init in ("", "_from_a")
+)
 VARIANTS = STEP4_VARIANTS + (SELF_TRAINING,)
 # The paper's settings per task (DESIGN §1), for the flags left unset.
 TASK_DEFAULTS = {
-    "classification": dict(max_seq_length=64, pretrain_learning_rate=5e-5,
-                           pretrain_warmup_steps=10000, finetune_epochs=7.0),
-    "ner": dict(max_seq_length=128, pretrain_learning_rate=1e-5, pretrain_warmup_steps=5000,
-                finetune_epochs=3.0)}
+  "classification": dict(
+    max_seq_length=64, pretrain_learning_rate=5e-5, pretrain_warmup_steps=10000, finetune_epochs=7.0
+  ),
+  "ner": dict(
+    max_seq_length=128, pretrain_learning_rate=1e-5, pretrain_warmup_steps=5000, finetune_epochs=3.0
+  ),
+}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Loads the SavedModel in a fresh process that has TensorFlow and
@@ -117,6 +132,7 @@ class JobError(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class Variant:
   """A parsed --variants entry."""
+
   name: str
   pseudo_label_loss: str = "hard"  # hard | kl (step 4)
   mlm: bool = True  # 15%-masked input and MLM loss in step 4, or neither
@@ -138,8 +154,9 @@ class Variant:
 
 def parse_variant(name: str) -> Variant:
   if name not in VARIANTS:
-    raise errors.InputError(f"--variants: unknown variant {name!r} (choose from "
-                         f"{', '.join(VARIANTS)})")
+    raise errors.InputError(
+      f"--variants: unknown variant {name!r} (choose from {', '.join(VARIANTS)})"
+    )
   if name == SELF_TRAINING:
     return Variant(name)
   loss, data = name.split("_")[:2]
@@ -150,6 +167,7 @@ def parse_variant(name: str) -> Variant:
 class PipelineConfig:
   """Everything a run needs; the flags of `python -m bert_pl.pipeline` have
   the same names. Fields left None take the task's paper setting."""
+
   task: str
   work_dir: str
   pool: str
@@ -193,14 +211,16 @@ class PipelineConfig:
 
   def __post_init__(self):
     if self.task not in input_files.FINETUNE_TASKS:
-      raise errors.InputError(f"--task={self.task}: choose from "
-                              f"{', '.join(input_files.FINETUNE_TASKS)}")
+      raise errors.InputError(
+        f"--task={self.task}: choose from {', '.join(input_files.FINETUNE_TASKS)}"
+      )
     for name, value in TASK_DEFAULTS[self.task].items():
       if getattr(self, name) is None:
         object.__setattr__(self, name, value)
     if self.max_predictions_per_seq is None:
-      object.__setattr__(self, "max_predictions_per_seq",
-                         masking.default_max_predictions(self.max_seq_length))
+      object.__setattr__(
+        self, "max_predictions_per_seq", masking.default_max_predictions(self.max_seq_length)
+      )
     object.__setattr__(self, "variants", tuple(self.variants))
     parsed = self.parsed_variants
     if not parsed:
@@ -210,26 +230,43 @@ class PipelineConfig:
     if self.export_variant is None:
       object.__setattr__(self, "export_variant", self.variants[0])
     elif self.export_variant not in self.variants:
-      raise errors.InputError(f"--export_variant={self.export_variant} is not one of --variants="
-                           f"{','.join(self.variants)}")
+      raise errors.InputError(
+        f"--export_variant={self.export_variant} is not one of --variants={','.join(self.variants)}"
+      )
     self_training = any(v.self_training for v in parsed)
     if self_training and self.pseudo_per_class < 1:
-      raise errors.InputError("--variants=self_training needs --pseudo_per_class >= 1 (the "
-                           "pseudo-labeled examples added per class)")
+      raise errors.InputError(
+        "--variants=self_training needs --pseudo_per_class >= 1 (the "
+        "pseudo-labeled examples added per class)"
+      )
     if not self_training and (self.pseudo_per_class or self.pseudo_min_confidence):
-      raise errors.InputError("--pseudo_per_class and --pseudo_min_confidence are for the "
-                           "self_training variant, which --variants does not list")
+      raise errors.InputError(
+        "--pseudo_per_class and --pseudo_min_confidence are for the "
+        "self_training variant, which --variants does not list"
+      )
     if not any(v.pseudo_label_loss == "kl" for v in parsed) and (
-        self.logits_top_k or self.kl_temperature != 1.0):
-      raise errors.InputError("--logits_top_k and --kl_temperature are for the kl_* variants, "
-                           "which --variants does not list")
+      self.logits_top_k or self.kl_temperature != 1.0
+    ):
+      raise errors.InputError(
+        "--logits_top_k and --kl_temperature are for the kl_* variants, "
+        "which --variants does not list"
+      )
     if self.logits_top_k and self.task != "classification":
       raise errors.InputError("--logits_top_k is for classification (NER keeps every tag's logit)")
     if self.baseline_layers is not None and not self.baseline:
       raise errors.InputError("--baseline_layers needs --baseline")
-    for name in ("rounds", "pretrain_batch_size", "finetune_batch_size", "num_shards",
-                 "num_workers", "max_seq_length", "max_predictions_per_seq",
-                 "save_checkpoints_steps", "baseline_layers", "num_hidden_layers"):
+    for name in (
+      "rounds",
+      "pretrain_batch_size",
+      "finetune_batch_size",
+      "num_shards",
+      "num_workers",
+      "max_seq_length",
+      "max_predictions_per_seq",
+      "save_checkpoints_steps",
+      "baseline_layers",
+      "num_hidden_layers",
+    ):
       value = getattr(self, name)
       if value is not None and value < 1:
         raise errors.InputError(f"--{name}={value}: must be >= 1")
@@ -255,6 +292,7 @@ class Job:
 @dataclasses.dataclass
 class Plan:
   """The jobs in order, and what the report reads from their outputs."""
+
   jobs: List[Job]
   models: List[Tuple[str, str]]  # (directory under WORK, what it is)
   pseudo_labels: List[Tuple[str, str]]  # (directory under WORK, the teacher)
@@ -281,16 +319,22 @@ def make_plan(config: PipelineConfig, vocab_file: str, pool_files: Sequence[str]
   def add(output: str, module: str, *args: str) -> None:
     plan.jobs.append(Job(job_name(output), job_command(module, *args)))
 
-  tokenizer = [f"--vocab_file={vocab_file}", f"--do_lower_case={c.do_lower_case}",
-               f"--tokenization={c.tokenization}", f"--max_seq_length={c.max_seq_length}"]
+  tokenizer = [
+    f"--vocab_file={vocab_file}",
+    f"--do_lower_case={c.do_lower_case}",
+    f"--tokenization={c.tokenization}",
+    f"--max_seq_length={c.max_seq_length}",
+  ]
   seeded = [f"--random_seed={c.random_seed}"]
   training = [*seeded, f"--bucket_width={c.bucket_width}", f"--dtype={c.dtype}"]
   labels = [f"--label_file={c.label_file}"]
 
   def initial(layers: Optional[int] = c.num_hidden_layers) -> List[str]:
-    return ([f"--init_checkpoint={c.init_checkpoint}"]
-            + ([f"--bert_config_file={c.bert_config_file}"] if c.bert_config_file else [])
-            + ([f"--num_hidden_layers={layers}"] if layers else []))
+    return (
+      [f"--init_checkpoint={c.init_checkpoint}"]
+      + ([f"--bert_config_file={c.bert_config_file}"] if c.bert_config_file else [])
+      + ([f"--num_hidden_layers={layers}"] if layers else [])
+    )
 
   def model(directory: str) -> List[str]:
     return [f"--init_checkpoint={path(directory)}"]
@@ -302,34 +346,70 @@ def make_plan(config: PipelineConfig, vocab_file: str, pool_files: Sequence[str]
     return ",".join(path(directory, os.path.basename(f)) for f in pool_files)
 
   def records(output: str, inputs: str, *extra: str) -> None:
-    add(output, "create_pretraining_data", f"--input_file={inputs}",
-        f"--output_file={path(output, 'pool.tfrecord')}", f"--num_output_shards={c.num_shards}",
-        f"--num_workers={c.num_workers}", *tokenizer,
-        f"--max_predictions_per_seq={c.max_predictions_per_seq}", *seeded, *extra)
+    add(
+      output,
+      "create_pretraining_data",
+      f"--input_file={inputs}",
+      f"--output_file={path(output, 'pool.tfrecord')}",
+      f"--num_output_shards={c.num_shards}",
+      f"--num_workers={c.num_workers}",
+      *tokenizer,
+      f"--max_predictions_per_seq={c.max_predictions_per_seq}",
+      *seeded,
+      *extra,
+    )
 
   def pretrain(output: str, init: List[str], inputs: str, what: str, *extra: str) -> None:
-    add(output, "run_pretraining", "--do_train", "--do_eval",
-        f"--input_file={path(inputs, 'pool.tfrecord')}*", f"--output_dir={path(output)}",
-        *init, *tokenizer, f"--max_predictions_per_seq={c.max_predictions_per_seq}",
-        f"--train_batch_size={c.pretrain_batch_size}",
-        f"--learning_rate={c.pretrain_learning_rate}", f"--num_train_steps={c.pretrain_steps}",
-        f"--num_warmup_steps={c.pretrain_warmup_steps}",
-        f"--save_checkpoints_steps={c.save_checkpoints_steps}", *training, *extra)
+    add(
+      output,
+      "run_pretraining",
+      "--do_train",
+      "--do_eval",
+      f"--input_file={path(inputs, 'pool.tfrecord')}*",
+      f"--output_dir={path(output)}",
+      *init,
+      *tokenizer,
+      f"--max_predictions_per_seq={c.max_predictions_per_seq}",
+      f"--train_batch_size={c.pretrain_batch_size}",
+      f"--learning_rate={c.pretrain_learning_rate}",
+      f"--num_train_steps={c.pretrain_steps}",
+      f"--num_warmup_steps={c.pretrain_warmup_steps}",
+      f"--save_checkpoints_steps={c.save_checkpoints_steps}",
+      *training,
+      *extra,
+    )
     plan.models.append((output, what))
 
   def finetune(output: str, init: List[str], what: str, *extra: str) -> None:
-    add(output, FINETUNE_JOBS[c.task], "--do_train", "--do_eval",
-        f"--train_file={c.train_file}", f"--eval_file={c.eval_file}", *labels,
-        f"--output_dir={path(output)}", *init, *tokenizer,
-        f"--train_batch_size={c.finetune_batch_size}",
-        f"--learning_rate={c.finetune_learning_rate}", f"--num_train_epochs={c.finetune_epochs}",
-        *training, *extra)
+    add(
+      output,
+      FINETUNE_JOBS[c.task],
+      "--do_train",
+      "--do_eval",
+      f"--train_file={c.train_file}",
+      f"--eval_file={c.eval_file}",
+      *labels,
+      f"--output_dir={path(output)}",
+      *init,
+      *tokenizer,
+      f"--train_batch_size={c.finetune_batch_size}",
+      f"--learning_rate={c.finetune_learning_rate}",
+      f"--num_train_epochs={c.finetune_epochs}",
+      *training,
+      *extra,
+    )
     plan.models.append((output, what))
 
   def predict(output: str, teacher: str, logits: bool) -> None:
-    add(output, "predict_pseudo_labels", f"--model_dir={path(teacher)}", f"--input_file={c.pool}",
-        f"--output_dir={path(output)}", f"--dtype={c.dtype}",
-        *(["--write_logits", f"--logits_top_k={c.logits_top_k}"] if logits else []))
+    add(
+      output,
+      "predict_pseudo_labels",
+      f"--model_dir={path(teacher)}",
+      f"--input_file={c.pool}",
+      f"--output_dir={path(output)}",
+      f"--dtype={c.dtype}",
+      *(["--write_logits", f"--logits_top_k={c.logits_top_k}"] if logits else []),
+    )
     plan.pseudo_labels.append((output, teacher))
     if logits:
       plan.logits_dirs.append(output)
@@ -337,12 +417,14 @@ def make_plan(config: PipelineConfig, vocab_file: str, pool_files: Sequence[str]
   if c.baseline:
     finetune("baseline", initial(), "fine-tuned from the initial checkpoint")
   if c.baseline_layers:
-    finetune(f"baseline_{c.baseline_layers}layers", initial(c.baseline_layers),
-             f"fine-tuned from the initial checkpoint's first {c.baseline_layers} layers")
+    finetune(
+      f"baseline_{c.baseline_layers}layers",
+      initial(c.baseline_layers),
+      f"fine-tuned from the initial checkpoint's first {c.baseline_layers} layers",
+    )
   if not c.model_a:
     records("data", c.pool, "--task=none")
-    pretrain("model_a", initial(), "data", "step 1: domain pre-training (MLM)",
-             "--task_loss=none")
+    pretrain("model_a", initial(), "data", "step 1: domain pre-training (MLM)", "--task_loss=none")
   finetune("model_b", model_a, "step 2: Model-A fine-tuned")
 
   variants = c.parsed_variants
@@ -351,8 +433,13 @@ def make_plan(config: PipelineConfig, vocab_file: str, pool_files: Sequence[str]
   masked = ["--masked_lm_prob=0"]
   for mlm in (True, False):
     if any(v.mlm == mlm for v in step4):
-      records("round1/records_" + ("mlm" if mlm else "nomask"), pseudo_files("round1/pseudo"),
-              f"--task={c.task}", *labels, *([] if mlm else masked))
+      records(
+        "round1/records_" + ("mlm" if mlm else "nomask"),
+        pseudo_files("round1/pseudo"),
+        f"--task={c.task}",
+        *labels,
+        *([] if mlm else masked),
+      )
   for v in variants:
     for r in range(1, c.rounds + 1):
       work = f"{v.name}/round{r}"
@@ -362,28 +449,57 @@ def make_plan(config: PipelineConfig, vocab_file: str, pool_files: Sequence[str]
         predict(pseudo, f"{v.name}/round{r - 1}/model_d", v.pseudo_label_loss == "kl")
       what = f"{v.name} round {r}: {v.describe(c.task)}"
       if v.self_training:
-        finetune(f"{work}/model_d", model_a, what,
-                 f"--pseudo_label_file={pseudo_files(pseudo)}",
-                 f"--pseudo_per_class={c.pseudo_per_class}",
-                 f"--pseudo_min_confidence={c.pseudo_min_confidence}")
+        finetune(
+          f"{work}/model_d",
+          model_a,
+          what,
+          f"--pseudo_label_file={pseudo_files(pseudo)}",
+          f"--pseudo_per_class={c.pseudo_per_class}",
+          f"--pseudo_min_confidence={c.pseudo_min_confidence}",
+        )
         continue
       if r > 1:
-        records(inputs, pseudo_files(pseudo), f"--task={c.task}", *labels,
-                *([] if v.mlm else masked))
-      loss = ([] if v.pseudo_label_loss == "hard" else
-              ["--pseudo_label_loss=kl", f"--kl_temperature={c.kl_temperature}"])
-      pretrain(f"{work}/model_c", model_a if v.from_a else initial(),
-               inputs, f"step 4, {what}", f"--task_loss={c.task}", *labels, *loss,
-               *([] if v.mlm else ["--masked_lm_loss_weight=0"]))
-      finetune(f"{work}/model_d", model(f"{work}/model_c"), f"step 5, {v.name} round {r}: "
-               "Model-C fine-tuned")
+        records(
+          inputs, pseudo_files(pseudo), f"--task={c.task}", *labels, *([] if v.mlm else masked)
+        )
+      loss = (
+        []
+        if v.pseudo_label_loss == "hard"
+        else ["--pseudo_label_loss=kl", f"--kl_temperature={c.kl_temperature}"]
+      )
+      pretrain(
+        f"{work}/model_c",
+        model_a if v.from_a else initial(),
+        inputs,
+        f"step 4, {what}",
+        f"--task_loss={c.task}",
+        *labels,
+        *loss,
+        *([] if v.mlm else ["--masked_lm_loss_weight=0"]),
+      )
+      finetune(
+        f"{work}/model_d",
+        model(f"{work}/model_c"),
+        f"step 5, {v.name} round {r}: Model-C fine-tuned",
+      )
   if c.export:
     final = f"{c.export_variant}/round{c.rounds}/model_d"
-    add("export", "export_saved_model", f"--model_dir={path(final)}",
-        f"--export_dir={path('export')}")
-    plan.jobs.append(Job("export_check", (sys.executable, "-c", SERVE_CHECK, path("export"),
-                                          pool_files[0],
-                                          path(pipeline_report.EXPORT_CHECK_FILE))))
+    add(
+      "export", "export_saved_model", f"--model_dir={path(final)}", f"--export_dir={path('export')}"
+    )
+    plan.jobs.append(
+      Job(
+        "export_check",
+        (
+          sys.executable,
+          "-c",
+          SERVE_CHECK,
+          path("export"),
+          pool_files[0],
+          path(pipeline_report.EXPORT_CHECK_FILE),
+        ),
+      )
+    )
     plan.export = ("export", final)
   return plan
 
@@ -404,7 +520,7 @@ def done_seconds(logs: str, name: str) -> Optional[float]:
 def _last_error(log_file: str) -> str:
   with open(log_file, encoding="utf-8", errors="replace") as f:
     lines = [line.strip() for line in f if line.strip()]
-  errors = [line[len("error:"):].strip() for line in lines if line.startswith("error:")]
+  errors = [line[len("error:") :].strip() for line in lines if line.startswith("error:")]
   return (errors or lines or ["(empty log)"])[-1]
 
 
@@ -424,12 +540,16 @@ def run_job(name: str, command: Sequence[str], logs: str) -> bool:
     log.write(f"$ {shlex.join(command)}\n")
     log.flush()
     python_path = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
-    result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
-                            env={"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ,
-                                 "PYTHONPATH": python_path})
+    result = subprocess.run(
+      command,
+      stdout=log,
+      stderr=subprocess.STDOUT,
+      env={"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ, "PYTHONPATH": python_path},
+    )
   if result.returncode:
-    raise JobError(f"{name} failed (exit {result.returncode}): {_last_error(log_file)} "
-                   f"(log: {log_file})")
+    raise JobError(
+      f"{name} failed (exit {result.returncode}): {_last_error(log_file)} (log: {log_file})"
+    )
   seconds = time.time() - start
   marker = _marker(logs, name)
   with open(marker + ".tmp", "w", encoding="utf-8") as f:
@@ -447,21 +567,25 @@ def _inputs(config: PipelineConfig) -> Tuple[str, List[str], Optional[List[str]]
   source = checkpoints.resolve_init_checkpoint(config.init_checkpoint)
   vocab_file = config.vocab_file or source.vocab_file
   if not vocab_file:
-    raise errors.InputError(f"{config.init_checkpoint}: no vocab.txt beside the initial "
-                         "checkpoint; give --vocab_file")
+    raise errors.InputError(
+      f"{config.init_checkpoint}: no vocab.txt beside the initial checkpoint; give --vocab_file"
+    )
   input_files.expand_input_files(vocab_file)
   pool_files = input_files.expand_input_files(config.pool)
   names = [os.path.basename(f) for f in pool_files]
   for name in names:
     if names.count(name) > 1:
-      raise errors.InputError(f"--pool: two files are named {name} (step 3 writes one output "
-                           "file per input file name)")
+      raise errors.InputError(
+        f"--pool: two files are named {name} (step 3 writes one output file per input file name)"
+      )
   pool_labels = None
   if config.pool_labels:
     pool_labels = input_files.expand_input_files(config.pool_labels)
     if len(pool_labels) != len(pool_files):
-      raise errors.InputError(f"--pool_labels: {len(pool_labels)} files for {len(pool_files)} "
-                           "--pool files (one labeled file per pool file, in the same order)")
+      raise errors.InputError(
+        f"--pool_labels: {len(pool_labels)} files for {len(pool_files)} "
+        "--pool files (one labeled file per pool file, in the same order)"
+      )
   return vocab_file, pool_files, pool_labels
 
 
@@ -475,30 +599,42 @@ def run(config: PipelineConfig) -> Dict:
     if done_seconds(logs, job_name(directory)) is None:
       continue
     for pool_file in pool_files:
-      side = os.path.join(config.work_dir, directory,
-                          os.path.basename(pool_file) + input_files.LOGITS_SUFFIX)
+      side = os.path.join(
+        config.work_dir, directory, os.path.basename(pool_file) + input_files.LOGITS_SUFFIX
+      )
       if not os.path.exists(side):
-        raise errors.InputError(f"{side}: not found: step 3 ran without --write_logits (no kl "
-                             "variant then); a kl variant needs them: use a new --work_dir")
+        raise errors.InputError(
+          f"{side}: not found: step 3 ran without --write_logits (no kl "
+          "variant then); a kl variant needs them: use a new --work_dir"
+        )
   done = sum(done_seconds(logs, job.name) is not None for job in plan.jobs)
-  print(f"pipeline ({config.task}): {len(plan.jobs)} jobs, {done} done earlier, in "
-        f"{config.work_dir}", flush=True)
+  print(
+    f"pipeline ({config.task}): {len(plan.jobs)} jobs, {done} done earlier, in {config.work_dir}",
+    flush=True,
+  )
   if not config.report_only:
     for job in plan.jobs:
       run_job(job.name, job.command, logs)
   # Only finished jobs' outputs are read (all of them, unless --report_only).
   finished = lambda output: done_seconds(logs, job_name(output)) is not None  # noqa: E731
   report = pipeline_report.collect(
-      config.work_dir, config.task, [m for m in plan.models if finished(m[0])],
-      [p for p in plan.pseudo_labels if finished(p[0])], pool_files, pool_labels,
-      {job.name: done_seconds(logs, job.name) for job in plan.jobs},
-      plan.export if plan.export and finished("export_check") else None)
+    config.work_dir,
+    config.task,
+    [m for m in plan.models if finished(m[0])],
+    [p for p in plan.pseudo_labels if finished(p[0])],
+    pool_files,
+    pool_labels,
+    {job.name: done_seconds(logs, job.name) for job in plan.jobs},
+    plan.export if plan.export and finished("export_check") else None,
+  )
   report["config"] = dataclasses.asdict(config)
   pipeline_report.write_report(config.work_dir, report)
   export = report.get("export")
   if export:
-    print(f"SavedModel {export['dir']} ({export['model']}), answering in a process that "
-          "imports only tensorflow and tensorflow_text:")
+    print(
+      f"SavedModel {export['dir']} ({export['model']}), answering in a process that "
+      "imports only tensorflow and tensorflow_text:"
+    )
     for example in export["examples"]:
       print(f"  {example['text']!r} -> {example['prediction']}")
   print(f"report: {os.path.join(config.work_dir, 'report.md')}")
@@ -508,74 +644,107 @@ def run(config: PipelineConfig) -> Dict:
 def define_flags() -> None:
   """The driver's flags: PipelineConfig's fields, one flag each, same defaults."""
   d = job_config.field_defaults(PipelineConfig)
-  flags.DEFINE_enum("task", None, list(input_files.FINETUNE_TASKS),
-                    "The task of the labeled data.")
+  flags.DEFINE_enum("task", None, list(input_files.FINETUNE_TASKS), "The task of the labeled data.")
   flags.DEFINE_string("work_dir", None, "Where every job writes (layout: see the module doc).")
   flags.DEFINE_string("pool", None, "The unlabeled pool: comma list of files or globs.")
   flags.DEFINE_string("train_file", None, "Labeled training set (steps 2 and 5).")
   flags.DEFINE_string("eval_file", None, "Labeled test set: every model's evaluation.")
   flags.DEFINE_string("label_file", None, "Labels, or BIO tags with O, one per line.")
-  flags.DEFINE_string("init_checkpoint", None,
-                      "The initial BERT: Google TF1 checkpoint, Hugging Face model.safetensors "
-                      "or a bert_pl model directory.")
+  flags.DEFINE_string(
+    "init_checkpoint",
+    None,
+    "The initial BERT: Google TF1 checkpoint, Hugging Face model.safetensors "
+    "or a bert_pl model directory.",
+  )
   flags.DEFINE_string("vocab_file", None, "Default: vocab.txt beside --init_checkpoint.")
-  flags.DEFINE_string("bert_config_file", None,
-                      "Default: the config beside --init_checkpoint.")
-  flags.DEFINE_integer("num_hidden_layers", None,
-                       "Take the first N layers of --init_checkpoint (the paper: 3 of 12) in "
-                       "steps 1 and 4 and the baseline; default all.")
+  flags.DEFINE_string("bert_config_file", None, "Default: the config beside --init_checkpoint.")
+  flags.DEFINE_integer(
+    "num_hidden_layers",
+    None,
+    "Take the first N layers of --init_checkpoint (the paper: 3 of 12) in "
+    "steps 1 and 4 and the baseline; default all.",
+  )
   cli.define_tokenizer_flags()
   flags.DEFINE_integer("max_seq_length", None, "Default: 64 (classification) / 128 (NER).")
-  flags.DEFINE_integer("max_predictions_per_seq", None,
-                       "Default: 15% of --max_seq_length, rounded up.")
+  flags.DEFINE_integer(
+    "max_predictions_per_seq", None, "Default: 15% of --max_seq_length, rounded up."
+  )
   flags.DEFINE_integer("pretrain_steps", d["pretrain_steps"], "Training steps of steps 1, 4.")
-  flags.DEFINE_integer("pretrain_warmup_steps", None,
-                       "Default: 10000 (classification) / 5000 (NER).")
-  flags.DEFINE_float("pretrain_learning_rate", None,
-                     "Default: 5e-5 (classification) / 1e-5 (NER).")
-  flags.DEFINE_integer("pretrain_batch_size", d["pretrain_batch_size"],
-                       "GLOBAL batch of steps 1 and 4.")
-  flags.DEFINE_integer("save_checkpoints_steps", d["save_checkpoints_steps"],
-                       "Checkpoint interval of steps 1 and 4.")
-  flags.DEFINE_float("finetune_learning_rate", d["finetune_learning_rate"],
-                     "Learning rate of steps 2 and 5.")
+  flags.DEFINE_integer(
+    "pretrain_warmup_steps", None, "Default: 10000 (classification) / 5000 (NER)."
+  )
+  flags.DEFINE_float("pretrain_learning_rate", None, "Default: 5e-5 (classification) / 1e-5 (NER).")
+  flags.DEFINE_integer(
+    "pretrain_batch_size", d["pretrain_batch_size"], "GLOBAL batch of steps 1 and 4."
+  )
+  flags.DEFINE_integer(
+    "save_checkpoints_steps", d["save_checkpoints_steps"], "Checkpoint interval of steps 1 and 4."
+  )
+  flags.DEFINE_float(
+    "finetune_learning_rate", d["finetune_learning_rate"], "Learning rate of steps 2 and 5."
+  )
   flags.DEFINE_float("finetune_epochs", None, "Default: 7 (classification) / 3 (NER).")
-  flags.DEFINE_integer("finetune_batch_size", d["finetune_batch_size"],
-                       "GLOBAL batch of steps 2 and 5.")
+  flags.DEFINE_integer(
+    "finetune_batch_size", d["finetune_batch_size"], "GLOBAL batch of steps 2 and 5."
+  )
   flags.DEFINE_integer("random_seed", d["random_seed"], "Seed of every job.")
   flags.DEFINE_integer("num_shards", d["num_shards"], "TFRecord shards of the pool's records.")
   flags.DEFINE_integer("num_workers", d["num_workers"], "Processes of create_pretraining_data.")
-  flags.DEFINE_integer("bucket_width", d["bucket_width"],
-                       "Length bucketing of training batches (0: off).")
+  flags.DEFINE_integer(
+    "bucket_width", d["bucket_width"], "Length bucketing of training batches (0: off)."
+  )
   cli.define_dtype_flag()
   flags.DEFINE_bool("baseline", d["baseline"], "Also fine-tune the initial checkpoint directly.")
-  flags.DEFINE_integer("baseline_layers", None,
-                       "And a second baseline from its first N layers (e.g. 6).")
-  flags.DEFINE_string("model_a", None,
-                      "An existing Model-A (a model directory from step 1, e.g. shared by "
-                      "several labeled sets or seeds): step 1 is skipped.")
-  flags.DEFINE_string("pool_labels", None,
-                      "Held-back labels of the pool, one file per pool file, as "
-                      "data_prep/split_dataset.py writes them (a label per line, or CoNLL): "
-                      "scores each round's pseudo-labels (accuracy or entity F1).")
+  flags.DEFINE_integer(
+    "baseline_layers", None, "And a second baseline from its first N layers (e.g. 6)."
+  )
+  flags.DEFINE_string(
+    "model_a",
+    None,
+    "An existing Model-A (a model directory from step 1, e.g. shared by "
+    "several labeled sets or seeds): step 1 is skipped.",
+  )
+  flags.DEFINE_string(
+    "pool_labels",
+    None,
+    "Held-back labels of the pool, one file per pool file, as "
+    "data_prep/split_dataset.py writes them (a label per line, or CoNLL): "
+    "scores each round's pseudo-labels (accuracy or entity F1).",
+  )
   flags.DEFINE_list("variants", list(d["variants"]), f"Comma list of: {', '.join(VARIANTS)}.")
-  flags.DEFINE_integer("pseudo_per_class", d["pseudo_per_class"],
-                       "self_training: pseudo-labeled examples added per class.")
-  flags.DEFINE_float("pseudo_min_confidence", d["pseudo_min_confidence"],
-                     "self_training: only pseudo-labels at least this confident.")
-  flags.DEFINE_float("kl_temperature", d["kl_temperature"],
-                     "kl variants: temperature of the KL loss.")
-  flags.DEFINE_integer("logits_top_k", d["logits_top_k"],
-                       "kl variants: keep the teacher's K largest logits (0: all).")
+  flags.DEFINE_integer(
+    "pseudo_per_class",
+    d["pseudo_per_class"],
+    "self_training: pseudo-labeled examples added per class.",
+  )
+  flags.DEFINE_float(
+    "pseudo_min_confidence",
+    d["pseudo_min_confidence"],
+    "self_training: only pseudo-labels at least this confident.",
+  )
+  flags.DEFINE_float(
+    "kl_temperature", d["kl_temperature"], "kl variants: temperature of the KL loss."
+  )
+  flags.DEFINE_integer(
+    "logits_top_k", d["logits_top_k"], "kl variants: keep the teacher's K largest logits (0: all)."
+  )
   flags.DEFINE_integer("rounds", d["rounds"], "Repeat steps 3-5 this many times per variant.")
-  flags.DEFINE_bool("export", d["export"], "Export the final Model-D of --export_variant as a "
-                    "SavedModel (raw text in) and query it in a fresh process.")
+  flags.DEFINE_bool(
+    "export",
+    d["export"],
+    "Export the final Model-D of --export_variant as a "
+    "SavedModel (raw text in) and query it in a fresh process.",
+  )
   flags.DEFINE_string("export_variant", None, "Default: the first of --variants.")
-  flags.DEFINE_bool("report_only", d["report_only"],
-                    "Run no job: report the jobs done so far (of a run still going, or cut "
-                    "short; rows of jobs not done are left out).")
-  flags.mark_flags_as_required(["task", "work_dir", "pool", "train_file", "eval_file",
-                                "label_file", "init_checkpoint"])
+  flags.DEFINE_bool(
+    "report_only",
+    d["report_only"],
+    "Run no job: report the jobs done so far (of a run still going, or cut "
+    "short; rows of jobs not done are left out).",
+  )
+  flags.mark_flags_as_required(
+    ["task", "work_dir", "pool", "train_file", "eval_file", "label_file", "init_checkpoint"]
+  )
 
 
 def main(argv):

@@ -33,13 +33,22 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import (atomic_files, cli, errors, features, input_files, job_config, model_dir,
-                     prediction)
+from bert_pl import (
+  atomic_files,
+  cli,
+  errors,
+  features,
+  input_files,
+  job_config,
+  model_dir,
+  prediction,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class PredictPseudoLabelsConfig:
   """The job's settings; the flags have the same names and defaults."""
+
   model_dir: str  # a fine-tuned model directory (step 2)
   input_file: str  # comma list of files or globs
   output_dir: str
@@ -59,6 +68,7 @@ class PredictPseudoLabelsConfig:
 class Labeled(NamedTuple):
   """A window's output: `kept` are the positions of the examples kept
   (confidence >= min_confidence), the other fields theirs."""
+
   kept: List[int]
   lines: List[str]  # output lines (classification) or CoNLL blocks (NER)
   confidences: List[str]
@@ -72,19 +82,20 @@ class PseudoLabeler:
   def __init__(self, config: PredictPseudoLabelsConfig):
     # The model's max_seq_length; one given must be the same.
     model, tokenizer, info = model_dir.load_finetuned(
-        config.model_dir, config.dtype, {"max_seq_length": config.max_seq_length})
+      config.model_dir, config.dtype, {"max_seq_length": config.max_seq_length}
+    )
     self.task = info["task"]
-    self.format = prediction.OutputFormat(self.task, info["labels"], config.write_logits,
-                                          config.logits_top_k)
-    self.encoder = features.prediction_encoder(tokenizer, info["max_seq_length"], self.task,
-                                               info.get("field_join", "sep"))
-    self.predictor = prediction.Predictor(model, config.predict_batch_size,
-                                          use_xla=config.use_xla)
+    self.format = prediction.OutputFormat(
+      self.task, info["labels"], config.write_logits, config.logits_top_k
+    )
+    self.encoder = features.prediction_encoder(
+      tokenizer, info["max_seq_length"], self.task, info.get("field_join", "sep")
+    )
+    self.predictor = prediction.Predictor(model, config.predict_batch_size, use_xla=config.use_xla)
     self.window = config.sort_window * config.predict_batch_size
     self.min_confidence = config.min_confidence
 
-  def label_file(self, path: str, output_path: str, counts: input_files.Counts,
-                 progress) -> None:
+  def label_file(self, path: str, output_path: str, counts: input_files.Counts, progress) -> None:
     with prediction.AtomicOutput(output_path, self.format.write_logits) as output:
       window: List[input_files.Example] = []
       for example in input_files.read_unlabeled(path, counts):
@@ -111,10 +122,11 @@ class PseudoLabeler:
     keep = outputs["confidence"] >= self.min_confidence
     kept = [e for e, k in zip(examples, keep) if k]
     lines, confidences, logits = self.format.lines(
-        kept, {k: encoded[k][keep] for k in ("starts", "ends") if k in encoded},
-        {k: v[keep] for k, v in outputs.items()})
-    return Labeled(np.flatnonzero(keep).tolist(), lines, confidences, logits,
-                   int(truncated.sum()))
+      kept,
+      {k: encoded[k][keep] for k in ("starts", "ends") if k in encoded},
+      {k: v[keep] for k, v in outputs.items()},
+    )
+    return Labeled(np.flatnonzero(keep).tolist(), lines, confidences, logits, int(truncated.sum()))
 
 
 def shard_files(files: List[str], num_shards: int, shard_index: int) -> List[str]:
@@ -123,24 +135,39 @@ def shard_files(files: List[str], num_shards: int, shard_index: int) -> List[str
   return [f for i, f in enumerate(sorted(files)) if i % num_shards == shard_index]
 
 
-def pending_files(input_patterns: str, output_dir: str, num_shards: int = 1,
-                  shard_index: int = 0, write_logits: bool = False) -> Tuple[List[str], int]:
+def pending_files(
+  input_patterns: str,
+  output_dir: str,
+  num_shards: int = 1,
+  shard_index: int = 0,
+  write_logits: bool = False,
+) -> Tuple[List[str], int]:
   """This shard's input files whose output (with its `.logits` when
   `write_logits`) is not yet in `output_dir`, and the number of this
   shard's files already done; removes the temporaries a killed run left."""
   files = shard_files(input_files.expand_input_files(input_patterns), num_shards, shard_index)
   names = [os.path.basename(f) for f in files]
-  input_files.check_not_inputs([os.path.join(output_dir, n) for n in names], files,
-                               f"--output_dir={output_dir} (outputs take their input's name)")
+  input_files.check_not_inputs(
+    [os.path.join(output_dir, n) for n in names],
+    files,
+    f"--output_dir={output_dir} (outputs take their input's name)",
+  )
   if len(set(names)) != len(names):
-    raise errors.InputError("input files of one shard must have distinct names (outputs are named "
-                            "after them)")
+    raise errors.InputError(
+      "input files of one shard must have distinct names (outputs are named after them)"
+    )
   # A killed run's temporaries of these outputs (with their side files).
   atomic_files.remove_stale_temporaries(
-      output_dir, "(?:" + "|".join(map(re.escape, names)) + r")(\.confidence|\.logits)?")
+    output_dir, "(?:" + "|".join(map(re.escape, names)) + r")(\.confidence|\.logits)?"
+  )
   suffixes = ["", input_files.LOGITS_SUFFIX] if write_logits else [""]
-  todo = [f for f in files if not all(
-      tf.io.gfile.exists(os.path.join(output_dir, os.path.basename(f) + s)) for s in suffixes)]
+  todo = [
+    f
+    for f in files
+    if not all(
+      tf.io.gfile.exists(os.path.join(output_dir, os.path.basename(f) + s)) for s in suffixes
+    )
+  ]
   return todo, len(files) - len(todo)
 
 
@@ -148,8 +175,9 @@ def run(config: PredictPseudoLabelsConfig) -> input_files.Counts:
   """Labels this shard's input files not done yet; returns the counts."""
   output_dir = config.output_dir
   atomic_files.makedirs(output_dir)
-  todo, done = pending_files(config.input_file, output_dir, config.num_shards,
-                             config.shard_index, config.write_logits)
+  todo, done = pending_files(
+    config.input_file, output_dir, config.num_shards, config.shard_index, config.write_logits
+  )
   logging.info("%d input files in this shard, %d already done", len(todo) + done, done)
   labeler = PseudoLabeler(config)
   total_bytes = sum(tf.io.gfile.stat(f).length for f in todo) or 1
@@ -160,8 +188,14 @@ def run(config: PredictPseudoLabelsConfig) -> input_files.Counts:
     elapsed = max(time.time() - start, 1e-9)
     fraction = min(done_bytes / total_bytes, 1.0)
     eta = elapsed * (1 - fraction) / fraction if fraction else float("nan")
-    logging.info("%d lines read, %.0f lines/s, %d written, %d filtered; ETA %.0fs",
-                 c.read, c.read / elapsed, c.written, c.skipped, eta)
+    logging.info(
+      "%d lines read, %.0f lines/s, %d written, %d filtered; ETA %.0fs",
+      c.read,
+      c.read / elapsed,
+      c.written,
+      c.skipped,
+      eta,
+    )
 
   for path in todo:
     labeler.label_file(path, os.path.join(output_dir, os.path.basename(path)), counts, progress)
@@ -176,10 +210,12 @@ def main(argv):
   start = time.time()
   counts = run(config)
   elapsed = time.time() - start
-  print(f"predict_pseudo_labels: read {counts.read}, written {counts.written}, filtered "
-        f"{counts.skipped} (confidence < {config.min_confidence}), empty {counts.empty}, "
-        f"truncated {counts.truncated} in {elapsed:.1f}s "
-        f"({counts.read / max(elapsed, 1e-9):.0f} lines/s)")
+  print(
+    f"predict_pseudo_labels: read {counts.read}, written {counts.written}, filtered "
+    f"{counts.skipped} (confidence < {config.min_confidence}), empty {counts.empty}, "
+    f"truncated {counts.truncated} in {elapsed:.1f}s "
+    f"({counts.read / max(elapsed, 1e-9):.0f} lines/s)"
+  )
 
 
 def define_flags(sharded_by_hand: bool = True):
@@ -190,15 +226,19 @@ def define_flags(sharded_by_hand: bool = True):
   flags.DEFINE_string("input_file", None, "Unlabeled input files (comma list of globs).")
   flags.DEFINE_string("output_dir", None, "Where the pseudo-labeled files go.")
   flags.DEFINE_integer("predict_batch_size", d["predict_batch_size"], "Batch size.")
-  flags.DEFINE_integer("max_seq_length", d["max_seq_length"],
-                       "The model's (task.json); given, it must be the same.")
+  flags.DEFINE_integer(
+    "max_seq_length", d["max_seq_length"], "The model's (task.json); given, it must be the same."
+  )
   if sharded_by_hand:
-    flags.DEFINE_integer("num_shards", d["num_shards"],
-                         "Processes/machines sharing the input files.")
-    flags.DEFINE_integer("shard_index", d["shard_index"],
-                         "This process's shard, in [0, num_shards).")
-  flags.DEFINE_float("min_confidence", d["min_confidence"],
-                     "Drop (and count) lines below this confidence.")
+    flags.DEFINE_integer(
+      "num_shards", d["num_shards"], "Processes/machines sharing the input files."
+    )
+    flags.DEFINE_integer(
+      "shard_index", d["shard_index"], "This process's shard, in [0, num_shards)."
+    )
+  flags.DEFINE_float(
+    "min_confidence", d["min_confidence"], "Drop (and count) lines below this confidence."
+  )
   flags.DEFINE_integer("sort_window", d["sort_window"], "Batches sorted by length together.")
   cli.define_skip_bad_lines_flag()
   cli.define_dtype_flag()

@@ -18,8 +18,9 @@ whitespace (English) one word per line, as CoNLL-2003 is, every CJK
 character a word of its own, with the tag of the word's first character.
 Step 4 reads such a block back as the same words joined by spaces (features.
 join_conll_tokens); a block of single characters was one character per line,
-as before (whitespace cannot be held in CoNLL either way); both with `<file>.confidence`, one float per
-example. Files are written under a temporary name and renamed when complete.
+as before (whitespace cannot be held in CoNLL either way); both with
+`<file>.confidence`, one float per example. Files are written under a
+temporary name and renamed when complete.
 
 With `write_logits`, `<file>.logits` holds the teacher's pre-softmax logits
 (DESIGN §9), one line per example, values with 4 significant digits (float16
@@ -48,8 +49,13 @@ _MODEL_INPUTS = ("input_ids", "input_mask", "segment_ids")
 class Predictor:
   """Runs a classification or NER `BertTaskModel` over feature arrays."""
 
-  def __init__(self, model: task_models.BertTaskModel, batch_size: int = 64,
-               trim_padding: bool = True, use_xla: bool = False):
+  def __init__(
+    self,
+    model: task_models.BertTaskModel,
+    batch_size: int = 64,
+    trim_padding: bool = True,
+    use_xla: bool = False,
+  ):
     if model.task not in FINETUNE_TASKS:
       raise errors.InputError(f"prediction needs a fine-tuned model, not task={model.task!r}")
     self.model = model
@@ -63,26 +69,34 @@ class Predictor:
     logits = tf.cast(outputs["task_logits"], tf.float32)
     if self.model.task == "classification":
       probabilities = tf.nn.softmax(logits, -1)
-      return {"label_ids": tf.argmax(probabilities, -1, output_type=tf.int32),
-              "confidence": tf.reduce_max(probabilities, -1),
-              "probabilities": probabilities, "logits": logits}
+      return {
+        "label_ids": tf.argmax(probabilities, -1, output_type=tf.int32),
+        "confidence": tf.reduce_max(probabilities, -1),
+        "probabilities": probabilities,
+        "logits": logits,
+      }
     lengths = tf.reduce_sum(features["input_mask"], 1)
     crf = self.model.head.crf
     tags = crf(logits, lengths)
-    return {"tag_ids": tags, "confidence": crf.sequence_probability(logits, tags, lengths),
-            "logits": logits}
+    return {
+      "tag_ids": tags,
+      "confidence": crf.sequence_probability(logits, tags, lengths),
+      "logits": logits,
+    }
 
   def predict(self, features: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     n = len(features["input_ids"])
     parts = []
     for start in range(0, n, self.batch_size):
-      mask = features["input_mask"][start:start + self.batch_size]
+      mask = features["input_mask"][start : start + self.batch_size]
       width = mask.shape[1]
       if self.trim_padding:
         longest = max(int(mask.sum(1).max()), 1)
         width = min(-(-longest // self.width_multiple) * self.width_multiple, width)
-      batch = {k: tf.constant(features[k][start:start + self.batch_size, :width], tf.int32)
-               for k in _MODEL_INPUTS}
+      batch = {
+        k: tf.constant(features[k][start : start + self.batch_size, :width], tf.int32)
+        for k in _MODEL_INPUTS
+      }
       parts.append({k: v.numpy() for k, v in self._run(batch).items()})
     if self.model.task == "ner":  # pad tags and logits back to a common width
       seq = features["input_ids"].shape[1]
@@ -104,8 +118,9 @@ def predict_sorted(predictor: Predictor, encoded: Dict[str, np.ndarray]) -> Dict
   return {k: v[inverse] for k, v in outputs.items()}
 
 
-def classification_lines(examples: Sequence[Example], labels: Sequence[str],
-                         label_ids: Sequence[int]) -> List[str]:
+def classification_lines(
+  examples: Sequence[Example], labels: Sequence[str], label_ids: Sequence[int]
+) -> List[str]:
   """`label<TAB>fields` lines (the labeled classification format)."""
   return [labels[i] + "\t" + "\t".join(e.fields) + "\n" for e, i in zip(examples, label_ids)]
 
@@ -118,8 +133,10 @@ def _kept_tokens(starts: np.ndarray, row: int, max_seq_length: int) -> int:
 
 # A CoNLL unit of a text with whitespace: one CJK character, or a run of
 # other non-whitespace characters.
-_UNIT = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002a6df]"
-                   "|[^\\s\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002a6df]+")
+_UNIT = re.compile(
+  "[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002a6df]"
+  "|[^\\s\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002a6df]+"
+)
 
 
 def _written_units(text: str) -> List[Tuple[int, int]]:
@@ -131,29 +148,47 @@ def _written_units(text: str) -> List[Tuple[int, int]]:
   return [m.span() for m in _UNIT.finditer(text)]
 
 
-def _predicted_char_tags(text: str, row: int, starts: np.ndarray, ends: np.ndarray,
-                         tag_ids: np.ndarray, labels: Sequence[str]) -> List[str]:
+def _predicted_char_tags(
+  text: str,
+  row: int,
+  starts: np.ndarray,
+  ends: np.ndarray,
+  tag_ids: np.ndarray,
+  labels: Sequence[str],
+) -> List[str]:
   """Per-character tags of row `row` (`tag_ids` per token at positions 1..,
   after [CLS]); the characters of truncated tokens get O."""
   n = _kept_tokens(starts, row, tag_ids.shape[1])
-  token_tags = [labels[i] for i in tag_ids[row, 1:1 + n]]
+  token_tags = [labels[i] for i in tag_ids[row, 1 : 1 + n]]
   return char_tags(token_tags, zip(starts[row, :n], ends[row, :n]), len(text))
 
 
-def ner_blocks(texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,
-               tag_ids: np.ndarray, labels: Sequence[str]) -> List[str]:
+def ner_blocks(
+  texts: Sequence[str],
+  starts: np.ndarray,
+  ends: np.ndarray,
+  tag_ids: np.ndarray,
+  labels: Sequence[str],
+) -> List[str]:
   """CoNLL sentences, one unit per line (see _written_units), each ending
   with a blank line; `tag_ids` are per token at positions 1.. (after [CLS])."""
   blocks = []
   for row, text in enumerate(texts):
     per_char = _predicted_char_tags(text, row, starts, ends, tag_ids, labels)
-    blocks.append("".join(f"{text[start:end]} {per_char[start]}\n"
-                          for start, end in _written_units(text)) + "\n")
+    blocks.append(
+      "".join(f"{text[start:end]} {per_char[start]}\n" for start, end in _written_units(text))
+      + "\n"
+    )
   return blocks
 
 
-def conll_tags(examples: Sequence[Example], starts: np.ndarray, ends: np.ndarray,
-               tag_ids: np.ndarray, labels: Sequence[str]) -> List[List[str]]:
+def conll_tags(
+  examples: Sequence[Example],
+  starts: np.ndarray,
+  ends: np.ndarray,
+  tag_ids: np.ndarray,
+  labels: Sequence[str],
+) -> List[List[str]]:
   """The predicted tag of every CoNLL token of labeled NER examples (encoded
   by `features.FeatureEncoder`): that of its first character, as `ner_blocks`
   writes it; the tokens of a truncated tail get O."""
@@ -179,12 +214,15 @@ def label_logits_lines(logits: np.ndarray, top_k: int = 0) -> List[str]:
   if not top_k:
     return [_values(row) + "\n" for row in logits]
   order = np.argsort(-logits, axis=1, kind="stable")[:, :top_k]
-  return [" ".join(f"{i}:{v:.4g}" for i, v in zip(ids.tolist(), row[ids].tolist())) + "\n"
-          for ids, row in zip(order, logits)]
+  return [
+    " ".join(f"{i}:{v:.4g}" for i, v in zip(ids.tolist(), row[ids].tolist())) + "\n"
+    for ids, row in zip(order, logits)
+  ]
 
 
-def tag_logits_lines(texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,
-                     logits: np.ndarray) -> List[str]:
+def tag_logits_lines(
+  texts: Sequence[str], starts: np.ndarray, ends: np.ndarray, logits: np.ndarray
+) -> List[str]:
   """NER `.logits` lines from the emission logits [n, seq, tags]: for each
   unit `ner_blocks` writes, the row of the token covering its first
   character (zeros where none does)."""
@@ -193,7 +231,7 @@ def tag_logits_lines(texts: Sequence[str], starts: np.ndarray, ends: np.ndarray,
     n = _kept_tokens(starts, row, logits.shape[1])
     token_of_char = np.full([len(text)], -1)
     for token in range(n):
-      token_of_char[starts[row, token]:ends[row, token]] = token
+      token_of_char[starts[row, token] : ends[row, token]] = token
     tokens = token_of_char[[start for start, _ in _written_units(text)]]
     rows = np.where(tokens[:, None] >= 0, logits[row, 1 + tokens], 0.0)
     lines.append(_values(rows) + "\n")
@@ -204,28 +242,32 @@ class OutputFormat:
   """The step-3 output of a task: pseudo-labeled lines, confidence lines and,
   with `write_logits`, logits lines, for examples and their predictions."""
 
-  def __init__(self, task: str, labels: Sequence[str], write_logits: bool = False,
-               logits_top_k: int = 0):
+  def __init__(
+    self, task: str, labels: Sequence[str], write_logits: bool = False, logits_top_k: int = 0
+  ):
     if logits_top_k and not write_logits:
       raise errors.InputError("--logits_top_k needs --write_logits")
     if logits_top_k and task != "classification":
       raise errors.InputError("--logits_top_k is for classification (NER writes every tag's logit)")
     if not 0 <= logits_top_k <= len(labels):
-      raise errors.InputError(f"--logits_top_k={logits_top_k} is not in [0, {len(labels)}] (the "
-                              "number of labels)")
+      raise errors.InputError(
+        f"--logits_top_k={logits_top_k} is not in [0, {len(labels)}] (the number of labels)"
+      )
     self.task, self.labels = task, list(labels)
     self.write_logits, self.logits_top_k = write_logits, logits_top_k
 
-  def lines(self, examples: Sequence[Example], encoded: Dict[str, np.ndarray],
-            outputs: Dict[str, np.ndarray]
-            ) -> Tuple[List[str], List[str], Optional[List[str]]]:
+  def lines(
+    self,
+    examples: Sequence[Example],
+    encoded: Dict[str, np.ndarray],
+    outputs: Dict[str, np.ndarray],
+  ) -> Tuple[List[str], List[str], Optional[List[str]]]:
     """(output lines or CoNLL blocks, confidence lines, logits lines or None)."""
     if self.task == "classification":
       lines = classification_lines(examples, self.labels, outputs["label_ids"])
     else:
       texts = [" ".join(e.fields) for e in examples]
-      lines = ner_blocks(texts, encoded["starts"], encoded["ends"], outputs["tag_ids"],
-                         self.labels)
+      lines = ner_blocks(texts, encoded["starts"], encoded["ends"], outputs["tag_ids"], self.labels)
     logits = None
     if self.write_logits and self.task == "classification":
       logits = label_logits_lines(outputs["logits"], self.logits_top_k)
@@ -245,10 +287,13 @@ class AtomicOutput(atomic_files.AtomicFiles):
     self.path = path
     suffixes = [CONFIDENCE_SUFFIX] + ([LOGITS_SUFFIX] if with_logits else []) + [""]
     finals = [path + s for s in suffixes]  # the main file last
-    super().__init__(finals, [atomic_files.temporary_path(p) for p in finals], atomic_files.open_text)
+    super().__init__(
+      finals, [atomic_files.temporary_path(p) for p in finals], atomic_files.open_text
+    )
 
-  def write(self, lines: Sequence[str], confidences: Sequence[str],
-            logits: Optional[Sequence[str]] = None) -> None:
+  def write(
+    self, lines: Sequence[str], confidences: Sequence[str], logits: Optional[Sequence[str]] = None
+  ) -> None:
     parts = [confidences] + ([logits] if len(self.writers) == 3 else []) + [lines]
     for f, final, part in zip(self.writers, self.final_paths, parts):
       with errors.writing(final):

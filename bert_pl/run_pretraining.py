@@ -24,9 +24,10 @@ own error names no file, so the files are checked when it happens), or, with
 The input files' manifest (`bert_pl.manifest`, written by
 create_pretraining_data) decides max_seq_length, max_predictions_per_seq,
 the tokenizer settings and the labels unless they are given (then they must
-agree with it; not given is None in a `RunPretrainingConfig`), must be of the run's vocabulary and --task_loss, and every
-shard's size must be the one it lists before training starts (a shard cut
-inside a record header reads as a shorter file otherwise). Files without a
+agree with it; not given is None in a `RunPretrainingConfig`), must be of
+the run's vocabulary and --task_loss, and every shard's size must be the
+one it lists before training starts (a shard cut inside a record header
+reads as a shorter file otherwise). Files without a
 manifest are read with a warning; their first record's lengths must fit.
 """
 
@@ -36,20 +37,37 @@ from typing import Optional
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import (checkpoints, cli, errors, input_files, input_pipeline, job_config, manifest,
-                     model_dir, optimization, precision, task_models, tfrecords, training)
+from bert_pl import (
+  checkpoints,
+  cli,
+  errors,
+  input_files,
+  input_pipeline,
+  job_config,
+  manifest,
+  model_dir,
+  optimization,
+  precision,
+  task_models,
+  tfrecords,
+  training,
+)
 
 # The settings a manifest of the input files gives when they are not given
 # (None), and their values for files without a manifest.
-DATA_DEFAULTS = {"max_seq_length": 128, "max_predictions_per_seq": 20,
-                 "tokenization": cli.TOKENIZER_DEFAULTS["tokenization"],
-                 "do_lower_case": cli.TOKENIZER_DEFAULTS["do_lower_case"]}
+DATA_DEFAULTS = {
+  "max_seq_length": 128,
+  "max_predictions_per_seq": 20,
+  "tokenization": cli.TOKENIZER_DEFAULTS["tokenization"],
+  "do_lower_case": cli.TOKENIZER_DEFAULTS["do_lower_case"],
+}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RunPretrainingConfig(job_config.ModelConfig, job_config.TrainingConfig):
   """The job's settings: its flags (see `define_flags`), the paper's
   defaults. The `DATA_DEFAULTS` settings are None when not given."""
+
   do_lower_case: Optional[bool] = None
   tokenization: Optional[str] = None
   input_file: Optional[str] = None  # comma list of globs
@@ -81,9 +99,9 @@ def run(config: RunPretrainingConfig) -> dict:
   strategy = training.make_strategy(config.distribution_strategy, config.num_gpus)
   training.set_seed(config.random_seed)
   layer_map = checkpoints.parse_layer_map(config.layer_map)
-  bert_config, source = checkpoints.resolve_config(config.init_checkpoint,
-                                                   config.bert_config_file,
-                                                   config.num_hidden_layers, layer_map)
+  bert_config, source = checkpoints.resolve_config(
+    config.init_checkpoint, config.bert_config_file, config.num_hidden_layers, layer_map
+  )
   vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, bert_config)
   labels = input_files.read_labels(config.label_file) if config.label_file else None
   train_files, eval_files, data = _input_data(config, vocab_file, labels)
@@ -96,9 +114,12 @@ def run(config: RunPretrainingConfig) -> dict:
 
   with strategy.scope(), precision.policy(config.dtype):
     model = task_models.BertTaskModel(bert_config, config.task_loss, num_labels)
-    optimizer = precision.wrap_optimizer(optimization.create_optimizer(
-        config.learning_rate, config.num_train_steps, config.num_warmup_steps,
-        config.weight_decay), config.dtype)
+    optimizer = precision.wrap_optimizer(
+      optimization.create_optimizer(
+        config.learning_rate, config.num_train_steps, config.num_warmup_steps, config.weight_decay
+      ),
+      config.dtype,
+    )
   chief = training.is_chief(strategy)
   run_state = training.CheckpointedRun(model, optimizer, config.output_dir, is_chief=chief)
 
@@ -110,56 +131,97 @@ def run(config: RunPretrainingConfig) -> dict:
 
   step = run_state.restore_or_initialize(initialize)
   train = config.do_train and step < config.num_train_steps
-  logits_width = (num_labels * (data["max_seq_length"] if config.task_loss == "ner" else 1)
-                  if kl else None)
+  logits_width = (
+    num_labels * (data["max_seq_length"] if config.task_loss == "ner" else 1) if kl else None
+  )
   for files in (train_files, eval_files):
-    _check_first_record(files, data["max_seq_length"], data["max_predictions_per_seq"],
-                        config.task_loss, logits_width)
+    _check_first_record(
+      files, data["max_seq_length"], data["max_predictions_per_seq"], config.task_loss, logits_width
+    )
   if chief:
-    model_dir.write(config.output_dir, bert_config, vocab_file, {
-        "task": config.task_loss, "labels": labels, "max_seq_length": data["max_seq_length"],
-        "do_lower_case": data["do_lower_case"], "tokenization": data["tokenization"],
+    model_dir.write(
+      config.output_dir,
+      bert_config,
+      vocab_file,
+      {
+        "task": config.task_loss,
+        "labels": labels,
+        "max_seq_length": data["max_seq_length"],
+        "do_lower_case": data["do_lower_case"],
+        "tokenization": data["tokenization"],
         "pseudo_label_loss": config.pseudo_label_loss,
         "kl_temperature": config.kl_temperature,
-        "masked_lm_loss_weight": config.masked_lm_loss_weight, "trained_by": "run_pretraining"})
-  spec = tfrecords.pretraining_feature_spec(data["max_seq_length"],
-                                            data["max_predictions_per_seq"], config.task_loss,
-                                            num_labels, with_logits=kl)
-  trainer = training.Trainer(strategy, model, optimizer,
-                             use_mlm=config.masked_lm_loss_weight > 0,
-                             use_task=config.task_loss != "none",
-                             task_loss_weight=config.task_loss_weight,
-                             masked_lm_loss_weight=config.masked_lm_loss_weight,
-                             pseudo_label_loss=config.pseudo_label_loss,
-                             kl_temperature=config.kl_temperature)
+        "masked_lm_loss_weight": config.masked_lm_loss_weight,
+        "trained_by": "run_pretraining",
+      },
+    )
+  spec = tfrecords.pretraining_feature_spec(
+    data["max_seq_length"],
+    data["max_predictions_per_seq"],
+    config.task_loss,
+    num_labels,
+    with_logits=kl,
+  )
+  trainer = training.Trainer(
+    strategy,
+    model,
+    optimizer,
+    use_mlm=config.masked_lm_loss_weight > 0,
+    use_task=config.task_loss != "none",
+    task_loss_weight=config.task_loss_weight,
+    masked_lm_loss_weight=config.masked_lm_loss_weight,
+    pseudo_label_loss=config.pseudo_label_loss,
+    kl_temperature=config.kl_temperature,
+  )
   results = {}
   if config.do_train and not train:
     run_state.save()  # e.g. --num_train_steps=0: the initialised model as a model dir
   elif train:
-    logging.info("Training from step %d to %d: loss = %g x MLM + %g x %s", step,
-                 config.num_train_steps, config.masked_lm_loss_weight, config.task_loss_weight,
-                 _task_loss_name(config))
+    logging.info(
+      "Training from step %d to %d: loss = %g x MLM + %g x %s",
+      step,
+      config.num_train_steps,
+      config.masked_lm_loss_weight,
+      config.task_loss_weight,
+      _task_loss_name(config),
+    )
     files = train_files
     seed, bucket_width = config.random_seed, config.bucket_width
     while True:  # again without the corrupt files, when skipping them
       training_input = input_pipeline.TrainingInput(
-          strategy, config.train_batch_size,
-          lambda batch, context, files=files: input_pipeline.pretraining_dataset(
-              files, spec, batch, True, context, seed=seed, bucket_width=bucket_width),
-          {"files": files, "seed": seed, "bucket_width": bucket_width,
-           "features": {name: feature.shape for name, feature in spec.items()}})
+        strategy,
+        config.train_batch_size,
+        lambda batch, context, files=files: input_pipeline.pretraining_dataset(
+          files, spec, batch, True, context, seed=seed, bucket_width=bucket_width
+        ),
+        {
+          "files": files,
+          "seed": seed,
+          "bucket_width": bucket_width,
+          "features": {name: feature.shape for name, feature in spec.items()},
+        },
+      )
       try:
-        results = training.train(trainer, run_state, training_input, config.num_train_steps,
-                                 config.save_checkpoints_steps, config.train_batch_size,
-                                 training.summary_dir(config.output_dir, "train"))
+        results = training.train(
+          trainer,
+          run_state,
+          training_input,
+          config.num_train_steps,
+          config.save_checkpoints_steps,
+          config.train_batch_size,
+          training.summary_dir(config.output_dir, "train"),
+        )
         break
       except tf.errors.DataLossError:
         files = input_pipeline.drop_corrupt_files(files, config.skip_corrupt_files)
   if config.do_eval:
     dataset = input_pipeline.distribute(
-        strategy, config.eval_batch_size,
-        lambda batch, context: input_pipeline.pretraining_dataset(
-            eval_files, spec, batch, False, context, bucket_width=config.bucket_width))
+      strategy,
+      config.eval_batch_size,
+      lambda batch, context: input_pipeline.pretraining_dataset(
+        eval_files, spec, batch, False, context, bucket_width=config.bucket_width
+      ),
+    )
     try:
       results = trainer.evaluate(iter(dataset), config.max_eval_steps)
     except tf.errors.DataLossError:
@@ -174,10 +236,13 @@ def run(config: RunPretrainingConfig) -> dict:
 def _check_loss_flags(config: RunPretrainingConfig) -> None:
   if config.masked_lm_loss_weight < 0 or config.task_loss_weight < 0:
     raise errors.InputError("--masked_lm_loss_weight and --task_loss_weight must be >= 0")
-  if config.masked_lm_loss_weight == 0 and (config.task_loss == "none"
-                                            or config.task_loss_weight == 0):
-    raise errors.InputError(f"--masked_lm_loss_weight=0 with --task_loss={config.task_loss} and "
-                            f"--task_loss_weight={config.task_loss_weight:g}: nothing to train")
+  if config.masked_lm_loss_weight == 0 and (
+    config.task_loss == "none" or config.task_loss_weight == 0
+  ):
+    raise errors.InputError(
+      f"--masked_lm_loss_weight=0 with --task_loss={config.task_loss} and "
+      f"--task_loss_weight={config.task_loss_weight:g}: nothing to train"
+    )
   if config.pseudo_label_loss == "kl" and config.task_loss == "none":
     raise errors.InputError("--pseudo_label_loss=kl needs --task_loss=classification or ner")
   if config.kl_temperature <= 0:
@@ -221,12 +286,16 @@ def _input_data(config: RunPretrainingConfig, vocab_file: str, labels):
     ours = manifest.vocab_fingerprint(vocab_file)
     if ours["vocab_sha256"] != settings["vocab_sha256"]:
       raise errors.InputError(
-          f"{path}: written with another vocabulary ({settings['vocab_size']} tokens, sha256 "
-          f"{settings['vocab_sha256'][:12]}...) than {vocab_file} ({ours['vocab_size']} "
-          f"tokens, sha256 {ours['vocab_sha256'][:12]}...)")
-  checked = [input_pipeline.refuse_or_skip(files, inputs.problems(files, config.verify_checksums),
-                                           config.skip_corrupt_files)
-             for files in (train_files, eval_files)]
+        f"{path}: written with another vocabulary ({settings['vocab_size']} tokens, sha256 "
+        f"{settings['vocab_sha256'][:12]}...) than {vocab_file} ({ours['vocab_size']} "
+        f"tokens, sha256 {ours['vocab_sha256'][:12]}...)"
+      )
+  checked = [
+    input_pipeline.refuse_or_skip(
+      files, inputs.problems(files, config.verify_checksums), config.skip_corrupt_files
+    )
+    for files in (train_files, eval_files)
+  ]
   return checked[0], checked[1], data
 
 
@@ -236,42 +305,48 @@ def _manifest_labels(config: RunPretrainingConfig, path: str, settings: dict, la
   if config.task_loss == "none":
     return labels
   if settings["task"] != config.task_loss:
-    raise errors.InputError(f"{path}: records of --task={settings['task']}, but "
-                            f"--task_loss={config.task_loss}")
+    raise errors.InputError(
+      f"{path}: records of --task={settings['task']}, but --task_loss={config.task_loss}"
+    )
   theirs = settings["labels"]
   if labels is not None and labels != theirs:
     where = next((i for i, (a, b) in enumerate(zip(labels, theirs)) if a != b), None)
-    differ = (f"label {where} is {theirs[where]!r}, {config.label_file} says {labels[where]!r}"
-              if where is not None else
-              f"{len(theirs)} labels, {config.label_file} has {len(labels)}")
+    differ = (
+      f"label {where} is {theirs[where]!r}, {config.label_file} says {labels[where]!r}"
+      if where is not None
+      else f"{len(theirs)} labels, {config.label_file} has {len(labels)}"
+    )
     raise errors.InputError(f"{path}: {differ} (the records' label ids would mean other labels)")
   if labels is None and config.num_labels and config.num_labels != len(theirs):
     raise errors.InputError(f"{path}: {len(theirs)} labels, but --num_labels={config.num_labels}")
   return theirs
 
 
-def _check_first_record(files, max_seq_length: int, max_predictions_per_seq: int,
-                        task_loss: str, logits_width) -> None:
+def _check_first_record(
+  files, max_seq_length: int, max_predictions_per_seq: int, task_loss: str, logits_width
+) -> None:
   """Refuses TFRecords that do not fit the run, seen in the first record of
   the first of `files` that has one (one job writes every record alike):
   lengths other than the run's (else a graph error naming no file), no
   feature of --task_loss, or, for the KL loss (`logits_width`: its width),
   no teacher logits or logits of another width."""
-  path, found = next(((p, r) for p in files if (r := _first_record(p)) is not None),
-                     (None, None))
+  path, found = next(((p, r) for p in files if (r := _first_record(p)) is not None), (None, None))
   if found is None:
     return
-  for name, flag, value in (("input_ids", "max_seq_length", max_seq_length),
-                            ("masked_lm_positions", "max_predictions_per_seq",
-                             max_predictions_per_seq)):
+  for name, flag, value in (
+    ("input_ids", "max_seq_length", max_seq_length),
+    ("masked_lm_positions", "max_predictions_per_seq", max_predictions_per_seq),
+  ):
     if name not in found:
       raise errors.InputError(f"{path}: no {name} feature (not pre-training TFRecords)")
     if found[name] != value:
       raise errors.InputError(f"{path}: records of {flag} {found[name]}, but --{flag}={value}")
   task_feature = {"classification": "label_ids", "ner": "tag_ids"}.get(task_loss)
   if task_feature and task_feature not in found:
-    raise errors.InputError(f"{path}: no {task_feature} feature (records without pseudo-labels), "
-                            f"but --task_loss={task_loss}")
+    raise errors.InputError(
+      f"{path}: no {task_feature} feature (records without pseudo-labels), "
+      f"but --task_loss={task_loss}"
+    )
   if logits_width is not None:
     _check_teacher_logits(path, found, tfrecords.LOGITS_FEATURES[task_loss], logits_width)
 
@@ -291,12 +366,15 @@ def _check_teacher_logits(path: str, found: dict, name: str, width: int) -> None
   job or for none."""
   if name not in found:
     raise errors.InputError(
-        f"{path}: no {name} feature (TFRecords written without teacher logits: run "
-        "predict_pseudo_labels --write_logits and create_pretraining_data again, or use "
-        "--pseudo_label_loss=hard)")
+      f"{path}: no {name} feature (TFRecords written without teacher logits: run "
+      "predict_pseudo_labels --write_logits and create_pretraining_data again, or use "
+      "--pseudo_label_loss=hard)"
+    )
   if found[name] != width:
-    raise errors.InputError(f"{path}: {name} has {found[name]} values, expected {width} (labels x "
-                            "max_seq_length for NER): the records do not fit the flags")
+    raise errors.InputError(
+      f"{path}: {name} has {found[name]} values, expected {width} (labels x "
+      "max_seq_length for NER): the records do not fit the flags"
+    )
 
 
 def main(argv):
@@ -310,14 +388,20 @@ def define_flags():
   d = RunPretrainingConfig
   cli.define_model_flags()
   flags.DEFINE_string("input_file", d.input_file, "TFRecord files (comma list of globs).")
-  flags.DEFINE_string("eval_input_file", d.eval_input_file,
-                      "TFRecords for --do_eval (default: --input_file).")
-  flags.DEFINE_integer("max_seq_length", DATA_DEFAULTS["max_seq_length"],
-                       "As in the TFRecords; default: their manifest's, else "
-                       f"{DATA_DEFAULTS['max_seq_length']}.")
-  flags.DEFINE_integer("max_predictions_per_seq", DATA_DEFAULTS["max_predictions_per_seq"],
-                       "As in the TFRecords; default: their manifest's, else "
-                       f"{DATA_DEFAULTS['max_predictions_per_seq']}.")
+  flags.DEFINE_string(
+    "eval_input_file", d.eval_input_file, "TFRecords for --do_eval (default: --input_file)."
+  )
+  flags.DEFINE_integer(
+    "max_seq_length",
+    DATA_DEFAULTS["max_seq_length"],
+    f"As in the TFRecords; default: their manifest's, else {DATA_DEFAULTS['max_seq_length']}.",
+  )
+  flags.DEFINE_integer(
+    "max_predictions_per_seq",
+    DATA_DEFAULTS["max_predictions_per_seq"],
+    "As in the TFRecords; default: their manifest's, else "
+    f"{DATA_DEFAULTS['max_predictions_per_seq']}.",
+  )
   cli.define_training_flags(learning_rate=d.learning_rate)
   flags.DEFINE_integer("eval_batch_size", d.eval_batch_size, "GLOBAL batch size for evaluation.")
   flags.DEFINE_integer("num_train_steps", d.num_train_steps, "Total training steps.")
@@ -325,28 +409,47 @@ def define_flags():
   flags.DEFINE_bool("do_train", d.do_train, "Train.")
   flags.DEFINE_bool("do_eval", d.do_eval, "Evaluate; writes eval_results.txt.")
   flags.DEFINE_integer("max_eval_steps", d.max_eval_steps, "Maximum evaluation batches.")
-  flags.DEFINE_enum("task_loss", d.task_loss, list(task_models.TASKS),
-                    "Task loss on the pseudo-labels added to the MLM loss.")
+  flags.DEFINE_enum(
+    "task_loss",
+    d.task_loss,
+    list(task_models.TASKS),
+    "Task loss on the pseudo-labels added to the MLM loss.",
+  )
   flags.DEFINE_float("task_loss_weight", d.task_loss_weight, "Weight of the task loss.")
-  flags.DEFINE_enum("pseudo_label_loss", d.pseudo_label_loss,
-                    list(task_models.PSEUDO_LABEL_LOSSES),
-                    "Task loss on the pseudo-labels: hard = cross-entropy on the one-hot "
-                    "label (CRF for NER); kl = KL divergence to the teacher's softmax, from "
-                    "the records' label_logits / tag_logits.")
-  flags.DEFINE_float("kl_temperature", d.kl_temperature,
-                     "Softmax temperature T of --pseudo_label_loss=kl (loss scaled by T^2).")
-  flags.DEFINE_float("masked_lm_loss_weight", d.masked_lm_loss_weight,
-                     "Weight of the masked-LM loss; 0: the MLM head is not computed (for "
-                     "records written with --masked_lm_prob=0).")
+  flags.DEFINE_enum(
+    "pseudo_label_loss",
+    d.pseudo_label_loss,
+    list(task_models.PSEUDO_LABEL_LOSSES),
+    "Task loss on the pseudo-labels: hard = cross-entropy on the one-hot "
+    "label (CRF for NER); kl = KL divergence to the teacher's softmax, from "
+    "the records' label_logits / tag_logits.",
+  )
+  flags.DEFINE_float(
+    "kl_temperature",
+    d.kl_temperature,
+    "Softmax temperature T of --pseudo_label_loss=kl (loss scaled by T^2).",
+  )
+  flags.DEFINE_float(
+    "masked_lm_loss_weight",
+    d.masked_lm_loss_weight,
+    "Weight of the masked-LM loss; 0: the MLM head is not computed (for "
+    "records written with --masked_lm_prob=0).",
+  )
   flags.DEFINE_string("label_file", d.label_file, "Labels or BIO tags, one per line.")
   flags.DEFINE_integer("num_labels", d.num_labels, "Number of labels (without --label_file).")
-  flags.DEFINE_bool("skip_corrupt_files", d.skip_corrupt_files,
-                    "Train without the TFRecord files that turn out truncated or corrupted "
-                    "(a warning names each) instead of stopping with an error naming the file; "
-                    "also those whose size disagrees with their manifest.")
-  flags.DEFINE_bool("verify_checksums", d.verify_checksums,
-                    "Also check every input file's record count and sha256 against its "
-                    "manifest before training: reads every byte (sizes are always checked).")
+  flags.DEFINE_bool(
+    "skip_corrupt_files",
+    d.skip_corrupt_files,
+    "Train without the TFRecord files that turn out truncated or corrupted "
+    "(a warning names each) instead of stopping with an error naming the file; "
+    "also those whose size disagrees with their manifest.",
+  )
+  flags.DEFINE_bool(
+    "verify_checksums",
+    d.verify_checksums,
+    "Also check every input file's record count and sha256 against its "
+    "manifest before training: reads every byte (sizes are always checked).",
+  )
   flags.mark_flags_as_required(["output_dir"])
   cli.require_max_seq_length()
   cli.require(lambda v: v >= 1, ">= 1", "eval_batch_size", "max_eval_steps", "num_labels")

@@ -98,30 +98,51 @@ class Sampler:
     `classes` (all listed, also those without examples) and any other class
     seen, in order of first appearance."""
     names = list(dict.fromkeys(list(classes) + list(self.in_file)))
-    return {name: {"in_file": self.in_file[name], "available": self.available[name],
-                   "selected": len(self._heaps.get(name, ()))} for name in names}
+    return {
+      name: {
+        "in_file": self.in_file[name],
+        "available": self.available[name],
+        "selected": len(self._heaps.get(name, ())),
+      }
+      for name in names
+    }
 
 
-def report(sampler: Sampler, classes: Sequence[str], pseudo_label_file: str,
-           files: Sequence[str], num_labeled: int) -> Dict[str, Any]:
+def report(
+  sampler: Sampler,
+  classes: Sequence[str],
+  pseudo_label_file: str,
+  files: Sequence[str],
+  num_labeled: int,
+) -> Dict[str, Any]:
   """What self-training added, for self_training.json and the job's output."""
   added = sum(c["selected"] for c in sampler.counts().values())
-  return {"pseudo_label_file": pseudo_label_file, "files": list(files),
-          "pseudo_per_class": sampler.per_class,
-          "pseudo_min_confidence": sampler.min_confidence, "random_seed": sampler.seed,
-          "labeled_examples": num_labeled, "added": added,
-          "training_examples": num_labeled + added, "classes": sampler.counts(classes)}
+  return {
+    "pseudo_label_file": pseudo_label_file,
+    "files": list(files),
+    "pseudo_per_class": sampler.per_class,
+    "pseudo_min_confidence": sampler.min_confidence,
+    "random_seed": sampler.seed,
+    "labeled_examples": num_labeled,
+    "added": added,
+    "training_examples": num_labeled + added,
+    "classes": sampler.counts(classes),
+  }
 
 
 def describe(summary: Dict[str, Any]) -> str:
   """A `report` as printed lines: the totals, then a row per class."""
   classes = summary["classes"]
   width = max([len("class")] + [len(name) for name in classes])
-  lines = [f"self-training: {summary['labeled_examples']} labeled + {summary['added']} "
-           f"pseudo-labeled = {summary['training_examples']} training examples (up to "
-           f"{summary['pseudo_per_class']} per class with confidence >= "
-           f"{summary['pseudo_min_confidence']}, seed {summary['random_seed']})",
-           f"  {'class':<{width}}  {'in file':>9}  {'available':>9}  {'selected':>9}"]
-  lines += [f"  {name:<{width}}  {c['in_file']:>9}  {c['available']:>9}  {c['selected']:>9}"
-            for name, c in classes.items()]
+  lines = [
+    f"self-training: {summary['labeled_examples']} labeled + {summary['added']} "
+    f"pseudo-labeled = {summary['training_examples']} training examples (up to "
+    f"{summary['pseudo_per_class']} per class with confidence >= "
+    f"{summary['pseudo_min_confidence']}, seed {summary['random_seed']})",
+    f"  {'class':<{width}}  {'in file':>9}  {'available':>9}  {'selected':>9}",
+  ]
+  lines += [
+    f"  {name:<{width}}  {c['in_file']:>9}  {c['available']:>9}  {c['selected']:>9}"
+    for name, c in classes.items()
+  ]
   return "\n".join(lines)

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from bert_pl import crf, modeling
 from bert_pl.input_files import TASKS
+
 PSEUDO_LABEL_LOSSES = ("hard", "kl")
 Terms = Dict[str, Tuple[tf.Tensor, tf.Tensor]]
 
@@ -41,8 +42,10 @@ class ClassificationHead(tf.keras.layers.Layer):
     super().__init__(**kwargs)
     self.dropout = tf.keras.layers.Dropout(config.hidden_dropout_prob)
     self.dense = tf.keras.layers.Dense(
-        num_labels, kernel_initializer=tf.keras.initializers.TruncatedNormal(
-            stddev=config.initializer_range), name="output")
+      num_labels,
+      kernel_initializer=tf.keras.initializers.TruncatedNormal(stddev=config.initializer_range),
+      name="output",
+    )
 
   def call(self, pooled_output, training=None):
     return self.dense(self.dropout(pooled_output, training=training))
@@ -55,8 +58,10 @@ class NerHead(tf.keras.layers.Layer):
     super().__init__(**kwargs)
     self.dropout = tf.keras.layers.Dropout(config.hidden_dropout_prob)
     self.dense = tf.keras.layers.Dense(
-        num_tags, kernel_initializer=tf.keras.initializers.TruncatedNormal(
-            stddev=config.initializer_range), name="output")
+      num_tags,
+      kernel_initializer=tf.keras.initializers.TruncatedNormal(stddev=config.initializer_range),
+      name="output",
+    )
     self.crf = crf.CRF(num_tags)
 
   def call(self, sequence_output, training=None):
@@ -66,8 +71,14 @@ class NerHead(tf.keras.layers.Layer):
 class BertTaskModel(tf.keras.Model):
   """`bert` (encoder, pooler, MLM head) and `head` (task head or None)."""
 
-  def __init__(self, config: modeling.BertConfig, task: str = "none",
-               num_labels: int = 0, bert: Optional[modeling.BertModel] = None, **kwargs):
+  def __init__(
+    self,
+    config: modeling.BertConfig,
+    task: str = "none",
+    num_labels: int = 0,
+    bert: Optional[modeling.BertModel] = None,
+    **kwargs,
+  ):
     super().__init__(**kwargs)
     if task not in TASKS:
       raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -83,15 +94,24 @@ class BertTaskModel(tf.keras.Model):
     elif task == "ner":
       self.head = NerHead(num_labels, config, name="ner")
     ones = tf.ones([1, 4], tf.int32)
-    self({"input_ids": ones, "input_mask": ones, "segment_ids": tf.zeros_like(ones),
-          "masked_lm_positions": tf.zeros([1, 1], tf.int32)})
+    self(
+      {
+        "input_ids": ones,
+        "input_mask": ones,
+        "segment_ids": tf.zeros_like(ones),
+        "masked_lm_positions": tf.zeros([1, 1], tf.int32),
+      }
+    )
 
   def call(self, features, training=None):
     """`features` in the TFRecord names (input_ids, input_mask, segment_ids,
     optional masked_lm_positions). Adds `task_logits`: [batch, labels] or
     NER potentials [batch, seq, tags]."""
-    inputs = {"input_word_ids": features["input_ids"], "input_mask": features["input_mask"],
-              "input_type_ids": features["segment_ids"]}
+    inputs = {
+      "input_word_ids": features["input_ids"],
+      "input_mask": features["input_mask"],
+      "input_type_ids": features["segment_ids"],
+    }
     if "masked_lm_positions" in features:
       inputs["masked_lm_positions"] = features["masked_lm_positions"]
     outputs = self.bert(inputs, training=training)
@@ -112,7 +132,7 @@ def kl_divergence(teacher_logits, student_logits, temperature: float = 1.0):
   """KL(softmax(teacher/T) || softmax(student/T)) * T^2 over the last axis."""
   teacher = tf.nn.log_softmax(teacher_logits / temperature)
   student = tf.nn.log_softmax(student_logits / temperature)
-  return tf.reduce_sum(tf.exp(teacher) * (teacher - student), -1) * temperature ** 2
+  return tf.reduce_sum(tf.exp(teacher) * (teacher - student), -1) * temperature**2
 
 
 def teacher_tag_logits(features, emissions):
@@ -121,12 +141,18 @@ def teacher_tag_logits(features, emissions):
   the batch's token features to its longest row)."""
   shape = tf.shape(emissions)
   teacher = tf.reshape(tf.cast(features["tag_logits"], tf.float32), [shape[0], -1, shape[2]])
-  return teacher[:, :shape[1]]
+  return teacher[:, : shape[1]]
 
 
-def loss_terms(model: BertTaskModel, features, outputs, use_mlm: bool, use_task: bool,
-               pseudo_label_loss: str = "hard", kl_temperature: float = 1.0
-               ) -> Tuple[Terms, Terms]:
+def loss_terms(
+  model: BertTaskModel,
+  features,
+  outputs,
+  use_mlm: bool,
+  use_task: bool,
+  pseudo_label_loss: str = "hard",
+  kl_temperature: float = 1.0,
+) -> Tuple[Terms, Terms]:
   """(losses, metrics), each name -> (numerator, denominator) on this replica.
 
   losses: "mlm" (masked-LM cross-entropy) and "task", weighted per example by
@@ -145,8 +171,9 @@ def loss_terms(model: BertTaskModel, features, outputs, use_mlm: bool, use_task:
   tokens, which is what that loss trains).
   """
   if pseudo_label_loss not in PSEUDO_LABEL_LOSSES:
-    raise ValueError(f"pseudo_label_loss must be one of {PSEUDO_LABEL_LOSSES}, "
-                     f"got {pseudo_label_loss!r}")
+    raise ValueError(
+      f"pseudo_label_loss must be one of {PSEUDO_LABEL_LOSSES}, got {pseudo_label_loss!r}"
+    )
   kl = pseudo_label_loss == "kl"
   losses, metrics = {}, {}
   if use_mlm:
@@ -162,8 +189,9 @@ def loss_terms(model: BertTaskModel, features, outputs, use_mlm: bool, use_task:
     labels = tf.reshape(tf.cast(features["label_ids"], tf.int32), [-1])
     weights = _weights(features, tf.shape(labels)[0])
     if kl:
-      per_example = kl_divergence(tf.cast(features["label_logits"], tf.float32), logits,
-                                  kl_temperature)
+      per_example = kl_divergence(
+        tf.cast(features["label_logits"], tf.float32), logits, kl_temperature
+      )
     else:
       per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
     losses["task"] = (tf.reduce_sum(weights * per_example), tf.reduce_sum(weights))
@@ -189,6 +217,7 @@ def loss_terms(model: BertTaskModel, features, outputs, use_mlm: bool, use_task:
       losses["task"] = (-tf.reduce_sum(weights * log_likelihood), tf.reduce_sum(weights))
       decoded = model.head.crf(potentials, lengths)
       correct = tf.cast(tf.equal(tf.cast(decoded, tf.int32), tags), tf.float32) * tf.cast(
-          mask, tf.float32)
+        mask, tf.float32
+      )
       metrics["task_accuracy"] = (tf.reduce_sum(correct), tf.cast(tf.reduce_sum(mask), tf.float32))
   return losses, metrics

@@ -18,27 +18,39 @@ import tensorflow as tf
 
 from bert_pl import atomic_files, errors
 
-_INT_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
-                 "masked_lm_ids", "next_sentence_labels", "label_ids", "tag_ids")
+_INT_FEATURES = (
+  "input_ids",
+  "input_mask",
+  "segment_ids",
+  "masked_lm_positions",
+  "masked_lm_ids",
+  "next_sentence_labels",
+  "label_ids",
+  "tag_ids",
+)
 _FLOAT_FEATURES = ("masked_lm_weights", "label_weights", "label_logits", "tag_logits")
 # The teacher-logits feature of each task.
 LOGITS_FEATURES = {"classification": "label_logits", "ner": "tag_logits"}
 
 
-def pretraining_feature_spec(max_seq_length: int, max_predictions_per_seq: int,
-                             task: str = "none", num_labels: int = 0,
-                             with_logits: bool = False) -> Dict[str, tf.io.FixedLenFeature]:
+def pretraining_feature_spec(
+  max_seq_length: int,
+  max_predictions_per_seq: int,
+  task: str = "none",
+  num_labels: int = 0,
+  with_logits: bool = False,
+) -> Dict[str, tf.io.FixedLenFeature]:
   """`tf.io.parse_example` spec; the first six entries are the original's.
   `with_logits` adds the task's teacher logits (required: records without
   them fail to parse), which need `num_labels`."""
   spec = {
-      "input_ids": tf.io.FixedLenFeature([max_seq_length], tf.int64),
-      "input_mask": tf.io.FixedLenFeature([max_seq_length], tf.int64),
-      "segment_ids": tf.io.FixedLenFeature([max_seq_length], tf.int64),
-      "masked_lm_positions": tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64),
-      "masked_lm_ids": tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64),
-      "masked_lm_weights": tf.io.FixedLenFeature([max_predictions_per_seq], tf.float32),
-      "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64),
+    "input_ids": tf.io.FixedLenFeature([max_seq_length], tf.int64),
+    "input_mask": tf.io.FixedLenFeature([max_seq_length], tf.int64),
+    "segment_ids": tf.io.FixedLenFeature([max_seq_length], tf.int64),
+    "masked_lm_positions": tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64),
+    "masked_lm_ids": tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64),
+    "masked_lm_weights": tf.io.FixedLenFeature([max_predictions_per_seq], tf.float32),
+    "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64),
   }
   if task == "classification":
     spec["label_ids"] = tf.io.FixedLenFeature([1], tf.int64)
@@ -48,8 +60,10 @@ def pretraining_feature_spec(max_seq_length: int, max_predictions_per_seq: int,
     spec["label_weights"] = tf.io.FixedLenFeature([1], tf.float32, default_value=[1.0])
   if with_logits:
     if task not in LOGITS_FEATURES or num_labels < 1:
-      raise ValueError(f"teacher logits need task classification or ner and num_labels >= 1, "
-                       f"got task={task!r}, num_labels={num_labels}")
+      raise ValueError(
+        f"teacher logits need task classification or ner and num_labels >= 1, "
+        f"got task={task!r}, num_labels={num_labels}"
+      )
     width = num_labels if task == "classification" else max_seq_length * num_labels
     spec[LOGITS_FEATURES[task]] = tf.io.FixedLenFeature([width], tf.float32)
   return spec
@@ -61,8 +75,10 @@ def record_features(path: str) -> Optional[Dict[str, int]]:
   for a file without records."""
   for record in tf.data.TFRecordDataset(path).take(1):
     features = tf.train.Example.FromString(record.numpy()).features.feature
-    return {name: len(feature.float_list.value) + len(feature.int64_list.value)
-            for name, feature in features.items()}
+    return {
+      name: len(feature.float_list.value) + len(feature.int64_list.value)
+      for name, feature in features.items()
+    }
   return None
 
 
@@ -78,8 +94,9 @@ def _list_proto(values: tf.Tensor, message: str) -> tf.Tensor:
 
 
 def _submessage(field: str, serialized: tf.Tensor, message: str) -> tf.Tensor:
-  return tf.io.encode_proto(tf.ones([tf.shape(serialized)[0], 1], tf.int32),
-                            [serialized[:, None]], [field], message)
+  return tf.io.encode_proto(
+    tf.ones([tf.shape(serialized)[0], 1], tf.int32), [serialized[:, None]], [field], message
+  )
 
 
 @tf.function
@@ -90,19 +107,27 @@ def _encode_examples(features: Dict[str, tf.Tensor]) -> tf.Tensor:
   for name in sorted(features):
     value = features[name]
     if value.dtype == tf.float32:
-      feature = _submessage("float_list", _list_proto(value, "tensorflow.FloatList"),
-                            "tensorflow.Feature")
+      feature = _submessage(
+        "float_list", _list_proto(value, "tensorflow.FloatList"), "tensorflow.Feature"
+      )
     else:
-      feature = _submessage("int64_list", _list_proto(value, "tensorflow.Int64List"),
-                            "tensorflow.Feature")
+      feature = _submessage(
+        "int64_list", _list_proto(value, "tensorflow.Int64List"), "tensorflow.Feature"
+      )
     n = tf.shape(feature)[0]
-    entries.append(tf.io.encode_proto(
-        tf.ones([n, 2], tf.int32), [tf.fill([n, 1], name), feature[:, None]],
-        ["key", "value"], "tensorflow.Features.FeatureEntry"))
+    entries.append(
+      tf.io.encode_proto(
+        tf.ones([n, 2], tf.int32),
+        [tf.fill([n, 1], name), feature[:, None]],
+        ["key", "value"],
+        "tensorflow.Features.FeatureEntry",
+      )
+    )
   entries = tf.stack(entries, axis=1)
   n = tf.shape(entries)[0]
-  container = tf.io.encode_proto(tf.fill([n, 1], len(features)), [entries], ["feature"],
-                                 "tensorflow.Features")
+  container = tf.io.encode_proto(
+    tf.fill([n, 1], len(features)), [entries], ["feature"], "tensorflow.Features"
+  )
   return _submessage("features", container, "tensorflow.Example")
 
 
@@ -130,8 +155,10 @@ def remove_stale_temporaries(output_file: str) -> int:
   `beam-temp-NAME-*` directories (`atomic_files.remove_stale_temporaries`)."""
   directory, name = os.path.split(output_file)
   return atomic_files.remove_stale_temporaries(
-      directory, rf"{re.escape(name)}(-\d{{5}}-of-\d{{5}}|\.manifest\.json)?",
-      rf"beam-temp-{re.escape(name)}-[0-9a-f]{{32}}")
+    directory,
+    rf"{re.escape(name)}(-\d{{5}}-of-\d{{5}}|\.manifest\.json)?",
+    rf"beam-temp-{re.escape(name)}-[0-9a-f]{{32}}",
+  )
 
 
 class ShardedWriter(atomic_files.AtomicFiles):
@@ -148,8 +175,7 @@ class ShardedWriter(atomic_files.AtomicFiles):
     if directory:
       atomic_files.makedirs(directory)
     remove_stale_temporaries(output_file)
-    super().__init__(paths, [atomic_files.temporary_path(p) for p in paths],
-                     tf.io.TFRecordWriter)
+    super().__init__(paths, [atomic_files.temporary_path(p) for p in paths], tf.io.TFRecordWriter)
     self._next = 0
 
   def write(self, record: bytes) -> None:

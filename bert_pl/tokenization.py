@@ -65,8 +65,16 @@ _WHITESPACE = r"[\t\n\r\p{Zs}\x{2028}\x{2029}]"
 # BERT's `_is_punctuation`: all non-alphanumeric printable ASCII, and Unicode P*.
 _PUNCTUATION = r"[!-/:-@\[-`{-~\p{P}]"
 # BERT's `_is_chinese_char`: the CJK blocks split one character per token.
-CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-              (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+CJK_RANGES = (
+  (0x4E00, 0x9FFF),
+  (0x3400, 0x4DBF),
+  (0x20000, 0x2A6DF),
+  (0x2A700, 0x2B73F),
+  (0x2B740, 0x2B81F),
+  (0x2B820, 0x2CEAF),
+  (0xF900, 0xFAFF),
+  (0x2F800, 0x2FA1F),
+)
 _CJK = "[" + "".join(f"\\x{{{low:X}}}-\\x{{{high:X}}}" for low, high in CJK_RANGES) + "]"
 _DELIM = f"{_WHITESPACE}+|{_PUNCTUATION}|{_CJK}"
 _KEEP_DELIM = f"{_PUNCTUATION}|{_CJK}"
@@ -77,6 +85,7 @@ _COMBINING_MARK = r"\p{Mn}"
 
 class Tokens(NamedTuple):
   """Token ids with character offsets [start, end) into the raw input."""
+
   ids: tf.RaggedTensor  # int64 [batch, (tokens)]
   starts: tf.RaggedTensor  # int64 [batch, (tokens)]
   ends: tf.RaggedTensor  # int64 [batch, (tokens)]
@@ -115,9 +124,14 @@ class BertTokenizer(tf.Module):
     do_lower_case: lower-case and strip accents, as BERT's `do_lower_case`.
   """
 
-  def __init__(self, vocab_file: str, do_lower_case: bool = True,
-               mode: str = WORDPIECE, max_input_chars_per_word: int = 200,
-               name: str = "bert_tokenizer"):
+  def __init__(
+    self,
+    vocab_file: str,
+    do_lower_case: bool = True,
+    mode: str = WORDPIECE,
+    max_input_chars_per_word: int = 200,
+    name: str = "bert_tokenizer",
+  ):
     super().__init__(name=name)
     if mode not in MODES:
       raise ValueError(f"tokenization mode must be one of {MODES}, got {mode!r}")
@@ -129,27 +143,36 @@ class BertTokenizer(tf.Module):
     self.max_input_chars_per_word = max_input_chars_per_word
     self._token_to_id = {t: i for i, t in enumerate(self.vocab)}
     self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
-        self._token_to_id[t] for t in (PAD, UNK, CLS, SEP, MASK))
+      self._token_to_id[t] for t in (PAD, UNK, CLS, SEP, MASK)
+    )
     # Single-character punctuation tokens: word boundaries for whole-word masking.
-    self.punctuation_ids = [i for i, t in enumerate(self.vocab)
-                            if len(t) == 1 and is_punctuation(t)]
+    self.punctuation_ids = [
+      i for i, t in enumerate(self.vocab) if len(t) == 1 and is_punctuation(t)
+    ]
     keys = list(self._token_to_id)
     self._table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(keys), tf.constant([self._token_to_id[k] for k in keys],
-                                           tf.int64)),
-        default_value=self.unk_id)
+      tf.lookup.KeyValueTensorInitializer(
+        tf.constant(keys), tf.constant([self._token_to_id[k] for k in keys], tf.int64)
+      ),
+      default_value=self.unk_id,
+    )
     # FastWordpieceTokenizer needs unique tokens; the original maps a
     # duplicated token to its last line, so earlier copies get a placeholder
     # that no word can match (words never contain '[').
-    unique_vocab = [t if self._token_to_id[t] == i else f"[duplicate line {i + 1}]"
-                    for i, t in enumerate(self.vocab)]
+    unique_vocab = [
+      t if self._token_to_id[t] == i else f"[duplicate line {i + 1}]"
+      for i, t in enumerate(self.vocab)
+    ]
     self._wordpiece = tf_text.FastWordpieceTokenizer(
-        vocab=unique_vocab, suffix_indicator="##",
-        # Bytes, not characters: large enough for any word within the
-        # character limit, which `_wordpiece_tokenize` enforces itself.
-        max_bytes_per_word=4 * max_input_chars_per_word + 4,
-        token_out_type=tf.int64, unknown_token=UNK, no_pretokenization=True)
+      vocab=unique_vocab,
+      suffix_indicator="##",
+      # Bytes, not characters: large enough for any word within the
+      # character limit, which `_wordpiece_tokenize` enforces itself.
+      max_bytes_per_word=4 * max_input_chars_per_word + 4,
+      token_out_type=tf.int64,
+      unknown_token=UNK,
+      no_pretokenization=True,
+    )
 
   @property
   def vocab_size(self) -> int:
@@ -162,33 +185,36 @@ class BertTokenizer(tf.Module):
       ids, byte_starts, byte_ends = self._char_tokenize(texts)
     else:
       ids, byte_starts, byte_ends = self._wordpiece_tokenize(texts)
-    return Tokens(ids, _bytes_to_chars(texts, byte_starts),
-                  _bytes_to_chars(texts, byte_ends))
+    return Tokens(ids, _bytes_to_chars(texts, byte_starts), _bytes_to_chars(texts, byte_ends))
 
   def _wordpiece_tokenize(self, texts):
     normalized, word_starts, word_ends = basic_tokenize_with_offsets(texts, self.do_lower_case)
-    too_long = (tf.strings.length(normalized, unit="UTF8_CHAR")
-                > self.max_input_chars_per_word)
+    too_long = tf.strings.length(normalized, unit="UTF8_CHAR") > self.max_input_chars_per_word
     normalized = normalized.with_flat_values(
-        tf.where(too_long.flat_values, UNK, normalized.flat_values))
+      tf.where(too_long.flat_values, UNK, normalized.flat_values)
+    )
     # WordPiece on the flat list of words: [words, (pieces)].
-    pieces, piece_starts, piece_ends = self._wordpiece.tokenize_with_offsets(
-        normalized.flat_values)
+    pieces, piece_starts, piece_ends = self._wordpiece.tokenize_with_offsets(normalized.flat_values)
     # Piece offsets are relative to the normalised word; they are exact in the
     # raw text only when normalisation kept the word's byte length.
-    same_length = tf.equal(tf.cast(tf.strings.length(normalized.flat_values), tf.int64),
-                           word_ends.flat_values - word_starts.flat_values)
+    same_length = tf.equal(
+      tf.cast(tf.strings.length(normalized.flat_values), tf.int64),
+      word_ends.flat_values - word_starts.flat_values,
+    )
     word_of_piece = pieces.value_rowids()
     base = tf.gather(word_starts.flat_values, word_of_piece)
     exact = tf.gather(same_length, word_of_piece)
     starts = tf.where(exact, base + piece_starts.flat_values, base)
-    ends = tf.where(exact, base + piece_ends.flat_values,
-                    tf.gather(word_ends.flat_values, word_of_piece))
+    ends = tf.where(
+      exact, base + piece_ends.flat_values, tf.gather(word_ends.flat_values, word_of_piece)
+    )
     # Pieces per text = sum of pieces over the text's words.
     pieces_per_word = tf.RaggedTensor.from_row_lengths(
-        pieces.row_lengths(), normalized.row_lengths())
+      pieces.row_lengths(), normalized.row_lengths()
+    )
     ids = tf.RaggedTensor.from_row_lengths(
-        pieces.flat_values, tf.reduce_sum(pieces_per_word, axis=1))
+      pieces.flat_values, tf.reduce_sum(pieces_per_word, axis=1)
+    )
     return ids, ids.with_flat_values(starts), ids.with_flat_values(ends)
 
   def _char_tokenize(self, texts):
@@ -199,8 +225,7 @@ class BertTokenizer(tf.Module):
     keep = tf.logical_not(is_space) & (tf.strings.length(normalized) > 0)
     normalized = tf.ragged.boolean_mask(normalized, keep)
     ids = tf.ragged.map_flat_values(self._table.lookup, normalized)
-    return (ids, tf.ragged.boolean_mask(starts, keep),
-            tf.ragged.boolean_mask(ends, keep))
+    return (ids, tf.ragged.boolean_mask(starts, keep), tf.ragged.boolean_mask(ends, keep))
 
   def tokenize(self, texts: Iterable[str]) -> List[List[int]]:
     """Batch path for data jobs: Python strings -> lists of ids."""
@@ -234,8 +259,11 @@ def basic_tokenize_with_offsets(texts: tf.Tensor, do_lower_case: bool):
   words, starts, ends = tf_text.regex_split_with_offsets(texts, _DELIM, _KEEP_DELIM)
   normalized = tf.ragged.map_flat_values(_normalize, words, do_lower_case)
   keep = tf.strings.length(normalized) > 0
-  return (tf.ragged.boolean_mask(normalized, keep), tf.ragged.boolean_mask(starts, keep),
-          tf.ragged.boolean_mask(ends, keep))
+  return (
+    tf.ragged.boolean_mask(normalized, keep),
+    tf.ragged.boolean_mask(starts, keep),
+    tf.ragged.boolean_mask(ends, keep),
+  )
 
 
 def is_cjk(char: str) -> bool:
@@ -247,8 +275,13 @@ def is_cjk(char: str) -> bool:
 def is_punctuation(char: str) -> bool:
   """BERT's `_is_punctuation`: non-alphanumeric printable ASCII, or Unicode P*."""
   cp = ord(char)
-  return (33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126
-          or unicodedata.category(char).startswith("P"))
+  return (
+    33 <= cp <= 47
+    or 58 <= cp <= 64
+    or 91 <= cp <= 96
+    or 123 <= cp <= 126
+    or unicodedata.category(char).startswith("P")
+  )
 
 
 def _bytes_to_chars(texts: tf.Tensor, byte_offsets: tf.RaggedTensor) -> tf.RaggedTensor:
@@ -259,12 +292,10 @@ def _bytes_to_chars(texts: tf.Tensor, byte_offsets: tf.RaggedTensor) -> tf.Ragge
   dense_starts = char_starts.to_tensor(default_value=tf.int64.max)
   dense_offsets = byte_offsets.to_tensor(default_value=0)
   chars = tf.searchsorted(dense_starts, dense_offsets, side="left")
-  return tf.RaggedTensor.from_tensor(tf.cast(chars, tf.int64),
-                                     lengths=byte_offsets.row_lengths())
+  return tf.RaggedTensor.from_tensor(tf.cast(chars, tf.int64), lengths=byte_offsets.row_lengths())
 
 
-def pack_inputs(segments: Sequence[tf.RaggedTensor], max_seq_length: int,
-                cls_id: int, sep_id: int):
+def pack_inputs(segments: Sequence[tf.RaggedTensor], max_seq_length: int, cls_id: int, sep_id: int):
   """`[CLS] s1 [SEP] s2 [SEP] ...` truncated and padded to `max_seq_length`.
 
   Truncation removes tokens from the end of the longest segment first (ties:
@@ -281,6 +312,8 @@ def pack_inputs(segments: Sequence[tf.RaggedTensor], max_seq_length: int,
   type_ids = tf.minimum(type_ids, 1)
   word_ids, mask = tf_text.pad_model_inputs(word_ids, max_seq_length)
   type_ids, _ = tf_text.pad_model_inputs(type_ids, max_seq_length)
-  return {"input_word_ids": tf.cast(word_ids, tf.int32),
-          "input_mask": tf.cast(mask, tf.int32),
-          "input_type_ids": tf.cast(type_ids, tf.int32)}
+  return {
+    "input_word_ids": tf.cast(word_ids, tf.int32),
+    "input_mask": tf.cast(mask, tf.int32),
+    "input_type_ids": tf.cast(type_ids, tf.int32),
+  }

@@ -105,10 +105,19 @@ class Trainer:
   Create the model and optimizer inside `strategy.scope()`.
   """
 
-  def __init__(self, strategy: tf.distribute.Strategy, model: task_models.BertTaskModel,
-               optimizer, use_mlm: bool, use_task: bool, task_loss_weight: float = 1.0,
-               clip_norm: float = 1.0, masked_lm_loss_weight: float = 1.0,
-               pseudo_label_loss: str = "hard", kl_temperature: float = 1.0):
+  def __init__(
+    self,
+    strategy: tf.distribute.Strategy,
+    model: task_models.BertTaskModel,
+    optimizer,
+    use_mlm: bool,
+    use_task: bool,
+    task_loss_weight: float = 1.0,
+    clip_norm: float = 1.0,
+    masked_lm_loss_weight: float = 1.0,
+    pseudo_label_loss: str = "hard",
+    kl_temperature: float = 1.0,
+  ):
     self.strategy = strategy
     self.model = model
     self.optimizer = optimizer
@@ -125,18 +134,29 @@ class Trainer:
   def _global_losses(self, features, training: bool):
     """Per-replica losses whose sum over replicas is the global loss."""
     context = tf.distribute.get_replica_context()
-    inputs = features if self.use_mlm else {
-        k: v for k, v in features.items() if k != "masked_lm_positions"}
+    inputs = (
+      features
+      if self.use_mlm
+      else {k: v for k, v in features.items() if k != "masked_lm_positions"}
+    )
     outputs = self.model(inputs, training=training)
-    losses, metrics = task_models.loss_terms(self.model, features, outputs, self.use_mlm,
-                                             self.use_task, self.pseudo_label_loss,
-                                             self.kl_temperature)
+    losses, metrics = task_models.loss_terms(
+      self.model,
+      features,
+      outputs,
+      self.use_mlm,
+      self.use_task,
+      self.pseudo_label_loss,
+      self.kl_temperature,
+    )
     names = sorted(losses)
-    denominators = context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                      [tf.stop_gradient(losses[n][1]) for n in names])
+    denominators = context.all_reduce(
+      tf.distribute.ReduceOp.SUM, [tf.stop_gradient(losses[n][1]) for n in names]
+    )
     scaled = {n: losses[n][0] / (d + 1e-5) for n, d in zip(names, denominators)}
-    total = (self.masked_lm_loss_weight * scaled.get("mlm", 0.0)
-             + self.task_loss_weight * scaled.get("task", 0.0))
+    total = self.masked_lm_loss_weight * scaled.get(
+      "mlm", 0.0
+    ) + self.task_loss_weight * scaled.get("task", 0.0)
     return total, scaled, metrics
 
   def _replica_train_step(self, features):
@@ -148,31 +168,32 @@ class Trainer:
       loss = self.optimizer.get_scaled_loss(total) if loss_scaling else total
     # Variables the loss does not reach (the pooler under an MLM-only loss)
     # are left alone: a zero gradient would still apply weight decay to them.
-    pairs = [(g, v) for g, v in zip(tape.gradient(loss, variables), variables)
-             if g is not None]
+    pairs = [(g, v) for g, v in zip(tape.gradient(loss, variables), variables) if g is not None]
     variables = [v for _, v in pairs]
-    grads = context.all_reduce(tf.distribute.ReduceOp.SUM,
-                               [tf.convert_to_tensor(g) for g, _ in pairs])
+    grads = context.all_reduce(
+      tf.distribute.ReduceOp.SUM, [tf.convert_to_tensor(g) for g, _ in pairs]
+    )
     if loss_scaling:
       grads = self.optimizer.get_unscaled_gradients(grads)
     if self.clip_norm:
       grads, _ = tf.clip_by_global_norm(grads, self.clip_norm)
-    self.optimizer.apply_gradients(zip(grads, variables),
-                                   experimental_aggregate_gradients=False)
+    self.optimizer.apply_gradients(zip(grads, variables), experimental_aggregate_gradients=False)
     return dict(scaled, total_loss=total, **_flatten(metrics), **_token_counts(features))
 
   def _reduce(self, per_replica) -> Dict[str, tf.Tensor]:
-    return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-            for k, v in per_replica.items()}
+    return {
+      k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+      for k, v in per_replica.items()
+    }
 
   def train_steps(self, iterator: Iterator, num_steps: int) -> Dict[str, float]:
     """Runs `num_steps` steps; returns the last step's global losses, the
     metrics summed over those steps (as accuracies) and the token counts
     summed over them (`real_tokens`, `padded_tokens`)."""
     if self._train_loop is None:
+
       def step(iterator):
-        return self._reduce(self.strategy.run(self._replica_train_step,
-                                              args=(next(iterator),)))
+        return self._reduce(self.strategy.run(self._replica_train_step, args=(next(iterator),)))
 
       @tf.function
       def loop(iterator, num_steps):
@@ -182,16 +203,18 @@ class Trainer:
           last = step(iterator)
           totals = {k: totals[k] + last[k] for k in totals}
         return last, totals
+
       self._train_loop = loop
     last, totals = self._train_loop(iterator, tf.constant(num_steps))
     out = {k: float(v) for k, v in last.items() if not k.endswith(_SUMMED)}
     out.update(_accuracies(totals))
-    out.update({k[:-len(_COUNT)]: float(v) for k, v in totals.items() if k.endswith(_COUNT)})
+    out.update({k[: -len(_COUNT)]: float(v) for k, v in totals.items() if k.endswith(_COUNT)})
     return out
 
   def evaluate(self, iterator: Iterator, num_steps: int) -> Dict[str, float]:
     """Global losses and accuracies over `num_steps` batches."""
     if self._eval_step is None:
+
       def replica_step(features):
         total, scaled, metrics = self._global_losses(features, training=False)
         return dict(scaled, total_loss=total, **_flatten(metrics))
@@ -199,6 +222,7 @@ class Trainer:
       @tf.function
       def step(iterator):
         return self._reduce(self.strategy.run(replica_step, args=(next(iterator),)))
+
       self._eval_step = step
     sums, steps = {}, 0
     for _ in range(num_steps):
@@ -222,8 +246,10 @@ _SUMMED = ("_num", "_den", _COUNT)  # step outputs summed over the steps of a lo
 def _token_counts(features) -> Dict[str, tf.Tensor]:
   """This replica's real tokens (input_mask) and computed tokens (batch x
   width, padding included): their ratio is what padding costs."""
-  return {"real_tokens" + _COUNT: tf.reduce_sum(tf.cast(features["input_mask"], tf.float32)),
-          "padded_tokens" + _COUNT: tf.cast(tf.size(features["input_ids"]), tf.float32)}
+  return {
+    "real_tokens" + _COUNT: tf.reduce_sum(tf.cast(features["input_mask"], tf.float32)),
+    "padded_tokens" + _COUNT: tf.cast(tf.size(features["input_ids"]), tf.float32),
+  }
 
 
 def _flatten(metrics):
@@ -237,8 +263,11 @@ def _flatten(metrics):
 def _accuracies(sums) -> Dict[str, float]:
   if not sums:
     return {}
-  return {k[:-4]: float(sums[k]) / max(float(sums[k[:-4] + "_den"]), 1e-9)
-          for k in sums if k.endswith("_num")}
+  return {
+    k[:-4]: float(sums[k]) / max(float(sums[k[:-4] + "_den"]), 1e-9)
+    for k in sums
+    if k.endswith("_num")
+  }
 
 
 def check_checkpoint_file(model_dir: str) -> None:
@@ -260,9 +289,8 @@ def check_checkpoint_file(model_dir: str) -> None:
   root = os.path.realpath(model_dir)
   for listed in [state.model_checkpoint_path, *state.all_model_checkpoint_paths]:
     # TensorFlow put model_dir before the relative paths: shown as written.
-    written = listed[len(inside):] if listed.startswith(inside) else listed
-    if ".." in written.split("/") or os.path.commonpath(
-        [root, os.path.realpath(listed)]) != root:
+    written = listed[len(inside) :] if listed.startswith(inside) else listed
+    if ".." in written.split("/") or os.path.commonpath([root, os.path.realpath(listed)]) != root:
       raise errors.CheckpointError(f"{path}: lists {written}, outside the model directory")
 
 
@@ -274,18 +302,28 @@ class CheckpointedRun:
   multi-worker checkpointing recipe), and restores the chief's checkpoints.
   """
 
-  def __init__(self, model: task_models.BertTaskModel, optimizer, model_dir: str,
-               max_to_keep: int = 5, is_chief: bool = True):
+  def __init__(
+    self,
+    model: task_models.BertTaskModel,
+    optimizer,
+    model_dir: str,
+    max_to_keep: int = 5,
+    is_chief: bool = True,
+  ):
     self._model_items = {checkpoints.CHECKPOINT_KEY: model.bert}
     if model.head is not None:
       self._model_items["head"] = model.head
-    self.checkpoint = tf.train.Checkpoint(**self._model_items,
-                                          optimizer=precision.inner_optimizer(optimizer))
+    self.checkpoint = tf.train.Checkpoint(
+      **self._model_items, optimizer=precision.inner_optimizer(optimizer)
+    )
     self.model_dir = model_dir
     self.is_chief = is_chief
     self.max_to_keep = max_to_keep
-    self._write_dir = model_dir if is_chief else os.path.join(
-        model_dir, f"worker_scratch-{os.uname().nodename}-{os.getpid()}")
+    self._write_dir = (
+      model_dir
+      if is_chief
+      else os.path.join(model_dir, f"worker_scratch-{os.uname().nodename}-{os.getpid()}")
+    )
     check_checkpoint_file(model_dir)
     with errors.writing(self._write_dir):
       self.manager = tf.train.CheckpointManager(self.checkpoint, self._write_dir, max_to_keep)
@@ -309,12 +347,14 @@ class CheckpointedRun:
       try:
         self.checkpoint.restore(latest).expect_partial()
         tf.train.Checkpoint(**self._model_items).restore(
-            latest).expect_partial().assert_existing_objects_matched()
+          latest
+        ).expect_partial().assert_existing_objects_matched()
       except (AssertionError, ValueError, tf.errors.OpError) as e:  # messages of many lines
         raise errors.CheckpointError(
-            f"{latest}: the output directory's checkpoint does not fit the model as configured "
-            f"({str(e).splitlines()[0][:200]}); run with the settings that wrote it, or give "
-            "another --output_dir") from None
+          f"{latest}: the output directory's checkpoint does not fit the model as configured "
+          f"({str(e).splitlines()[0][:200]}); run with the settings that wrote it, or give "
+          "another --output_dir"
+        ) from None
       self._saved_step = int(self.optimizer.iterations.numpy())
       self._resumed = True
       logging.info("Resumed from %s at step %d", latest, self._saved_step)
@@ -342,16 +382,25 @@ class CheckpointedRun:
       return
     saved = os.path.join(directory, f"ckpt-{step}")
     if not tf.io.gfile.exists(saved + ".index"):
-      logging.warning("%s: no input position saved at step %d (the checkpoint was written "
-                      "without one): the training data start from the beginning", saved, step)
+      logging.warning(
+        "%s: no input position saved at step %d (the checkpoint was written "
+        "without one): the training data start from the beginning",
+        saved,
+        step,
+      )
       return
-    was = json.loads(tf.train.load_checkpoint(saved).get_tensor(
-        "description/.ATTRIBUTES/VARIABLE_VALUE"))
+    was = json.loads(
+      tf.train.load_checkpoint(saved).get_tensor("description/.ATTRIBUTES/VARIABLE_VALUE")
+    )
     now = json.loads(training_input.description)
     if was != now:
       changed = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
-      logging.warning("The training input differs from the one saved at step %d (%s): the "
-                      "training data start from the beginning", step, ", ".join(changed))
+      logging.warning(
+        "The training input differs from the one saved at step %d (%s): the "
+        "training data start from the beginning",
+        step,
+        ", ".join(changed),
+      )
       return
     checkpoint.restore(saved).assert_consumed()
     logging.info("Resumed the training input at step %d from %s", step, saved)
@@ -370,8 +419,11 @@ class CheckpointedRun:
       except errors.OutputError:
         # The `checkpoint` file still names the last complete checkpoint;
         # what this save wrote would only fill the disk.
-        leftovers = (tf.io.gfile.glob(f"{prefix}.*") + tf.io.gfile.glob(f"{prefix}_temp*")
-                     + tf.io.gfile.glob(os.path.join(self._write_dir, "checkpoint.tmp*")))
+        leftovers = (
+          tf.io.gfile.glob(f"{prefix}.*")
+          + tf.io.gfile.glob(f"{prefix}_temp*")
+          + tf.io.gfile.glob(os.path.join(self._write_dir, "checkpoint.tmp*"))
+        )
         for path in leftovers:
           errors.remove_quietly(path)
         raise
@@ -381,17 +433,26 @@ class CheckpointedRun:
     return self.latest_checkpoint
 
 
-def train(trainer: Trainer, run: CheckpointedRun, training_input: input_pipeline.TrainingInput,
-          num_train_steps: int, steps_per_save: int, global_batch_size: int,
-          summary_dir: str) -> Dict[str, float]:
+def train(
+  trainer: Trainer,
+  run: CheckpointedRun,
+  training_input: input_pipeline.TrainingInput,
+  num_train_steps: int,
+  steps_per_save: int,
+  global_batch_size: int,
+  summary_dir: str,
+) -> Dict[str, float]:
   """Trains to `num_train_steps` on `training_input` (resumed where the run
   stopped, `CheckpointedRun.track_input`), saving every `steps_per_save`
   steps; logs and writes TensorBoard summaries (losses, accuracies, learning
   rate, examples/s, real tokens/s, the share of computed tokens that is
   padding) after each save. Returns the last save interval's results."""
   run.track_input(training_input)
-  writer = (tf.summary.create_file_writer(summary_dir) if is_chief(trainer.strategy)
-            else tf.summary.create_noop_writer())
+  writer = (
+    tf.summary.create_file_writer(summary_dir)
+    if is_chief(trainer.strategy)
+    else tf.summary.create_noop_writer()
+  )
   step = int(trainer.optimizer.iterations.numpy())
   result = {}
   start_step, start_time = step, time.time()
@@ -409,8 +470,13 @@ def train(trainer: Trainer, run: CheckpointedRun, training_input: input_pipeline
     result["learning_rate"] = float(_learning_rate(trainer.optimizer, step))
     run.save()
     remaining = (num_train_steps - step) * (time.time() - start_time) / max(step - start_step, 1)
-    logging.info("step %d/%d %s | ETA %.0fs", step, num_train_steps,
-                 " ".join(f"{k}={v:.4g}" for k, v in sorted(result.items())), remaining)
+    logging.info(
+      "step %d/%d %s | ETA %.0fs",
+      step,
+      num_train_steps,
+      " ".join(f"{k}={v:.4g}" for k, v in sorted(result.items())),
+      remaining,
+    )
     with writer.as_default(step=step):
       for name, value in result.items():
         tf.summary.scalar(name, value)
@@ -431,9 +497,10 @@ def _check_finite(loss: float, step: int, run: CheckpointedRun, loss_scaling: bo
   if math.isfinite(loss) or loss_scaling:
     return
   raise DivergedError(
-      f"the loss became {loss} by step {step}: training stopped without saving; the last "
-      f"good checkpoint is {run.latest_checkpoint or 'none (none was written yet)'} "
-      "(lower --learning_rate, or check the input data)")
+    f"the loss became {loss} by step {step}: training stopped without saving; the last "
+    f"good checkpoint is {run.latest_checkpoint or 'none (none was written yet)'} "
+    "(lower --learning_rate, or check the input data)"
+  )
 
 
 def _learning_rate(optimizer, step: int) -> float:

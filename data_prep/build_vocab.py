@@ -56,8 +56,9 @@ def always_kept(char: str) -> bool:
 
 def basic_tokenize(texts: Sequence[str], lower_case: bool) -> List[List[str]]:
   """The words of each text, as the project's tokenizer splits them."""
-  words, _, _ = tokenization.basic_tokenize_with_offsets(tf.constant(list(texts), tf.string),
-                                                         lower_case)
+  words, _, _ = tokenization.basic_tokenize_with_offsets(
+    tf.constant(list(texts), tf.string), lower_case
+  )
   return [[word.decode("utf-8") for word in text_words] for text_words in words.to_list()]
 
 
@@ -82,8 +83,9 @@ def _batches(texts: Iterable[str]) -> Iterator[List[str]]:
     yield batch
 
 
-def count_words(paths: Sequence[str], input_format: str,
-                lower_case: bool) -> Tuple[collections.Counter, int]:
+def count_words(
+  paths: Sequence[str], input_format: str, lower_case: bool
+) -> Tuple[collections.Counter, int]:
   """(Counter of BERT words, text parts read) over the corpus files."""
   counts = collections.Counter()
   texts = 0
@@ -103,8 +105,11 @@ def learn_wordpieces(word_counts: Dict[str, int], vocab_size: int) -> List[str]:
   the vocabulary as characters and would only add "##" pieces that no
   tokenizer produces (BERT never continues a word with punctuation).
   """
-  words = sorted((word, count) for word, count in word_counts.items()
-                 if len(word) > 1 and not any(map(tokenization.is_cjk, word)))
+  words = sorted(
+    (word, count)
+    for word, count in word_counts.items()
+    if len(word) > 1 and not any(map(tokenization.is_cjk, word))
+  )
   if not words:
     return []
   return learner.learn(words, vocab_size, reserved_tokens=[])
@@ -114,6 +119,7 @@ def learn_wordpieces(word_counts: Dict[str, int], vocab_size: int) -> List[str]:
 class BuildVocabConfig:
   """The corpus (`input_file`: comma list of files and globs), the
   vocabulary file to write, and how it is built (see the flags)."""
+
   input_file: str
   output_file: str
   format: str = "text"
@@ -123,18 +129,19 @@ class BuildVocabConfig:
   vocab_size: int = 8000
 
 
-def build_vocab(paths: Sequence[str],
-                config: BuildVocabConfig) -> Tuple[List[str], Dict[str, int]]:
+def build_vocab(paths: Sequence[str], config: BuildVocabConfig) -> Tuple[List[str], Dict[str, int]]:
   """(vocabulary, counts) of the corpus files `paths`."""
   word_counts, lines = count_words(paths, config.format, config.do_lower_case)
   char_counts = collections.Counter()
   for word, count in word_counts.items():
     for char in word:
       char_counts[char] += count
-  chars = sorted(char for char, count in char_counts.items()
-                 if count >= config.min_count or always_kept(char))
-  vocab = (["[PAD]"] + [f"[unused{i}]" for i in range(1, config.num_unused + 1)]
-           + list(SPECIAL_TOKENS))
+  chars = sorted(
+    char for char, count in char_counts.items() if count >= config.min_count or always_kept(char)
+  )
+  vocab = (
+    ["[PAD]"] + [f"[unused{i}]" for i in range(1, config.num_unused + 1)] + list(SPECIAL_TOKENS)
+  )
   seen = set(vocab)
 
   def add(tokens):
@@ -143,11 +150,16 @@ def build_vocab(paths: Sequence[str],
     vocab.extend(added)
     return len(added)
 
-  counts = dict(files=len(paths), lines=lines, distinct_words=len(word_counts),
-                characters=add(chars), cjk_characters=sum(map(tokenization.is_cjk, chars)),
-                dropped_rare_characters=len(char_counts) - len(chars),
-                wordpieces=add(learn_wordpieces(word_counts, config.vocab_size)),
-                vocab_size=len(vocab))
+  counts = dict(
+    files=len(paths),
+    lines=lines,
+    distinct_words=len(word_counts),
+    characters=add(chars),
+    cjk_characters=sum(map(tokenization.is_cjk, chars)),
+    dropped_rare_characters=len(char_counts) - len(chars),
+    wordpieces=add(learn_wordpieces(word_counts, config.vocab_size)),
+    vocab_size=len(vocab),
+  )
   return vocab, counts
 
 
@@ -161,17 +173,31 @@ def run(config: BuildVocabConfig) -> Dict[str, int]:
 def define_flags():
   flags.DEFINE_string("input_file", None, "Comma list of corpus files and glob patterns.")
   flags.DEFINE_string("output_file", None, "vocab.txt to write.")
-  flags.DEFINE_enum("format", BuildVocabConfig.format, FORMATS,
-                    "Which parts of each file are text: text = whole lines, tsv = without the "
-                    "first (label) column, conll = the first column, a sentence per text.")
-  flags.DEFINE_integer("num_unused", BuildVocabConfig.num_unused,
-                       "[unusedN] slots after [PAD] (99: [UNK]=100 as in Google's vocabularies).")
-  flags.DEFINE_integer("min_count", BuildVocabConfig.min_count,
-                       "Minimum count of a non-ASCII, non-punctuation character.")
-  flags.DEFINE_bool("do_lower_case", BuildVocabConfig.do_lower_case,
-                    "Lower-case and strip accents, as BERT uncased does.")
-  flags.DEFINE_integer("vocab_size", BuildVocabConfig.vocab_size,
-                       "Target size of the learned WordPiece part.")
+  flags.DEFINE_enum(
+    "format",
+    BuildVocabConfig.format,
+    FORMATS,
+    "Which parts of each file are text: text = whole lines, tsv = without the "
+    "first (label) column, conll = the first column, a sentence per text.",
+  )
+  flags.DEFINE_integer(
+    "num_unused",
+    BuildVocabConfig.num_unused,
+    "[unusedN] slots after [PAD] (99: [UNK]=100 as in Google's vocabularies).",
+  )
+  flags.DEFINE_integer(
+    "min_count",
+    BuildVocabConfig.min_count,
+    "Minimum count of a non-ASCII, non-punctuation character.",
+  )
+  flags.DEFINE_bool(
+    "do_lower_case",
+    BuildVocabConfig.do_lower_case,
+    "Lower-case and strip accents, as BERT uncased does.",
+  )
+  flags.DEFINE_integer(
+    "vocab_size", BuildVocabConfig.vocab_size, "Target size of the learned WordPiece part."
+  )
   flags.mark_flags_as_required(["input_file", "output_file"])
   cli.require(lambda v: v >= 0, ">= 0", "num_unused")
   cli.require(lambda v: v >= 1, ">= 1", "min_count", "vocab_size")
@@ -180,9 +206,15 @@ def define_flags():
 def main(argv):
   del argv
   f = flags.FLAGS
-  config = BuildVocabConfig(input_file=f.input_file, output_file=f.output_file, format=f.format,
-                            num_unused=f.num_unused, min_count=f.min_count,
-                            do_lower_case=f.do_lower_case, vocab_size=f.vocab_size)
+  config = BuildVocabConfig(
+    input_file=f.input_file,
+    output_file=f.output_file,
+    format=f.format,
+    num_unused=f.num_unused,
+    min_count=f.min_count,
+    do_lower_case=f.do_lower_case,
+    vocab_size=f.vocab_size,
+  )
   common.print_counts("build_vocab", run(config))
 
 

@@ -44,17 +44,18 @@ def span_tags(text, label):
       if not isinstance(spans, list):
         raise ValueError(f"spans of {entity!r} are not a list")
       for span in spans:
-        if not (isinstance(span, list) and len(span) == 2
-                and all(isinstance(i, int) for i in span)):
+        if not (
+          isinstance(span, list) and len(span) == 2 and all(isinstance(i, int) for i in span)
+        ):
           raise ValueError(f"span {span!r} of {entity!r} is not [start, end]")
         start, end = span
         if not 0 <= start <= end < len(text):
           raise ValueError(f"span {span!r} of {entity!r} is outside the text (length {len(text)})")
-        if text[start:end + 1] != entity:
-          raise ValueError(f"span {span!r} is {text[start:end + 1]!r}, not the entity {entity!r}")
-        if any(tag != "O" for tag in tags[start:end + 1]):
+        if text[start : end + 1] != entity:
+          raise ValueError(f"span {span!r} is {text[start : end + 1]!r}, not the entity {entity!r}")
+        if any(tag != "O" for tag in tags[start : end + 1]):
           raise ValueError(f"span {span!r} of {entity!r} overlaps another entity")
-        tags[start:end + 1] = [f"I-{entity_type}"] * (end + 1 - start)
+        tags[start : end + 1] = [f"I-{entity_type}"] * (end + 1 - start)
         tags[start] = f"B-{entity_type}"
   return tags
 
@@ -98,6 +99,7 @@ def parse_line(line):
 class CluenerToConllConfig:
   """A CLUENER JSON-lines file, the CoNLL BIO file to write, and whether bad
   lines are skipped (and counted) instead of stopping the job."""
+
   input_file: str
   output_file: str
   skip_bad_lines: bool = False
@@ -105,8 +107,7 @@ class CluenerToConllConfig:
 
 def run(config: CluenerToConllConfig) -> Dict[str, int]:
   """Converts one CLUENER JSON-lines file into a CoNLL BIO file; returns the counts."""
-  counts = dict(read=0, written=0, skipped_bad=0, skipped_empty=0, entities=0,
-                dropped_whitespace=0)
+  counts = dict(read=0, written=0, skipped_bad=0, skipped_empty=0, entities=0, dropped_whitespace=0)
   with common.outputs([config.output_file]) as (out,):
     for number, line in input_files._lines(config.input_file):
       if not line.strip():
@@ -132,16 +133,20 @@ def run(config: CluenerToConllConfig) -> Dict[str, int]:
 def define_flags():
   flags.DEFINE_string("input_file", None, "CLUENER2020 JSON lines (train/dev/test.jsonl).")
   flags.DEFINE_string("output_file", None, "CoNLL BIO output, one character per line.")
-  flags.DEFINE_bool("skip_bad_lines", CluenerToConllConfig.skip_bad_lines,
-                    "Skip and count bad lines instead of stopping.")
+  flags.DEFINE_bool(
+    "skip_bad_lines",
+    CluenerToConllConfig.skip_bad_lines,
+    "Skip and count bad lines instead of stopping.",
+  )
   flags.mark_flags_as_required(["input_file", "output_file"])
 
 
 def main(argv):
   del argv
   f = flags.FLAGS
-  config = CluenerToConllConfig(input_file=f.input_file, output_file=f.output_file,
-                                skip_bad_lines=f.skip_bad_lines)
+  config = CluenerToConllConfig(
+    input_file=f.input_file, output_file=f.output_file, skip_bad_lines=f.skip_bad_lines
+  )
   common.print_counts("cluener_to_conll", run(config))
 
 

@@ -47,8 +47,9 @@ class _Output:
 def outputs(paths: Sequence[str]) -> Iterator[List[_Output]]:
   """Writers of the UTF-8 text files `paths`, under temporary names renamed
   when the block succeeds; removed when it raises (`atomic_files`)."""
-  with atomic_files.AtomicFiles(paths, [atomic_files.temporary_path(p) for p in paths],
-                                atomic_files.open_text) as files:
+  with atomic_files.AtomicFiles(
+    paths, [atomic_files.temporary_path(p) for p in paths], atomic_files.open_text
+  ) as files:
     yield [_Output(writer, path) for writer, path in zip(files.writers, paths)]
 
 
@@ -62,14 +63,14 @@ def print_counts(job: str, counts: Dict[str, int]) -> None:
   print(f"{job}: " + " ".join(f"{key}={value}" for key, value in counts.items()))
 
 
-def write_parts(lines: Sequence[str], directory: str, parts: int,
-                name: str = "part-{}.txt") -> str:
+def write_parts(lines: Sequence[str], directory: str, parts: int, name: str = "part-{}.txt") -> str:
   """Writes `lines` (with their endings) into `parts` files of (nearly) equal
   length in `directory`, named part-0.txt, part-1.txt, ...: the input shards
   of the scale-out jobs, whose unit of work is a file. Returns their glob."""
   atomic_files.makedirs(str(directory))
   size = -(-len(lines) // parts)
   for i in range(parts):
-    atomic_files.write_file(os.path.join(directory, name.format(i)),
-                            "".join(lines[i * size:(i + 1) * size]))
+    atomic_files.write_file(
+      os.path.join(directory, name.format(i)), "".join(lines[i * size : (i + 1) * size])
+    )
   return os.path.join(str(directory), name.format("*"))

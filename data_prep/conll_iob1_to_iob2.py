@@ -29,6 +29,7 @@ DOCSTART = "-DOCSTART-"
 @dataclasses.dataclass(frozen=True)
 class ConllIob1ToIob2Config:
   """A CoNLL file with IOB1 tags (e.g. eng.train) and the IOB2 file to write."""
+
   input_file: str
   output_file: str
 

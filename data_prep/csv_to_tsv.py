@@ -23,8 +23,9 @@ from bert_pl import cli, errors, input_files
 from data_prep import common
 
 FORMATS = ("csv", "tsv")
-_FIELD_CLEANUP = str.maketrans({"\ufeff": None, "\t": " ", "\r": " ", "\n": " ", "\u2028": " ",
-                                "\u2029": " "})
+_FIELD_CLEANUP = str.maketrans(
+  {"\ufeff": None, "\t": " ", "\r": " ", "\n": " ", "\u2028": " ", "\u2029": " "}
+)
 
 
 def clean_field(value: str) -> str:
@@ -49,14 +50,18 @@ def resolve_column(spec: str, header: Optional[List[str]]) -> int:
     return header.index(spec)
   if spec.isdigit():
     return int(spec)
-  raise ValueError(f"column {spec!r} is not in the header {header}" if header else
-                   f"column {spec!r} is not a 0-based index (no header)")
+  raise ValueError(
+    f"column {spec!r} is not in the header {header}"
+    if header
+    else f"column {spec!r} is not a 0-based index (no header)"
+  )
 
 
 def read_rows(path: str, input_format: str) -> Iterator[Tuple[int, List[str]]]:
   """(first line number, row) for each CSV/TSV record; blank lines are not records."""
-  dialect = (dict(delimiter=",") if input_format == "csv"
-             else dict(delimiter="\t", quoting=csv.QUOTE_NONE))
+  dialect = (
+    dict(delimiter=",") if input_format == "csv" else dict(delimiter="\t", quoting=csv.QUOTE_NONE)
+  )
   # A quoted CSV field may span lines: the reader gets them with their ends.
   reader = csv.reader((line + "\n" for _, line in input_files._lines(path)), **dialect)
   while True:
@@ -71,8 +76,9 @@ def read_rows(path: str, input_format: str) -> Iterator[Tuple[int, List[str]]]:
       yield start_line, row
 
 
-def parse_row(row: Sequence[str], label_index: int, text_indices: Sequence[int],
-              label_map: Dict[str, str]) -> Tuple[str, List[str]]:
+def parse_row(
+  row: Sequence[str], label_index: int, text_indices: Sequence[int], label_map: Dict[str, str]
+) -> Tuple[str, List[str]]:
   """(label, [text, ...]) of one row, cleaned and mapped; ValueError if the row is bad."""
   needed = max([label_index] + list(text_indices))
   if len(row) <= needed:
@@ -90,6 +96,7 @@ def parse_row(row: Sequence[str], label_index: int, text_indices: Sequence[int],
 @dataclasses.dataclass(frozen=True)
 class CsvToTsvConfig:
   """The input and output files and the columns (see the flags)."""
+
   input_file: str
   output_file: str
   label_column: str
@@ -140,25 +147,42 @@ def define_flags():
   flags.DEFINE_string("input_file", None, "CSV or TSV input.")
   flags.DEFINE_string("output_file", None, "Labeled TSV output: label<TAB>text...")
   flags.DEFINE_string("label_column", None, "Label column: header name or 0-based index.")
-  flags.DEFINE_string("text_columns", None, "Comma list of text columns (header names or 0-based "
-                      "indices), in output order.")
+  flags.DEFINE_string(
+    "text_columns",
+    None,
+    "Comma list of text columns (header names or 0-based indices), in output order.",
+  )
   flags.DEFINE_bool("has_header", CsvToTsvConfig.has_header, "The first row names the columns.")
-  flags.DEFINE_enum("input_format", CsvToTsvConfig.input_format, FORMATS,
-                    "csv: comma-separated with quoting; tsv: tab-separated, no quoting.")
-  flags.DEFINE_string("label_map", CsvToTsvConfig.label_map,
-                      'Optional "source:target,..." label renaming; unmapped labels are bad rows.')
-  flags.DEFINE_bool("skip_bad_lines", CsvToTsvConfig.skip_bad_lines,
-                    "Skip and count bad rows instead of stopping.")
+  flags.DEFINE_enum(
+    "input_format",
+    CsvToTsvConfig.input_format,
+    FORMATS,
+    "csv: comma-separated with quoting; tsv: tab-separated, no quoting.",
+  )
+  flags.DEFINE_string(
+    "label_map",
+    CsvToTsvConfig.label_map,
+    'Optional "source:target,..." label renaming; unmapped labels are bad rows.',
+  )
+  flags.DEFINE_bool(
+    "skip_bad_lines", CsvToTsvConfig.skip_bad_lines, "Skip and count bad rows instead of stopping."
+  )
   flags.mark_flags_as_required(["input_file", "output_file", "label_column", "text_columns"])
 
 
 def main(argv):
   del argv
   f = flags.FLAGS
-  config = CsvToTsvConfig(input_file=f.input_file, output_file=f.output_file,
-                          label_column=f.label_column, text_columns=f.text_columns,
-                          has_header=f.has_header, input_format=f.input_format,
-                          label_map=f.label_map, skip_bad_lines=f.skip_bad_lines)
+  config = CsvToTsvConfig(
+    input_file=f.input_file,
+    output_file=f.output_file,
+    label_column=f.label_column,
+    text_columns=f.text_columns,
+    has_header=f.has_header,
+    input_format=f.input_format,
+    label_map=f.label_map,
+    skip_bad_lines=f.skip_bad_lines,
+  )
   common.print_counts("csv_to_tsv", run(config))
 
 

@@ -64,13 +64,16 @@ def read_examples(path: str, input_format: str, counts: Dict[str, int]) -> Itera
   return read_conll_examples(path)
 
 
-def choose_parts(path: str, num_examples: int, num_train: int, num_test: int,
-                 seed: int) -> Dict[int, str]:
+def choose_parts(
+  path: str, num_examples: int, num_train: int, num_test: int, seed: int
+) -> Dict[int, str]:
   """{example number: "train" | "test"} for a seeded random choice; all
   others go to the pool."""
   if num_train + num_test > num_examples:
-    raise errors.InputError(f"{path}: --num_train + --num_test = {num_train + num_test} "
-                            f"exceeds the {num_examples} examples")
+    raise errors.InputError(
+      f"{path}: --num_train + --num_test = {num_train + num_test} "
+      f"exceeds the {num_examples} examples"
+    )
   chosen = random.Random(seed).sample(range(num_examples), num_train + num_test)
   return {index: ("train" if i < num_train else "test") for i, index in enumerate(chosen)}
 
@@ -78,6 +81,7 @@ def choose_parts(path: str, num_examples: int, num_train: int, num_test: int,
 @dataclasses.dataclass(frozen=True)
 class SplitDatasetConfig:
   """The labeled file, the directory of the parts, and the split (see the flags)."""
+
   input_file: str
   output_dir: str
   format: str = "tsv"
@@ -93,8 +97,9 @@ def run(config: SplitDatasetConfig) -> Dict[str, int]:
   num_examples = sum(1 for _ in read_examples(path, config.format, dict(skipped_empty=0)))
   parts = choose_parts(path, num_examples, config.num_train, config.num_test, config.seed)
   suffix = ".tsv" if tsv else ".txt"
-  names = dict(train="train" + suffix, test="test" + suffix, pool="pool.txt",
-               pool_labels="pool_labels.txt")
+  names = dict(
+    train="train" + suffix, test="test" + suffix, pool="pool.txt", pool_labels="pool_labels.txt"
+  )
   atomic_files.makedirs(config.output_dir)
   counts = dict(read=0, train=0, test=0, pool=0, skipped_empty=0)
   paths = [os.path.join(config.output_dir, name) for name in names.values()]
@@ -126,9 +131,11 @@ def define_flags():
   flags.DEFINE_integer("num_train", SplitDatasetConfig.num_train, "Labeled training examples.")
   flags.DEFINE_integer("num_test", SplitDatasetConfig.num_test, "Labeled test examples.")
   flags.DEFINE_integer("seed", SplitDatasetConfig.seed, "Random seed of the split.")
-  flags.DEFINE_string("token_separator", SplitDatasetConfig.token_separator,
-                      'CoNLL only: joins a pool sentence\'s tokens ("" for characters, " " for '
-                      "words).")
+  flags.DEFINE_string(
+    "token_separator",
+    SplitDatasetConfig.token_separator,
+    'CoNLL only: joins a pool sentence\'s tokens ("" for characters, " " for words).',
+  )
   flags.mark_flags_as_required(["input_file", "output_dir"])
   cli.require(lambda v: v >= 0, ">= 0", "num_train", "num_test")
 
@@ -136,9 +143,15 @@ def define_flags():
 def main(argv):
   del argv
   f = flags.FLAGS
-  config = SplitDatasetConfig(input_file=f.input_file, output_dir=f.output_dir, format=f.format,
-                              num_train=f.num_train, num_test=f.num_test, seed=f.seed,
-                              token_separator=f.token_separator)
+  config = SplitDatasetConfig(
+    input_file=f.input_file,
+    output_dir=f.output_dir,
+    format=f.format,
+    num_train=f.num_train,
+    num_test=f.num_test,
+    seed=f.seed,
+    token_separator=f.token_separator,
+  )
   common.print_counts("split_dataset", run(config))
 
 

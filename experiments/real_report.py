@@ -21,22 +21,50 @@ from scipy import stats
 # The rows, in order: (key in the JSON, label in the tables, name in the
 # plain-words lines, tick in the plot).
 ROWS = (
-    ("baseline_3layers", "3-layer baseline: MiniLM's first 3 layers fine-tuned",
-     "the 3-layer baseline", "3 layers"),
-    ("baseline_6layers", "6-layer baseline: all 6 layers fine-tuned", "the 6-layer baseline",
-     "6 layers"),
-    ("model_b", "Model-B: step 1 (MLM on the pool), then fine-tuned", "Model-B", "Model-B"),
-    ("self_training", "classic self-training: Model-A fine-tuned on labeled + pseudo-labels",
-     "classic self-training", "self-\ntraining"),
-    ("hard_mlm", "Model-D: hard labels + MLM (the paper's first version)",
-     "Model-D (hard + MLM)", "hard\n+ MLM"),
-    ("hard_nomask", "Model-D: hard labels, no masking", "Model-D (hard, no masking)",
-     "hard\nno mask"),
-    ("kl_mlm", "Model-D: KL on logits + MLM", "Model-D (KL + MLM)", "KL\n+ MLM"),
-    ("kl_nomask", "Model-D: KL on logits, no masking (the later version's best)",
-     "Model-D (KL, no masking)", "KL\nno mask"),
-    ("kl_nomask_from_a", "Model-D: KL, no masking, step 4 from Model-A",
-     "Model-D (KL, no masking, from Model-A)", "KL no mask\nfrom A"),
+  (
+    "baseline_3layers",
+    "3-layer baseline: MiniLM's first 3 layers fine-tuned",
+    "the 3-layer baseline",
+    "3 layers",
+  ),
+  (
+    "baseline_6layers",
+    "6-layer baseline: all 6 layers fine-tuned",
+    "the 6-layer baseline",
+    "6 layers",
+  ),
+  ("model_b", "Model-B: step 1 (MLM on the pool), then fine-tuned", "Model-B", "Model-B"),
+  (
+    "self_training",
+    "classic self-training: Model-A fine-tuned on labeled + pseudo-labels",
+    "classic self-training",
+    "self-\ntraining",
+  ),
+  (
+    "hard_mlm",
+    "Model-D: hard labels + MLM (the paper's first version)",
+    "Model-D (hard + MLM)",
+    "hard\n+ MLM",
+  ),
+  (
+    "hard_nomask",
+    "Model-D: hard labels, no masking",
+    "Model-D (hard, no masking)",
+    "hard\nno mask",
+  ),
+  ("kl_mlm", "Model-D: KL on logits + MLM", "Model-D (KL + MLM)", "KL\n+ MLM"),
+  (
+    "kl_nomask",
+    "Model-D: KL on logits, no masking (the later version's best)",
+    "Model-D (KL, no masking)",
+    "KL\nno mask",
+  ),
+  (
+    "kl_nomask_from_a",
+    "Model-D: KL, no masking, step 4 from Model-A",
+    "Model-D (KL, no masking, from Model-A)",
+    "KL no mask\nfrom A",
+  ),
 )
 LABELS = {key: label for key, label, _, _ in ROWS}
 NAMES = {key: name for key, _, name, _ in ROWS}
@@ -44,20 +72,30 @@ QUALITY = "pseudo_label_quality"
 QUALITY_LABEL = "step 3: pseudo-labels vs the pool's held-back labels"
 # Each reference and the rows compared with it; Model-B and the 6-layer
 # baseline against the 3-layer one are context (what step 1 and depth add).
-COMPARED = ("self_training", "hard_mlm", "hard_nomask", "kl_mlm", "kl_nomask",
-            "kl_nomask_from_a")
-PAIRS = (("model_b", COMPARED),
-         ("baseline_3layers", COMPARED + ("model_b", "baseline_6layers")))
-VERDICTS = (("better", "better beyond the noise (95% CI above 0)"),
-            ("noise", "inside the noise (CI contains 0)"),
-            ("worse", "worse beyond the noise (CI below 0)"),
-            ("few", "too few seeds for an interval (n < 2)"))
+COMPARED = ("self_training", "hard_mlm", "hard_nomask", "kl_mlm", "kl_nomask", "kl_nomask_from_a")
+PAIRS = (("model_b", COMPARED), ("baseline_3layers", COMPARED + ("model_b", "baseline_6layers")))
+VERDICTS = (
+  ("better", "better beyond the noise (95% CI above 0)"),
+  ("noise", "inside the noise (CI contains 0)"),
+  ("worse", "worse beyond the noise (CI below 0)"),
+  ("few", "too few seeds for an interval (n < 2)"),
+)
 # The pipeline's job names (bert_pl.pipeline.job_name) -> the method's steps.
-STEPS = ((r"tune\..*", "tuning"), (r"baseline(_.*)?", "baselines"), (r"data|model_a", "step 1"),
-         (r"model_b", "step 2"), (r"(.*\.)?round\d+\.pseudo", "step 3"),
-         (r"(.*\.)?round\d+\.records(_.*)?|.*\.model_c", "step 4"), (r".*\.model_d", "step 5"))
-COLORS = {"baseline_3layers": "#999999", "baseline_6layers": "#666666", "model_b": "#4c72b0",
-          "self_training": "#55a868"}
+STEPS = (
+  (r"tune\..*", "tuning"),
+  (r"baseline(_.*)?", "baselines"),
+  (r"data|model_a", "step 1"),
+  (r"model_b", "step 2"),
+  (r"(.*\.)?round\d+\.pseudo", "step 3"),
+  (r"(.*\.)?round\d+\.records(_.*)?|.*\.model_c", "step 4"),
+  (r".*\.model_d", "step 5"),
+)
+COLORS = {
+  "baseline_3layers": "#999999",
+  "baseline_6layers": "#666666",
+  "model_b": "#4c72b0",
+  "self_training": "#55a868",
+}
 
 
 def mean_std(values, signed=False):
@@ -134,9 +172,11 @@ def step_minutes(summary, task):
 def environment_line(summary):
   """'Environment: versions, hardware; commit; wall time' of a run."""
   env = summary["environment"]
-  return (f"Environment: Python {env['python']}, TensorFlow {env['tensorflow']}, {env['cpu']}, "
-          f"{env['cores']} cores, GPUs: {', '.join(env['gpus']) or 'none'}; commit "
-          f"{env['commit']}; wall time {summary['wall_seconds'] / 60:.1f} min")
+  return (
+    f"Environment: Python {env['python']}, TensorFlow {env['tensorflow']}, {env['cpu']}, "
+    f"{env['cores']} cores, GPUs: {', '.join(env['gpus']) or 'none'}; commit "
+    f"{env['commit']}; wall time {summary['wall_seconds'] / 60:.1f} min"
+  )
 
 
 def _value(value):
@@ -162,13 +202,16 @@ def _difference_cells(differences):
 
 def differences_table(seeds, metric):
   """Markdown: each row minus Model-B and minus the 3-layer baseline."""
-  lines = ["| row | − Model-B | 95% CI | wins | − 3-layer baseline | 95% CI | wins |",
-           "|---|---|---|---|---|---|---|"]
+  lines = [
+    "| row | − Model-B | 95% CI | wins | − 3-layer baseline | 95% CI | wins |",
+    "|---|---|---|---|---|---|---|",
+  ]
   for row in PAIRS[1][1]:
     cells = []
     for reference, rows in PAIRS:
-      cells += (_difference_cells(paired(seeds, row, reference, metric)) if row in rows
-                else ["", "", ""])
+      cells += (
+        _difference_cells(paired(seeds, row, reference, metric)) if row in rows else ["", "", ""]
+      )
     lines.append(f"| {LABELS[row]} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
@@ -181,8 +224,11 @@ def plain_words(seeds, metric):
     groups = {key: [] for key, _ in VERDICTS}
     for row in rows:
       groups[verdict(paired(seeds, row, reference, metric))].append(NAMES[row])
-    parts = [f"{text}: {', '.join(groups[key]) or 'none'}" for key, text in VERDICTS
-             if groups[key] or key != "few"]
+    parts = [
+      f"{text}: {', '.join(groups[key]) or 'none'}"
+      for key, text in VERDICTS
+      if groups[key] or key != "few"
+    ]
     sentences.append(f"- Against {NAMES[reference]}, " + "; ".join(parts) + ".")
   return sentences
 
@@ -191,9 +237,13 @@ def _tuning(tuning, metric_label):
   """The learning-rate/epochs grid on the dev split, the chosen point marked."""
   grid, chosen = tuning.get("grid") or [], tuning.get("chosen") or {}
   keys = [key for key in (grid[0] if grid else chosen) if key != "dev"]
-  lines = [f"Tuning on the dev split (carved from the labeled set, never the test set): dev "
-           f"{metric_label} per grid point; chosen: {_value(chosen) or 'n/a'}.", "",
-           "| " + " | ".join(keys) + f" | dev {metric_label} (%) |", "|---" * (len(keys) + 1) + "|"]
+  lines = [
+    f"Tuning on the dev split (carved from the labeled set, never the test set): dev "
+    f"{metric_label} per grid point; chosen: {_value(chosen) or 'n/a'}.",
+    "",
+    "| " + " | ".join(keys) + f" | dev {metric_label} (%) |",
+    "|---" * (len(keys) + 1) + "|",
+  ]
   for point in grid:
     dev = "n/a" if point.get("dev") is None else f"{100 * point['dev']:.2f}"
     mark = " ← chosen" if chosen and all(point.get(k) == v for k, v in chosen.items()) else ""
@@ -205,13 +255,24 @@ def size_section(task, size):
   """The '###' subsection of one task and labeled size."""
   metric, label = task["metric"], task["metric_label"]
   seeds = size.get("seeds") or {}
-  lines = [f"### {task['title']}: {size['label']}", "",
-           f"| row | test {label} (%), mean ± std | seeds |", "|---|---|---|"]
+  lines = [
+    f"### {task['title']}: {size['label']}",
+    "",
+    f"| row | test {label} (%), mean ± std | seeds |",
+    "|---|---|---|",
+  ]
   for row in (*LABELS, QUALITY):
     values = list(by_seed(seeds, row, metric).values())
     lines.append(f"| {LABELS.get(row, QUALITY_LABEL)} | {mean_std(values)} | {len(values)} |")
-  lines += ["", f"Paired by seed, in points of test {label}:", "",
-            differences_table(seeds, metric), "", *plain_words(seeds, metric), ""]
+  lines += [
+    "",
+    f"Paired by seed, in points of test {label}:",
+    "",
+    differences_table(seeds, metric),
+    "",
+    *plain_words(seeds, metric),
+    "",
+  ]
   if size.get("split"):
     lines += [f"Split: {_value(size['split'])}.", ""]
   if size.get("tuning"):
@@ -222,24 +283,43 @@ def size_section(task, size):
 
 def section(summary):
   """The real run's markdown section ('##' title, '###' per task and size)."""
-  lines = ["## Real pretrained weights: MiniLM's first 3 layers on English tasks", "",
-           "Made by `experiments/real_report.py` from `results_real.json`, which the run below "
-           "wrote; nothing is typed in.", "",
-           f"Command: `{summary['command']}`", "",
-           environment_line(summary) + ".", "",
-           "| setting | value |", "|---|---|"]
+  lines = [
+    "## Real pretrained weights: MiniLM's first 3 layers on English tasks",
+    "",
+    "Made by `experiments/real_report.py` from `results_real.json`, which the run below "
+    "wrote; nothing is typed in.",
+    "",
+    f"Command: `{summary['command']}`",
+    "",
+    environment_line(summary) + ".",
+    "",
+    "| setting | value |",
+    "|---|---|",
+  ]
   lines += [f"| {key} | {_value(value)} |" for key, value in summary["settings"].items()]
-  lines += ["", "Wall time per step, summed over the jobs of every seed and labeled size (min):",
-            ""]
+  lines += [
+    "",
+    "Wall time per step, summed over the jobs of every seed and labeled size (min):",
+    "",
+  ]
   for task in summary["tasks"]:
     minutes = step_minutes(summary, task)
-    lines.append(f"- {task}: " + ", ".join(f"{step} {m:.1f}" for step, m in minutes.items())
-                 + f"; total {sum(minutes.values()):.1f}")
-  lines += ["", "Each table: the test metric's mean ± sample standard deviation over the seeds, "
-            "in %. Differences are paired by seed (both sides from the same seed's run), with "
-            "the 95% t confidence interval of their mean (mean ± t(0.975, n−1)·sd/√n) and the "
-            "seeds on which the row is strictly higher (wins). The plot's whiskers are the same "
-            "interval for each row's mean.", "", "![real weights](results_real.png)", ""]
+    lines.append(
+      f"- {task}: "
+      + ", ".join(f"{step} {m:.1f}" for step, m in minutes.items())
+      + f"; total {sum(minutes.values()):.1f}"
+    )
+  lines += [
+    "",
+    "Each table: the test metric's mean ± sample standard deviation over the seeds, "
+    "in %. Differences are paired by seed (both sides from the same seed's run), with "
+    "the 95% t confidence interval of their mean (mean ± t(0.975, n−1)·sd/√n) and the "
+    "seeds on which the row is strictly higher (wins). The plot's whiskers are the same "
+    "interval for each row's mean.",
+    "",
+    "![real weights](results_real.png)",
+    "",
+  ]
   for task in summary["tasks"].values():
     for size in (task.get("sizes") or {}).values():
       lines += size_section(task, size)
@@ -268,9 +348,13 @@ def _panel(axis, name, task, size_name, size):
   if not bars:
     axis.text(0.5, 0.5, "no results", ha="center", transform=axis.transAxes)
     return
-  axis.bar(range(len(bars)), [mean for _, _, mean, _ in bars],
-           yerr=[half for _, _, _, half in bars], capsize=4,
-           color=[COLORS.get(row, "#dd8452") for row, _, _, _ in bars])
+  axis.bar(
+    range(len(bars)),
+    [mean for _, _, mean, _ in bars],
+    yerr=[half for _, _, _, half in bars],
+    capsize=4,
+    color=[COLORS.get(row, "#dd8452") for row, _, _, _ in bars],
+  )
   axis.set_xticks(range(len(bars)))
   axis.set_xticklabels([tick for _, tick, _, _ in bars], fontsize=8)
   low = min(mean - half for _, _, mean, half in bars)
@@ -281,6 +365,7 @@ def _panel(axis, name, task, size_name, size):
 def plot(summary, path):
   """One panel per (task, size): a row of panels per task."""
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+
   tasks = [(name, task) for name, task in summary["tasks"].items() if task.get("sizes")]
   columns = max((len(task["sizes"]) for _, task in tasks), default=1)
   figure = Figure(figsize=(6 * columns, 4.5 * max(1, len(tasks))))

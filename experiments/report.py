@@ -18,71 +18,105 @@ from absl import flags
 from bert_pl import errors
 from experiments import real_report
 
-ROWS = (("baseline", "fine-tuned from the initial checkpoint (no domain pre-training)"),
-        ("model_b", "Model-B: step 1 (MLM on the pool), then fine-tuned"),
-        ("model_d", "Model-D: step 4 (MLM + task loss on pseudo-labels) from the initial "
-                    "checkpoint, then fine-tuned"),
-        ("model_d_from_a", "Model-D, step 4 from Model-A instead"))
-METRICS = {"classification": (("accuracy", "accuracy"), ("macro_f1", "macro-F1")),
-           "ner": (("f1", "entity F1"),)}
-DATA = {"classification": "online_shopping_10_cats: the label is the product category (10); "
-                          "train, test and pool drawn from all 62,774 reviews with seed 12345",
-        "ner": "CLUENER2020 (10 entity types, BIO tags, characters as tokens): train and pool "
-               "drawn from its train set with seed 12345; the test set is its dev set (1,343 "
-               "sentences), or that set's first sentences when the sizes say fewer"}
-PAPER = {"classification": "84.96 / 85.78 / 86.01 (accuracy)",
-         "ner": "73.33 / 73.39 / 74.05 (entity F1)"}
+ROWS = (
+  ("baseline", "fine-tuned from the initial checkpoint (no domain pre-training)"),
+  ("model_b", "Model-B: step 1 (MLM on the pool), then fine-tuned"),
+  (
+    "model_d",
+    "Model-D: step 4 (MLM + task loss on pseudo-labels) from the initial "
+    "checkpoint, then fine-tuned",
+  ),
+  ("model_d_from_a", "Model-D, step 4 from Model-A instead"),
+)
+METRICS = {
+  "classification": (("accuracy", "accuracy"), ("macro_f1", "macro-F1")),
+  "ner": (("f1", "entity F1"),),
+}
+DATA = {
+  "classification": "online_shopping_10_cats: the label is the product category (10); "
+  "train, test and pool drawn from all 62,774 reviews with seed 12345",
+  "ner": "CLUENER2020 (10 entity types, BIO tags, characters as tokens): train and pool "
+  "drawn from its train set with seed 12345; the test set is its dev set (1,343 "
+  "sentences), or that set's first sentences when the sizes say fewer",
+}
+PAPER = {
+  "classification": "84.96 / 85.78 / 86.01 (accuracy)",
+  "ner": "73.33 / 73.39 / 74.05 (entity F1)",
+}
 
 
 def environment():
   """Versions and hardware, for the record."""
   import tensorflow as tf
+
   cpu = platform.processor()
   try:
-    for line in open("/proc/cpuinfo"):
-      if line.startswith("model name"):
-        cpu = line.split(":", 1)[1].strip()
-        break
+    with open("/proc/cpuinfo") as f:
+      cpu = next((s.split(":", 1)[1].strip() for s in f if s.startswith("model name")), cpu)
   except OSError:
     pass
-  commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, cwd=os.path.dirname(os.path.dirname(__file__))).stdout.strip()
-  return {"python": platform.python_version(), "tensorflow": tf.__version__,
-          "cpu": cpu, "cores": os.cpu_count(),
-          "gpus": [d.name for d in tf.config.list_physical_devices("GPU")], "commit": commit}
+  commit = subprocess.run(
+    ["git", "rev-parse", "--short", "HEAD"],
+    capture_output=True,
+    text=True,
+    cwd=os.path.dirname(os.path.dirname(__file__)),
+  ).stdout.strip()
+  return {
+    "python": platform.python_version(),
+    "tensorflow": tf.__version__,
+    "cpu": cpu,
+    "cores": os.cpu_count(),
+    "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+    "commit": commit,
+  }
 
 
 def _difference(seeds, key, better, worse):
   """`better` minus `worse`, paired by seed (same split, same initial
   checkpoint): the spread of a difference, not of two means."""
-  return [seeds[s][better][key] - seeds[s][worse][key] for s in seeds
-          if seeds[s].get(better) and seeds[s].get(worse)]
+  return [
+    seeds[s][better][key] - seeds[s][worse][key]
+    for s in seeds
+    if seeds[s].get(better) and seeds[s].get(worse)
+  ]
 
 
 def table(task, seeds):
   """Markdown rows: each model's metrics, mean ± std (sample) over seeds, in %."""
   metrics = METRICS[task]
-  lines = ["| model | " + " | ".join(label for _, label in metrics) + " |",
-           "|---|" + "---|" * len(metrics)]
+  lines = [
+    "| model | " + " | ".join(label for _, label in metrics) + " |",
+    "|---|" + "---|" * len(metrics),
+  ]
   for name, description in ROWS:
-    cells = [real_report.mean_std([(seeds[s].get(name) or {}).get(key) for s in seeds])
-             for key, _ in metrics]
+    cells = [
+      real_report.mean_std([(seeds[s].get(name) or {}).get(key) for s in seeds])
+      for key, _ in metrics
+    ]
     lines.append(f"| {description} | " + " | ".join(cells) + " |")
-  for better, worse, label in (("model_d", "model_b", "Model-D − Model-B"),
-                               ("model_b", "baseline", "Model-B − baseline")):
-    cells = [real_report.mean_std(_difference(seeds, key, better, worse), signed=True)
-             for key, _ in metrics]
+  for better, worse, label in (
+    ("model_d", "model_b", "Model-D − Model-B"),
+    ("model_b", "baseline", "Model-B − baseline"),
+  ):
+    cells = [
+      real_report.mean_std(_difference(seeds, key, better, worse), signed=True)
+      for key, _ in metrics
+    ]
     lines.append(f"| {label}, paired by seed | " + " | ".join(cells) + " |")
   quality = real_report.mean_std([seeds[s]["pseudo_labels"][metrics[0][0]] for s in seeds])
-  lines.append(f"| step 3: pseudo-labels of the pool vs its held-back labels | {quality} |"
-               + " |" * (len(metrics) - 1))
+  lines.append(
+    f"| step 3: pseudo-labels of the pool vs its held-back labels | {quality} |"
+    + " |" * (len(metrics) - 1)
+  )
   return "\n".join(lines)
 
 
 def plot(summary, path):
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   tasks = list(summary["tasks"])
   figure, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
   for axis, task in zip(axes[0], tasks):
@@ -93,8 +127,13 @@ def plot(summary, path):
       values = [100 * seeds[s][name][key] for s in seeds if seeds[s].get(name)]
       means.append(np.mean(values))
       stds.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
-    axis.bar(range(len(ROWS)), means, yerr=stds, capsize=4,
-             color=["#999999", "#4c72b0", "#dd8452", "#c44e52"])
+    axis.bar(
+      range(len(ROWS)),
+      means,
+      yerr=stds,
+      capsize=4,
+      color=["#999999", "#4c72b0", "#dd8452", "#c44e52"],
+    )
     axis.set_xticks(range(len(ROWS)))
     axis.set_xticklabels(["baseline", "Model-B", "Model-D", "Model-D\n(4 from A)"])
     axis.set_ylabel(f"test {METRICS[task][0][1]} (%)")
@@ -109,39 +148,60 @@ def plot(summary, path):
 def _setting(sizes):
   """The mode's sizes as a sentence."""
   count = lambda n: "all" if n is None else f"{n:,}"  # noqa: E731
-  splits = "; ".join(f"{task} {' / '.join(count(n) for n in sizes[task])}"
-                     for task in METRICS if task in sizes)
-  return (f"Labeled train / test / unlabeled pool: {splits}. Model: hidden {sizes['hidden']}, "
-          f"{sizes['layers']} layers, {sizes['heads']} heads, intermediate "
-          f"{sizes['intermediate']}. Steps 1 and 4: {sizes['pretrain_steps']:,} steps of batch "
-          f"{sizes['batch']} at learning rate {sizes['pretrain_lr']:g}. Fine-tuning: "
-          f"{sizes['epochs']} epochs at {sizes['finetune_lr']:g}. Seeds: "
-          f"{', '.join(str(seed) for seed in sizes['seeds'])}.")
+  splits = "; ".join(
+    f"{task} {' / '.join(count(n) for n in sizes[task])}" for task in METRICS if task in sizes
+  )
+  return (
+    f"Labeled train / test / unlabeled pool: {splits}. Model: hidden {sizes['hidden']}, "
+    f"{sizes['layers']} layers, {sizes['heads']} heads, intermediate "
+    f"{sizes['intermediate']}. Steps 1 and 4: {sizes['pretrain_steps']:,} steps of batch "
+    f"{sizes['batch']} at learning rate {sizes['pretrain_lr']:g}. Fine-tuning: "
+    f"{sizes['epochs']} epochs at {sizes['finetune_lr']:g}. Seeds: "
+    f"{', '.join(str(seed) for seed in sizes['seeds'])}."
+  )
 
 
 def section(summary, level=1):
   """The Chinese from-scratch run's markdown, its title a heading of LEVEL
   (1 alone, 2 below the real run's section)."""
   title, task_heading = "#" * level, "#" * (level + 1)
-  lines = [f"{title} Reproducing the paper's comparison ({summary['mode']} run)", "",
-           "Made by `experiments/report.py` from `results.json`, which the run below wrote; "
-           "nothing is typed in.", "",
-           f"Command: `{summary['command']}`", "",
-           real_report.environment_line(summary) + " (of this invocation: a re-run skips the "
-           "jobs already done; the times per step below add up every run).", "",
-           _setting(summary["sizes"]), "",
-           "The initial checkpoint is a randomly "
-           "initialised BERT of that shape: no pretrained Chinese weights exist on these "
-           "machines, so Model-A is pre-trained from scratch on the pool.", ""]
+  lines = [
+    f"{title} Reproducing the paper's comparison ({summary['mode']} run)",
+    "",
+    "Made by `experiments/report.py` from `results.json`, which the run below wrote; "
+    "nothing is typed in.",
+    "",
+    f"Command: `{summary['command']}`",
+    "",
+    real_report.environment_line(summary) + " (of this invocation: a re-run skips the "
+    "jobs already done; the times per step below add up every run).",
+    "",
+    _setting(summary["sizes"]),
+    "",
+    "The initial checkpoint is a randomly "
+    "initialised BERT of that shape: no pretrained Chinese weights exist on these "
+    "machines, so Model-A is pre-trained from scratch on the pool.",
+    "",
+  ]
   for task, seeds in summary["tasks"].items():
-    lines += [f"{task_heading} {task}", "", f"Test set, mean ± standard deviation over "
-              f"{len(seeds)} seed(s), in %. The paper (plain BERT / Model-B / Model-D): "
-              f"{PAPER[task]}.", "",
-              f"Data: {DATA[task]}.", "",
-              table(task, seeds), ""]
+    lines += [
+      f"{task_heading} {task}",
+      "",
+      f"Test set, mean ± standard deviation over "
+      f"{len(seeds)} seed(s), in %. The paper (plain BERT / Model-B / Model-D): "
+      f"{PAPER[task]}.",
+      "",
+      f"Data: {DATA[task]}.",
+      "",
+      table(task, seeds),
+      "",
+    ]
     timings = summary["timings"].get(task, {})
-    lines += ["Wall time per step, all seeds (s): " + ", ".join(
-        f"{step} {seconds:.0f}" for step, seconds in timings.items()), ""]
+    lines += [
+      "Wall time per step, all seeds (s): "
+      + ", ".join(f"{step} {seconds:.0f}" for step, seconds in timings.items()),
+      "",
+    ]
   lines += ["![results](results.png)", ""]
   return "\n".join(lines)
 
@@ -152,9 +212,14 @@ def document(chinese=None, real=None):
   if real is None:
     return section(chinese)
   sources = "`results_real.json`" + (" and `results.json`" if chinese is not None else "")
-  lines = ["# Results", "",
-           f"Made by `python -m experiments.report --report_dir=experiments` from {sources}, "
-           "which the runs below wrote.", "", real_report.section(real)]
+  lines = [
+    "# Results",
+    "",
+    f"Made by `python -m experiments.report --report_dir=experiments` from {sources}, "
+    "which the runs below wrote.",
+    "",
+    real_report.section(real),
+  ]
   if chinese is not None:
     lines.append(section(chinese, level=2))
   return "\n".join(lines)
@@ -211,8 +276,12 @@ def main(argv):
 
 if __name__ == "__main__":
   from bert_pl import cli  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string("report_dir", os.path.dirname(os.path.abspath(__file__)),
-                      "The directory of results.json and/or results_real.json, where "
-                      "RESULTS.md, results.png and results_real.png are written (default: "
-                      "experiments/, the committed runs).")
+
+  flags.DEFINE_string(
+    "report_dir",
+    os.path.dirname(os.path.abspath(__file__)),
+    "The directory of results.json and/or results_real.json, where "
+    "RESULTS.md, results.png and results_real.png are written (default: "
+    "experiments/, the committed runs).",
+  )
   cli.run(main)

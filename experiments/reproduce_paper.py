@@ -30,6 +30,7 @@ The committed experiments/RESULTS.md is `--full --report_dir=experiments`.
 import concurrent.futures
 import json
 import os
+import pathlib
 import random
 import shutil
 import sys
@@ -50,53 +51,120 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # and fine-tuning runs more epochs at a higher learning rate than BERT's
 # (a random model needs them: 3 epochs at 2e-5 leave it at chance).
 MODES = {
-    "smoke": dict(classification=(200, 300, 1500), ner=(150, 200, 600), hidden=32, layers=2,
-                  heads=2, intermediate=64, pretrain_steps=40, epochs=2, batch=32, seeds=(1,),
-                  pretrain_lr=5e-3, finetune_lr=5e-3, initializer_range=0.1),
-    "quick": dict(classification=(1000, 2000, 4000), ner=(700, 1000, 3000), hidden=64,
-                  layers=2, heads=4, intermediate=256, pretrain_steps=300, epochs=8, batch=32,
-                  seeds=(1, 2, 3), pretrain_lr=5e-3, finetune_lr=5e-3, initializer_range=0.1),
-    "full": dict(classification=(2000, 5000, 12000), ner=(1000, None, 6000), hidden=64,
-                 layers=2, heads=4, intermediate=256, pretrain_steps=1000, epochs=12, batch=32,
-                 seeds=(1, 2, 3), pretrain_lr=5e-3, finetune_lr=5e-3, initializer_range=0.1),
+  "smoke": dict(
+    classification=(200, 300, 1500),
+    ner=(150, 200, 600),
+    hidden=32,
+    layers=2,
+    heads=2,
+    intermediate=64,
+    pretrain_steps=40,
+    epochs=2,
+    batch=32,
+    seeds=(1,),
+    pretrain_lr=5e-3,
+    finetune_lr=5e-3,
+    initializer_range=0.1,
+  ),
+  "quick": dict(
+    classification=(1000, 2000, 4000),
+    ner=(700, 1000, 3000),
+    hidden=64,
+    layers=2,
+    heads=4,
+    intermediate=256,
+    pretrain_steps=300,
+    epochs=8,
+    batch=32,
+    seeds=(1, 2, 3),
+    pretrain_lr=5e-3,
+    finetune_lr=5e-3,
+    initializer_range=0.1,
+  ),
+  "full": dict(
+    classification=(2000, 5000, 12000),
+    ner=(1000, None, 6000),
+    hidden=64,
+    layers=2,
+    heads=4,
+    intermediate=256,
+    pretrain_steps=1000,
+    epochs=12,
+    batch=32,
+    seeds=(1, 2, 3),
+    pretrain_lr=5e-3,
+    finetune_lr=5e-3,
+    initializer_range=0.1,
+  ),
 }
-TASKS = {"classification": dict(job="run_classifier", max_seq_length=64, tokenization="wordpiece"),
-         "ner": dict(job="run_ner", max_seq_length=64, tokenization="char")}
+TASKS = {
+  "classification": dict(job="run_classifier", max_seq_length=64, tokenization="wordpiece"),
+  "ner": dict(job="run_ner", max_seq_length=64, tokenization="char"),
+}
 
 FLAGS = flags.FLAGS
 ALL_MODES = list(MODES) + list(real_weights.MODES)
-flags.DEFINE_enum("mode", "quick", ALL_MODES,
-                  "Chinese from scratch: smoke (CI), quick (< 30 min on 2 cores), full; real "
-                  "pretrained weights (experiments/real_weights.py): real, real_smoke (CI).")
-flags.DEFINE_list("sizes", ["low", "high"],
-                  "Real modes: the labeled sizes to run, low (10 per class, 200 sentences) "
-                  "and/or high (50 per class, 1,000 sentences).")
-flags.DEFINE_bool("report_only", False,
-                  "Real modes: run no job, write the report of the jobs done so far (of a run "
-                  "still going, or cut short: rows not done are left out).")
+flags.DEFINE_enum(
+  "mode",
+  "quick",
+  ALL_MODES,
+  "Chinese from scratch: smoke (CI), quick (< 30 min on 2 cores), full; real "
+  "pretrained weights (experiments/real_weights.py): real, real_smoke (CI).",
+)
+flags.DEFINE_list(
+  "sizes",
+  ["low", "high"],
+  "Real modes: the labeled sizes to run, low (10 per class, 200 sentences) "
+  "and/or high (50 per class, 1,000 sentences).",
+)
+flags.DEFINE_bool(
+  "report_only",
+  False,
+  "Real modes: run no job, write the report of the jobs done so far (of a run "
+  "still going, or cut short: rows not done are left out).",
+)
 for _mode in ALL_MODES:
   flags.DEFINE_bool(_mode, False, f"Same as --mode={_mode}.")
-flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(REPO), "shared", "data"),
-                    "The public data (layout of ../shared/data/README.md).")
+flags.DEFINE_string(
+  "data_dir",
+  os.path.join(os.path.dirname(REPO), "shared", "data"),
+  "The public data (layout of ../shared/data/README.md).",
+)
 flags.DEFINE_string("output_dir", None, "Where every job writes (default output/paper_MODE).")
-flags.DEFINE_list("tasks", list(TASKS), "Tasks to run (Chinese modes: classification, ner; "
-                  "real modes: banking77, conll2003, all when none of these is given).")
+flags.DEFINE_list(
+  "tasks",
+  list(TASKS),
+  "Tasks to run (Chinese modes: classification, ner; "
+  "real modes: banking77, conll2003, all when none of these is given).",
+)
 flags.DEFINE_list("seeds", None, "Seeds to run (default: the mode's).")
-flags.DEFINE_string("report_dir", None,
-                    "Where RESULTS.md, results.png and results.json go (default --output_dir; "
-                    "the committed full run used experiments/).")
+flags.DEFINE_string(
+  "report_dir",
+  None,
+  "Where RESULTS.md, results.png and results.json go (default --output_dir; "
+  "the committed full run used experiments/).",
+)
 
 
 def prepare_classification(data_dir, out, sizes):
   """online_shopping_10_cats -> labeled TSV (label = category) -> split."""
   tsv = os.path.join(out, "all.tsv")
-  csv_to_tsv.run(csv_to_tsv.CsvToTsvConfig(
-      os.path.join(data_dir, "online_shopping_10_cats", "online_shopping_10_cats.csv"), tsv,
-      label_column="cat", text_columns="review", has_header=True))
+  csv_to_tsv.run(
+    csv_to_tsv.CsvToTsvConfig(
+      os.path.join(data_dir, "online_shopping_10_cats", "online_shopping_10_cats.csv"),
+      tsv,
+      label_column="cat",
+      text_columns="review",
+      has_header=True,
+    )
+  )
   num_train, num_test, num_pool = sizes
-  split_dataset.run(split_dataset.SplitDatasetConfig(tsv, out, "tsv", num_train, num_test,
-                                                     seed=12345))
-  labels = sorted({line.split("\t", 1)[0] for line in open(tsv, encoding="utf-8")})
+  split_dataset.run(
+    split_dataset.SplitDatasetConfig(tsv, out, "tsv", num_train, num_test, seed=12345)
+  )
+  labels = sorted(
+    {line.split("\t", 1)[0] for line in pathlib.Path(tsv).read_text(encoding="utf-8").splitlines()}
+  )
   with open(os.path.join(out, "labels.txt"), "w", encoding="utf-8") as f:
     f.write("".join(label + "\n" for label in labels))
   _truncate_pool(out, num_pool, conll=False)
@@ -106,18 +174,27 @@ def prepare_ner(data_dir, out, sizes):
   """CLUENER2020: part of train labeled, the rest the pool; dev is the test set."""
   train, dev = os.path.join(out, "cluener_train.txt"), os.path.join(out, "cluener_dev.txt")
   for split, path in (("train", train), ("dev", dev)):
-    cluener_to_conll.run(cluener_to_conll.CluenerToConllConfig(
-        _cluener_file(data_dir, split), path, skip_bad_lines=True))
+    cluener_to_conll.run(
+      cluener_to_conll.CluenerToConllConfig(
+        _cluener_file(data_dir, split), path, skip_bad_lines=True
+      )
+    )
   num_train, num_test, num_pool = sizes
-  split_dataset.run(split_dataset.SplitDatasetConfig(train, out, "conll", num_train, 0,
-                                                     seed=12345))
+  split_dataset.run(split_dataset.SplitDatasetConfig(train, out, "conll", num_train, 0, seed=12345))
   blocks = list(common.read_conll_blocks(dev))[:num_test]
   with open(os.path.join(out, "test.txt"), "w", encoding="utf-8") as f:
     for block in blocks:
-      common.write_conll_sentence(f, [fields[0] for _, fields in block],
-                                  [fields[-1] for _, fields in block])
-  tags = sorted({fields[-1] for path in (train, dev) for block in common.read_conll_blocks(path)
-                 for _, fields in block})
+      common.write_conll_sentence(
+        f, [fields[0] for _, fields in block], [fields[-1] for _, fields in block]
+      )
+  tags = sorted(
+    {
+      fields[-1]
+      for path in (train, dev)
+      for block in common.read_conll_blocks(path)
+      for _, fields in block
+    }
+  )
   with open(os.path.join(out, "labels.txt"), "w", encoding="utf-8") as f:
     f.write("".join(tag + "\n" for tag in ["O"] + [t for t in tags if t != "O"]))
   _truncate_pool(out, num_pool, conll=True)
@@ -139,22 +216,26 @@ def _truncate_pool(out, num_pool, conll):
   if num_pool is None:
     return
   pool, labels = os.path.join(out, "pool.txt"), os.path.join(out, "pool_labels.txt")
-  lines = open(pool, encoding="utf-8").read().splitlines(keepends=True)
+  lines = pathlib.Path(pool).read_text(encoding="utf-8").splitlines(keepends=True)
   keep = sorted(random.Random(12345).sample(range(len(lines)), min(num_pool, len(lines))))
-  open(pool, "w", encoding="utf-8").write("".join(lines[i] for i in keep))
+  pathlib.Path(pool).write_text("".join(lines[i] for i in keep), encoding="utf-8")
   if conll:
     blocks = list(common.read_conll_blocks(labels))
     with open(labels, "w", encoding="utf-8") as f:
       for i in keep:
         common.write_conll_sentence(f, [x[1][0] for x in blocks[i]], [x[1][-1] for x in blocks[i]])
   else:
-    gold = open(labels, encoding="utf-8").read().splitlines(keepends=True)
-    open(labels, "w", encoding="utf-8").write("".join(gold[i] for i in keep))
+    gold = pathlib.Path(labels).read_text(encoding="utf-8").splitlines(keepends=True)
+    pathlib.Path(labels).write_text("".join(gold[i] for i in keep), encoding="utf-8")
 
 
 # The experiment's rows: the driver's model directories.
-MODEL_DIRS = {"baseline": "baseline", "model_b": "model_b", "model_d": "hard_mlm/round1/model_d",
-              "model_d_from_a": "hard_mlm_from_a/round1/model_d"}
+MODEL_DIRS = {
+  "baseline": "baseline",
+  "model_b": "model_b",
+  "model_d": "hard_mlm/round1/model_d",
+  "model_d_from_a": "hard_mlm_from_a/round1/model_d",
+}
 
 
 def run_seed(task, seed, mode, data, files, out):
@@ -167,32 +248,62 @@ def run_seed(task, seed, mode, data, files, out):
   vocab = os.path.join(FLAGS.data_dir, "bert-base-chinese", "vocab.txt")
   config = os.path.join(work, "bert_config.json")
   modeling.BertConfig(
-      vocab_size=sum(1 for _ in open(vocab, encoding="utf-8")), hidden_size=sizes["hidden"],
-      num_hidden_layers=sizes["layers"], num_attention_heads=sizes["heads"],
-      intermediate_size=sizes["intermediate"], max_position_embeddings=128,
-      initializer_range=sizes["initializer_range"]).to_json_file(config)
+    vocab_size=len(pathlib.Path(vocab).read_text(encoding="utf-8").splitlines()),
+    hidden_size=sizes["hidden"],
+    num_hidden_layers=sizes["layers"],
+    num_attention_heads=sizes["heads"],
+    intermediate_size=sizes["intermediate"],
+    max_position_embeddings=128,
+    initializer_range=sizes["initializer_range"],
+  ).to_json_file(config)
   init = os.path.join(work, "init")
-  pipeline.run_job("init", pipeline.job_command(
-      "run_pretraining", f"--bert_config_file={config}", f"--vocab_file={vocab}",
-      f"--output_dir={init}", "--do_train", "--num_train_steps=0", f"--random_seed={seed}"),
-      os.path.join(work, "logs"))
+  pipeline.run_job(
+    "init",
+    pipeline.job_command(
+      "run_pretraining",
+      f"--bert_config_file={config}",
+      f"--vocab_file={vocab}",
+      f"--output_dir={init}",
+      "--do_train",
+      "--num_train_steps=0",
+      f"--random_seed={seed}",
+    ),
+    os.path.join(work, "logs"),
+  )
   steps = sizes["pretrain_steps"]
-  outcome = pipeline.run(pipeline.PipelineConfig(
-      task=task, work_dir=work, pool=os.path.join(data, "pool.txt"), train_file=files["train"],
-      eval_file=files["test"], label_file=os.path.join(data, "labels.txt"),
-      init_checkpoint=init, vocab_file=vocab, tokenization=spec["tokenization"],
-      max_seq_length=spec["max_seq_length"], pretrain_steps=steps,
-      pretrain_warmup_steps=steps // 10, pretrain_learning_rate=sizes["pretrain_lr"],
-      pretrain_batch_size=sizes["batch"], save_checkpoints_steps=max(steps // 5, 10),
-      finetune_learning_rate=sizes["finetune_lr"], finetune_epochs=sizes["epochs"],
-      finetune_batch_size=sizes["batch"], random_seed=seed, num_shards=2, baseline=True,
+  outcome = pipeline.run(
+    pipeline.PipelineConfig(
+      task=task,
+      work_dir=work,
+      pool=os.path.join(data, "pool.txt"),
+      train_file=files["train"],
+      eval_file=files["test"],
+      label_file=os.path.join(data, "labels.txt"),
+      init_checkpoint=init,
+      vocab_file=vocab,
+      tokenization=spec["tokenization"],
+      max_seq_length=spec["max_seq_length"],
+      pretrain_steps=steps,
+      pretrain_warmup_steps=steps // 10,
+      pretrain_learning_rate=sizes["pretrain_lr"],
+      pretrain_batch_size=sizes["batch"],
+      save_checkpoints_steps=max(steps // 5, 10),
+      finetune_learning_rate=sizes["finetune_lr"],
+      finetune_epochs=sizes["epochs"],
+      finetune_batch_size=sizes["batch"],
+      random_seed=seed,
+      num_shards=2,
+      baseline=True,
       pool_labels=os.path.join(data, "pool_labels.txt"),
-      variants=("hard_mlm", "hard_mlm_from_a")))
-  results = {row: outcome["models"][directory]["results"]
-             for row, directory in MODEL_DIRS.items()}
+      variants=("hard_mlm", "hard_mlm_from_a"),
+    )
+  )
+  results = {row: outcome["models"][directory]["results"] for row, directory in MODEL_DIRS.items()}
   results["pseudo_labels"] = outcome["pseudo_labels"]["round1/pseudo"]["quality"]
-  timings = {"init": pipeline.done_seconds(os.path.join(work, "logs"), "init"),
-             **outcome["timings"]}
+  timings = {
+    "init": pipeline.done_seconds(os.path.join(work, "logs"), "init"),
+    **outcome["timings"],
+  }
   return results, timings
 
 
@@ -208,14 +319,22 @@ def main(argv):
     return
   for needed in ("online_shopping_10_cats", "cluener2020", "bert-base-chinese"):
     if not os.path.isdir(os.path.join(FLAGS.data_dir, needed)):
-      raise SystemExit(f"error: {FLAGS.data_dir}/{needed} not found (--data_dir: the layout of "
-                       "../shared/data/README.md)")
+      raise SystemExit(
+        f"error: {FLAGS.data_dir}/{needed} not found (--data_dir: the layout of "
+        "../shared/data/README.md)"
+      )
   os.makedirs(out, exist_ok=True)
   start = time.time()
   seeds = [int(seed) for seed in FLAGS.seeds or MODES[mode]["seeds"]]
-  summary = {"mode": mode, "sizes": {**MODES[mode], "seeds": seeds},
-             "command": " ".join(["python -m experiments.reproduce_paper", *sys.argv[1:]]),
-             "environment": report.environment(), "tasks": {}, "timings": {}}
+  summary = {
+    "mode": mode,
+    "sizes": {**MODES[mode], "seeds": seeds},
+    "command": " ".join(["python -m experiments.reproduce_paper", *sys.argv[1:]]),
+    "environment": report.environment(),
+    "tasks": {},
+    "timings": {},
+  }
+
   def run_task(task):
     data = os.path.join(out, task, "data")
     if not os.path.exists(os.path.join(data, "labels.txt")):
@@ -253,19 +372,20 @@ def main(argv):
 def run_real(mode, out):
   """The real-weights experiment: REPORT_DIR/results_real.json, then the
   report (experiments/report.py) from it."""
-  tasks = [task for task in FLAGS.tasks if task in real_weights.TASKS] or list(
-      real_weights.TASKS)
+  tasks = [task for task in FLAGS.tasks if task in real_weights.TASKS] or list(real_weights.TASKS)
   unknown = set(FLAGS.sizes) - {"low", "high"}
   if unknown:
     raise SystemExit(f"error: --sizes: unknown {', '.join(sorted(unknown))} (low, high)")
   try:
-    summary = real_weights.run(mode, FLAGS.data_dir, out, tasks, FLAGS.sizes,
-                               FLAGS.report_only)
+    summary = real_weights.run(mode, FLAGS.data_dir, out, tasks, FLAGS.sizes, FLAGS.report_only)
   except pipeline.JobError as e:
     raise SystemExit(f"error: {e}") from None
-  summary = {"mode": summary.pop("mode"),
-             "command": " ".join(["python -m experiments.reproduce_paper", *sys.argv[1:]]),
-             "environment": report.environment(), **summary}
+  summary = {
+    "mode": summary.pop("mode"),
+    "command": " ".join(["python -m experiments.reproduce_paper", *sys.argv[1:]]),
+    "environment": report.environment(),
+    **summary,
+  }
   report_dir = FLAGS.report_dir or out
   os.makedirs(report_dir, exist_ok=True)
   with open(os.path.join(report_dir, "results_real.json"), "w") as f:

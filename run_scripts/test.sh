@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the test suite. On a fresh clone it first creates .venv (Python 3.11)
+# Runs the lint check, then the test suite. On a fresh clone it first creates .venv (Python 3.11)
 # and installs the package with its test and beam extras. Extra arguments go
 # to pytest (e.g. -m 'not slow'); TEST_WORKERS=0 runs the tests in this process.
 set -euo pipefail
@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 source run_scripts/setup_venv.sh
 ensure_venv
 ensure_minilm
+# The lint gate first (ruff.toml): seconds, and a style error fails CI as a test would.
+./run_scripts/lint.sh
 export TF_CPP_MIN_LOG_LEVEL=2
 set +e
 # Two pytest workers (CI has 2 cores; much of a test's time is process

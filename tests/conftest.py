@@ -12,8 +12,7 @@ import tensorflow as tf  # noqa: E402
 # Split the CPU into 2 logical devices before TensorFlow initialises, so that
 # tests can run a real 2-replica MirroredStrategy.
 _cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -39,9 +38,14 @@ def minilm_dir() -> pathlib.Path:
 def run_job(module: str, *args: str, check: bool = True):
   """Runs `python -m bert_pl.<module>` in a subprocess; returns the result."""
   import subprocess
-  result = subprocess.run([sys.executable, "-m", f"bert_pl.{module}", *args],
-                          capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+
+  result = subprocess.run(
+    [sys.executable, "-m", f"bert_pl.{module}", *args],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+  )
   if check and result.returncode != 0:
     raise AssertionError(f"{module} failed ({result.returncode}):\n{result.stderr[-3000:]}")
   return result
@@ -51,12 +55,19 @@ def run_job(module: str, *args: str, check: bool = True):
 def corpus(tmp_path_factory):
   """The generated sample corpus (small) and a vocab built from it."""
   from data_prep import build_vocab, make_sample_corpus
+
   directory = tmp_path_factory.mktemp("corpus")
-  make_sample_corpus.run(make_sample_corpus.MakeSampleCorpusConfig(
-      str(directory), num_unlabeled=12000, num_ner_unlabeled=2000))
-  build_vocab.run(build_vocab.BuildVocabConfig(
+  make_sample_corpus.run(
+    make_sample_corpus.MakeSampleCorpusConfig(
+      str(directory), num_unlabeled=12000, num_ner_unlabeled=2000
+    )
+  )
+  build_vocab.run(
+    build_vocab.BuildVocabConfig(
       f"{directory}/unlabeled.txt,{directory}/train.tsv,{directory}/ner_unlabeled.txt",
-      f"{directory}/vocab.txt"))
+      f"{directory}/vocab.txt",
+    )
+  )
   return directory
 
 
@@ -82,8 +93,10 @@ def kill_when(command, ready, timeout: float = 120.0, delay: float = 0.0) -> Non
   import signal
   import subprocess
   import time
-  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+
+  process = subprocess.Popen(
+    command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  )
   try:
     deadline = time.time() + timeout
     while time.time() < deadline and not ready():
@@ -99,5 +112,7 @@ def kill_when(command, ready, timeout: float = 120.0, delay: float = 0.0) -> Non
 
 def pytest_configure(config):
   config.addinivalue_line(
-      "markers", "slow: over ~30 s (subprocess pipelines, fault tests); deselect with "
-      "-m 'not slow' for a quick run, CI runs them all")
+    "markers",
+    "slow: over ~30 s (subprocess pipelines, fault tests); deselect with "
+    "-m 'not slow' for a quick run, CI runs them all",
+  )

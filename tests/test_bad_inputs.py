@@ -27,11 +27,12 @@ import types
 
 import pytest
 from absl import flags
-
-from bert_pl import cli, create_pretraining_data, errors, finetuning, predict_pseudo_labels
-from conftest import REPO
 from test_finetuning import _finetuning_config
 from test_training import _random_init
+
+from bert_pl import cli, create_pretraining_data, errors, finetuning, predict_pseudo_labels
+
+from conftest import REPO
 
 _PR_CAPBSET_DROP, _CAP_DAC_OVERRIDE = 24, 1
 
@@ -46,14 +47,23 @@ def _drop_root_write_power():
 
 def _run(command, read_only=False, file_size_limit=None):
   """Runs `command` (argv) with the limits asked for; returns the result."""
+
   def limits():
     if read_only:
       _drop_root_write_power()
     if file_size_limit is not None:
       signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
       resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
-  return subprocess.run(command, capture_output=True, text=True, cwd=REPO, preexec_fn=limits,
-                        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, timeout=1800)
+
+  return subprocess.run(
+    command,
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    preexec_fn=limits,
+    env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    timeout=1800,
+  )
 
 
 def _job(module, *args, **limits):
@@ -68,7 +78,7 @@ def _one_error(result, expected):
   lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(lines) == 1, result.stderr[-3000:]
   if isinstance(expected, re.Pattern):
-    assert expected.fullmatch(lines[0][len("error: "):]), lines[0]
+    assert expected.fullmatch(lines[0][len("error: ") :]), lines[0]
   else:
     assert lines[0] == f"error: {expected}"
 
@@ -87,20 +97,38 @@ def tiny(corpus, tmp_path_factory):
   work = tmp_path_factory.mktemp("bad_inputs")
   init = _random_init(corpus, work)
   train = work / "train.tsv"
-  train.write_text("".join((corpus / "train.tsv").read_text(encoding="utf-8")
-                           .splitlines(keepends=True)[:64]), encoding="utf-8")
+  train.write_text(
+    "".join((corpus / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)[:64]),
+    encoding="utf-8",
+  )
   pool = work / "pool" / "pool.txt"
   pool.parent.mkdir()
-  pool.write_text("".join((corpus / "unlabeled.txt").read_text(encoding="utf-8")
-                          .splitlines(keepends=True)[:200]), encoding="utf-8")
-  finetuning.run(_finetuning_config(
-      "classification", init_checkpoint=str(init), train_file=str(train),
-      label_file=str(corpus / "labels.txt"), output_dir=str(work / "classifier"), do_eval=False,
-      num_train_epochs=1.0, max_seq_length=32))
+  pool.write_text(
+    "".join((corpus / "unlabeled.txt").read_text(encoding="utf-8").splitlines(keepends=True)[:200]),
+    encoding="utf-8",
+  )
+  finetuning.run(
+    _finetuning_config(
+      "classification",
+      init_checkpoint=str(init),
+      train_file=str(train),
+      label_file=str(corpus / "labels.txt"),
+      output_dir=str(work / "classifier"),
+      do_eval=False,
+      num_train_epochs=1.0,
+      max_seq_length=32,
+    )
+  )
   return types.SimpleNamespace(
-      config=work / "config.json", vocab=corpus / "vocab.txt", labels=corpus / "labels.txt",
-      tags=corpus / "tags.txt", init=init, classifier=work / "classifier", train=train,
-      pool=pool)
+    config=work / "config.json",
+    vocab=corpus / "vocab.txt",
+    labels=corpus / "labels.txt",
+    tags=corpus / "tags.txt",
+    init=init,
+    classifier=work / "classifier",
+    train=train,
+    pool=pool,
+  )
 
 
 @pytest.fixture
@@ -118,34 +146,62 @@ def read_only_dir(tmp_path):
 
 
 def _data_args(tiny, input_file, output_file, *extra):
-  return ("create_pretraining_data", f"--input_file={input_file}",
-          f"--output_file={output_file}", f"--vocab_file={tiny.vocab}", "--max_seq_length=32",
-          "--max_predictions_per_seq=5", *extra)
+  return (
+    "create_pretraining_data",
+    f"--input_file={input_file}",
+    f"--output_file={output_file}",
+    f"--vocab_file={tiny.vocab}",
+    "--max_seq_length=32",
+    "--max_predictions_per_seq=5",
+    *extra,
+  )
 
 
 def _pretraining_args(tiny, output_dir, *extra):
-  return ("run_pretraining", f"--init_checkpoint={tiny.init}", f"--output_dir={output_dir}",
-          "--do_train", "--num_train_steps=0", *extra)
+  return (
+    "run_pretraining",
+    f"--init_checkpoint={tiny.init}",
+    f"--output_dir={output_dir}",
+    "--do_train",
+    "--num_train_steps=0",
+    *extra,
+  )
 
 
 def _classifier_args(tiny, output_dir, *extra):
-  return ("run_classifier", f"--init_checkpoint={tiny.init}", f"--train_file={tiny.train}",
-          f"--label_file={tiny.labels}", f"--output_dir={output_dir}", "--do_train",
-          "--max_seq_length=32", *extra)
+  return (
+    "run_classifier",
+    f"--init_checkpoint={tiny.init}",
+    f"--train_file={tiny.train}",
+    f"--label_file={tiny.labels}",
+    f"--output_dir={output_dir}",
+    "--do_train",
+    "--max_seq_length=32",
+    *extra,
+  )
 
 
-@pytest.mark.parametrize("job", ["create_pretraining_data", "predict_pseudo_labels",
-                                 "run_classifier", "run_pretraining"])
+@pytest.mark.parametrize(
+  "job", ["create_pretraining_data", "predict_pseudo_labels", "run_classifier", "run_pretraining"]
+)
 def test_read_only_output_directory(tiny, read_only_dir, job):
   out = read_only_dir
   args, where = {
-      "create_pretraining_data": (_data_args(tiny, tiny.pool, out / "data.tfrecord"),
-                                  out / "data.tfrecord"),
-      "predict_pseudo_labels": (("predict_pseudo_labels", f"--model_dir={tiny.classifier}",
-                                 f"--input_file={tiny.pool}", f"--output_dir={out}"),
-                                out / "pool.txt.confidence"),
-      "run_classifier": (_classifier_args(tiny, out / "model"), out / "model"),
-      "run_pretraining": (_pretraining_args(tiny, out), out / "bert_config.json"),
+    "create_pretraining_data": (
+      _data_args(tiny, tiny.pool, out / "data.tfrecord"),
+      out / "data.tfrecord",
+    ),
+    "predict_pseudo_labels": (
+      (
+        "predict_pseudo_labels",
+        f"--model_dir={tiny.classifier}",
+        f"--input_file={tiny.pool}",
+        f"--output_dir={out}",
+      ),
+      out / "pool.txt.confidence",
+    ),
+    "run_classifier": (_classifier_args(tiny, out / "model"), out / "model"),
+    "run_pretraining": (_pretraining_args(tiny, out), out / "bert_config.json"),
   }[job]
   _one_error(_job(*args, read_only=True), f"{where}: cannot write (Permission denied)")
   assert _files(out) == []
@@ -154,22 +210,34 @@ def test_read_only_output_directory(tiny, read_only_dir, job):
 def _shards_size(tiny, tmp_path):
   """The size of the TFRecords of `_data_args` (written here, in-process)."""
   path = tmp_path / "reference.tfrecord"
-  create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
-      str(tiny.pool), str(path), str(tiny.vocab), max_seq_length=32, max_predictions_per_seq=5))
+  create_pretraining_data.run(
+    create_pretraining_data.CreatePretrainingDataConfig(
+      str(tiny.pool), str(path), str(tiny.vocab), max_seq_length=32, max_predictions_per_seq=5
+    )
+  )
   return path.stat().st_size
 
 
 def _pseudo_labels_size(tiny, tmp_path):
   """The size of the pseudo-labeled file of `tiny.pool` (written here, in-process)."""
-  predict_pseudo_labels.run(predict_pseudo_labels.PredictPseudoLabelsConfig(
-      str(tiny.classifier), str(tiny.pool), str(tmp_path / "reference")))
+  predict_pseudo_labels.run(
+    predict_pseudo_labels.PredictPseudoLabelsConfig(
+      str(tiny.classifier), str(tiny.pool), str(tmp_path / "reference")
+    )
+  )
   return (tmp_path / "reference" / "pool.txt").stat().st_size
 
 
-@pytest.mark.parametrize("job,fails_at", [
-    ("create_pretraining_data", "write"), ("create_pretraining_data", "close"),
-    ("predict_pseudo_labels", "write"), ("predict_pseudo_labels", "close"),
-    ("run_pretraining", "checkpoint")])
+@pytest.mark.parametrize(
+  "job,fails_at",
+  [
+    ("create_pretraining_data", "write"),
+    ("create_pretraining_data", "close"),
+    ("predict_pseudo_labels", "write"),
+    ("predict_pseudo_labels", "close"),
+    ("run_pretraining", "checkpoint"),
+  ],
+)
 def test_full_disk(tiny, tmp_path, job, fails_at):
   out = tmp_path / "out"
   if job == "create_pretraining_data":
@@ -177,8 +245,12 @@ def test_full_disk(tiny, tmp_path, job, fails_at):
     args, where, left = _data_args(tiny, tiny.pool, out / "data.tfrecord"), "data.tfrecord", []
   elif job == "predict_pseudo_labels":
     size = _pseudo_labels_size(tiny, tmp_path)
-    args = ("predict_pseudo_labels", f"--model_dir={tiny.classifier}",
-            f"--input_file={tiny.pool}", f"--output_dir={out}")
+    args = (
+      "predict_pseudo_labels",
+      f"--model_dir={tiny.classifier}",
+      f"--input_file={tiny.pool}",
+      f"--output_dir={out}",
+    )
     where, left = "pool.txt", []
   else:
     args, where = _pretraining_args(tiny, out), "ckpt-0"
@@ -191,8 +263,9 @@ def test_full_disk(tiny, tmp_path, job, fails_at):
     assert size % 4096 >= 2  # a last, partly filled buffer
     limit = size - size % 4096 // 2
   what = "cannot write the checkpoint" if job == "run_pretraining" else "cannot write"
-  _one_error(_job(*args, file_size_limit=limit),
-             f"{out / where}: {what}, out of disk space (File too large)")
+  _one_error(
+    _job(*args, file_size_limit=limit), f"{out / where}: {what}, out of disk space (File too large)"
+  )
   assert _files(out) == left
 
 
@@ -201,50 +274,84 @@ def test_directory_of_garbage_as_init_checkpoint(tiny, tmp_path, garbage):
   """Random bytes under a checkpoint's names: the file that is not one is named."""
   directory = tmp_path / "garbage"
   directory.mkdir()
-  names = {"checkpoint": ["checkpoint", "bert_model.ckpt.index", "model.safetensors"],
-           "bert_model.ckpt": ["bert_model.ckpt.index", "bert_model.ckpt.data-00000-of-00001",
-                               "model.safetensors"],
-           "model.safetensors": ["model.safetensors"]}[garbage]
+  names = {
+    "checkpoint": ["checkpoint", "bert_model.ckpt.index", "model.safetensors"],
+    "bert_model.ckpt": [
+      "bert_model.ckpt.index",
+      "bert_model.ckpt.data-00000-of-00001",
+      "model.safetensors",
+    ],
+    "model.safetensors": ["model.safetensors"],
+  }[garbage]
   for i, name in enumerate(names):
-    (directory / name).write_bytes(bytes([0xff - i]) + os.urandom(299))
+    (directory / name).write_bytes(bytes([0xFF - i]) + os.urandom(299))
   out = tmp_path / "out"
-  result = _job("run_pretraining", f"--init_checkpoint={directory}",
-                f"--bert_config_file={tiny.config}", f"--vocab_file={tiny.vocab}",
-                f"--output_dir={out}", "--do_train", "--num_train_steps=0")
-  reason = {"checkpoint": r"invalid UTF-8: invalid start byte at byte 0",
-            "bert_model.ckpt": r"not an sstable \(bad magic number\)",
-            "model.safetensors": r".+"}[garbage]
-  _one_error(result, re.compile(rf"{re.escape(str(directory / garbage))}: not a readable "
-                                rf"checkpoint \({reason}\)"))
+  result = _job(
+    "run_pretraining",
+    f"--init_checkpoint={directory}",
+    f"--bert_config_file={tiny.config}",
+    f"--vocab_file={tiny.vocab}",
+    f"--output_dir={out}",
+    "--do_train",
+    "--num_train_steps=0",
+  )
+  reason = {
+    "checkpoint": r"invalid UTF-8: invalid start byte at byte 0",
+    "bert_model.ckpt": r"not an sstable \(bad magic number\)",
+    "model.safetensors": r".+",
+  }[garbage]
+  _one_error(
+    result,
+    re.compile(
+      rf"{re.escape(str(directory / garbage))}: not a readable "
+      rf"checkpoint \({reason}\)"
+    ),
+  )
   assert _files(out) == []
 
 
-@pytest.mark.parametrize("change,message", [
+@pytest.mark.parametrize(
+  "change,message",
+  [
     ({"vocab_size": None}, "no vocab_size (the size of the model's vocab.txt)"),
     ({"vocab_size": "abc"}, "vocab_size must be a positive integer, got 'abc'"),
-    ({"hidden_dropout_prob": "0.1"}, "hidden_dropout_prob must be a number in [0, 1), got '0.1'")])
+    ({"hidden_dropout_prob": "0.1"}, "hidden_dropout_prob must be a number in [0, 1), got '0.1'"),
+  ],
+)
 def test_bad_bert_config(tiny, tmp_path, change, message):
   values = json.loads(tiny.config.read_text())
   values.update(change)
   config = tmp_path / "bert_config.json"
   config.write_text(json.dumps({k: v for k, v in values.items() if v is not None}))
   out = tmp_path / "out"
-  _one_error(_job("run_pretraining", f"--bert_config_file={config}",
-                  f"--vocab_file={tiny.vocab}", f"--output_dir={out}", "--do_train",
-                  "--num_train_steps=0"), f"{config}: {message}")
+  _one_error(
+    _job(
+      "run_pretraining",
+      f"--bert_config_file={config}",
+      f"--vocab_file={tiny.vocab}",
+      f"--output_dir={out}",
+      "--do_train",
+      "--num_train_steps=0",
+    ),
+    f"{config}: {message}",
+  )
   assert _files(out) == []
 
 
 def test_max_seq_length_too_small_for_cls_and_sep(tiny, tmp_path):
   out = tmp_path / "out"
-  _one_error(_job(*_classifier_args(tiny, out, "--max_seq_length=2")),
-             "--max_seq_length=2: must be >= 3 ([CLS], a token, [SEP])")
+  _one_error(
+    _job(*_classifier_args(tiny, out, "--max_seq_length=2")),
+    "--max_seq_length=2: must be >= 3 ([CLS], a token, [SEP])",
+  )
   # Three fields need three [SEP]s: the line that has them is named.
   fields = tmp_path / "fields.txt"
   fields.write_text("甲乙丙\n甲\t乙\t丙\n", encoding="utf-8")
-  _one_error(_job(*_data_args(tiny, fields, out / "data.tfrecord", "--max_seq_length=4")),
-             f"{fields}:2: 3 fields need --max_seq_length >= 5 ([CLS], a [SEP] after each "
-             "field, a token), got 4")
+  _one_error(
+    _job(*_data_args(tiny, fields, out / "data.tfrecord", "--max_seq_length=4")),
+    f"{fields}:2: 3 fields need --max_seq_length >= 5 ([CLS], a [SEP] after each "
+    "field, a token), got 4",
+  )
   assert _files(out) == []
 
 
@@ -255,29 +362,43 @@ def test_output_over_the_input(tiny, tmp_path):
   pool.mkdir()
   text = tiny.pool.read_text(encoding="utf-8")
   (pool / "a.txt").write_text(text, encoding="utf-8")
-  _one_error(_job("predict_pseudo_labels", f"--model_dir={tiny.classifier}",
-                  f"--input_file={pool}/*.txt", f"--output_dir={pool}"),
-             f"{pool}/a.txt: an input file, which --output_dir={pool} (outputs take their "
-             "input's name) would overwrite; write the outputs elsewhere")
-  _one_error(_job(*_data_args(tiny, pool / "a.txt", pool / "a.txt")),
-             f"{pool}/a.txt: an input file, which --output_file={pool}/a.txt would overwrite; "
-             "write the outputs elsewhere")
+  _one_error(
+    _job(
+      "predict_pseudo_labels",
+      f"--model_dir={tiny.classifier}",
+      f"--input_file={pool}/*.txt",
+      f"--output_dir={pool}",
+    ),
+    f"{pool}/a.txt: an input file, which --output_dir={pool} (outputs take their "
+    "input's name) would overwrite; write the outputs elsewhere",
+  )
+  _one_error(
+    _job(*_data_args(tiny, pool / "a.txt", pool / "a.txt")),
+    f"{pool}/a.txt: an input file, which --output_file={pool}/a.txt would overwrite; "
+    "write the outputs elsewhere",
+  )
   assert _files(pool) == ["a.txt"] and (pool / "a.txt").read_text(encoding="utf-8") == text
 
 
 def test_directory_as_input_file(tiny, tmp_path):
   out = tmp_path / "out"
   directory = tiny.pool.parent
-  _one_error(_job(*_data_args(tiny, directory, out / "data.tfrecord")),
-             f"{directory}: a directory, not a file (for the files in it, give {directory}/*)")
+  _one_error(
+    _job(*_data_args(tiny, directory, out / "data.tfrecord")),
+    f"{directory}: a directory, not a file (for the files in it, give {directory}/*)",
+  )
   assert _files(out) == []
 
 
-@pytest.mark.parametrize("args,message", [
+@pytest.mark.parametrize(
+  "args,message",
+  [
     (("--learning_rate=-0.001",), "--learning_rate=-0.001: must be > 0"),
     (("--train_batch_size=0",), "--train_batch_size=0: must be >= 1"),
     (("--num_train_epochs=0",), "--num_train_epochs=0.0: must be > 0"),
-    (("--num_train_epochs=-2",), "--num_train_epochs=-2.0: must be > 0")])
+    (("--num_train_epochs=-2",), "--num_train_epochs=-2.0: must be > 0"),
+  ],
+)
 def test_bad_training_numbers(tiny, tmp_path, args, message):
   out = tmp_path / "out"
   _one_error(_job(*_classifier_args(tiny, out, *args)), message)
@@ -288,9 +409,19 @@ def test_unknown_ner_tag_is_reported_at_its_line(tiny, tmp_path):
   data = tmp_path / "pseudo.txt"
   data.write_text("甲 B-FLAVOR\n乙 I-FLAVOR\n丙 O\n丁 B-BOGUS\n\n", encoding="utf-8")
   out = tmp_path / "out"
-  _one_error(_job(*_data_args(tiny, data, out / "data.tfrecord", "--task=ner",
-                              f"--label_file={tiny.tags}", "--tokenization=char")),
-             f"{data}:4: tag 'B-BOGUS' is not in the label file")
+  _one_error(
+    _job(
+      *_data_args(
+        tiny,
+        data,
+        out / "data.tfrecord",
+        "--task=ner",
+        f"--label_file={tiny.tags}",
+        "--tokenization=char",
+      )
+    ),
+    f"{data}:4: tag 'B-BOGUS' is not in the label file",
+  )
   assert _files(out) == []
 
 
@@ -298,13 +429,15 @@ def test_a_genuine_bug_keeps_its_traceback(tiny, tmp_path):
   """A ValueError from the code, not from the input, is not an input error:
   traceback and exit code 1, no `error:` line."""
   out = tmp_path / "data.tfrecord"
-  code = ("import sys\n"
-          "from bert_pl import create_pretraining_data, masking\n"
-          "def bug(*args, **kwargs):\n"
-          "  raise ValueError('a bug in the masking')\n"
-          "masking.Masker.mask = bug\n"
-          f"sys.argv = {list(map(str, _data_args(tiny, tiny.pool, out)))!r}\n"
-          "create_pretraining_data.run_main()\n")
+  code = (
+    "import sys\n"
+    "from bert_pl import create_pretraining_data, masking\n"
+    "def bug(*args, **kwargs):\n"
+    "  raise ValueError('a bug in the masking')\n"
+    "masking.Masker.mask = bug\n"
+    f"sys.argv = {list(map(str, _data_args(tiny, tiny.pool, out)))!r}\n"
+    "create_pretraining_data.run_main()\n"
+  )
   result = _run([sys.executable, "-c", code])
   assert result.returncode == 1, result.stderr[-3000:]
   assert "Traceback" in result.stderr and "ValueError: a bug in the masking" in result.stderr
@@ -324,8 +457,9 @@ def test_cli_run_one_line_for_input_errors_only(monkeypatch, capsys):
     cli.run(bad_input)
   stderr = capsys.readouterr().err
   assert exit_.value.code == 2 and "Traceback" not in stderr
-  assert [l for l in stderr.splitlines() if l.startswith("error:")] == [
-      "error: out/x: cannot write (Permission denied)"]
+  assert [s for s in stderr.splitlines() if s.startswith("error:")] == [
+    "error: out/x: cannot write (Permission denied)"
+  ]
   with pytest.raises(ValueError, match="a bug"):  # a process prints it, exits with 1
     cli.run(bug)
   monkeypatch.setattr(sys, "argv", ["job", "--verbose"])
@@ -336,4 +470,5 @@ def test_cli_run_one_line_for_input_errors_only(monkeypatch, capsys):
     flags.FLAGS.verbose = False
   stderr = capsys.readouterr().err
   assert "Traceback" in stderr and stderr.rstrip().endswith(
-      "error: out/x: cannot write (Permission denied)")
+    "error: out/x: cannot write (Permission denied)"
+  )

@@ -17,8 +17,9 @@ def _brute_force(potentials, tag_ids, length, transitions):
     return 0.0, [0] * potentials.shape[0]
 
   def score(tags):
-    return (sum(potentials[t, tag] for t, tag in enumerate(tags)) +
-            sum(transitions[a, b] for a, b in zip(tags, tags[1:])))
+    return sum(potentials[t, tag] for t, tag in enumerate(tags)) + sum(
+      transitions[a, b] for a, b in zip(tags, tags[1:])
+    )
 
   paths = list(itertools.product(range(NUM_TAGS), repeat=length))
   scores = np.array([score(p) for p in paths])
@@ -50,16 +51,18 @@ def test_matches_brute_force(use_scan, seq_length, lengths):
   layer = _layer(use_scan)
   potentials, tag_ids, lengths = _batch(seq_length, lengths)
   # Unknown shapes: tfa's run-time tf.cond on max_seq_len == 1 is exercised.
-  specs = [tf.TensorSpec([None, None, NUM_TAGS]), tf.TensorSpec([None, None], tf.int32),
-           tf.TensorSpec([None], tf.int32)]
+  specs = [
+    tf.TensorSpec([None, None, NUM_TAGS]),
+    tf.TensorSpec([None, None], tf.int32),
+    tf.TensorSpec([None], tf.int32),
+  ]
   log_likelihood = tf.function(layer.log_likelihood, input_signature=specs)
   decode = tf.function(layer, input_signature=[specs[0], specs[2]])
 
   got_ll = log_likelihood(potentials, tag_ids, lengths).numpy()
   got_tags = decode(potentials, lengths).numpy()
   for i, length in enumerate(lengths):
-    want_ll, want_tags = _brute_force(potentials[i], tag_ids[i], length,
-                                      layer.transitions.numpy())
+    want_ll, want_tags = _brute_force(potentials[i], tag_ids[i], length, layer.transitions.numpy())
     np.testing.assert_allclose(got_ll[i], want_ll, atol=1e-5)
     assert got_tags[i].tolist() == want_tags
   assert got_tags.dtype == np.int32
@@ -70,8 +73,9 @@ def test_matches_brute_force(use_scan, seq_length, lengths):
   if seq_length == 4:
     viterbi_p = layer.sequence_probability(potentials[:1], got_tags[:1], lengths[:1])
     paths = np.array(list(itertools.product(range(NUM_TAGS), repeat=4)), np.int32)
-    all_p = layer.sequence_probability(np.repeat(potentials[:1], len(paths), 0), paths,
-                                       np.full([len(paths)], 4, np.int32)).numpy()
+    all_p = layer.sequence_probability(
+      np.repeat(potentials[:1], len(paths), 0), paths, np.full([len(paths)], 4, np.int32)
+    ).numpy()
     np.testing.assert_allclose(all_p.sum(), 1.0, atol=1e-5)
     np.testing.assert_allclose(viterbi_p.numpy()[0], all_p.max(), atol=1e-6)
 
@@ -99,8 +103,7 @@ def test_training_learns_the_transition_rule():
   def train_step():
     with tf.GradientTape() as tape:
       log_likelihood = layer.log_likelihood(dense(features), tags, lengths)
-      loss = tf.nn.compute_average_loss(-log_likelihood,
-                                        global_batch_size=len(features))
+      loss = tf.nn.compute_average_loss(-log_likelihood, global_batch_size=len(features))
     variables = dense.trainable_variables + layer.trainable_variables
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return loss
@@ -133,8 +136,9 @@ def _one_step(strategy, batch, kernel):
     with tf.GradientTape() as tape:
       log_likelihood = layer.log_likelihood(dense(features), tags, lengths)
       # Not len(features): that is this replica's share.
-      loss = tf.nn.compute_average_loss(-log_likelihood, sample_weight=weights,
-                                        global_batch_size=global_batch_size)
+      loss = tf.nn.compute_average_loss(
+        -log_likelihood, sample_weight=weights, global_batch_size=global_batch_size
+      )
     variables = dense.trainable_variables + layer.trainable_variables
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return loss
@@ -200,7 +204,6 @@ def _layer_like(layer):
 
 
 class _Tagger(tf.Module):
-
   def __init__(self):
     super().__init__()
     self.dense = tf.keras.layers.Dense(NUM_TAGS)
@@ -258,9 +261,11 @@ def test_upstream_bug_still_there_tfa_crf_gradient_fails_under_xla():
   except tf.errors.InvalidArgumentError as e:
     assert "FakeParam" in str(e), f"the upstream bug now fails otherwise: {str(e)[:300]}"
   else:
-    pytest.fail("upstream bug fixed: the gradient of tensorflow-addons' crf_log_likelihood now "
-                "compiles under XLA; update crf.py's XLA note (use_scan may be unneeded) and "
-                "delete this test")
+    pytest.fail(
+      "upstream bug fixed: the gradient of tensorflow-addons' crf_log_likelihood now "
+      "compiles under XLA; update crf.py's XLA note (use_scan may be unneeded) and "
+      "delete this test"
+    )
 
 
 def test_xla():
@@ -269,15 +274,20 @@ def test_xla():
   # tfa: the log-likelihood compiles (its gradient does not: the test above).
   tfa_layer = _layer(use_scan=False)
   forward = tf.function(tfa_layer.log_likelihood, jit_compile=True)
-  np.testing.assert_allclose(forward(potentials, tag_ids, lengths),
-                             tfa_layer.log_likelihood(potentials, tag_ids, lengths), atol=1e-6)
+  np.testing.assert_allclose(
+    forward(potentials, tag_ids, lengths),
+    tfa_layer.log_likelihood(potentials, tag_ids, lengths),
+    atol=1e-6,
+  )
 
   # use_scan: the same numbers, gradients included, under XLA; also for a
   # length-1 batch (where tfa's gradient of the transitions is None).
   scan_layer = _layer(use_scan=True)
   jitted = tf.function(_loss_and_grads, jit_compile=True)
-  for args in [(potentials, tag_ids, lengths),
-               (potentials[:, :1], tag_ids[:, :1], np.minimum(lengths, 1))]:
+  for args in [
+    (potentials, tag_ids, lengths),
+    (potentials[:, :1], tag_ids[:, :1], np.minimum(lengths, 1)),
+  ]:
     want = _loss_and_grads(tfa_layer, *args)
     got = jitted(scan_layer, *args)
     for a, b in zip(want, got):
@@ -285,5 +295,6 @@ def test_xla():
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
 
   # Decoding (tfa) compiles as is.
-  np.testing.assert_array_equal(tf.function(tfa_layer, jit_compile=True)(potentials, lengths),
-                                tfa_layer(potentials, lengths))
+  np.testing.assert_array_equal(
+    tf.function(tfa_layer, jit_compile=True)(potentials, lengths), tfa_layer(potentials, lengths)
+  )

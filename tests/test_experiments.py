@@ -10,16 +10,25 @@ import pytest
 
 from conftest import REPO, shared_path
 
-
 # The smoke mode's sizes (experiments/reproduce_paper.py MODES["smoke"]):
 # labeled train / test / pool per task, fine-tuning epochs and batch,
 # pre-training steps; every job the driver runs for one seed.
 SIZES = {"classification": [200, 300, 1500], "ner": [150, 200, 600]}
 EPOCHS, BATCH, PRETRAIN_STEPS = 2, 32, 40
 ROWS = ("baseline", "model_b", "model_d", "model_d_from_a")
-JOBS = {"init", "data", "model_a", "model_b", "baseline", "round1.pseudo", "round1.records_mlm",
-        "hard_mlm.round1.model_c", "hard_mlm.round1.model_d", "hard_mlm_from_a.round1.model_c",
-        "hard_mlm_from_a.round1.model_d"}
+JOBS = {
+  "init",
+  "data",
+  "model_a",
+  "model_b",
+  "baseline",
+  "round1.pseudo",
+  "round1.records_mlm",
+  "hard_mlm.round1.model_c",
+  "hard_mlm.round1.model_d",
+  "hard_mlm_from_a.round1.model_c",
+  "hard_mlm_from_a.round1.model_d",
+}
 
 
 def _conll_sentences(path):
@@ -81,8 +90,9 @@ def _check_task(task, seed, summary, out):
   confidences = [float(v) for v in pseudo.with_name("pool.txt.confidence").read_text().split()]
   assert len(confidences) == pool and all(0.0 <= c <= 1.0 for c in confidences)
   # Step 4's records: one per pool example (dupe_factor 1), with its pseudo-label.
-  manifest = json.loads((work / "round1" / "records_mlm" / "pool.tfrecord.manifest.json")
-                        .read_text())
+  manifest = json.loads(
+    (work / "round1" / "records_mlm" / "pool.tfrecord.manifest.json").read_text()
+  )
   assert manifest["records"] == pool and manifest["task"] == task
   assert manifest["labels"] == labels
   assert ("label_ids" if task == "classification" else "tag_ids") in manifest["features"]
@@ -99,22 +109,34 @@ def test_smoke_run_writes_every_row_and_resumes(tmp_path):
   for needed in ("online_shopping_10_cats", "cluener2020", "bert-base-chinese"):
     shared_path(needed)
   report_dir = tmp_path / "report"
-  command = [sys.executable, "-m", "experiments.reproduce_paper", "--smoke", "--seeds=7",
-             f"--data_dir={data_dir}", f"--output_dir={tmp_path}", f"--report_dir={report_dir}"]
+  command = [
+    sys.executable,
+    "-m",
+    "experiments.reproduce_paper",
+    "--smoke",
+    "--seeds=7",
+    f"--data_dir={data_dir}",
+    f"--output_dir={tmp_path}",
+    f"--report_dir={report_dir}",
+  ]
   first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200)
   assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
   summary = json.loads((report_dir / "results.json").read_text())
   assert set(summary["tasks"]) == {"classification", "ner"} and summary["mode"] == "smoke"
   assert summary["sizes"]["seeds"] == [7]
   assert {task: summary["sizes"][task] for task in SIZES} == SIZES
-  assert (summary["sizes"]["epochs"], summary["sizes"]["batch"],
-          summary["sizes"]["pretrain_steps"]) == (EPOCHS, BATCH, PRETRAIN_STEPS)
+  assert (
+    summary["sizes"]["epochs"],
+    summary["sizes"]["batch"],
+    summary["sizes"]["pretrain_steps"],
+  ) == (EPOCHS, BATCH, PRETRAIN_STEPS)
   for task in SIZES:
     assert set(summary["tasks"][task]) == {"seed7"}
     _check_task(task, summary["tasks"][task]["seed7"], summary, tmp_path)
   # The pool is drawn across the (category-sorted) data set, not its first rows.
-  labels = (tmp_path / "classification" / "data" / "pool_labels.txt").read_text(
-      encoding="utf-8").split()
+  labels = (
+    (tmp_path / "classification" / "data" / "pool_labels.txt").read_text(encoding="utf-8").split()
+  )
   assert len(set(labels)) == 10
   markdown = (report_dir / "RESULTS.md").read_text(encoding="utf-8")
   assert "| Model-D, step 4 from Model-A instead |" in markdown
@@ -122,27 +144,48 @@ def test_smoke_run_writes_every_row_and_resumes(tmp_path):
   assert (report_dir / "results.png").stat().st_size > 10000
   # A re-run finds every job done (no job runs: its done-marker is not
   # rewritten) and only rewrites the report.
-  markers = {path: (path.stat().st_mtime_ns, path.read_text())
-             for path in tmp_path.glob("*/seed7/logs/*.done")}
+  markers = {
+    path: (path.stat().st_mtime_ns, path.read_text())
+    for path in tmp_path.glob("*/seed7/logs/*.done")
+  }
   assert len(markers) == 2 * len(JOBS)
   again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert again.returncode == 0, again.stderr[-3000:]
   assert "===" not in again.stdout
-  assert {path: (path.stat().st_mtime_ns, path.read_text())
-          for path in tmp_path.glob("*/seed7/logs/*.done")} == markers
+  assert {
+    path: (path.stat().st_mtime_ns, path.read_text())
+    for path in tmp_path.glob("*/seed7/logs/*.done")
+  } == markers
   assert json.loads((report_dir / "results.json").read_text())["tasks"] == summary["tasks"]
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--mode=smoke"], "error: {data_dir}/cluener2020 not found (--data_dir: the layout of "
-                       "../shared/data/README.md)"),
-    (["--smoke", "--full"], "error: choose one of --smoke --full")])
+@pytest.mark.parametrize(
+  "flags, message",
+  [
+    (
+      ["--mode=smoke"],
+      "error: {data_dir}/cluener2020 not found (--data_dir: the layout of "
+      "../shared/data/README.md)",
+    ),
+    (["--smoke", "--full"], "error: choose one of --smoke --full"),
+  ],
+)
 def test_bad_input_is_a_one_line_error(flags, message, tmp_path):
   (tmp_path / "online_shopping_10_cats").mkdir()
-  result = subprocess.run([sys.executable, "-m", "experiments.reproduce_paper", *flags,
-                           f"--data_dir={tmp_path}", f"--output_dir={tmp_path / 'out'}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "experiments.reproduce_paper",
+      *flags,
+      f"--data_dir={tmp_path}",
+      f"--output_dir={tmp_path / 'out'}",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1] == message.format(data_dir=tmp_path)
   assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
-

@@ -14,17 +14,24 @@ def test_real_minilm_weights_match_reference(tmp_path):
   input_file = tmp_path / "input.txt"
   input_file.write_text("".join(e["text"] + "\n" for e in examples), encoding="utf-8")
   output_file = tmp_path / "features.jsonl"
-  result = run_job("extract_features", f"--input_file={input_file}",
-                   f"--output_file={output_file}", f"--init_checkpoint={minilm_dir()}",
-                   f"--max_seq_length={reference['max_seq_length']}", "--layers=-1,-2",
-                   "--batch_size=3")
+  result = run_job(
+    "extract_features",
+    f"--input_file={input_file}",
+    f"--output_file={output_file}",
+    f"--init_checkpoint={minilm_dir()}",
+    f"--max_seq_length={reference['max_seq_length']}",
+    "--layers=-1,-2",
+    "--batch_size=3",
+  )
   assert "read 8 lines, wrote 8 examples" in result.stdout
   lines = [json.loads(line) for line in output_file.read_text().splitlines()]
   assert [line["linex_index"] for line in lines] == list(range(8))
   for line, example in zip(lines, examples):
     assert line["input_ids"] == example["input_ids"]
     tokens = [f["token"] for f in line["features"]]
-    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and len(tokens) == len(example["input_ids"])
+    assert (
+      tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and len(tokens) == len(example["input_ids"])
+    )
     assert [layer["index"] for layer in line["features"][0]["layers"]] == [-1, -2]
     last = np.array([f["layers"][0]["values"] for f in line["features"]])
     assert last.shape == (len(tokens), 384)
@@ -38,16 +45,35 @@ def test_pairs_and_bad_input(tmp_path):
   input_file = tmp_path / "pairs.txt"
   input_file.write_text("a man ||| a dog\nsingle text\n", encoding="utf-8")
   output_file = tmp_path / "out.jsonl"
-  run_job("extract_features", f"--input_file={input_file}", f"--output_file={output_file}",
-          f"--init_checkpoint={minilm_dir()}", "--layers=-1", "--num_hidden_layers=2")
+  run_job(
+    "extract_features",
+    f"--input_file={input_file}",
+    f"--output_file={output_file}",
+    f"--init_checkpoint={minilm_dir()}",
+    "--layers=-1",
+    "--num_hidden_layers=2",
+  )
   pair, single = [json.loads(line) for line in output_file.read_text().splitlines()]
-  assert [f["token"] for f in pair["features"]] == ["[CLS]", "a", "man", "[SEP]", "a", "dog", "[SEP]"]
+  assert [f["token"] for f in pair["features"]] == [
+    "[CLS]",
+    "a",
+    "man",
+    "[SEP]",
+    "a",
+    "dog",
+    "[SEP]",
+  ]
   assert [f["token"] for f in single["features"]] == ["[CLS]", "single", "text", "[SEP]"]
 
   bad = tmp_path / "bad.txt"
   bad.write_bytes(b"fine\n\xff\xfe broken\n")
-  result = run_job("extract_features", f"--input_file={bad}", f"--output_file={output_file}.2",
-                   f"--init_checkpoint={minilm_dir()}", check=False)
+  result = run_job(
+    "extract_features",
+    f"--input_file={bad}",
+    f"--output_file={output_file}.2",
+    f"--init_checkpoint={minilm_dir()}",
+    check=False,
+  )
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert f"error: {bad}:2: invalid UTF-8" in result.stderr
   assert not (tmp_path / "out.jsonl.2").exists()

@@ -12,11 +12,12 @@ import shutil
 import types
 
 import pytest
-
-from bert_pl import cli, errors, export_saved_model, finetuning, model_dir, predict_pseudo_labels
-from conftest import run_job
 from test_finetuning import _finetuning_config
 from test_training import _random_init, _tiny_config
+
+from bert_pl import cli, errors, export_saved_model, finetuning, model_dir, predict_pseudo_labels
+
+from conftest import run_job
 
 SEQ = 32  # the tagger's max_seq_length: 30 characters of a sentence are seen
 TAGGER = dict(tokenization="char", max_seq_length=SEQ, label_file="tags.txt")
@@ -30,24 +31,35 @@ def tagger(corpus, tmp_path_factory):
   work = tmp_path_factory.mktemp("model_dir")
   init = _random_init(corpus, work)
   model = work / "ner"
-  results = finetuning.run(_finetuning_config(
-      "ner", init_checkpoint=str(init), train_file=str(corpus / "ner_train.txt"),
-      eval_file=str(corpus / "ner_test.txt"), output_dir=str(model), num_train_epochs=1.0,
-      **dict(TAGGER, label_file=str(corpus / "tags.txt"))))
+  results = finetuning.run(
+    _finetuning_config(
+      "ner",
+      init_checkpoint=str(init),
+      train_file=str(corpus / "ner_train.txt"),
+      eval_file=str(corpus / "ner_test.txt"),
+      output_dir=str(model),
+      num_train_epochs=1.0,
+      **dict(TAGGER, label_file=str(corpus / "tags.txt")),
+    )
+  )
   assert results["truncated_sentences"] > 0  # some test sentences are longer than 30
   return types.SimpleNamespace(work=work, init=init, model=model, files=_files(model))
 
 
 def _files(directory: pathlib.Path):
-  return {p.relative_to(directory).as_posix(): p.read_bytes()
-          for p in sorted(directory.rglob("*")) if p.is_file()}
+  return {
+    p.relative_to(directory).as_posix(): p.read_bytes()
+    for p in sorted(directory.rglob("*"))
+    if p.is_file()
+  }
 
 
 def _not_given(task, **values):
   """The config of a run that restates nothing: every setting None (not
   given, as `finetuning.make_main` builds it), no training."""
-  return _finetuning_config(task, **dict(dict.fromkeys(model_dir.SETTINGS), do_train=False,
-                                         **values))
+  return _finetuning_config(
+    task, **dict(dict.fromkeys(model_dir.SETTINGS), do_train=False, **values)
+  )
 
 
 def _one_error(result) -> str:
@@ -59,13 +71,23 @@ def _one_error(result) -> str:
 
 def test_eval_and_predict_only_runs_change_nothing_but_their_outputs(corpus, tagger, tmp_path):
   pool = tmp_path / "pool.txt"
-  pool.write_text("".join((corpus / "ner_unlabeled.txt").read_text(encoding="utf-8")
-                          .splitlines(keepends=True)[:50]), encoding="utf-8")
+  pool.write_text(
+    "".join(
+      (corpus / "ner_unlabeled.txt").read_text(encoding="utf-8").splitlines(keepends=True)[:50]
+    ),
+    encoding="utf-8",
+  )
   model = tmp_path / "model"
   shutil.copytree(tagger.model, model)
   # Today's bug: this rewrote task.json with the flags' defaults (wordpiece, 128).
-  run_job("run_ner", "--do_eval", "--do_predict", f"--eval_file={corpus}/ner_test.txt",
-          f"--predict_file={pool}", f"--output_dir={model}")
+  run_job(
+    "run_ner",
+    "--do_eval",
+    "--do_predict",
+    f"--eval_file={corpus}/ner_test.txt",
+    f"--predict_file={pool}",
+    f"--output_dir={model}",
+  )
   after = _files(model)
   outputs = {"predictions.txt", "predictions.txt.confidence"}
   assert set(after) == set(tagger.files) | outputs  # nothing else written, no .tmp left
@@ -79,62 +101,100 @@ def test_eval_and_predict_only_runs_change_nothing_but_their_outputs(corpus, tag
 
 
 def test_a_contradicting_flag_is_an_error_naming_both_values(corpus, tagger):
-  result = run_job("run_ner", "--do_eval", f"--eval_file={corpus}/ner_test.txt",
-                   f"--output_dir={tagger.model}", "--max_seq_length=128", check=False)
-  assert _one_error(result) == (f"error: {tagger.model}/task.json: max_seq_length is {SEQ} "
-                                "there, --max_seq_length=128 given")
+  result = run_job(
+    "run_ner",
+    "--do_eval",
+    f"--eval_file={corpus}/ner_test.txt",
+    f"--output_dir={tagger.model}",
+    "--max_seq_length=128",
+    check=False,
+  )
+  assert _one_error(result) == (
+    f"error: {tagger.model}/task.json: max_seq_length is {SEQ} there, --max_seq_length=128 given"
+  )
   assert _files(tagger.model) == tagger.files
   # A flag restating the model's value is fine; one that differs is not, in
   # every job that reads a model directory.
-  eval_only = _not_given("ner", eval_file=str(corpus / "ner_test.txt"),
-                         output_dir=str(tagger.model))
-  with pytest.raises(model_dir.ModelDirError, match=r"task.json: tokenization is char there, "
-                     r"--tokenization=wordpiece given$"):
+  eval_only = _not_given(
+    "ner", eval_file=str(corpus / "ner_test.txt"), output_dir=str(tagger.model)
+  )
+  with pytest.raises(
+    model_dir.ModelDirError,
+    match=r"task.json: tokenization is char there, "
+    r"--tokenization=wordpiece given$",
+  ):
     finetuning.run(dataclasses.replace(eval_only, tokenization="wordpiece", max_seq_length=SEQ))
-  with pytest.raises(model_dir.ModelDirError, match=r"task.json: other labels than "
-                     r"--label_file=.*labels.txt \(9 there, 20 given; label 1 is 'O' there"):
+  with pytest.raises(
+    model_dir.ModelDirError,
+    match=r"task.json: other labels than "
+    r"--label_file=.*labels.txt \(9 there, 20 given; label 1 is 'O' there",
+  ):
     finetuning.run(dataclasses.replace(eval_only, label_file=str(corpus / "labels.txt")))
-  with pytest.raises(model_dir.ModelDirError,
-                     match=r"task.json: max_seq_length is 32 there, --max_seq_length=64 given"):
-    predict_pseudo_labels.PseudoLabeler(predict_pseudo_labels.PredictPseudoLabelsConfig(
-        str(tagger.model), "", "", max_seq_length=64))
-  with pytest.raises(model_dir.ModelDirError,
-                     match=r"task.json: max_seq_length is 32 there, --max_seq_length=128 given"):
-    export_saved_model.run(export_saved_model.ExportSavedModelConfig(
-        model_dir=str(tagger.model), export_dir=str(tagger.work / "export"), max_seq_length=128))
+  with pytest.raises(
+    model_dir.ModelDirError,
+    match=r"task.json: max_seq_length is 32 there, --max_seq_length=64 given",
+  ):
+    predict_pseudo_labels.PseudoLabeler(
+      predict_pseudo_labels.PredictPseudoLabelsConfig(str(tagger.model), "", "", max_seq_length=64)
+    )
+  with pytest.raises(
+    model_dir.ModelDirError,
+    match=r"task.json: max_seq_length is 32 there, --max_seq_length=128 given",
+  ):
+    export_saved_model.run(
+      export_saved_model.ExportSavedModelConfig(
+        model_dir=str(tagger.model), export_dir=str(tagger.work / "export"), max_seq_length=128
+      )
+    )
   assert not (tagger.work / "export").exists()
   assert _files(tagger.model) == tagger.files
 
 
 def test_evaluating_without_a_model_is_an_error(corpus, tmp_path):
-  with pytest.raises(model_dir.ModelDirError, match=r"new: no checkpoint; --do_eval and "
-                     r"--do_predict without --do_train use the fine-tuned model of --output_dir"):
-    finetuning.run(_not_given("ner", eval_file=str(corpus / "ner_test.txt"),
-                              output_dir=str(tmp_path / "new")))
+  with pytest.raises(
+    model_dir.ModelDirError,
+    match=r"new: no checkpoint; --do_eval and "
+    r"--do_predict without --do_train use the fine-tuned model of --output_dir",
+  ):
+    finetuning.run(
+      _not_given("ner", eval_file=str(corpus / "ner_test.txt"), output_dir=str(tmp_path / "new"))
+    )
   assert not (tmp_path / "new").exists()
 
 
 def test_another_jobs_model_directory_is_a_one_line_error(corpus, tagger):
   """run_classifier on a run_pretraining directory (step 1's Model-A) and on
   a run_ner directory; predict_pseudo_labels on a run_pretraining one."""
-  result = run_job("run_classifier", "--do_eval", f"--eval_file={corpus}/test.tsv",
-                   f"--output_dir={tagger.init}", check=False)
+  result = run_job(
+    "run_classifier",
+    "--do_eval",
+    f"--eval_file={corpus}/test.tsv",
+    f"--output_dir={tagger.init}",
+    check=False,
+  )
   assert _one_error(result) == (
-      f"error: {tagger.init}: a run_pretraining model directory (task=none), not a model of "
-      f"run_classifier: fine-tune from it with --do_train --init_checkpoint={tagger.init} "
-      "and a new --output_dir")
+    f"error: {tagger.init}: a run_pretraining model directory (task=none), not a model of "
+    f"run_classifier: fine-tune from it with --do_train --init_checkpoint={tagger.init} "
+    "and a new --output_dir"
+  )
   with pytest.raises(model_dir.ModelDirError) as error:
-    finetuning.run(_not_given("classification", eval_file=str(corpus / "test.tsv"),
-                              output_dir=str(tagger.model)))
+    finetuning.run(
+      _not_given("classification", eval_file=str(corpus / "test.tsv"), output_dir=str(tagger.model))
+    )
   assert str(error.value) == (
-      f"{tagger.model}: a run_ner model directory (task=ner), not a model of run_classifier: "
-      f"use run_ner for it, or fine-tune from it with --do_train "
-      f"--init_checkpoint={tagger.model} and a new --output_dir")
-  with pytest.raises(model_dir.ModelDirError, match=r"init: a run_pretraining model directory "
-                     r"\(task=none\), not a fine-tuned classification or NER model: fine-tune "
-                     r"it first \(run_classifier or run_ner --do_train --init_checkpoint="):
+    f"{tagger.model}: a run_ner model directory (task=ner), not a model of run_classifier: "
+    f"use run_ner for it, or fine-tune from it with --do_train "
+    f"--init_checkpoint={tagger.model} and a new --output_dir"
+  )
+  with pytest.raises(
+    model_dir.ModelDirError,
+    match=r"init: a run_pretraining model directory "
+    r"\(task=none\), not a fine-tuned classification or NER model: fine-tune "
+    r"it first \(run_classifier or run_ner --do_train --init_checkpoint=",
+  ):
     predict_pseudo_labels.PseudoLabeler(
-        predict_pseudo_labels.PredictPseudoLabelsConfig(str(tagger.init), "", ""))
+      predict_pseudo_labels.PredictPseudoLabelsConfig(str(tagger.init), "", "")
+    )
   assert _files(tagger.model) == tagger.files
 
 
@@ -144,59 +204,95 @@ def test_a_checkpoint_of_another_shape_in_output_dir_is_named(corpus, tagger, tm
   shape error."""
   tags = tmp_path / "tags.txt"
   tags.write_text((corpus / "tags.txt").read_text() + "B-X\nI-X\n")
-  again = _finetuning_config("ner", init_checkpoint=str(tagger.init),
-                             train_file=str(corpus / "ner_train.txt"),
-                             output_dir=str(tagger.model), do_eval=False,
-                             **dict(TAGGER, label_file=str(tags)))
-  advice = (f" ({tagger.model} holds ckpt-32 of an earlier run, which --do_train would resume: "
-            f"use a new --output_dir, or delete {tagger.model} to start over)")
+  again = _finetuning_config(
+    "ner",
+    init_checkpoint=str(tagger.init),
+    train_file=str(corpus / "ner_train.txt"),
+    output_dir=str(tagger.model),
+    do_eval=False,
+    **dict(TAGGER, label_file=str(tags)),
+  )
+  advice = (
+    f" ({tagger.model} holds ckpt-32 of an earlier run, which --do_train would resume: "
+    f"use a new --output_dir, or delete {tagger.model} to start over)"
+  )
   with pytest.raises(model_dir.ModelDirError) as error:
     finetuning.run(again)
-  assert str(error.value) == (f"{tagger.model}/task.json: other labels than --label_file={tags} "
-                              "(9 there, 11 given; label 10 is none there, 'B-X' given)" + advice)
+  assert str(error.value) == (
+    f"{tagger.model}/task.json: other labels than --label_file={tags} "
+    "(9 there, 11 given; label 10 is none there, 'B-X' given)" + advice
+  )
   config = json.loads((tagger.init / "bert_config.json").read_text())
   (tmp_path / "wide.json").write_text(json.dumps(dict(config, hidden_size=64)))
   with pytest.raises(model_dir.ModelDirError) as error:
-    finetuning.run(dataclasses.replace(again, label_file=str(corpus / "tags.txt"),
-                                       bert_config_file=str(tmp_path / "wide.json")))
-  assert str(error.value) == (f"{tagger.model}/bert_config.json: hidden_size is 32 there, 64 "
-                              f"from --init_checkpoint={tagger.init} "
-                              f"--bert_config_file={tmp_path}/wide.json" + advice)
+    finetuning.run(
+      dataclasses.replace(
+        again, label_file=str(corpus / "tags.txt"), bert_config_file=str(tmp_path / "wide.json")
+      )
+    )
+  assert str(error.value) == (
+    f"{tagger.model}/bert_config.json: hidden_size is 32 there, 64 "
+    f"from --init_checkpoint={tagger.init} "
+    f"--bert_config_file={tmp_path}/wide.json" + advice
+  )
   assert _files(tagger.model) == tagger.files
   # A directory whose own config no longer fits its checkpoint.
   broken = tmp_path / "broken"
   shutil.copytree(tagger.model, broken)
   (broken / "bert_config.json").write_text(json.dumps(dict(config, intermediate_size=48)))
-  with pytest.raises(errors.CheckpointError, match=(
+  with pytest.raises(
+    errors.CheckpointError,
+    match=(
       rf"^{broken}/ckpt-32: the output directory's checkpoint does not fit the model as "
-      r"configured \(.*\); run with the settings that wrote it, or give another --output_dir$")):
-    finetuning.run(_not_given("ner", eval_file=str(corpus / "ner_test.txt"),
-                              output_dir=str(broken)))
+      r"configured \(.*\); run with the settings that wrote it, or give another --output_dir$"
+    ),
+  ):
+    finetuning.run(
+      _not_given("ner", eval_file=str(corpus / "ner_test.txt"), output_dir=str(broken))
+    )
 
 
 def test_fine_tuning_from_a_config_alone(corpus, tmp_path, caplog):
   bert_config = _tiny_config(corpus, tmp_path / "config.json")
   train = tmp_path / "train.tsv"
-  train.write_text("".join((corpus / "train.tsv").read_text(encoding="utf-8")
-                           .splitlines(keepends=True)[:64]), encoding="utf-8")
-  config = _finetuning_config("classification", train_file=str(train),
-                              label_file=str(corpus / "labels.txt"),
-                              output_dir=str(tmp_path / "model"), do_eval=False,
-                              num_train_epochs=1.0)
+  train.write_text(
+    "".join((corpus / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)[:64]),
+    encoding="utf-8",
+  )
+  config = _finetuning_config(
+    "classification",
+    train_file=str(train),
+    label_file=str(corpus / "labels.txt"),
+    output_dir=str(tmp_path / "model"),
+    do_eval=False,
+    num_train_epochs=1.0,
+  )
   with pytest.raises(cli.InputError) as error:
     finetuning.run(config)
   assert str(error.value) == (
-      f"no --init_checkpoint and no checkpoint in --output_dir={tmp_path}/model "
-      "(--init_checkpoint=none with --bert_config_file and --vocab_file starts from random "
-      "weights)")
-  with pytest.raises(cli.InputError, match=r"^--init_checkpoint=none \(random weights\) needs "
-                     r"--bert_config_file and --vocab_file$"):
+    f"no --init_checkpoint and no checkpoint in --output_dir={tmp_path}/model "
+    "(--init_checkpoint=none with --bert_config_file and --vocab_file starts from random "
+    "weights)"
+  )
+  with pytest.raises(
+    cli.InputError,
+    match=r"^--init_checkpoint=none \(random weights\) needs "
+    r"--bert_config_file and --vocab_file$",
+  ):
     finetuning.run(dataclasses.replace(config, init_checkpoint="none"))
   with caplog.at_level(logging.WARNING):
-    finetuning.run(dataclasses.replace(config, init_checkpoint="none", bert_config_file=bert_config,
-                                       vocab_file=str(corpus / "vocab.txt")))
-  assert (f"--init_checkpoint=none: the model starts from random weights ({bert_config}), not from "
-          "a pre-trained BERT") in caplog.text
+    finetuning.run(
+      dataclasses.replace(
+        config,
+        init_checkpoint="none",
+        bert_config_file=bert_config,
+        vocab_file=str(corpus / "vocab.txt"),
+      )
+    )
+  assert (
+    f"--init_checkpoint=none: the model starts from random weights ({bert_config}), not from "
+    "a pre-trained BERT"
+  ) in caplog.text
   info = json.loads((tmp_path / "model" / "task.json").read_text())
   assert info["trained_by"] == "run_classifier" and (tmp_path / "model" / "ckpt-2.index").exists()
 
@@ -204,8 +300,7 @@ def test_fine_tuning_from_a_config_alone(corpus, tmp_path, caplog):
 def _read_conll(path: pathlib.Path):
   """[(characters, tags)] of a CoNLL file, one character per line."""
   blocks = path.read_text(encoding="utf-8").strip("\n").split("\n\n")
-  return [tuple(map(list, zip(*(line.split() for line in block.splitlines()))))
-          for block in blocks]
+  return [tuple(map(list, zip(*(line.split() for line in block.splitlines())))) for block in blocks]
 
 
 def _entities(tags):
@@ -231,14 +326,21 @@ def test_ner_metrics_count_the_entities_of_a_truncated_tail(corpus, tagger, tmp_
   assert max(start for _, start, _ in _entities(tags)) >= SEQ - 2
   test = short + [(chars, tags)]
   eval_file, predict_file = tmp_path / "test.txt", tmp_path / "test_text.txt"
-  eval_file.write_text("".join("".join(f"{c} {t}\n" for c, t in zip(*s)) + "\n" for s in test),
-                       encoding="utf-8")
+  eval_file.write_text(
+    "".join("".join(f"{c} {t}\n" for c, t in zip(*s)) + "\n" for s in test), encoding="utf-8"
+  )
   predict_file.write_text("".join("".join(s[0]) + "\n" for s in test), encoding="utf-8")
   model = tmp_path / "model"
   shutil.copytree(tagger.model, model)
-  results = finetuning.run(_not_given("ner", eval_file=str(eval_file),
-                                      predict_file=str(predict_file), output_dir=str(model),
-                                      do_predict=True))
+  results = finetuning.run(
+    _not_given(
+      "ner",
+      eval_file=str(eval_file),
+      predict_file=str(predict_file),
+      output_dir=str(model),
+      do_predict=True,
+    )
+  )
   # The oracle: conlleval's counts over the whole file, against the written
   # predictions (one character per line; the truncated tail is O there).
   predicted = _read_conll(model / "predictions.txt")

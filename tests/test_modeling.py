@@ -7,12 +7,20 @@ import pytest
 import tensorflow as tf
 
 from bert_pl import modeling
+
 from conftest import minilm_dir, shared_path
 
 
 def _tiny(**changes):
-  values = dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                intermediate_size=64, max_position_embeddings=40, type_vocab_size=2)
+  values = dict(
+    vocab_size=97,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=40,
+    type_vocab_size=2,
+  )
   values.update(changes)
   return modeling.BertConfig(**values)
 
@@ -30,8 +38,11 @@ def test_hugging_face_activation_names(tmp_path):
   hf = modeling.BertConfig.from_hf_json_file(str(minilm_dir() / "config.json"))
   assert hf.hidden_act == "gelu_exact"  # HF "gelu" is the erf gelu
   path = tmp_path / "config.json"
-  path.write_text(json.dumps({"vocab_size": 10, "hidden_size": 8, "num_attention_heads": 2,
-                              "hidden_act": "gelu_new"}))
+  path.write_text(
+    json.dumps(
+      {"vocab_size": 10, "hidden_size": 8, "num_attention_heads": 2, "hidden_act": "gelu_new"}
+    )
+  )
   assert modeling.BertConfig.from_hf_json_file(str(path)).hidden_act == "gelu"
   with pytest.raises(ValueError, match="unsupported hidden_act 'mish'"):
     _tiny(hidden_act="mish")
@@ -39,16 +50,21 @@ def test_hugging_face_activation_names(tmp_path):
 
 def test_gelu_variants():
   x = tf.constant([-2.0, -0.5, 1.0, 3.0])
-  tanh_gelu = 0.5 * x * (1 + tf.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+  tanh_gelu = 0.5 * x * (1 + tf.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
   np.testing.assert_allclose(modeling.gelu(x), tanh_gelu, atol=1e-6)
-  np.testing.assert_allclose(modeling.gelu_exact(x), 0.5 * x * (1 + tf.math.erf(x / np.sqrt(2))),
-                             atol=1e-6)
+  np.testing.assert_allclose(
+    modeling.gelu_exact(x), 0.5 * x * (1 + tf.math.erf(x / np.sqrt(2))), atol=1e-6
+  )
   assert abs(float(modeling.gelu(1.0)) - float(modeling.gelu_exact(1.0))) > 1e-4
 
 
 def test_encoder_takes_every_setting_from_the_config():
-  config = _tiny(initializer_range=0.5, hidden_dropout_prob=0.2,
-                 attention_probs_dropout_prob=0.3, hidden_act="gelu")
+  config = _tiny(
+    initializer_range=0.5,
+    hidden_dropout_prob=0.2,
+    attention_probs_dropout_prob=0.3,
+    hidden_act="gelu",
+  )
   model = modeling.create_model(config)
   encoder = model.encoder
   assert encoder._type_embedding_layer.embeddings.shape == (2, 32)  # not 16
@@ -70,23 +86,33 @@ def test_mlm_head_and_pooler_compute_bert():
     var.assign(rng.normal(0, 0.3, var.shape).astype(np.float32))
   ids = tf.constant(rng.integers(0, 97, (2, 10)), tf.int32)
   positions = tf.constant([[1, 4, 9], [0, 2, 2]], tf.int32)
-  out = model({"input_word_ids": ids, "input_mask": tf.ones_like(ids),
-               "input_type_ids": tf.zeros_like(ids), "masked_lm_positions": positions},
-              training=False)
+  out = model(
+    {
+      "input_word_ids": ids,
+      "input_mask": tf.ones_like(ids),
+      "input_type_ids": tf.zeros_like(ids),
+      "masked_lm_positions": positions,
+    },
+    training=False,
+  )
   seq = out["sequence_output"].numpy()
   head = model.masked_lm
   h = seq[np.arange(2)[:, None], positions.numpy()]
   h = modeling.gelu(h @ head.dense.kernel.numpy() + head.dense.bias.numpy()).numpy()
   mean, var = h.mean(-1, keepdims=True), h.var(-1, keepdims=True)
-  h = (h - mean) / np.sqrt(var + 1e-12) * head.layer_norm.gamma.numpy() + head.layer_norm.beta.numpy()
+  h = (h - mean) / np.sqrt(
+    var + 1e-12
+  ) * head.layer_norm.gamma.numpy() + head.layer_norm.beta.numpy()
   table = model.encoder.get_embedding_table().numpy()
   expected = h @ table.T + head.bias.numpy()
   assert out["mlm_logits"].shape == (2, 3, 97)
   np.testing.assert_allclose(out["mlm_logits"].numpy(), expected, atol=1e-4)
   pooler = model.encoder.pooler_layer
-  np.testing.assert_allclose(out["pooled_output"].numpy(),
-                             np.tanh(seq[:, 0] @ pooler.kernel.numpy() + pooler.bias.numpy()),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    out["pooled_output"].numpy(),
+    np.tanh(seq[:, 0] @ pooler.kernel.numpy() + pooler.bias.numpy()),
+    atol=1e-5,
+  )
 
 
 def test_mean_pool_counts_only_real_tokens():

@@ -18,7 +18,7 @@ def numpy_adamw(w, grads, lr, decay: bool):
       w = w - lr * WD * w
     m = B1 * m + (1 - B1) * g
     v = B2 * v + (1 - B2) * g * g
-    m_hat, v_hat = m / (1 - B1 ** t), v / (1 - B2 ** t)
+    m_hat, v_hat = m / (1 - B1**t), v / (1 - B2**t)
     w = w - lr * m_hat / (np.sqrt(v_hat) + EPS)
   return w
 
@@ -55,10 +55,12 @@ def test_float32_sparse_updates_equal_reference_adamw():
   optimizer = optimization.AdamW(LR, weight_decay_rate=WD, epsilon=EPS)
   for g in grads:
     rows = tf.constant(g.reshape(2, 2)[:1], tf.float32)  # only row 0 has a gradient
-    optimizer.apply_gradients([(tf.IndexedSlices(rows, tf.constant([0]), tf.constant([2, 2])),
-                                table)])
-  expected = numpy_adamw(start[0].astype(np.float64), [g.reshape(2, 2)[0] for g in grads], LR,
-                         decay=True)
+    optimizer.apply_gradients(
+      [(tf.IndexedSlices(rows, tf.constant([0]), tf.constant([2, 2])), table)]
+    )
+  expected = numpy_adamw(
+    start[0].astype(np.float64), [g.reshape(2, 2)[0] for g in grads], LR, decay=True
+  )
   np.testing.assert_allclose(table.numpy()[0], expected, rtol=1e-5)
 
 
@@ -69,9 +71,11 @@ def test_tf_models_optimizer_differs_where_gradients_are_small():
   reference = tf.Variable([0.0], name="w/kernel")
   old = tf.Variable([0.0], name="w/kernel")
   optimization.AdamW(LR, weight_decay_rate=0.0).apply_gradients(
-      [(tf.constant(g, tf.float32), reference)])
+    [(tf.constant(g, tf.float32), reference)]
+  )
   tfm_optimization.AdamWeightDecay(LR, epsilon=EPS, gradient_clip_norm=0.0).apply_gradients(
-      [(tf.constant(g, tf.float32), old)])
+    [(tf.constant(g, tf.float32), old)]
+  )
   assert reference.numpy()[0] == pytest.approx(-LR * 1e-6 / (1e-6 + EPS), rel=1e-6)
   assert abs(old.numpy()[0]) < abs(reference.numpy()[0]) / 10
 
@@ -82,8 +86,9 @@ def test_checkpoint_of_the_old_optimizer_restores_and_resumes(tmp_path):
   start = np.array([0.5, -0.25], np.float32)
   grads = _gradients(3)
   old_weights = tf.Variable(start, name="dense/kernel")
-  old = tfm_optimization.AdamWeightDecay(LR, epsilon=EPS, weight_decay_rate=WD,
-                                         gradient_clip_norm=0.0)
+  old = tfm_optimization.AdamWeightDecay(
+    LR, epsilon=EPS, weight_decay_rate=WD, gradient_clip_norm=0.0
+  )
   for g in grads:
     old.apply_gradients([(tf.constant(g[:2], tf.float32), old_weights)])
   prefix = tf.train.Checkpoint(weights=old_weights, optimizer=old).save(str(tmp_path / "ckpt"))

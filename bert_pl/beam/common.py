@@ -23,9 +23,12 @@ NAMESPACE = "bert_pl"
 def run(main) -> None:
   """A Beam job's entry point, after its own flags are defined: adds
   --runner and gives `main` the unknown flags (the pipeline options)."""
-  flags.DEFINE_string("runner", "DirectRunner",
-                      "Beam runner: DirectRunner (this machine), DataflowRunner, FlinkRunner, "
-                      "SparkRunner, ...; other --flags are passed on as pipeline options.")
+  flags.DEFINE_string(
+    "runner",
+    "DirectRunner",
+    "Beam runner: DirectRunner (this machine), DataflowRunner, FlinkRunner, "
+    "SparkRunner, ...; other --flags are passed on as pipeline options.",
+  )
   cli.run(main, known_only=True)
 
 
@@ -36,9 +39,11 @@ def pipeline_options(runner: str, pipeline_args: List[str]) -> PipelineOptions:
   `multi_processing` only)."""
   options = PipelineOptions([f"--runner={runner}", *pipeline_args])
   if options.view_as(DirectOptions).direct_running_mode == "multi_threading":
-    raise errors.InputError("--direct_running_mode=multi_threading is not supported: it is known "
-                            "to drop TFRecord records on this Beam/TensorFlow stack; use "
-                            "multi_processing")
+    raise errors.InputError(
+      "--direct_running_mode=multi_threading is not supported: it is known "
+      "to drop TFRecord records on this Beam/TensorFlow stack; use "
+      "multi_processing"
+    )
   return options
 
 

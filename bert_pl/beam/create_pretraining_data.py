@@ -40,8 +40,9 @@ class ReadChunksFn(beam.DoFn):
   def process(self, element):
     file_index, path = element
     counts = input_files.Counts(skip_bad_lines=self.config.skip_bad_lines)
-    yield from create_pretraining_data.read_file_chunks(path, file_index, self.config,
-                                                        self.labels, counts, self.with_logits)
+    yield from create_pretraining_data.read_file_chunks(
+      path, file_index, self.config, self.labels, counts, self.with_logits
+    )
     self.read.inc(counts.read)
     self.empty.inc(counts.empty)
     self.skipped.inc(counts.skipped)
@@ -54,7 +55,8 @@ class MaskChunkFn(beam.DoFn):
   def __init__(self, config: CreatePretrainingDataConfig, labels: Labels):
     self.config, self.labels = config, labels
     self.written, self.truncated, self.logits = (
-        common.counter(n) for n in ("written", "truncated", "logits"))
+      common.counter(n) for n in ("written", "truncated", "logits")
+    )
     self.processor = None
 
   def setup(self):
@@ -69,29 +71,39 @@ class MaskChunkFn(beam.DoFn):
     yield from records
 
 
-def build(pipeline: beam.Pipeline, config: CreatePretrainingDataConfig, labels: Labels,
-          paths: List[str], with_logits: bool = False) -> None:
+def build(
+  pipeline: beam.Pipeline,
+  config: CreatePretrainingDataConfig,
+  labels: Labels,
+  paths: List[str],
+  with_logits: bool = False,
+) -> None:
   """Adds the job's transforms to `pipeline`: the shards, then (each shard
   read once, by one worker) their manifest."""
   settings = create_pretraining_data.manifest_settings(config, labels)
   output_file, num_output_shards = config.output_file, config.num_output_shards
-  _ = (pipeline
-       | "Files" >> beam.Create(list(enumerate(paths)))
-       | "SpreadFiles" >> beam.Reshuffle()
-       | "ReadChunks" >> beam.ParDo(ReadChunksFn(config, labels, with_logits))
-       | "SpreadChunks" >> beam.Reshuffle()
-       | "MaskChunks" >> beam.ParDo(MaskChunkFn(config, labels))
-       | "Write" >> beam.io.WriteToTFRecord(
-           output_file, num_shards=num_output_shards,
-           shard_name_template="" if num_output_shards == 1 else "-SSSSS-of-NNNNN")
-       | "ShardStats" >> beam.Map(manifest.shard_stats)
-       | "AllShards" >> beam.combiners.ToList()
-       | "WriteManifest" >> beam.Map(lambda shards: manifest.write(output_file, settings,
-                                                                   shards)))
+  _ = (
+    pipeline
+    | "Files" >> beam.Create(list(enumerate(paths)))
+    | "SpreadFiles" >> beam.Reshuffle()
+    | "ReadChunks" >> beam.ParDo(ReadChunksFn(config, labels, with_logits))
+    | "SpreadChunks" >> beam.Reshuffle()
+    | "MaskChunks" >> beam.ParDo(MaskChunkFn(config, labels))
+    | "Write"
+    >> beam.io.WriteToTFRecord(
+      output_file,
+      num_shards=num_output_shards,
+      shard_name_template="" if num_output_shards == 1 else "-SSSSS-of-NNNNN",
+    )
+    | "ShardStats" >> beam.Map(manifest.shard_stats)
+    | "AllShards" >> beam.combiners.ToList()
+    | "WriteManifest" >> beam.Map(lambda shards: manifest.write(output_file, settings, shards))
+  )
 
 
-def run(config: CreatePretrainingDataConfig, options: PipelineOptions
-        ) -> Tuple[input_files.Counts, int]:
+def run(
+  config: CreatePretrainingDataConfig, options: PipelineOptions
+) -> Tuple[input_files.Counts, int]:
   """Runs the job on the runner of `options` (its `num_workers` is unused:
   the runner has workers); returns the counts and the number of input files."""
   labels, paths, with_logits = create_pretraining_data.job_inputs(config)
@@ -100,8 +112,9 @@ def run(config: CreatePretrainingDataConfig, options: PipelineOptions
   pipeline = beam.Pipeline(options=options)
   build(pipeline, config, labels, paths, with_logits)
   totals = common.run_pipeline(pipeline)
-  counts = input_files.Counts(**{k: totals.get(k, 0) for k in
-                                 ("read", "written", "skipped", "empty", "truncated", "logits")})
+  counts = input_files.Counts(
+    **{k: totals.get(k, 0) for k in ("read", "written", "skipped", "empty", "truncated", "logits")}
+  )
   return counts, len(paths)
 
 
@@ -111,11 +124,13 @@ def main(argv):
   start = time.time()
   counts, num_files = run(config, options)
   elapsed = time.time() - start
-  print(f"beam.create_pretraining_data: {counts.summary()} "
-        f"({config.masking_note()}{config.logits_note(counts)}) "
-        f"in {elapsed:.1f}s, {counts.read / max(elapsed, 1e-9):.0f} lines/s, "
-        f"{num_files} input files -> {config.output_file} ({config.num_output_shards} shards, "
-        f"+ {manifest.path_of(config.output_file)})")
+  print(
+    f"beam.create_pretraining_data: {counts.summary()} "
+    f"({config.masking_note()}{config.logits_note(counts)}) "
+    f"in {elapsed:.1f}s, {counts.read / max(elapsed, 1e-9):.0f} lines/s, "
+    f"{num_files} input files -> {config.output_file} ({config.num_output_shards} shards, "
+    f"+ {manifest.path_of(config.output_file)})"
+  )
 
 
 def run_main():

@@ -28,8 +28,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from bert_pl import atomic_files, input_files, job_config, model_dir, prediction
 from bert_pl.beam import common
-from bert_pl.predict_pseudo_labels import (PredictPseudoLabelsConfig, PseudoLabeler, define_flags,
-                                           pending_files)
+from bert_pl.predict_pseudo_labels import (
+  PredictPseudoLabelsConfig,
+  PseudoLabeler,
+  define_flags,
+  pending_files,
+)
 
 
 class ReadLinesFn(beam.DoFn):
@@ -54,7 +58,8 @@ class PredictFn(beam.DoFn):
   def __init__(self, config: PredictPseudoLabelsConfig):
     self.config = config
     self.written, self.filtered, self.truncated = (
-        common.counter(n) for n in ("written", "skipped", "truncated"))
+      common.counter(n) for n in ("written", "skipped", "truncated")
+    )
     self.labeler = None
 
   def setup(self):
@@ -64,8 +69,7 @@ class PredictFn(beam.DoFn):
   def process(self, batch):
     labeled = self.labeler.label([e for _, (_, e) in batch])
     logits = labeled.logits or [None] * len(labeled.kept)
-    for i, text, confidence, logit in zip(labeled.kept, labeled.lines, labeled.confidences,
-                                          logits):
+    for i, text, confidence, logit in zip(labeled.kept, labeled.lines, labeled.confidences, logits):
       path, (position, _) = batch[i]
       yield path, (position, text, confidence, logit)
     self.written.inc(len(labeled.kept))
@@ -84,10 +88,14 @@ class WriteFileFn(beam.DoFn):
   def process(self, element):
     path, grouped = element
     lines = sorted(grouped["lines"])
-    with prediction.AtomicOutput(os.path.join(self.output_dir, os.path.basename(path)),
-                                 self.write_logits) as output:
-      output.write([line[1] for line in lines], [line[2] for line in lines],
-                   [line[3] for line in lines] if self.write_logits else None)
+    with prediction.AtomicOutput(
+      os.path.join(self.output_dir, os.path.basename(path)), self.write_logits
+    ) as output:
+      output.write(
+        [line[1] for line in lines],
+        [line[2] for line in lines],
+        [line[3] for line in lines] if self.write_logits else None,
+      )
     self.files.inc()
     yield path
 
@@ -96,21 +104,26 @@ def build(pipeline: beam.Pipeline, config: PredictPseudoLabelsConfig, todo: List
   """Adds the job's transforms for the input files `todo` to `pipeline`."""
   batch_size = config.predict_batch_size
   files = pipeline | "Files" >> beam.Create(todo)
-  labeled = (files
-             | "SpreadFiles" >> beam.Reshuffle()
-             | "ReadLines" >> beam.ParDo(ReadLinesFn())
-             | "SpreadLines" >> beam.Reshuffle()
-             | "Batch" >> beam.BatchElements(min_batch_size=batch_size,
-                                             max_batch_size=batch_size * config.sort_window)
-             | "Predict" >> beam.ParDo(PredictFn(config)))
+  labeled = (
+    files
+    | "SpreadFiles" >> beam.Reshuffle()
+    | "ReadLines" >> beam.ParDo(ReadLinesFn())
+    | "SpreadLines" >> beam.Reshuffle()
+    | "Batch"
+    >> beam.BatchElements(min_batch_size=batch_size, max_batch_size=batch_size * config.sort_window)
+    | "Predict" >> beam.ParDo(PredictFn(config))
+  )
   # Every file gets an output, also one whose lines were all filtered or empty.
-  _ = ({"file": files | "KeyFiles" >> beam.Map(lambda path: (path, path)), "lines": labeled}
-       | "GroupByFile" >> beam.CoGroupByKey()
-       | "WriteFiles" >> beam.ParDo(WriteFileFn(config.output_dir, config.write_logits)))
+  _ = (
+    {"file": files | "KeyFiles" >> beam.Map(lambda path: (path, path)), "lines": labeled}
+    | "GroupByFile" >> beam.CoGroupByKey()
+    | "WriteFiles" >> beam.ParDo(WriteFileFn(config.output_dir, config.write_logits))
+  )
 
 
-def run(config: PredictPseudoLabelsConfig, options: PipelineOptions
-        ) -> Tuple[Dict[str, int], int, int]:
+def run(
+  config: PredictPseudoLabelsConfig, options: PipelineOptions
+) -> Tuple[Dict[str, int], int, int]:
   """Runs the job on the runner of `options` (its `num_shards` and
   `shard_index` are unused: the runner spreads the files); returns the
   counters, the number of files labeled and of files done earlier."""
@@ -119,8 +132,7 @@ def run(config: PredictPseudoLabelsConfig, options: PipelineOptions
   # Checks the settings here, not in the workers.
   model_dir.check_settings(config.model_dir, info, {"max_seq_length": config.max_seq_length})
   prediction.OutputFormat(info["task"], info["labels"], config.write_logits, config.logits_top_k)
-  todo, done = pending_files(config.input_file, config.output_dir,
-                             write_logits=config.write_logits)
+  todo, done = pending_files(config.input_file, config.output_dir, write_logits=config.write_logits)
   if not todo:
     return {}, 0, done
   pipeline = beam.Pipeline(options=options)
@@ -135,11 +147,13 @@ def main(argv):
   totals, labeled, done = run(config, options)
   elapsed = time.time() - start
   read = totals.get("read", 0)
-  print(f"beam.predict_pseudo_labels: {labeled} files labeled ({done} already done), read "
-        f"{read}, written {totals.get('written', 0)}, filtered {totals.get('skipped', 0)} "
-        f"(confidence < {config.min_confidence}), empty {totals.get('empty', 0)}, truncated "
-        f"{totals.get('truncated', 0)} in {elapsed:.1f}s ({read / max(elapsed, 1e-9):.0f} "
-        "lines/s)")
+  print(
+    f"beam.predict_pseudo_labels: {labeled} files labeled ({done} already done), read "
+    f"{read}, written {totals.get('written', 0)}, filtered {totals.get('skipped', 0)} "
+    f"(confidence < {config.min_confidence}), empty {totals.get('empty', 0)}, truncated "
+    f"{totals.get('truncated', 0)} in {elapsed:.1f}s ({read / max(elapsed, 1e-9):.0f} "
+    "lines/s)"
+  )
 
 
 def run_main():
