@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_pl import masking, pipeline
+from bert_pl import input_files, masking, pipeline
 from bert_pl.create_pretraining_data import CreatePretrainingDataConfig
 from bert_pl.predict_pseudo_labels import PredictPseudoLabelsConfig
 from conftest import REPO, run_job
@@ -236,9 +236,10 @@ def test_report_only_runs_nothing_and_reports_the_finished_jobs(corpus, init_che
 
 
 def _records(pattern):
-  """Every record of TFRecord files as {feature: numpy array}."""
+  """Every record of TFRecord files as {feature: numpy array} (the job's
+  glob rule: not the manifest beside the shards)."""
   rows = []
-  for path in sorted(tf.io.gfile.glob(pattern)):
+  for path in input_files.expand_input_files(pattern):
     for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
       feature = tf.train.Example.FromString(raw).features.feature
       rows.append({k: np.array(v.float_list.value or v.int64_list.value)
