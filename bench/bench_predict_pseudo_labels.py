@@ -100,8 +100,10 @@ def main():
       )
 
   modes = {
-    "padded": lambda: prediction.Predictor(model, args.batch_size, trim_padding=False).predict(
-      encoded
+    # An all-ones input_mask: every batch is computed at max_seq_length, as a
+    # job without trimming would (the same work; the outputs are not used).
+    "padded": lambda: prediction.Predictor(model, args.batch_size).predict(
+      dict(encoded, input_mask=np.ones_like(encoded["input_mask"]))
     ),
     "job": lambda: job(prediction.Predictor(model, args.batch_size)),
     "ideal": lambda: exact_length_batches(prediction.Predictor(model, args.batch_size), encoded),

@@ -53,14 +53,12 @@ class Predictor:
     self,
     model: task_models.BertTaskModel,
     batch_size: int = 64,
-    trim_padding: bool = True,
     use_xla: bool = False,
   ):
     if model.task not in FINETUNE_TASKS:
       raise errors.InputError(f"prediction needs a fine-tuned model, not task={model.task!r}")
     self.model = model
     self.batch_size = batch_size
-    self.trim_padding = trim_padding  # False: the max_seq_length baseline of bench/
     self.width_multiple = 8 if use_xla else 1
     self._run = tf.function(self._outputs, jit_compile=use_xla, reduce_retracing=not use_xla)
 
@@ -89,10 +87,8 @@ class Predictor:
     parts = []
     for start in range(0, n, self.batch_size):
       mask = features["input_mask"][start : start + self.batch_size]
-      width = mask.shape[1]
-      if self.trim_padding:
-        longest = max(int(mask.sum(1).max()), 1)
-        width = min(-(-longest // self.width_multiple) * self.width_multiple, width)
+      longest = max(int(mask.sum(1).max()), 1)
+      width = min(-(-longest // self.width_multiple) * self.width_multiple, mask.shape[1])
       batch = {
         k: tf.constant(features[k][start : start + self.batch_size, :width], tf.int32)
         for k in _MODEL_INPUTS

@@ -234,9 +234,6 @@ class BertTokenizer(tf.Module):
   def convert_ids_to_tokens(self, ids: Sequence[int]) -> List[str]:
     return [self.vocab[i] for i in ids]
 
-  def convert_tokens_to_ids(self, tokens: Sequence[str]) -> List[int]:
-    return [self._token_to_id.get(t, self.unk_id) for t in tokens]
-
 
 def _normalize(words: tf.Tensor, do_lower_case: bool) -> tf.Tensor:
   """BERT's per-word clean-up (see module doc, step 2)."""

@@ -38,7 +38,7 @@ import time
 
 from absl import app, flags
 
-from bert_pl import modeling, pipeline
+from bert_pl import modeling, pipeline, tokenization
 from data_prep import cluener_to_conll, common, csv_to_tsv, split_dataset
 from experiments import real_weights, report
 
@@ -162,9 +162,10 @@ def prepare_classification(data_dir, out, sizes):
   split_dataset.run(
     split_dataset.SplitDatasetConfig(tsv, out, "tsv", num_train, num_test, seed=12345)
   )
-  labels = sorted(
-    {line.split("\t", 1)[0] for line in pathlib.Path(tsv).read_text(encoding="utf-8").splitlines()}
-  )
+  # Lines as the readers split them (at "\n" only): str.splitlines would also
+  # split at the separators some texts hold (U+2028, U+001C, ...).
+  with open(tsv, encoding="utf-8") as f:
+    labels = sorted({line.split("\t", 1)[0] for line in f})
   with open(os.path.join(out, "labels.txt"), "w", encoding="utf-8") as f:
     f.write("".join(label + "\n" for label in labels))
   _truncate_pool(out, num_pool, conll=False)
@@ -248,7 +249,7 @@ def run_seed(task, seed, mode, data, files, out):
   vocab = os.path.join(FLAGS.data_dir, "bert-base-chinese", "vocab.txt")
   config = os.path.join(work, "bert_config.json")
   modeling.BertConfig(
-    vocab_size=len(pathlib.Path(vocab).read_text(encoding="utf-8").splitlines()),
+    vocab_size=len(tokenization.load_vocab(vocab)),
     hidden_size=sizes["hidden"],
     num_hidden_layers=sizes["layers"],
     num_attention_heads=sizes["heads"],
