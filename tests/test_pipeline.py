@@ -182,6 +182,51 @@ def test_plan_of_every_kind_of_variant_and_rounds():
   ]
 
 
+def test_keep_checkpoints_false_removes_a_model_once_no_job_to_run_reads_it(tmp_path, capsys):
+  """Jobs marked done one by one, in the plan's order: a model's checkpoints
+  go when its last reader is done (Model-B's after step 3, a Model-C's after
+  its Model-D), a Model-D's at once; Model-A's and every eval result stay."""
+  config = pipeline.PipelineConfig(
+    **{**BASE, "work_dir": str(tmp_path)},
+    variants=("hard_mlm", "kl_nomask_from_a", "self_training"),
+    pseudo_per_class=1,
+    baseline=True,
+    keep_checkpoints=False,
+  )
+  plan = pipeline.make_plan(config, "/vocab.txt", ["/d/pool.txt"])
+  for output, _ in plan.models:
+    manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(w=tf.Variable([1.0] * 1000)), str(tmp_path / output), 3
+    )
+    manager.save(1)
+    manager.save(2)
+    (tmp_path / output / "eval_results.txt").write_text("accuracy = 0.5\n")
+  logs = tmp_path / "logs"
+  logs.mkdir()
+  kept = lambda: {o for o, _ in plan.models if (tmp_path / o / "checkpoint").exists()}  # noqa: E731
+  everything = {o for o, _ in plan.models}
+  seen = {}
+  for job in plan.jobs:
+    (logs / f"{job.name}.done").write_text("1.0\n")
+    pipeline.prune_checkpoints(plan, str(tmp_path), str(logs))
+    seen[job.name] = kept()
+  assert seen["baseline"] == everything - {"baseline"}
+  assert seen["model_b"] == everything - {"baseline"}  # step 3 still reads it
+  assert seen["round1.pseudo"] == everything - {"baseline", "model_b"}
+  assert "hard_mlm/round1/model_c" in seen["hard_mlm.round1.model_c"]
+  assert "hard_mlm/round1/model_c" not in seen["hard_mlm.round1.model_d"]
+  assert seen[plan.jobs[-1].name] == {"model_a"}
+  for output, _ in plan.models:
+    remaining = sorted(p.name for p in (tmp_path / output).iterdir())
+    if output != "model_a":
+      assert remaining == ["eval_results.txt"], (output, remaining)
+  out = capsys.readouterr().out
+  assert out.count("checkpoints removed") == len(everything) - 1
+  # Re-run over the same state: nothing left to remove, nothing printed.
+  pipeline.prune_checkpoints(plan, str(tmp_path), str(logs))
+  assert capsys.readouterr().out == ""
+
+
 def test_data_jobs_are_given_flags_of_their_configs():
   """The driver writes the data jobs' commands by hand, as a user would: each
   flag must be a field of the job's config (`job_config`: fields = flags)."""

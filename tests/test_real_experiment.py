@@ -18,11 +18,8 @@ ROWS = {
   "model_b",
   "self_training",
   "hard_mlm",
-  "hard_nomask",
-  "kl_mlm",
   "kl_nomask",
-  "kl_nomask_from_a",
-}
+}  # real_smoke's variants: the first three of the real mode's
 BATCH = 16  # real_smoke's fine-tuning batch; 1 epoch (the tuning grid's one point)
 
 
