@@ -17,7 +17,6 @@ from typing import Callable
 from absl import app, flags, logging
 
 from bert_pl import errors, features, precision, tag_schemes
-from bert_pl.errors import InputError  # noqa: F401 (data_prep's import, until it takes errors')
 
 flags.DEFINE_bool("verbose", False, "On bad input, print the traceback after the error line.")
 
@@ -34,37 +33,6 @@ def require(check: Callable[[object], bool], requirement: str, *names: str) -> N
 
 # The tokenizer flags' defaults.
 TOKENIZER_DEFAULTS = {"do_lower_case": True, "tokenization": "wordpiece"}
-
-
-def define_model_flags() -> None:
-  """Flags naming the model to load, as in the original BERT scripts."""
-  flags.DEFINE_string(
-    "init_checkpoint",
-    None,
-    "Google TF1 checkpoint (prefix or directory), Hugging Face "
-    "model.safetensors (file or directory), or a model directory "
-    "written by bert_pl. run_classifier/run_ner: `none` starts from "
-    "random weights (needs --bert_config_file and --vocab_file).",
-  )
-  flags.DEFINE_string(
-    "bert_config_file",
-    None,
-    "bert_config.json (Google format). Optional when the checkpoint's "
-    "directory has one (or a Hugging Face config.json).",
-  )
-  flags.DEFINE_string(
-    "vocab_file", None, "vocab.txt. Optional when the checkpoint's directory has one."
-  )
-  define_tokenizer_flags()
-  flags.DEFINE_integer(
-    "num_hidden_layers", None, "Use the first N layers of the checkpoint (e.g. 3 of 12)."
-  )
-  flags.DEFINE_string(
-    "layer_map",
-    None,
-    "Comma list of checkpoint layers to take, e.g. 0,5,11 (overrides --num_hidden_layers).",
-  )
-  require(lambda v: v >= 1, ">= 1", "num_hidden_layers")
 
 
 def define_tokenizer_flags() -> None:
@@ -132,36 +100,6 @@ def define_logits_flags() -> None:
     0,
     "Classification: write only the K largest logits, as id:value pairs (0: all labels).",
   )
-
-
-def define_training_flags(learning_rate: float) -> None:
-  """Flags every training job has (with the job's default learning rate)."""
-  flags.DEFINE_string("output_dir", None, "The model directory (checkpoints, config, vocab).")
-  flags.DEFINE_integer("train_batch_size", 32, "GLOBAL batch size (split over replicas).")
-  flags.DEFINE_float("learning_rate", learning_rate, "Peak learning rate of AdamW.")
-  flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not LayerNorm, biases).")
-  flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints and logs.")
-  flags.DEFINE_enum(
-    "distribution_strategy",
-    "mirrored",
-    ["mirrored", "multi_worker_mirrored", "one_device"],
-    "tf.distribute strategy.",
-  )
-  flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all).")
-  flags.DEFINE_integer(
-    "random_seed", None, "Seed of initialisation, dropout and data shuffling (reproducible runs)."
-  )
-  define_dtype_flag()
-  flags.DEFINE_integer(
-    "bucket_width",
-    0,
-    "Batch training examples of similar length (buckets this many tokens "
-    "wide) and cut each batch to its longest row; 0: off, every batch "
-    "padded to max_seq_length.",
-  )
-  require(lambda v: v > 0, "> 0", "learning_rate")
-  require(lambda v: v >= 1, ">= 1", "train_batch_size", "save_checkpoints_steps")
-  require(lambda v: v >= 0, ">= 0", "weight_decay", "num_gpus", "bucket_width")
 
 
 def require_max_seq_length(optional: bool = False) -> None:

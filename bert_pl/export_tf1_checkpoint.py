@@ -53,7 +53,7 @@ def main(argv):
 
 def define_flags():
   """The flags of `ExportTf1CheckpointConfig`'s fields."""
-  cli.define_model_flags()
+  job_config.define_model_flags()
   flags.DEFINE_string("output_dir", None, "Directory for the TF1 model.")
   flags.mark_flags_as_required(["init_checkpoint", "output_dir"])
 

@@ -197,7 +197,7 @@ def main(argv):
 def define_flags():
   """The flags of `ExtractFeaturesConfig`'s fields, with its defaults."""
   d = ExtractFeaturesConfig
-  cli.define_model_flags()
+  job_config.define_model_flags()
   flags.DEFINE_string("input_file", None, "Text file: one text, or `a ||| b`, per line.")
   flags.DEFINE_string("output_file", None, "JSON lines output.")
   flags.DEFINE_string("layers", d.layers, "Comma list of layer indexes.")

@@ -496,14 +496,13 @@ def define_flags(task: str) -> None:
   """The flags of `FinetuningConfig`'s fields (but `task`), with its
   defaults; `task` only changes a help text."""
   d = FinetuningConfig
-  cli.define_model_flags()
+  job_config.define_model_flags()
   example = "train.tsv" if task == "classification" else "train.txt (CoNLL)"
   flags.DEFINE_string("train_file", d.train_file, f"Labeled training file, e.g. {example}.")
   flags.DEFINE_string("eval_file", d.eval_file, "Labeled evaluation file.")
   flags.DEFINE_string(
     "predict_file", d.predict_file, "Unlabeled file (one text per line, TAB-separated fields)."
   )
-  flags.DEFINE_string("label_file", d.label_file, "Labels (or BIO tags), one per line.")
   flags.DEFINE_bool("do_train", d.do_train, "Fine-tune on --train_file.")
   flags.DEFINE_bool("do_eval", d.do_eval, "Evaluate on --eval_file; writes eval_results.txt.")
   flags.DEFINE_bool("do_predict", d.do_predict, "Predict --predict_file with confidences.")
@@ -513,7 +512,7 @@ def define_flags(task: str) -> None:
     NEW_MODEL_SETTINGS["max_seq_length"],
     "Sequence length, [CLS] and [SEP] included.",
   )
-  cli.define_training_flags(learning_rate=d.learning_rate)
+  job_config.define_training_flags(learning_rate=d.learning_rate)
   flags.DEFINE_integer(
     "predict_batch_size", d.predict_batch_size, "Batch size for evaluation and prediction."
   )
@@ -521,19 +520,9 @@ def define_flags(task: str) -> None:
   flags.DEFINE_float(
     "warmup_proportion", d.warmup_proportion, "Share of the steps with linear warmup."
   )
-  flags.DEFINE_enum(
-    "field_join",
-    NEW_MODEL_SETTINGS["field_join"],
-    list(features.FIELD_JOINS),
-    "Join TAB-separated fields with [SEP] or concatenate them.",
-  )
-  flags.DEFINE_enum(
-    "tag_scheme",
-    d.tag_scheme,
-    ["bio", "iob1", "bioes", "bmes"],
-    "Tag scheme of the NER files (converted to BIO).",
-  )
-  flags.DEFINE_bool("skip_bad_lines", d.skip_bad_lines, "Skip and count malformed examples.")
+  # field_join's flag shows "sep", NEW_MODEL_SETTINGS' value; not given,
+  # the config's None takes the model directory's.
+  cli.define_reader_flags()
   flags.DEFINE_string(
     "pseudo_label_file",
     d.pseudo_label_file,

@@ -145,7 +145,7 @@ def check_not_inputs(outputs: Sequence[str], inputs: Sequence[str], writer: str)
       )
 
 
-def _lines(path: str) -> Iterator[Tuple[int, str]]:
+def numbered_lines(path: str) -> Iterator[Tuple[int, str]]:
   """(line number, text without newline); invalid UTF-8 names its line."""
   errors.check_file(path)
   with errors.reading(path), tf.io.gfile.GFile(path, "rb") as f:
@@ -255,7 +255,7 @@ def _with_side_file(
   example, which still has its side line); `attach(text, "side:line",
   example)` stores a line's value. Their counts must agree."""
   side = path + suffix
-  lines = _lines(side)
+  lines = numbered_lines(side)
   for example in examples:
     item = next(lines, None)
     if item is None:
@@ -282,7 +282,7 @@ def _with_side_files(
 
 
 def read_unlabeled(path: str, counts: Counts) -> Iterator[Example]:
-  for number, text in _lines(path):
+  for number, text in numbered_lines(path):
     counts.read += 1
     if not text.strip():
       counts.empty += 1
@@ -298,7 +298,7 @@ def read_classification(
   known = set(labels) if labels is not None else None
 
   def examples():
-    for number, text in _lines(path):
+    for number, text in numbered_lines(path):
       counts.read += 1
       if not text.strip():
         counts.empty += 1
@@ -357,7 +357,7 @@ def read_conll(
 
   def examples():
     tokens, raw_tags, line_numbers, bad = [], [], [], False
-    for number, text in _lines(path):
+    for number, text in numbered_lines(path):
       columns = text.split()
       if not columns or columns[0] == "-DOCSTART-":
         if bad:
@@ -391,7 +391,7 @@ def read_conll(
 def read_labels(path: str) -> List[str]:
   """A label (or tag) file: one per line, no duplicates."""
   labels = []
-  for number, text in _lines(path):
+  for number, text in numbered_lines(path):
     label = text.strip()
     if not label:
       continue

@@ -386,7 +386,7 @@ def main(argv):
 def define_flags():
   """The flags of `RunPretrainingConfig`'s fields, with its defaults."""
   d = RunPretrainingConfig
-  cli.define_model_flags()
+  job_config.define_model_flags()
   flags.DEFINE_string("input_file", d.input_file, "TFRecord files (comma list of globs).")
   flags.DEFINE_string(
     "eval_input_file", d.eval_input_file, "TFRecords for --do_eval (default: --input_file)."
@@ -402,7 +402,7 @@ def define_flags():
     "As in the TFRecords; default: their manifest's, else "
     f"{DATA_DEFAULTS['max_predictions_per_seq']}.",
   )
-  cli.define_training_flags(learning_rate=d.learning_rate)
+  job_config.define_training_flags(learning_rate=d.learning_rate)
   flags.DEFINE_integer("eval_batch_size", d.eval_batch_size, "GLOBAL batch size for evaluation.")
   flags.DEFINE_integer("num_train_steps", d.num_train_steps, "Total training steps.")
   flags.DEFINE_integer("num_warmup_steps", d.num_warmup_steps, "Linear warmup steps.")

@@ -68,7 +68,7 @@ def iter_texts(path: str, input_format: str) -> Iterator[str]:
     for block in common.read_conll_blocks(path):
       yield " ".join(fields[0] for _, fields in block)
     return
-  for _, line in input_files._lines(path):
+  for _, line in input_files.numbered_lines(path):
     yield line.partition("\t")[2] if input_format == "tsv" else line
 
 

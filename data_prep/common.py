@@ -21,7 +21,7 @@ def read_conll_blocks(path: str) -> Iterator[List[Tuple[int, List[str]]]]:
   have valid tags yet). Blank lines separate sentences; several in a row, or
   at the ends, give no empty sentence."""
   block = []
-  for number, line in input_files._lines(path):
+  for number, line in input_files.numbered_lines(path):
     fields = line.split()
     if fields:
       block.append((number, fields))

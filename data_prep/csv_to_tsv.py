@@ -63,7 +63,7 @@ def read_rows(path: str, input_format: str) -> Iterator[Tuple[int, List[str]]]:
     dict(delimiter=",") if input_format == "csv" else dict(delimiter="\t", quoting=csv.QUOTE_NONE)
   )
   # A quoted CSV field may span lines: the reader gets them with their ends.
-  reader = csv.reader((line + "\n" for _, line in input_files._lines(path)), **dialect)
+  reader = csv.reader((line + "\n" for _, line in input_files.numbered_lines(path)), **dialect)
   while True:
     start_line = reader.line_num + 1
     try:

@@ -38,7 +38,7 @@ FORMATS = ("tsv", "conll")
 
 def read_tsv_examples(path: str, counts: Dict[str, int]) -> Iterator[Tuple[str, str, str]]:
   """(label, fields_text, line) per TSV example; counts skipped empty lines in `counts`."""
-  for number, line in input_files._lines(path):
+  for number, line in input_files.numbered_lines(path):
     if not line.strip():
       counts["skipped_empty"] += 1
       continue

@@ -24,7 +24,7 @@ from bert_pl import (
 from conftest import REPO
 
 # Per job (a module and define_flags' arguments), the flags it defines with
-# their defaults: its own and cli's shared ones, removed again before the
+# their defaults: its own, cli's and job_config's shared ones, removed again before the
 # next job defines its own.
 _FLAG_DEFAULTS = """
 import importlib, json, sys
@@ -33,7 +33,7 @@ defaults = []
 for job in json.loads(sys.argv[1]):
   module = importlib.import_module("bert_pl." + job[0])
   module.define_flags(*job[1:])
-  defined = [flag.name for name in ("bert_pl.cli", module.__name__)
+  defined = [flag.name for name in ("bert_pl.cli", "bert_pl.job_config", module.__name__)
              for flag in flags.FLAGS.flags_by_module_dict().get(name, [])
              if flag.name != "verbose"]
   defaults.append({name: flags.FLAGS[name].default for name in defined})

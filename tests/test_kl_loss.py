@@ -12,6 +12,7 @@ from test_training import LABELS, SEQ, TINY, _batch, _pretraining_config, _tiny_
 from bert_pl import (
   checkpoints,
   create_pretraining_data,
+  errors,
   finetuning,
   input_pipeline,
   modeling,
@@ -366,7 +367,7 @@ def test_kl_refuses_records_whose_logits_do_not_fit(tmp_path):
     num_train_steps=2,
   )
   with pytest.raises(
-    run_pretraining.cli.InputError, match=f"^{records}: label_logits has 5 values, expected 7 "
+    errors.InputError, match=f"^{records}: label_logits has 5 values, expected 7 "
   ):
     run_pretraining.run(_pretraining_config(**dict(common, num_labels=7)))
   with pytest.raises(

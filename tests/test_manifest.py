@@ -11,7 +11,7 @@ import tensorflow as tf
 from test_training import _pretraining_config, _tiny_config
 
 from bert_pl import create_pretraining_data, input_files, input_pipeline, run_pretraining
-from bert_pl.cli import InputError
+from bert_pl.errors import InputError
 
 from conftest import run_job
 

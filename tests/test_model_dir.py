@@ -15,7 +15,7 @@ import pytest
 from test_finetuning import _finetuning_config
 from test_training import _random_init, _tiny_config
 
-from bert_pl import cli, errors, export_saved_model, finetuning, model_dir, predict_pseudo_labels
+from bert_pl import errors, export_saved_model, finetuning, model_dir, predict_pseudo_labels
 
 from conftest import run_job
 
@@ -267,7 +267,7 @@ def test_fine_tuning_from_a_config_alone(corpus, tmp_path, caplog):
     do_eval=False,
     num_train_epochs=1.0,
   )
-  with pytest.raises(cli.InputError) as error:
+  with pytest.raises(errors.InputError) as error:
     finetuning.run(config)
   assert str(error.value) == (
     f"no --init_checkpoint and no checkpoint in --output_dir={tmp_path}/model "
@@ -275,7 +275,7 @@ def test_fine_tuning_from_a_config_alone(corpus, tmp_path, caplog):
     "weights)"
   )
   with pytest.raises(
-    cli.InputError,
+    errors.InputError,
     match=r"^--init_checkpoint=none \(random weights\) needs "
     r"--bert_config_file and --vocab_file$",
   ):

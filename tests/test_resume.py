@@ -14,7 +14,7 @@ from test_finetuning import _finetuning_config
 from test_input_pipeline import SEQ, _features
 from test_training import _mlm_records, _pretraining_config, _tiny_config
 
-from bert_pl import cli, finetuning, input_pipeline, run_pretraining, tfrecords, training
+from bert_pl import errors, finetuning, input_pipeline, run_pretraining, tfrecords, training
 
 from conftest import run_job
 
@@ -227,7 +227,7 @@ def test_checkpoint_file_paths_outside_or_with_dot_dot_are_refused(tmp_path, lis
   listed = listed.format(outside=tmp_path / "x")
   paths = ["ckpt-2", listed] if field == "older" else [listed, "ckpt-2"]
   _write_checkpoint_file(model_dir, *paths)
-  with pytest.raises(cli.InputError) as raised:
+  with pytest.raises(errors.InputError) as raised:
     training.check_checkpoint_file(str(model_dir))
   assert str(raised.value) == (
     f"{model_dir}/checkpoint: lists {listed}, outside the model directory"
@@ -283,7 +283,7 @@ def test_input_position_is_restored_only_into_the_input_it_was_saved_for(corpus,
   (tmp_path / "x").mkdir()
   _write_checkpoint_file(output / "input_state" / "worker-0", "ckpt-8", "../../../x/ckpt-1")
   with pytest.raises(
-    cli.InputError,
+    errors.InputError,
     match=r"^"
     + re.escape(
       f"{output}/input_state/worker-0/checkpoint: lists ../../../x/ckpt-1, outside the model "
