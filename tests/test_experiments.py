@@ -97,8 +97,11 @@ def _check_task(task, seed, summary, out):
   assert manifest["labels"] == labels
   assert ("label_ids" if task == "classification" else "tag_ids") in manifest["features"]
   for variant in ("hard_mlm", "hard_mlm_from_a"):
-    checkpoint = (work / variant / "round1" / "model_c" / "checkpoint").read_text()
-    assert f'model_checkpoint_path: "ckpt-{PRETRAIN_STEPS}"' in checkpoint, (variant, checkpoint)
+    results = (work / variant / "round1" / "model_c" / "eval_results.txt").read_text()
+    assert f"global_step = {PRETRAIN_STEPS}\n" in results, (variant, results)
+  # No checkpoint stays but the initial one and Model-A's (--keep_checkpoints=false).
+  kept = sorted(str(p.parent.relative_to(work)) for p in work.glob("**/checkpoint"))
+  assert kept == ["init", "model_a", "model_a/input_state/worker-0"], kept
   timings = summary["timings"][task]
   assert set(timings) == JOBS and all(s > 0 for s in timings.values()), timings
 

@@ -61,6 +61,10 @@ def _check_seed(name, seed, labeled, metric, out):
   quality = seed["pseudo_label_quality"]
   assert quality["num_examples"] == 200 and 0.0 <= quality[metric] <= 1.0, quality
   assert all(seconds > 0 for seconds in seed["timings"].values()), seed["timings"]
+  # Checkpoints are removed once read (--keep_checkpoints=false, the tuning
+  # runs'), but Model-A's, which the other seeds and sizes share.
+  kept = sorted(str(p.parent.relative_to(work.parent.parent)) for p in out.glob("**/checkpoint"))
+  assert kept == [f"{work.parent.name}/seed1/model_a" + s for s in ("", "/input_state/worker-0")]
 
 
 @pytest.mark.slow
