@@ -113,6 +113,6 @@ def kill_when(command, ready, timeout: float = 120.0, delay: float = 0.0) -> Non
 def pytest_configure(config):
   config.addinivalue_line(
     "markers",
-    "slow: over ~30 s (subprocess pipelines, fault tests); deselect with "
-    "-m 'not slow' for a quick run, CI runs them all",
+    "slow: long, and covered in essence by a faster test: left out by "
+    "run_scripts/test.sh (so by CI), run by test.sh --all",
   )

@@ -434,7 +434,6 @@ print(json.dumps({"labels": [v.decode() for v in outputs["labels"].numpy()],
 """
 
 
-@pytest.mark.slow
 def test_end_to_end_three_variants_export_and_rerun(corpus, init_checkpoint, tmp_path, capsys):
   """Steps 1-5 with hard_mlm, kl_nomask and self_training on the generated
   corpus (a pool of 60 test items whose labels are held back), export, then a

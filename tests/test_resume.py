@@ -108,7 +108,6 @@ def two_replicas(monkeypatch, mirrored_strategy):
   monkeypatch.setattr(training, "make_strategy", lambda name, num_gpus: mirrored_strategy)
 
 
-@pytest.mark.slow
 def test_run_pretraining_resumed_trains_on_the_batches_of_an_uninterrupted_run(
   corpus, tmp_path, two_replicas
 ):
@@ -130,7 +129,6 @@ def test_run_pretraining_resumed_trains_on_the_batches_of_an_uninterrupted_run(
   _assert_same_run(tmp_path / "uninterrupted", tmp_path / "resumed", 4, 8)
 
 
-@pytest.mark.slow
 def test_run_classifier_resumed_trains_on_the_batches_of_an_uninterrupted_run(
   corpus, tmp_path, two_replicas
 ):

@@ -92,25 +92,26 @@ def _one_step(strategy, task, initial_values, batch, masked_lm_loss_weight=1.0, 
 KL = dict(pseudo_label_loss="kl", kl_temperature=2.0)
 
 
+# CI runs three (MLM + softmax head, MLM + CRF, KL alone); the other
+# combinations of the same losses are `slow`.
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
   "task,loss",
   [
-    ("none", {}),
-    ("classification", {}),
-    ("ner", {}),
-    ("classification", KL),
-    ("classification", dict(KL, masked_lm_loss_weight=0.0)),
-    ("ner", KL),
-    ("ner", dict(KL, masked_lm_loss_weight=0.0)),
-  ],
-  ids=[
-    "none",
-    "classification",
-    "ner",
-    "classification-kl",
-    "classification-kl-no_mlm",
-    "ner-kl",
-    "ner-kl-no_mlm",
+    pytest.param("none", {}, marks=SLOW, id="none"),
+    pytest.param("classification", {}, id="classification"),
+    pytest.param("ner", {}, id="ner"),
+    pytest.param("classification", KL, marks=SLOW, id="classification-kl"),
+    pytest.param(
+      "classification",
+      dict(KL, masked_lm_loss_weight=0.0),
+      marks=SLOW,
+      id="classification-kl-no_mlm",
+    ),
+    pytest.param("ner", KL, marks=SLOW, id="ner-kl"),
+    pytest.param("ner", dict(KL, masked_lm_loss_weight=0.0), id="ner-kl-no_mlm"),
   ],
 )
 def test_two_replicas_equal_one_replica(task, loss, mirrored_strategy):
