@@ -136,9 +136,9 @@ def rows(results):
   for name in ("rjieba", "rjieba_ngram3", "jieba") if segmented else ():
     out.append(
       (
-        f"create_pretraining_data examples/s, whole words by {name} vs random masking",
-        segmented[name]["examples_per_s"],
-        segmented["baseline"]["examples_per_s"],
+        f"create_pretraining_data examples/CPU s, whole words by {name} vs random masking",
+        segmented[name]["examples_per_cpu_s"],
+        segmented["baseline"]["examples_per_cpu_s"],
         "",
       )
     )
