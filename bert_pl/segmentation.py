@@ -127,13 +127,13 @@ class Segmenter:
       is_token = token_starts[row] >= 0
       # [CLS] and each [SEP] open the next segment: segment index per position.
       segment = np.cumsum(~is_token & (input_mask[row] == 1)) - 1
-      words, offset = [], 0
-      for text in segments:
-        words.append(self.word_of_char(text) + offset)
-        offset += len(text)
-      word_of_char = np.concatenate(words) if words else np.zeros([0], np.int64)
-      starts = np.flatnonzero(is_token)
+      # The segments' characters one after another; word indices offset by
+      # the segment's first character, so that no two segments share one.
       base = np.cumsum([0] + [len(text) for text in segments])
+      word_of_char = np.concatenate(
+        [self.word_of_char(text) + b for text, b in zip(segments, base)] + [np.zeros([0], int)]
+      )
+      starts = np.flatnonzero(is_token)
       word = word_of_char[base[segment[starts]] + token_starts[row, starts]]
       same = (starts[1:] == starts[:-1] + 1) & (word[1:] == word[:-1])
       flags[row, starts[1:][same]] = True
