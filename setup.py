@@ -58,6 +58,9 @@ setup(
     # download the Prism runner from GitHub). It has no `tfrecord` extra:
     # crcmod is a core dependency; google-crc32c makes TFRecord CRCs fast.
     "beam": ["apache-beam==2.66.0", "google-crc32c>=1.5", "protobuf>=3.20.3,<5"],
+    # Chinese word segmentation for whole-word masking
+    # (create_pretraining_data --segmenter): rjieba (Rust, fast), jieba.
+    "segment": ["rjieba==0.2.2", "jieba==0.42.1"],
   },
   entry_points={
     "console_scripts": [f"bert_pl_{job}=bert_pl.{job}:run_main" for job in JOBS]

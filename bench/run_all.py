@@ -29,6 +29,7 @@ SIZES = {  # benchmark -> arguments, full and --quick
   "predict_pseudo_labels": (["--lines=8192"], ["--lines=2048"]),
   "create_pretraining_data": (["--lines=20000"], ["--lines=5000"]),
   "tokenization": (["--lines=20000"], ["--lines=5000"]),
+  "segmentation": (["--lines=8192"], ["--lines=2048"]),
   "beam": (
     ["--cpd_lines=40000", "--predict_lines=4000"],
     ["--cpd_lines=8000", "--predict_lines=800"],
@@ -129,6 +130,16 @@ def rows(results):
         cpd["bert_pl"]["steady_examples_per_s"],
         cpd["tf_models"]["steady_examples_per_s"],
         ">= 5x",
+      )
+    )
+  segmented = results.get("segmentation")
+  for name in ("rjieba", "rjieba_ngram3", "jieba") if segmented else ():
+    out.append(
+      (
+        f"create_pretraining_data examples/CPU s, whole words by {name} vs random masking",
+        segmented[name]["examples_per_cpu_s"],
+        segmented["baseline"]["examples_per_cpu_s"],
+        "",
       )
     )
   for texts, label in (("generated", "generated corpus"), ("real_chinese", "real Chinese texts")):

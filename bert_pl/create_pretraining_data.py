@@ -22,6 +22,12 @@ matches; a re-run removes those a killed run left) and renamed when the job
 completes; then their manifest, `OUTPUT.manifest.json` (`bert_pl.manifest`),
 says what they hold, for run_pretraining to check.
 
+`--do_whole_word_mask` masks whole words: by default those the text's spaces
+and punctuation delimit (WordPiece continuations join their word); with
+`--segmenter=rjieba|jieba` (the `segment` extra), a Chinese segmenter's words
+(bert_pl.segmentation), loaded once per worker; `--ngram_mask_max=N` masks
+spans of up to N whole words (bert_pl.masking).
+
 `--masked_lm_prob=0` writes task data without masking (the method's later
 version trains step 4 on the unmasked input, without the MLM loss): only with
 a task, since MLM-only data without masks teaches nothing, and with one
@@ -45,6 +51,7 @@ from bert_pl import (
   job_config,
   manifest,
   masking,
+  segmentation,
   tfrecords,
   tokenization,
 )
@@ -67,6 +74,9 @@ class CreatePretrainingDataConfig:
   masked_lm_prob: float = masking.MASKED_LM_PROB
   dupe_factor: int = 1
   do_whole_word_mask: bool = False
+  segmenter: str = segmentation.NONE
+  segmenter_user_dict: Optional[str] = None
+  ngram_mask_max: int = 1
   random_seed: int = 12345
   task: str = "none"
   label_file: Optional[str] = None
@@ -98,6 +108,14 @@ class CreatePretrainingDataConfig:
         f"--dupe_factor={self.dupe_factor} with --masked_lm_prob=0 would "
         "write each example unchanged several times; use --dupe_factor=1"
       )
+    if self.ngram_mask_max < 1:
+      raise errors.InputError(f"--ngram_mask_max={self.ngram_mask_max}: must be at least 1")
+    for name, used in (
+      ("segmenter", self.segmenter != segmentation.NONE),
+      ("ngram_mask_max", self.ngram_mask_max > 1),
+    ):
+      if used and not self.do_whole_word_mask:
+        raise errors.InputError(f"--{name}={getattr(self, name)} needs --do_whole_word_mask")
     for name in ("num_output_shards", "num_workers"):
       if getattr(self, name) < 1:
         raise errors.InputError(f"--{name}={getattr(self, name)}: must be at least 1")
@@ -127,12 +145,16 @@ def manifest_settings(config: CreatePretrainingDataConfig, labels: Labels) -> di
       "masked_lm_prob",
       "dupe_factor",
       "do_whole_word_mask",
+      "segmenter",
+      "ngram_mask_max",
       "random_seed",
       "task",
     )
   }
   settings["labels"] = list(labels) if labels is not None else None
   settings["field_join"] = config.field_join
+  if config.segmenter_user_dict:
+    settings["segmenter_user_dict_sha256"] = manifest.sha256_of(config.segmenter_user_dict)
   settings.update(manifest.vocab_fingerprint(config.vocab_file))
   return settings
 
@@ -140,6 +162,7 @@ def manifest_settings(config: CreatePretrainingDataConfig, labels: Labels) -> di
 def job_inputs(config: CreatePretrainingDataConfig) -> Tuple[Labels, List[str], bool]:
   """The labels (None for `--task=none`), the input files, and whether they
   have `.logits` side files (all of them, or none: else `InputError`)."""
+  segmentation.check(config.segmenter, config.segmenter_user_dict)
   labels = None
   if config.task != "none":
     labels = tuple(input_files.read_labels(config.label_file))
@@ -155,8 +178,11 @@ class ChunkProcessor:
     tokenizer = tokenization.BertTokenizer(
       config.vocab_file, config.do_lower_case, config.tokenization
     )
+    segmenter = None
+    if config.segmenter != segmentation.NONE:
+      segmenter = segmentation.Segmenter(config.segmenter, config.segmenter_user_dict)
     self.encoder = features.FeatureEncoder(
-      tokenizer, config.max_seq_length, config.task, labels, config.field_join
+      tokenizer, config.max_seq_length, config.task, labels, config.field_join, segmenter
     )
     self.masker = masking.Masker(
       tokenizer.vocab_size,
@@ -165,6 +191,7 @@ class ChunkProcessor:
       config.masked_lm_prob,
       config.max_predictions_per_seq,
       config.do_whole_word_mask,
+      config.ngram_mask_max,
     )
 
   def __call__(
@@ -337,7 +364,24 @@ def define_flags(local_workers: bool = True):
   flags.DEFINE_bool(
     "do_whole_word_mask",
     d["do_whole_word_mask"],
-    "Mask whole words (Chinese text needs spaces between words).",
+    "Mask whole words: those the spaces and punctuation delimit, or --segmenter's.",
+  )
+  flags.DEFINE_enum(
+    "segmenter",
+    d["segmenter"],
+    list(segmentation.SEGMENTERS),
+    "With --do_whole_word_mask: the words of a Chinese segmenter (rjieba: the "
+    f"fast one; needs {segmentation.INSTALL_HINT}); none: spaces and punctuation.",
+  )
+  flags.DEFINE_string(
+    "segmenter_user_dict",
+    None,
+    "--segmenter's user dictionary (jieba's format: 'word [frequency] [tag]' per line).",
+  )
+  flags.DEFINE_integer(
+    "ngram_mask_max",
+    d["ngram_mask_max"],
+    "With --do_whole_word_mask: mask spans of up to N whole words (p(n) ~ 1/n).",
   )
   flags.DEFINE_integer("random_seed", d["random_seed"], "Seed of the masking.")
   flags.DEFINE_enum(

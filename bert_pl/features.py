@@ -74,6 +74,7 @@ class FeatureEncoder:
     task: str = "none",
     labels: Optional[Sequence[str]] = None,
     field_join: str = "sep",
+    segmenter=None,
   ):
     if task not in input_files.TASKS:
       raise ValueError(f"task must be one of {input_files.TASKS}, got {task!r}")
@@ -93,6 +94,7 @@ class FeatureEncoder:
     self.labels = list(labels or [])
     self.label_to_id = {label: i for i, label in enumerate(self.labels)}
     self.field_join = field_join
+    self.segmenter = segmenter  # a segmentation.Segmenter: its words decide word_continues
     is_punctuation = np.zeros([tokenizer.vocab_size], bool)
     is_punctuation[tokenizer.punctuation_ids] = True
     self._is_punctuation = tf.constant(is_punctuation)
@@ -102,7 +104,9 @@ class FeatureEncoder:
     """Returns (features, truncated[bool per example]).
 
     Features: `input_ids`, `input_mask`, `segment_ids` int64 [n, max_seq_length];
-    `word_continues` bool [n, max_seq_length] (for whole-word masking, not written);
+    `word_continues` bool [n, max_seq_length] (for whole-word masking, not written;
+    from the segmenter's words when the encoder has one, else from the text's
+    spaces and punctuation);
     for single-segment text and NER (the joined CoNLL tokens), `starts`/`ends`
     [n, tokens] character offsets of the tokens (-1 padded; for mapping
     predictions back to characters, not written);
@@ -115,6 +119,11 @@ class FeatureEncoder:
       features, truncated = self._encode_ner(examples)
     else:
       features, truncated = self._encode_fields(examples)
+    token_starts = features.pop("token_starts")
+    if self.segmenter is not None:
+      features["word_continues"] = self.segmenter.word_continues(
+        [self.segment_texts(e) for e in examples], token_starts, features["input_mask"]
+      )
     if self.task == "classification":
       features["label_ids"] = np.array([self.label_to_id[e.label] for e in examples], np.int64)
     if examples and all(e.confidence is not None for e in examples):
@@ -122,6 +131,14 @@ class FeatureEncoder:
     if self.task == "classification" and _all_have_logits(examples):
       features["label_logits"] = np.stack([e.logits for e in examples]).astype(np.float32)
     return features, truncated
+
+  def segment_texts(self, example: Example) -> List[str]:
+    """The texts of an example's segments, as the tokenizer gets them."""
+    if self.task == "ner":
+      return [join_conll_tokens(example.fields)[0]]
+    if self.field_join == "concat":
+      return [" ".join(example.fields)]
+    return list(example.fields)
 
   def _tokenize_and_pack(self, texts: List[str], count: int) -> Dict[str, np.ndarray]:
     """Runs `_graph` for `count` segments, traced once per count."""
@@ -134,7 +151,9 @@ class FeatureEncoder:
   def _graph(self, texts: tf.Tensor, count: int):
     """Tokenizes `texts` (example-major, `count` segments each) and packs
     them, in one graph. Also packs the word-continuation flags (for whole-word
-    masking) and returns each first segment's token starts (for NER tags)."""
+    masking), each token's first character in its segment (-1 elsewhere: for a
+    segmenter's words) and returns each first segment's token starts (for NER
+    tags)."""
     tokens = self.tokenizer.tokenize_with_offsets(texts)
     n = tf.shape(texts)[0] // count
     segments = [
@@ -147,12 +166,16 @@ class FeatureEncoder:
     flags = tokenization.pack_inputs(
       [self._word_continues(s) for s in segments], self.max_seq_length, 0, 0
     )["input_word_ids"]
+    token_starts = tokenization.pack_inputs(
+      [s.starts + 1 for s in segments], self.max_seq_length, 0, 0
+    )["input_word_ids"]
     total = tf.add_n([s.ids.row_lengths() for s in segments])
     return {
       "input_ids": tf.cast(packed["input_word_ids"], tf.int64),
       "input_mask": tf.cast(packed["input_mask"], tf.int64),
       "segment_ids": tf.cast(packed["input_type_ids"], tf.int64),
       "word_continues": tf.cast(flags, tf.bool),
+      "token_starts": tf.cast(token_starts, tf.int64) - 1,
       "truncated": total > self.max_seq_length - 1 - count,
       "starts": segments[0].starts.to_tensor(-1),
       "ends": segments[0].ends.to_tensor(-1),
@@ -174,10 +197,7 @@ class FeatureEncoder:
     return tokens.ids.with_flat_values(tf.cast(flags, tf.int64))
 
   def _encode_fields(self, examples):
-    if self.field_join == "concat":
-      segment_texts = [[" ".join(e.fields)] for e in examples]
-    else:
-      segment_texts = [e.fields for e in examples]
+    segment_texts = [self.segment_texts(e) for e in examples]
     # Packing needs the same number of segments in a call: group by count.
     n = len(examples)
     out = {
@@ -185,6 +205,7 @@ class FeatureEncoder:
       for k in ("input_ids", "input_mask", "segment_ids")
     }
     out["word_continues"] = np.zeros([n, self.max_seq_length], bool)
+    out["token_starts"] = np.zeros([n, self.max_seq_length], np.int64)
     truncated = np.zeros([n], bool)
     offsets = {}
     for count in sorted({len(t) for t in segment_texts}):
@@ -209,7 +230,15 @@ class FeatureEncoder:
     packed = self._tokenize_and_pack([text for text, _ in joined], 1)
     features = {
       k: packed[k]
-      for k in ("input_ids", "input_mask", "segment_ids", "word_continues", "starts", "ends")
+      for k in (
+        "input_ids",
+        "input_mask",
+        "segment_ids",
+        "word_continues",
+        "token_starts",
+        "starts",
+        "ends",
+      )
     }
     starts = packed["starts"]
     tag_ids = np.zeros([len(examples), self.max_seq_length], np.int64)

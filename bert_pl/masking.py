@@ -12,8 +12,20 @@ random token is drawn uniformly from the vocabulary without [PAD], [UNK],
 
 Whole-word masking selects whole words (a word is a run of tokens that touch
 in the raw text and are not punctuation, so WordPiece continuations join their
-word; Chinese text needs its words separated by spaces) until the budget is
-reached, skipping words that would exceed it, as the original does.
+word; Chinese text needs its words separated by spaces, or a segmenter's words:
+bert_pl.segmentation) until the budget is reached, skipping words that would
+exceed it, as the original does. The [MASK] / random / keep choice stays per
+token (per character in Chinese), as in the original's and Chinese-BERT-wwm's
+whole-word masking: a masked word can be part [MASK], part kept.
+
+N-gram masking (`ngram_mask_max` = N > 1, with whole words) selects spans of
+n consecutive whole words instead, ERNIE-Gram / ALBERT style: the words are
+visited in random order as span starts and each draws n from p(n) = (1/n) /
+sum_{k<=N} 1/k (N=3: 6/11, 3/11, 2/11), shorter spans more likely; a span
+that would run past the budget, past the sequence's words (or across a
+[SEP]) or into a word already taken is shortened, down to its first word,
+which is skipped as in whole-word masking when it still does not fit. The
+budget is the same, so the masked share stays `masked_lm_prob`.
 
 `masked_lm_prob=0` masks nothing (the unmasked task data of the method's
 later version): the input stays as it is and the `masked_lm_*` features are
@@ -52,6 +64,7 @@ class Masker:
     masked_lm_prob: float = 0.15,
     max_predictions_per_seq: int = 20,
     do_whole_word_mask: bool = False,
+    ngram_mask_max: int = 1,
   ):
     if not 0.0 <= masked_lm_prob < 1.0:
       raise errors.InputError(f"masked_lm_prob must be in [0, 1), got {masked_lm_prob}")
@@ -61,6 +74,7 @@ class Masker:
     self.masked_lm_prob = masked_lm_prob
     self.max_predictions_per_seq = max_predictions_per_seq
     self.do_whole_word_mask = do_whole_word_mask
+    self.ngram_probabilities = ngram_probabilities(ngram_mask_max)
 
   def mask(
     self,
@@ -116,8 +130,7 @@ class Masker:
       "masked_lm_weights": valid.astype(np.float32),
     }
 
-  @staticmethod
-  def _whole_words(candidates, continues, budget, rng):
+  def _whole_words(self, candidates, continues, budget, rng):
     words, current = [], []
     for position in candidates:
       if current and not (continues[position] and position == current[-1] + 1):
@@ -125,11 +138,44 @@ class Masker:
         current = []
       current.append(position)
     words.append(current)
-    chosen = []
-    for index in rng.permutation(len(words)):
-      word = words[index]
-      if len(chosen) + len(word) <= budget:
-        chosen.extend(word)
-      if len(chosen) == budget:
-        break
+    chosen = [p for span in self.ngram_spans(words, budget, rng) for i in span for p in words[i]]
     return np.sort(np.array(chosen, np.int64))
+
+  def ngram_spans(self, words, budget, rng):
+    """The spans (lists of consecutive word indices) to mask, in the order
+    chosen: whole words (n-grams of them) until `budget` tokens."""
+    order = rng.permutation(len(words))
+    probabilities = self.ngram_probabilities
+    if probabilities.size == 1:
+      lengths = np.ones(len(words), np.int64)  # no draw: the same masks as before n-grams
+    else:
+      lengths = rng.choice(probabilities.size, len(words), p=probabilities) + 1
+    taken = np.zeros(len(words), bool)
+    spans, size = [], 0
+    for index, length in zip(order, lengths):
+      # n consecutive words: each starts where the one before it ended.
+      span = 1
+      while (
+        span < length
+        and index + span < len(words)
+        and words[index + span][0] == words[index + span - 1][-1] + 1
+      ):
+        span += 1
+      while span and (
+        taken[index : index + span].any()
+        or size + sum(len(w) for w in words[index : index + span]) > budget
+      ):
+        span -= 1
+      if span:
+        spans.append(list(range(index, index + span)))
+        taken[index : index + span] = True
+        size += sum(len(w) for w in words[index : index + span])
+      if size == budget:
+        break
+    return spans
+
+
+def ngram_probabilities(ngram_mask_max: int) -> np.ndarray:
+  """p(n) of an n-gram span, n = 1..ngram_mask_max: proportional to 1/n."""
+  weights = 1.0 / np.arange(1, ngram_mask_max + 1)
+  return weights / weights.sum()

@@ -183,6 +183,9 @@ class PipelineConfig:
   do_lower_case: bool = True
   max_seq_length: Optional[int] = None
   max_predictions_per_seq: Optional[int] = None
+  do_whole_word_mask: bool = False
+  segmenter: str = "none"
+  ngram_mask_max: int = 1
   pretrain_steps: int = 100000
   pretrain_warmup_steps: Optional[int] = None
   pretrain_learning_rate: Optional[float] = None
@@ -328,6 +331,12 @@ def make_plan(config: PipelineConfig, vocab_file: str, pool_files: Sequence[str]
     f"--max_seq_length={c.max_seq_length}",
   ]
   seeded = [f"--random_seed={c.random_seed}"]
+  # Steps 1 and 4's masking; the defaults are left out (the commands as before).
+  masking = (
+    (["--do_whole_word_mask"] if c.do_whole_word_mask else [])
+    + ([f"--segmenter={c.segmenter}"] if c.segmenter != "none" else [])
+    + ([f"--ngram_mask_max={c.ngram_mask_max}"] if c.ngram_mask_max != 1 else [])
+  )
   training = [*seeded, f"--bucket_width={c.bucket_width}", f"--dtype={c.dtype}"]
   labels = [f"--label_file={c.label_file}"]
 
@@ -357,6 +366,7 @@ def make_plan(config: PipelineConfig, vocab_file: str, pool_files: Sequence[str]
       f"--num_workers={c.num_workers}",
       *tokenizer,
       f"--max_predictions_per_seq={c.max_predictions_per_seq}",
+      *masking,
       *seeded,
       *extra,
     )
@@ -691,6 +701,13 @@ def define_flags() -> None:
   flags.DEFINE_integer("max_seq_length", None, "Default: 64 (classification) / 128 (NER).")
   flags.DEFINE_integer(
     "max_predictions_per_seq", None, "Default: 15% of --max_seq_length, rounded up."
+  )
+  flags.DEFINE_bool("do_whole_word_mask", d["do_whole_word_mask"], "Steps 1, 4: mask whole words.")
+  flags.DEFINE_string(
+    "segmenter", d["segmenter"], "Steps 1, 4: the words' segmenter (create_pretraining_data's)."
+  )
+  flags.DEFINE_integer(
+    "ngram_mask_max", d["ngram_mask_max"], "Steps 1, 4: mask spans of up to N whole words."
   )
   flags.DEFINE_integer("pretrain_steps", d["pretrain_steps"], "Training steps of steps 1, 4.")
   flags.DEFINE_integer(

@@ -27,7 +27,19 @@ ROWS = (
     "checkpoint, then fine-tuned",
   ),
   ("model_d_from_a", "Model-D, step 4 from Model-A instead"),
+  (
+    "model_d_wwm",
+    "Model-D, steps 1 and 4 masking whole words (rjieba's; quick and full modes)",
+  ),
 )
+# The plot's bar labels and colours, per row.
+BARS = {
+  "baseline": ("baseline", "#999999"),
+  "model_b": ("Model-B", "#4c72b0"),
+  "model_d": ("Model-D", "#dd8452"),
+  "model_d_from_a": ("Model-D\n(4 from A)", "#c44e52"),
+  "model_d_wwm": ("Model-D\n(whole words)", "#55a868"),
+}
 METRICS = {
   "classification": (("accuracy", "accuracy"), ("macro_f1", "macro-F1")),
   "ner": (("f1", "entity F1"),),
@@ -89,6 +101,8 @@ def table(task, seeds):
     "|---|" + "---|" * len(metrics),
   ]
   for name, description in ROWS:
+    if not any(seeds[s].get(name) for s in seeds):
+      continue  # not run in this mode (model_d_wwm in smoke)
     cells = [
       real_report.mean_std([(seeds[s].get(name) or {}).get(key) for s in seeds])
       for key, _ in metrics
@@ -123,19 +137,14 @@ def plot(summary, path):
     seeds = summary["tasks"][task]
     key = METRICS[task][0][0]
     means, stds = [], []
-    for name, _ in ROWS:
+    names = [name for name, _ in ROWS if any(seeds[s].get(name) for s in seeds)]
+    for name in names:
       values = [100 * seeds[s][name][key] for s in seeds if seeds[s].get(name)]
       means.append(np.mean(values))
       stds.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
-    axis.bar(
-      range(len(ROWS)),
-      means,
-      yerr=stds,
-      capsize=4,
-      color=["#999999", "#4c72b0", "#dd8452", "#c44e52"],
-    )
-    axis.set_xticks(range(len(ROWS)))
-    axis.set_xticklabels(["baseline", "Model-B", "Model-D", "Model-D\n(4 from A)"])
+    axis.bar(range(len(names)), means, yerr=stds, capsize=4, color=[BARS[n][1] for n in names])
+    axis.set_xticks(range(len(names)))
+    axis.set_xticklabels([BARS[n][0] for n in names])
     axis.set_ylabel(f"test {METRICS[task][0][1]} (%)")
     axis.set_title(f"{task} ({len(seeds)} seeds)")
     low = min(m - s for m, s in zip(means, stds))

@@ -18,7 +18,10 @@ separate job, as a user runs them) runs, in OUTPUT/TASK/seedN:
               the held-back labels);
   hard_mlm/round1/model_c, model_d   steps 4 and 5 as the paper's first
               version (MLM + one-hot task loss), from init; and
-  hard_mlm_from_a/round1/...         the same with step 4 from Model-A.
+  hard_mlm_from_a/round1/...         the same with step 4 from Model-A;
+  whole_word/...  (quick and full modes) the method again with steps 1 and 4
+              masking whole words of rjieba's segmentation (its own Model-A,
+              Model-B and pseudo-labels; hard_mlm only): the row model_d_wwm.
 
 Every job's output directory is kept; a re-run skips the jobs already done.
 Results (test accuracy and macro-F1, or CoNLL entity F1) go to
@@ -28,6 +31,7 @@ The committed experiments/RESULTS.md is `--full --report_dir=experiments`.
 """
 
 import concurrent.futures
+import dataclasses
 import json
 import os
 import pathlib
@@ -65,6 +69,7 @@ MODES = {
     pretrain_lr=5e-3,
     finetune_lr=5e-3,
     initializer_range=0.1,
+    whole_word=False,  # the row is ~8 more jobs a seed: not in CI's smoke run
   ),
   "quick": dict(
     classification=(1000, 2000, 4000),
@@ -80,6 +85,7 @@ MODES = {
     pretrain_lr=5e-3,
     finetune_lr=5e-3,
     initializer_range=0.1,
+    whole_word=True,
   ),
   "full": dict(
     classification=(2000, 5000, 12000),
@@ -95,6 +101,7 @@ MODES = {
     pretrain_lr=5e-3,
     finetune_lr=5e-3,
     initializer_range=0.1,
+    whole_word=True,
   ),
 }
 TASKS = {
@@ -237,6 +244,22 @@ MODEL_DIRS = {
   "model_d": "hard_mlm/round1/model_d",
   "model_d_from_a": "hard_mlm_from_a/round1/model_d",
 }
+WHOLE_WORD_ROW = ("model_d_wwm", "hard_mlm/round1/model_d")  # under WORK/whole_word
+
+
+def whole_word_config(config: pipeline.PipelineConfig) -> pipeline.PipelineConfig:
+  """The whole-word-masking row's run, in WORK/whole_word: steps 1 and 4 mask
+  whole words of rjieba's segmentation (so steps 2 and 3 run again on its
+  Model-A), the paper's first version only (hard_mlm), no baseline."""
+  return dataclasses.replace(
+    config,
+    work_dir=os.path.join(config.work_dir, "whole_word"),
+    do_whole_word_mask=True,
+    segmenter="rjieba",
+    variants=("hard_mlm",),
+    baseline=False,
+    export_variant=None,
+  )
 
 
 def run_seed(task, seed, mode, data, files, out):
@@ -272,35 +295,39 @@ def run_seed(task, seed, mode, data, files, out):
     os.path.join(work, "logs"),
   )
   steps = sizes["pretrain_steps"]
-  outcome = pipeline.run(
-    pipeline.PipelineConfig(
-      task=task,
-      work_dir=work,
-      pool=os.path.join(data, "pool.txt"),
-      train_file=files["train"],
-      eval_file=files["test"],
-      label_file=os.path.join(data, "labels.txt"),
-      init_checkpoint=init,
-      vocab_file=vocab,
-      tokenization=spec["tokenization"],
-      max_seq_length=spec["max_seq_length"],
-      pretrain_steps=steps,
-      pretrain_warmup_steps=steps // 10,
-      pretrain_learning_rate=sizes["pretrain_lr"],
-      pretrain_batch_size=sizes["batch"],
-      save_checkpoints_steps=max(steps // 5, 10),
-      finetune_learning_rate=sizes["finetune_lr"],
-      finetune_epochs=sizes["epochs"],
-      finetune_batch_size=sizes["batch"],
-      random_seed=seed,
-      num_shards=2,
-      baseline=True,
-      pool_labels=os.path.join(data, "pool_labels.txt"),
-      variants=("hard_mlm", "hard_mlm_from_a"),
-      keep_checkpoints=False,
-    )
+  config = pipeline.PipelineConfig(
+    task=task,
+    work_dir=work,
+    pool=os.path.join(data, "pool.txt"),
+    train_file=files["train"],
+    eval_file=files["test"],
+    label_file=os.path.join(data, "labels.txt"),
+    init_checkpoint=init,
+    vocab_file=vocab,
+    tokenization=spec["tokenization"],
+    max_seq_length=spec["max_seq_length"],
+    pretrain_steps=steps,
+    pretrain_warmup_steps=steps // 10,
+    pretrain_learning_rate=sizes["pretrain_lr"],
+    pretrain_batch_size=sizes["batch"],
+    save_checkpoints_steps=max(steps // 5, 10),
+    finetune_learning_rate=sizes["finetune_lr"],
+    finetune_epochs=sizes["epochs"],
+    finetune_batch_size=sizes["batch"],
+    random_seed=seed,
+    num_shards=2,
+    baseline=True,
+    pool_labels=os.path.join(data, "pool_labels.txt"),
+    variants=("hard_mlm", "hard_mlm_from_a"),
+    keep_checkpoints=False,
   )
+  outcome = pipeline.run(config)
   results = {row: outcome["models"][directory]["results"] for row, directory in MODEL_DIRS.items()}
+  if sizes["whole_word"]:
+    whole_word = pipeline.run(whole_word_config(config))
+    row, directory = WHOLE_WORD_ROW
+    results[row] = whole_word["models"][directory]["results"]
+    outcome["timings"].update({f"whole_word.{k}": v for k, v in whole_word["timings"].items()})
   results["pseudo_labels"] = outcome["pseudo_labels"]["round1/pseudo"]["quality"]
   timings = {
     "init": pipeline.done_seconds(os.path.join(work, "logs"), "init"),

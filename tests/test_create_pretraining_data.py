@@ -105,8 +105,20 @@ def test_masking_statistics_over_12000_examples(corpus, tmp_path):
   )
 
 
-def test_byte_identical_for_same_seed_and_any_worker_count(corpus, tmp_path):
+# Whole words from the segmenter (loaded in each worker), in n-grams.
+SEGMENTED = ["--do_whole_word_mask", "--segmenter=rjieba", "--ngram_mask_max=3"]
+
+
+def _masking_flags(masking):
+  if masking:
+    pytest.importorskip("rjieba", reason="the segment extra is not installed")
+  return masking
+
+
+@pytest.mark.parametrize("masking", [[], SEGMENTED], ids=["default", "segmented"])
+def test_byte_identical_for_same_seed_and_any_worker_count(corpus, tmp_path, masking):
   common = [
+    *_masking_flags(masking),
     "--input_file=" + str(corpus / "unlabeled.txt"),
     "--vocab_file=" + str(corpus / "vocab.txt"),
     f"--max_seq_length={MAX_SEQ}",
@@ -711,14 +723,19 @@ def _rows(paths):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])
-def test_beam_job_writes_the_single_process_examples(corpus, tmp_path, mode):
+@pytest.mark.parametrize(
+  "mode,masking",
+  [("in_memory", []), ("multi_processing", SEGMENTED)],
+  ids=["in_memory", "multi_processing_segmented"],
+)
+def test_beam_job_writes_the_single_process_examples(corpus, tmp_path, mode, masking):
   write_parts(
     (corpus / "unlabeled.txt").read_text(encoding="utf-8").splitlines(keepends=True),
     tmp_path / "pool",
     4,
   )
   common = [
+    *_masking_flags(masking),
     f"--input_file={tmp_path}/pool/part-*.txt",
     f"--vocab_file={corpus / 'vocab.txt'}",
     f"--max_seq_length={MAX_SEQ}",

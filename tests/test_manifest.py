@@ -180,6 +180,8 @@ def test_manifest_describes_the_shards(corpus, datasets):
     "masked_lm_prob": 0.15,
     "dupe_factor": 1,
     "do_whole_word_mask": False,
+    "segmenter": "none",
+    "ngram_mask_max": 1,
     "random_seed": 12345,
     "field_join": "sep",
   }

@@ -250,6 +250,37 @@ def test_data_jobs_are_given_flags_of_their_configs():
   }
 
 
+def test_whole_word_masking_reaches_steps_1_and_4_only():
+  """The experiment's whole-word row (reproduce_paper.whole_word_config): the
+  masking flags reach create_pretraining_data of steps 1 and 4, and are fields
+  of its config; by default the commands are as before."""
+  from experiments import reproduce_paper
+
+  config = reproduce_paper.whole_word_config(
+    pipeline.PipelineConfig(**BASE, variants=["hard_mlm", "hard_mlm_from_a"], baseline=True)
+  )
+  assert (config.work_dir, config.variants, config.baseline) == (
+    "/w/whole_word",
+    ("hard_mlm",),
+    False,
+  )
+  plan = pipeline.make_plan(config, "/vocab.txt", ["/d/pool.txt"])
+  whole_word = ["--do_whole_word_mask", "--segmenter=rjieba"]
+  fields = {field.name for field in dataclasses.fields(CreatePretrainingDataConfig)}
+  data_jobs = []
+  for job in plan.jobs:
+    given = [arg for arg in job.command[3:] if arg in whole_word]
+    if job.command[2] == "bert_pl.create_pretraining_data":
+      data_jobs.append(job.name)
+      assert given == whole_word and {"do_whole_word_mask", "segmenter"} <= fields
+    else:
+      assert not given, job
+  assert data_jobs == ["data", "round1.records_mlm"]
+  jobs, _ = _commands(ngram_mask_max=3)
+  assert "--ngram_mask_max=3" in jobs["data"] and "--do_whole_word_mask" not in jobs["data"]
+  assert not [arg for arg in _commands()[0]["data"] if "mask" in arg]
+
+
 def test_given_model_a_skips_step_1_and_serves_every_use_of_model_a():
   jobs, plan = _commands(
     variants=["kl_nomask_from_a", "self_training"], pseudo_per_class=5, model_a="/shared/model_a"
