@@ -27,6 +27,7 @@ accuracy (entity F1) of both, go to `quantization_check.json` beside the
 outputs; under `--min_agreement` the job refuses unless forced.
 """
 
+import importlib
 import json
 import os
 from typing import Any, Dict, List, Optional
@@ -62,13 +63,12 @@ def info_path(path: str) -> str:
   return path + ".json"
 
 
-def onnxruntime():
-  """The onnxruntime module, or one line telling how to install it."""
+def _import(module: str):
+  """A module of the `onnx` extra, or one line telling how to install it."""
   try:
-    import onnxruntime as ort
+    return importlib.import_module(module)
   except ImportError:
-    raise errors.InputError(f"the fast model needs onnxruntime: {INSTALL_HINT}") from None
-  return ort
+    raise errors.InputError(f"the fast model needs {module}: {INSTALL_HINT}") from None
 
 
 class FastPredictor(prediction.Predictor):
@@ -78,7 +78,7 @@ class FastPredictor(prediction.Predictor):
   def __init__(self, path: str, directory: str, info: Dict[str, Any], batch_size: int = 64):
     """The fast model at `path`, made from the model directory `directory`
     (task.json `info`), which gives NER its CRF transitions."""
-    ort = onnxruntime()
+    ort = _import("onnxruntime")
     self.info = read_info(path, directory)
     if self.info["task"] != info["task"] or self.info["num_labels"] != len(info["labels"]):
       raise errors.InputError(
@@ -143,13 +143,11 @@ def read_info(path: str, directory: str) -> Dict[str, Any]:
 def export(directory: str, path: str, quantize: str) -> Dict[str, Any]:
   """Writes the fast model of the fine-tuned model directory `directory`
   to `path` and its JSON beside it (under temporary names); returns the JSON."""
-  import tf2onnx  # the `onnx` extra, like onnxruntime
-
-  ort = onnxruntime()
-  from onnxruntime.quantization import QuantType, quantize_dynamic
-
   if quantize not in QUANTIZATIONS:
     raise errors.InputError(f"--quantize={quantize} is not one of {', '.join(QUANTIZATIONS)}")
+  tf2onnx = _import("tf2onnx")
+  ort = _import("onnxruntime")
+  quantization = _import("onnxruntime.quantization")
   model, _, info = model_dir.load_finetuned(directory)
   spec = [tf.TensorSpec([None, None], tf.int32, name=n) for n in INPUT_NAMES]
 
@@ -164,7 +162,9 @@ def export(directory: str, path: str, quantize: str) -> Dict[str, Any]:
     tf2onnx.convert.from_function(logits, input_signature=spec, opset=17, output_path=float32)
     if quantize == "int8":
       # Weights per output channel: closer to float32 at the same speed.
-      quantize_dynamic(float32, float32 + ".int8", per_channel=True, weight_type=QuantType.QInt8)
+      quantization.quantize_dynamic(
+        float32, float32 + ".int8", per_channel=True, weight_type=quantization.QuantType.QInt8
+      )
       os.replace(float32 + ".int8", float32)
     with tf.io.gfile.GFile(float32, "rb") as f:
       atomic_files.write_file(path, f.read())

@@ -431,8 +431,9 @@ def test_fast_float32_predicts_what_tensorflow_predicts(classifier, tagger, fast
     ("classification", classifier / "model_b", classifier / "pool.txt"),
     ("ner", tagger, classifier / "ner_pool.txt"),
   ):
-    paths = {}
-    for name, fast in (("tf", None), ("fast", fast_models[task])):
+    # The TensorFlow path's output: the classifier's --do_predict wrote it.
+    paths = {"tf": classifier / "model_b" / "predictions.tsv"}
+    for name, fast in (("tf", None), ("fast", fast_models[task]))[task == "classification" :]:
       _predict(
         model, pool, tmp_path / name, predict_batch_size=16, write_logits=True, fast_model=fast
       )
@@ -449,16 +450,14 @@ def test_fast_float32_predicts_what_tensorflow_predicts(classifier, tagger, fast
         atol=1e-4,
       )
     # The probabilities themselves, unrounded.
-    _, tokenizer, task_info = model_dir.load_finetuned(str(model))
+    tf_model, tokenizer, task_info = model_dir.load_finetuned(str(model))
     encoder = features.prediction_encoder(tokenizer, task_info["max_seq_length"], task)
     examples = list(input_files.read_unlabeled(str(pool), input_files.Counts()))
     encoded, _ = encoder.encode(examples)
     ours = prediction.predict_sorted(
       fast_inference.FastPredictor(fast_models[task], str(model), task_info, 16), encoded
     )
-    theirs = prediction.predict_sorted(
-      prediction.Predictor(model_dir.load_finetuned(str(model))[0], 16), encoded
-    )
+    theirs = prediction.predict_sorted(prediction.Predictor(tf_model, 16), encoded)
     key = "probabilities" if task == "classification" else "confidence"
     np.testing.assert_allclose(ours[key], theirs[key], atol=1e-4)
 
@@ -475,14 +474,19 @@ def test_quantized_fast_model_passes_the_gate_or_is_refused(
     "test file) to check it against float32, or --force_quantized"
   )
   calibration = str(corpus / "test.tsv")
-  counts = _predict(
-    model_b,
-    pool,
-    tmp_path / "checked",
-    fast_model=int8,
-    calibration_file=calibration,
-    min_agreement=0.5,
-  )
+
+  def gated(output, min_agreement, **changes):
+    return _predict(
+      model_b,
+      pool,
+      tmp_path / output,
+      fast_model=int8,
+      calibration_file=calibration,
+      min_agreement=min_agreement,
+      **changes,
+    )
+
+  counts = gated("checked", 0.5)
   assert counts.written == 400
   check = json.loads((tmp_path / "checked" / "quantization_check.json").read_text())
   assert check["examples"] == 500 and check["metric"] == "accuracy" and check["passed"]
@@ -490,14 +494,7 @@ def test_quantized_fast_model_passes_the_gate_or_is_refused(
   assert 0.5 <= agreement < 1.0, agreement  # int8 moves a few of the tiny model's labels
   assert check["difference_points"] == pytest.approx(100 * (check["fast"] - check["float32"]))
   with pytest.raises(errors.InputError) as refused:
-    _predict(
-      model_b,
-      pool,
-      tmp_path / "refused",
-      fast_model=int8,
-      calibration_file=calibration,
-      min_agreement=1.0,
-    )
+    gated("refused", 1.0)
   assert str(refused.value) == (
     f"{calibration}: the int8 fast model agrees with float32 on {agreement:.2%} of labels "
     f"(--min_agreement=1.0); accuracy {check['fast']:.4f} vs {check['float32']:.4f} "
@@ -507,15 +504,7 @@ def test_quantized_fast_model_passes_the_gate_or_is_refused(
   assert not (tmp_path / "refused" / "pool.txt").exists()
   forced = json.loads((tmp_path / "refused" / "quantization_check.json").read_text())
   assert not forced["passed"] and not forced["forced"]
-  _predict(
-    model_b,
-    pool,
-    tmp_path / "refused",
-    fast_model=int8,
-    calibration_file=calibration,
-    min_agreement=1.0,
-    force_quantized=True,
-  )
+  gated("refused", 1.0, force_quantized=True)
   assert len((tmp_path / "refused" / "pool.txt").read_text().splitlines()) == 400
   with pytest.raises(errors.InputError, match="^--calibration_file needs --fast_model$"):
     _predict(model_b, pool, tmp_path / "x", calibration_file=calibration)
