@@ -4,8 +4,8 @@ accuracy gate of a quantized one (DESIGN §12c).
 Step 3 labels the whole pool, so it is the job whose cost grows with the
 data. Measured on one 2-core machine with the paper's model (bench/
 bench_fast_inference.py), ONNX Runtime with dynamic int8 quantization
-predicts over twice as fast as TensorFlow's float32; TensorFlow Lite
-(XNNPACK) was slower than that. So `export_fast_model` converts the
+predicts about twice as fast as TensorFlow's float32; TensorFlow Lite
+(XNNPACK) was slower than TensorFlow itself. So `export_fast_model` converts the
 encoder and task head of a fine-tuned model directory to ONNX (tf2onnx),
 int8 or float32, and `predict_pseudo_labels --fast_model` runs it instead
 of the TensorFlow model. The rest of the job is the same code: the one

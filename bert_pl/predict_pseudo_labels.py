@@ -20,8 +20,8 @@ length, and each batch is cut to its longest row, so short texts are not
 padded to `--max_seq_length`. `--dtype=bfloat16` (float16) predicts in
 mixed precision and `--use_xla` compiles the model with XLA: each is faster
 on some hardware only (see bench/). `--fast_model` predicts with the ONNX
-Runtime model of `export_fast_model` instead (over twice as fast int8 on
-CPU), after its accuracy gate (`fast_inference`). Lines below
+Runtime model of `export_fast_model` instead (int8: about twice as fast
+on CPU, README "Speed"), after its accuracy gate (`fast_inference`). Lines below
 `--min_confidence` are counted as filtered and not written.
 """
 

@@ -422,6 +422,7 @@ def fast_models(classifier, tagger):
   }
 
 
+@pytest.mark.slow
 def test_fast_float32_predicts_what_tensorflow_predicts(classifier, tagger, fast_models, tmp_path):
   assert fast_models["classification"] == str(classifier / "model_b" / "export" / "model.onnx")
   info = json.loads(pathlib.Path(fast_models["int8"] + ".json").read_text())
