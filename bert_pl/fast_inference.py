@@ -24,7 +24,12 @@ only after `check` has compared it with the float32 TensorFlow model on a
 labeled file (`--calibration_file`, e.g. the step-2 dev or test set): the
 share of labels (NER: tags of CoNLL tokens) on which they agree, and the
 accuracy (entity F1) of both, go to `quantization_check.json` beside the
-outputs; under `--min_agreement` the job refuses unless forced.
+outputs; under `--min_agreement` the job refuses unless forced. Dynamic
+quantization scales a batch's activations by the batch's range, so an int8
+row's logits depend on the other rows of its batch (float32 ones do not,
+beyond rounding): the Beam job, which batches otherwise, and the
+single-process job can then differ on near ties (on 400 lines of the tests'
+tiny model: 3 labels, confidences by up to 1.5e-3; float32: identical).
 """
 
 import importlib

@@ -16,7 +16,8 @@ by the single-process job's `PseudoLabeler`, which each worker loads once
 here, before the pipeline). The files are then reassembled per input file, in line
 order. Batches differ from the single-process job's, so confidences and
 logits may differ in the last digits (float32 rounding); labels and tags
-are the same but for exact ties.
+are the same but for exact ties (with an int8 `--fast_model`, near ties:
+see `fast_inference`).
 """
 
 import os
