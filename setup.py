@@ -16,6 +16,7 @@ JOBS = [
   "run_ner",
   "predict_pseudo_labels",
   "export_saved_model",
+  "export_fast_model",
   "pipeline",
 ]
 # The data_prep tools: console scripts data_prep_<tool>.
@@ -61,6 +62,9 @@ setup(
     # Chinese word segmentation for whole-word masking
     # (create_pretraining_data --segmenter): rjieba (Rust, fast), jieba.
     "segment": ["rjieba==0.2.2", "jieba==0.42.1"],
+    # The fast step 3 (export_fast_model, predict_pseudo_labels --fast_model).
+    # onnx 1.17: later ones need ml_dtypes >= 0.5, TensorFlow 2.15 pins 0.3.
+    "onnx": ["onnxruntime==1.32.0", "onnx==1.17.0", "tf2onnx==1.17.0", "protobuf>=3.20.3,<5"],
   },
   entry_points={
     "console_scripts": [f"bert_pl_{job}=bert_pl.{job}:run_main" for job in JOBS]

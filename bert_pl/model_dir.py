@@ -118,17 +118,10 @@ def check_labels(
   )
 
 
-def load_finetuned(directory: str, dtype: str = "float32", given: Optional[Dict[str, Any]] = None):
-  """The fine-tuned model at the directory's latest checkpoint, its
-  tokenizer and task.json. `dtype`: the compute precision (`precision`);
-  `given`: settings given by flag (None: not given), which must agree with
-  task.json (`check_settings`).
-
-  For prediction and export. Only `bert` and `head` are read: the optimizer
-  slots are training state, but every model variable must be in the
-  checkpoint, so that a model built from a config that does not match its
-  weights is never used.
-  """
+def read_finetuned(directory: str, given: Optional[Dict[str, Any]] = None):
+  """What `load_finetuned` reads but the model: the BertConfig, tokenizer,
+  task.json and latest checkpoint path of a fine-tuned model directory (for
+  a job that runs the model in another runtime)."""
   info = read_task_info(directory)
   task = info.get("task")
   if task not in ("classification", "ner"):
@@ -150,6 +143,22 @@ def load_finetuned(directory: str, dtype: str = "float32", given: Optional[Dict[
       f"{directory}: vocab.txt has {tokenizer.vocab_size} tokens but "
       f"vocab_size is {config.vocab_size}"
     )
+  return config, tokenizer, info, latest
+
+
+def load_finetuned(directory: str, dtype: str = "float32", given: Optional[Dict[str, Any]] = None):
+  """The fine-tuned model at the directory's latest checkpoint, its
+  tokenizer and task.json. `dtype`: the compute precision (`precision`);
+  `given`: settings given by flag (None: not given), which must agree with
+  task.json (`check_settings`).
+
+  For prediction and export. Only `bert` and `head` are read: the optimizer
+  slots are training state, but every model variable must be in the
+  checkpoint, so that a model built from a config that does not match its
+  weights is never used.
+  """
+  config, tokenizer, info, latest = read_finetuned(directory, given)
+  task = info["task"]
   with precision.policy(dtype):
     model = task_models.BertTaskModel(config, task, len(info["labels"]))
   # The keys of training.CheckpointedRun.

@@ -58,29 +58,15 @@ class Predictor:
     if model.task not in FINETUNE_TASKS:
       raise errors.InputError(f"prediction needs a fine-tuned model, not task={model.task!r}")
     self.model = model
+    self.task = model.task
     self.batch_size = batch_size
     self.width_multiple = 8 if use_xla else 1
     self._run = tf.function(self._outputs, jit_compile=use_xla, reduce_retracing=not use_xla)
 
   def _outputs(self, features):
-    outputs = self.model(features, training=False)
-    logits = tf.cast(outputs["task_logits"], tf.float32)
-    if self.model.task == "classification":
-      probabilities = tf.nn.softmax(logits, -1)
-      return {
-        "label_ids": tf.argmax(probabilities, -1, output_type=tf.int32),
-        "confidence": tf.reduce_max(probabilities, -1),
-        "probabilities": probabilities,
-        "logits": logits,
-      }
-    lengths = tf.reduce_sum(features["input_mask"], 1)
-    crf = self.model.head.crf
-    tags = crf(logits, lengths)
-    return {
-      "tag_ids": tags,
-      "confidence": crf.sequence_probability(logits, tags, lengths),
-      "logits": logits,
-    }
+    logits = self.model(features, training=False)["task_logits"]
+    crf = self.model.head.crf if self.task == "ner" else None
+    return task_outputs(self.task, logits, features["input_mask"], crf)
 
   def predict(self, features: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     n = len(features["input_ids"])
@@ -94,13 +80,35 @@ class Predictor:
         for k in _MODEL_INPUTS
       }
       parts.append({k: v.numpy() for k, v in self._run(batch).items()})
-    if self.model.task == "ner":  # pad tags and logits back to a common width
+    if self.task == "ner":  # pad tags and logits back to a common width
       seq = features["input_ids"].shape[1]
       for part in parts:
         for key in ("tag_ids", "logits"):
           padding = [(0, 0), (0, seq - part[key].shape[1])] + [(0, 0)] * (part[key].ndim - 2)
           part[key] = np.pad(part[key], padding)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def task_outputs(task: str, logits, input_mask, crf=None) -> Dict[str, tf.Tensor]:
+  """The predictions of a batch from the head's logits (classification
+  [batch, labels], NER emissions [batch, seq, tags]; NER decoded by the `crf`
+  layer on the rows' lengths in `input_mask`)."""
+  logits = tf.cast(logits, tf.float32)
+  if task == "classification":
+    probabilities = tf.nn.softmax(logits, -1)
+    return {
+      "label_ids": tf.argmax(probabilities, -1, output_type=tf.int32),
+      "confidence": tf.reduce_max(probabilities, -1),
+      "probabilities": probabilities,
+      "logits": logits,
+    }
+  lengths = tf.reduce_sum(input_mask, 1)
+  tags = crf(logits, lengths)
+  return {
+    "tag_ids": tags,
+    "confidence": crf.sequence_probability(logits, tags, lengths),
+    "logits": logits,
+  }
 
 
 def predict_sorted(predictor: Predictor, encoded: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ ensure_venv() {
   fi
   local stamp=.venv/.bert_pl_installed
   if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
-    .venv/bin/python -m pip install --quiet -e ".[test,beam,segment]"
+    .venv/bin/python -m pip install --quiet -e ".[test,beam,segment,onnx]"
     touch "$stamp"
   fi
 }

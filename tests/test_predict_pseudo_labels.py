@@ -2,6 +2,7 @@
 the teacher's logits from step 3 to the step-4 TFRecords."""
 
 import collections
+import json
 import os
 import pathlib
 import subprocess
@@ -15,6 +16,9 @@ from test_training import _random_init
 
 from bert_pl import (
   create_pretraining_data,
+  errors,
+  export_fast_model,
+  fast_inference,
   features,
   finetuning,
   input_files,
@@ -396,3 +400,153 @@ def test_beam_job_writes_what_the_single_process_job_writes(classifier, corpus, 
     assert not [p for p in os.listdir(output) if ".tmp" in p]
   again = run_job("beam.predict_pseudo_labels", *common, f"--output_dir={tmp_path / 'in_memory'}")
   assert "0 files labeled (5 already done)" in again.stdout
+
+
+# The fast path (fast_inference): the ONNX Runtime model of export_fast_model.
+
+
+@pytest.fixture(scope="module")
+def fast_models(classifier, tagger):
+  """The classifier's float32 and int8 fast models, the tagger's float32 one."""
+  onnx = pytest.importorskip("onnxruntime")
+  del onnx
+  model_b = str(classifier / "model_b")
+  return {
+    "classification": export_fast_model.run(
+      export_fast_model.FastModelConfig(model_dir=model_b, quantize="none")
+    ),
+    "int8": export_fast_model.run(export_fast_model.FastModelConfig(model_dir=model_b)),
+    "ner": export_fast_model.run(
+      export_fast_model.FastModelConfig(model_dir=str(tagger), quantize="none")
+    ),
+  }
+
+
+@pytest.mark.slow
+def test_fast_float32_predicts_what_tensorflow_predicts(classifier, tagger, fast_models, tmp_path):
+  assert fast_models["classification"] == str(classifier / "model_b" / "export" / "model.onnx")
+  info = json.loads(pathlib.Path(fast_models["int8"] + ".json").read_text())
+  assert info["quantization"] == "int8" and info["task"] == "classification"
+  assert info["source_checkpoint"] == tf.train.latest_checkpoint(classifier / "model_b")
+  for task, model, pool in (
+    ("classification", classifier / "model_b", classifier / "pool.txt"),
+    ("ner", tagger, classifier / "ner_pool.txt"),
+  ):
+    # The TensorFlow path's output: the classifier's --do_predict wrote it.
+    paths = {"tf": classifier / "model_b" / "predictions.tsv"}
+    for name, fast in (("tf", None), ("fast", fast_models[task]))[task == "classification" :]:
+      _predict(
+        model, pool, tmp_path / name, predict_batch_size=16, write_logits=True, fast_model=fast
+      )
+      paths[name] = tmp_path / name / pool.name
+    assert paths["fast"].read_text() == paths["tf"].read_text()  # labels (tags) identical
+    for side in (".confidence", ".logits"):  # NER's .logits lines differ in length
+      ours, theirs = (
+        pathlib.Path(f"{paths[n]}{side}").read_text().split("\n") for n in ("fast", "tf")
+      )
+      assert [len(line.split()) for line in ours] == [len(line.split()) for line in theirs]
+      np.testing.assert_allclose(
+        np.array(" ".join(ours).split(), float),
+        np.array(" ".join(theirs).split(), float),
+        atol=1e-4,
+      )
+    # The probabilities themselves, unrounded.
+    tf_model, tokenizer, task_info = model_dir.load_finetuned(str(model))
+    encoder = features.prediction_encoder(tokenizer, task_info["max_seq_length"], task)
+    examples = list(input_files.read_unlabeled(str(pool), input_files.Counts()))
+    encoded, _ = encoder.encode(examples)
+    ours = prediction.predict_sorted(
+      fast_inference.FastPredictor(fast_models[task], str(model), task_info, 16), encoded
+    )
+    theirs = prediction.predict_sorted(prediction.Predictor(tf_model, 16), encoded)
+    key = "probabilities" if task == "classification" else "confidence"
+    np.testing.assert_allclose(ours[key], theirs[key], atol=1e-4)
+
+
+def test_quantized_fast_model_passes_the_gate_or_is_refused(
+  classifier, corpus, fast_models, tmp_path
+):
+  model_b, pool = classifier / "model_b", classifier / "pool.txt"
+  int8 = fast_models["int8"]
+  with pytest.raises(errors.InputError) as refused:
+    _predict(model_b, pool, tmp_path / "unchecked", fast_model=int8)
+  assert str(refused.value) == (
+    f"{int8}: a quantized (int8) model: give --calibration_file (a labeled dev or "
+    "test file) to check it against float32, or --force_quantized"
+  )
+  calibration = str(corpus / "test.tsv")
+
+  def gated(output, min_agreement, **changes):
+    return _predict(
+      model_b,
+      pool,
+      tmp_path / output,
+      fast_model=int8,
+      calibration_file=calibration,
+      min_agreement=min_agreement,
+      **changes,
+    )
+
+  counts = gated("checked", 0.5)
+  assert counts.written == 400
+  check = json.loads((tmp_path / "checked" / "quantization_check.json").read_text())
+  assert check["examples"] == 500 and check["metric"] == "accuracy" and check["passed"]
+  agreement = check["agreement"]
+  assert 0.5 <= agreement < 1.0, agreement  # int8 moves a few of the tiny model's labels
+  assert check["difference_points"] == pytest.approx(100 * (check["fast"] - check["float32"]))
+  with pytest.raises(errors.InputError) as refused:
+    gated("refused", 1.0)
+  assert str(refused.value) == (
+    f"{calibration}: the int8 fast model agrees with float32 on {agreement:.2%} of labels "
+    f"(--min_agreement=1.0); accuracy {check['fast']:.4f} vs {check['float32']:.4f} "
+    f"({check['difference_points']:+.2f} points): refused; use the float32 model or "
+    "--force_quantized"
+  )
+  assert not (tmp_path / "refused" / "pool.txt").exists()
+  forced = json.loads((tmp_path / "refused" / "quantization_check.json").read_text())
+  assert not forced["passed"] and not forced["forced"]
+  gated("refused", 1.0, force_quantized=True)
+  assert len((tmp_path / "refused" / "pool.txt").read_text().splitlines()) == 400
+  with pytest.raises(errors.InputError, match="^--calibration_file needs --fast_model$"):
+    _predict(model_b, pool, tmp_path / "x", calibration_file=calibration)
+  with pytest.raises(errors.InputError, match="^--dtype and --use_xla are for the TensorFlow"):
+    _predict(model_b, pool, tmp_path / "x", fast_model=int8, use_xla=True)
+
+
+def test_fast_path_shards_and_resumes_as_the_tensorflow_path(classifier, fast_models, tmp_path):
+  lines = (classifier / "pool.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+  write_parts(lines, tmp_path / "in", 4)
+  fast = fast_models["classification"]
+  inputs = f"{tmp_path}/in/part-*.txt"
+  model_b = classifier / "model_b"
+  _predict(model_b, inputs, tmp_path / "tf", predict_batch_size=16, write_logits=True)
+  out = tmp_path / "fast"
+  first = _predict(
+    model_b,
+    inputs,
+    out,
+    predict_batch_size=16,
+    write_logits=True,
+    fast_model=fast,
+    num_shards=2,
+    shard_index=0,
+  )
+  assert first.read == 200 and sorted(p for p in os.listdir(out) if p.endswith(".txt")) == [
+    "part-0.txt",
+    "part-2.txt",
+  ]
+  # A killed run: a finished file's main output gone, side files and a temporary left.
+  (out / "part-2.txt").unlink()
+  (out / ".part-2.txt.tmp-1").write_text("partial")
+  rest = _predict(model_b, inputs, out, predict_batch_size=16, write_logits=True, fast_model=fast)
+  assert rest.read == 300
+  for i in range(4):
+    for suffix in ("", ".confidence", ".logits"):
+      ours, theirs = (d / f"part-{i}.txt{suffix}" for d in (out, tmp_path / "tf"))
+      if suffix == ".logits":
+        _close(np.loadtxt(ours), np.loadtxt(theirs))
+      elif suffix:
+        np.testing.assert_allclose(np.loadtxt(ours), np.loadtxt(theirs), atol=1e-4)
+      else:
+        assert ours.read_text() == theirs.read_text()
+  assert not [p for p in os.listdir(out) if ".tmp" in p]

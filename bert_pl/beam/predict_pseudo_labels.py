@@ -12,10 +12,12 @@ whose output exists are skipped, so a failed pipeline is resumed by running
 it again. Lines are read per file, spread over the workers, grouped by
 `beam.BatchElements` (between one and `--sort_window` batches) and predicted
 by the single-process job's `PseudoLabeler`, which each worker loads once
-(`DoFn.setup`). The files are then reassembled per input file, in line
+(`DoFn.setup`), with its `--fast_model` if given (whose accuracy gate runs
+here, before the pipeline). The files are then reassembled per input file, in line
 order. Batches differ from the single-process job's, so confidences and
 logits may differ in the last digits (float32 rounding); labels and tags
-are the same but for exact ties.
+are the same but for exact ties (with an int8 `--fast_model`, near ties:
+see `fast_inference`).
 """
 
 import os
@@ -26,7 +28,7 @@ import apache_beam as beam
 from absl import flags
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from bert_pl import atomic_files, input_files, job_config, model_dir, prediction
+from bert_pl import atomic_files, fast_inference, input_files, job_config, model_dir, prediction
 from bert_pl.beam import common
 from bert_pl.predict_pseudo_labels import (
   PredictPseudoLabelsConfig,
@@ -127,11 +129,19 @@ def run(
   """Runs the job on the runner of `options` (its `num_shards` and
   `shard_index` are unused: the runner spreads the files); returns the
   counters, the number of files labeled and of files done earlier."""
+  fast_inference.check_flags(config)
   atomic_files.makedirs(config.output_dir)
   info = model_dir.read_task_info(config.model_dir)
   # Checks the settings here, not in the workers.
   model_dir.check_settings(config.model_dir, info, {"max_seq_length": config.max_seq_length})
   prediction.OutputFormat(info["task"], info["labels"], config.write_logits, config.logits_top_k)
+  if config.fast_model:  # the accuracy gate, once, before any worker starts
+    fast_inference.gate(
+      config,
+      fast_inference.FastPredictor(
+        config.fast_model, config.model_dir, info, config.predict_batch_size
+      ),
+    )
   todo, done = pending_files(config.input_file, config.output_dir, write_logits=config.write_logits)
   if not todo:
     return {}, 0, done
