@@ -571,15 +571,20 @@ def run_job(name: str, command: Sequence[str], logs: str) -> bool:
   return True
 
 
+KEPT_MODELS = ("model_a", "model_b")  # by --keep_checkpoints=false too
+
+
 def prune_checkpoints(plan: Plan, work_dir: str, logs: str) -> None:
   """--keep_checkpoints=false: removes the checkpoints of every finished
   model that no job still to run reads (as --init_checkpoint or
   --model_dir), so that a run holds a few models on disk, not all of them.
-  Model-A stays: step 1 is the expensive model, and other runs reuse it
-  (--model_a). Evaluation results and settings stay for the report."""
+  Model-A and Model-B stay: step 1 is the expensive model, which other
+  runs reuse (--model_a), and Model-B is the teacher, which step 3 may be
+  run again with (e.g. on the fast path, or a larger pool). Evaluation
+  results and settings stay for the report."""
   for output, _ in plan.models:
     directory = os.path.join(work_dir, output)
-    if output == "model_a" or done_seconds(logs, job_name(output)) is None:
+    if output in KEPT_MODELS or done_seconds(logs, job_name(output)) is None:
       continue
     readers = [
       job.name for job in plan.jobs if any(arg.endswith("=" + directory) for arg in job.command)
@@ -786,7 +791,7 @@ def define_flags() -> None:
     "keep_checkpoints",
     d["keep_checkpoints"],
     "false: remove a model's checkpoints once no job still to run reads them "
-    "(Model-A's stay); its results and settings stay (experiments: ~200 MB "
+    "(Model-A's and Model-B's stay); its results and settings stay (experiments: ~200 MB "
     "per 3-layer hidden-384 model). A later run with more variants then needs "
     "a new --work_dir.",
   )

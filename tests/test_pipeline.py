@@ -184,8 +184,8 @@ def test_plan_of_every_kind_of_variant_and_rounds():
 
 def test_keep_checkpoints_false_removes_a_model_once_no_job_to_run_reads_it(tmp_path, capsys):
   """Jobs marked done one by one, in the plan's order: a model's checkpoints
-  go when its last reader is done (Model-B's after step 3, a Model-C's after
-  its Model-D), a Model-D's at once; Model-A's and every eval result stay."""
+  go when its last reader is done (a Model-C's after its Model-D), a
+  Model-D's at once; Model-A's, Model-B's and every eval result stay."""
   config = pipeline.PipelineConfig(
     **{**BASE, "work_dir": str(tmp_path)},
     variants=("hard_mlm", "kl_nomask_from_a", "self_training"),
@@ -211,17 +211,16 @@ def test_keep_checkpoints_false_removes_a_model_once_no_job_to_run_reads_it(tmp_
     pipeline.prune_checkpoints(plan, str(tmp_path), str(logs))
     seen[job.name] = kept()
   assert seen["baseline"] == everything - {"baseline"}
-  assert seen["model_b"] == everything - {"baseline"}  # step 3 still reads it
-  assert seen["round1.pseudo"] == everything - {"baseline", "model_b"}
+  assert seen["round1.pseudo"] == everything - {"baseline"}  # Model-B stays
   assert "hard_mlm/round1/model_c" in seen["hard_mlm.round1.model_c"]
   assert "hard_mlm/round1/model_c" not in seen["hard_mlm.round1.model_d"]
-  assert seen[plan.jobs[-1].name] == {"model_a"}
+  assert seen[plan.jobs[-1].name] == {"model_a", "model_b"}
   for output, _ in plan.models:
     remaining = sorted(p.name for p in (tmp_path / output).iterdir())
-    if output != "model_a":
+    if output not in ("model_a", "model_b"):
       assert remaining == ["eval_results.txt"], (output, remaining)
   out = capsys.readouterr().out
-  assert out.count("checkpoints removed") == len(everything) - 1
+  assert out.count("checkpoints removed") == len(everything) - 2
   # Re-run over the same state: nothing left to remove, nothing printed.
   pipeline.prune_checkpoints(plan, str(tmp_path), str(logs))
   assert capsys.readouterr().out == ""
