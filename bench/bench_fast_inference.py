@@ -9,11 +9,15 @@ texts at max_seq_length 64, batch 256, in one process:
               (the fast path's `FastPredictor`);
   job_*       the whole job (`predict_pseudo_labels.run`: reading,
               tokenization, prediction, writing) on the TensorFlow model and
-              with `--fast_model` float32 and int8.
+              with `--fast_model` float32 and int8;
+  model_torch_float32  the peer: Hugging Face BertForSequenceClassification
+              in PyTorch (`hf_inference.py`, run by `--hf_python`, the
+              bench-only .venv-bench of bench/setup_venv_bench.sh) on the
+              same token ids in the same batches (a temporary .npz);
+              skipped, with the reason, when that Python is absent.
 Each runs once to warm up, then is timed; rates are lines/s, ratios against
 TensorFlow in the same run, and the projected machine-days for 500 million
-lines at each job rate. PyTorch is in bench_predict_pseudo_labels' peers
-only when .venv-bench exists (not here).
+lines at each job rate.
 
 Accuracy: for each trained `--model_dir` with its labeled `--test_file`,
 the fast models (exported to a temporary directory, never into the model
@@ -61,7 +65,26 @@ def timed(function, lines):
   return round(lines / (time.perf_counter() - start), 1)
 
 
-def speed(work: pathlib.Path, lines: int, batch_size: int):
+def torch_peer(work: pathlib.Path, hf_python: str, directory, encoded, batch_size: int):
+  """Lines/s of the PyTorch peer on the rows in `predict_sorted`'s order."""
+  order = np.argsort(encoded["input_mask"].sum(1), kind="stable")
+  arrays = work / "batches.npz"
+  np.savez(arrays, **{k: encoded[k][order] for k in ("input_ids", "input_mask", "segment_ids")})
+  peer = common.run_json(
+    [
+      hf_python,
+      str(common.REPO / "bench/hf_inference.py"),
+      f"--examples={arrays}",
+      f"--bert_config={directory / 'bert_config.json'}",
+      f"--num_labels={NUM_LABELS}",
+      f"--batch_size={batch_size}",
+    ]
+  )
+  arrays.unlink()
+  return peer
+
+
+def speed(work: pathlib.Path, lines: int, batch_size: int, hf_python: str):
   corpus = common.make_corpus(work / "corpus", num_unlabeled=lines)
   pool = str(work / "corpus" / "unlabeled.txt")
   tokenizer = tokenization.BertTokenizer(corpus["vocab"])
@@ -91,6 +114,15 @@ def speed(work: pathlib.Path, lines: int, batch_size: int):
     rates[f"model_{name}"] = timed(
       lambda p=predictor, n=name: outputs.__setitem__(n, prediction.predict_sorted(p, encoded)),
       len(examples),
+    )
+  skipped, versions = {}, {}
+  if hf_python and pathlib.Path(hf_python).exists():
+    peer = torch_peer(work, hf_python, directory, encoded, batch_size)
+    rates["model_torch_float32"] = peer.pop("lines_per_s")
+    versions = peer
+  else:
+    skipped["model_torch_float32"] = (
+      f"--hf_python={hf_python} not found: run bench/setup_venv_bench.sh"
     )
   agreement = {
     name: float(np.mean(outputs[name]["label_ids"] == outputs["tf_float32"]["label_ids"]))
@@ -124,6 +156,8 @@ def speed(work: pathlib.Path, lines: int, batch_size: int):
     "num_labels": NUM_LABELS,
     "lines_per_s": rates,
     "vs_tf": {k: round(v / rates[k.split("_")[0] + "_tf_float32"], 2) for k, v in rates.items()},
+    "skipped": skipped,
+    "torch_peer": versions,
     "random_weights_label_agreement": agreement,
     "machine_days_500m": {
       k: round(POOL_LINES / v / 86400, 1) for k, v in rates.items() if k.startswith("job_")
@@ -155,12 +189,17 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--lines", type=int, default=4096)
   parser.add_argument("--batch_size", type=int, default=256)
+  parser.add_argument(
+    "--hf_python",
+    default=str(common.REPO / ".venv-bench/bin/python"),
+    help="Python of the bench-only environment; empty: skip the PyTorch peer.",
+  )
   parser.add_argument("--model_dir", action="append", default=[], help="trained, repeatable")
   parser.add_argument("--test_file", action="append", default=[], help="one per --model_dir")
   args = parser.parse_args()
   work = pathlib.Path(tempfile.mkdtemp(prefix="bench_fast_"))
   try:
-    result = {"speed": speed(work, args.lines, args.batch_size), "trained": []}
+    result = {"speed": speed(work, args.lines, args.batch_size, args.hf_python), "trained": []}
     for directory, test_file in zip(args.model_dir, args.test_file):
       result["trained"].append(accuracy(work, directory, test_file, args.batch_size))
   finally:

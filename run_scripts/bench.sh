@@ -8,14 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source run_scripts/setup_venv.sh
 ensure_venv
-if [ ! -x .venv-bench/bin/python ] || ! .venv-bench/bin/python -c "import torch, transformers" 2>/dev/null; then
-  python=$(command -v python3.11 || command -v python3)
-  "$python" -m venv .venv-bench
-  .venv-bench/bin/pip install --quiet --upgrade pip
-  # torch first and alone, pinned: 2.13.0 is the CPU build; an unpinned torch
-  # (or one pulled in by another package) would be a CUDA build of gigabytes.
-  .venv-bench/bin/pip install --quiet torch==2.13.0
-  .venv-bench/bin/pip install --quiet transformers==5.24.0
-fi
+source bench/setup_venv_bench.sh
+ensure_venv_bench
 export TF_CPP_MIN_LOG_LEVEL=2
 exec .venv/bin/python -m bench.run_all "$@"

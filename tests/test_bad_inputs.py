@@ -472,3 +472,25 @@ def test_cli_run_one_line_for_input_errors_only(monkeypatch, capsys):
   assert "Traceback" in stderr and stderr.rstrip().endswith(
     "error: out/x: cannot write (Permission denied)"
   )
+
+
+def test_missing_onnxruntime_is_one_line_with_the_install_hint(tmp_path):
+  """The `onnx` extra is optional: without onnxruntime (an import finder
+  refuses it, as a missing package does) the fast path's job says how to
+  install it."""
+  code = (
+    "import runpy, sys\n"
+    "class NoOnnxRuntime:\n"
+    "  def find_spec(self, name, path=None, target=None):\n"
+    "    if name.split('.')[0] == 'onnxruntime':\n"
+    "      raise ModuleNotFoundError(f'No module named {name!r}')\n"
+    "sys.meta_path.insert(0, NoOnnxRuntime())\n"
+    f"sys.argv = ['export_fast_model', '--model_dir={tmp_path}', '--quantize=none']\n"
+    "runpy.run_module('bert_pl.export_fast_model', run_name='__main__')\n"
+  )
+  _one_error(
+    _run([sys.executable, "-c", code]),
+    "the fast model needs onnxruntime: pip install 'bert_pl[onnx]' "
+    "(run_scripts/setup_venv.sh installs it)",
+  )
+  assert _files(tmp_path) == []
