@@ -57,6 +57,8 @@ class PredictFn(beam.DoFn):
   text, confidence line, logits line or None)) for the examples kept by
   --min_confidence."""
 
+  loads = 0  # models loaded in this process: one per worker (the tests count them)
+
   def __init__(self, config: PredictPseudoLabelsConfig):
     self.config = config
     self.written, self.filtered, self.truncated = (
@@ -67,6 +69,12 @@ class PredictFn(beam.DoFn):
   def setup(self):
     common.import_tensorflow_text()
     self.labeler = PseudoLabeler(self.config)
+    PredictFn.loads += 1
+    print(
+      f"beam.predict_pseudo_labels: process {os.getpid()} loaded "
+      f"{self.config.fast_model or self.config.model_dir} (load {PredictFn.loads} there)",
+      flush=True,
+    )
 
   def process(self, batch):
     labeled = self.labeler.label([e for _, (_, e) in batch])
