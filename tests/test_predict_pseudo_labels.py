@@ -19,7 +19,6 @@ from bert_pl import (
   create_pretraining_data,
   errors,
   export_fast_model,
-  fast_inference,
   features,
   finetuning,
   input_files,
@@ -357,7 +356,8 @@ def test_xla_and_bfloat16_predict_what_float32_predicts(classifier, tmp_path, dt
     np.testing.assert_allclose(confidence, reference_confidence, atol=0.05)
 
 
-@pytest.mark.parametrize("path", PATHS)
+# The fast path's resume in CI: test_sharded_and_resumed_run_... (in process).
+@pytest.mark.parametrize("path", ["tf", pytest.param("fast", marks=pytest.mark.slow)])
 def test_killed_run_resumes_with_every_line_once(
   classifier, classifier_teacher, corpus, tmp_path, request, path
 ):
@@ -455,9 +455,12 @@ def test_beam_job_writes_what_the_single_process_job_writes(
       "--direct_num_workers=2",
     )
     assert "5 files labeled (0 already done), read 20000, written 20000" in beam.stdout
-    loads = re.findall(r"process (\d+) loaded (\S+) \(load (\d+) there\)", beam.stdout)
-    assert 1 <= len(loads) <= 2, loads  # --direct_num_workers=2
-    assert {(name, n) for _, name, n in loads} == {(model, "1")}, loads
+    loads = re.findall(r"process (\d+) loaded (\S+) \(load (\d+) in it\)", beam.stdout)
+    # Once per worker (--direct_num_workers=2), not per bundle; in
+    # multi_processing mode a worker is a process.
+    assert 1 <= len(loads) <= 2 and {name for _, name, _ in loads} == {model}, loads
+    if mode == "multi_processing":
+      assert [n for _, _, n in loads] == ["1"] * len(loads), loads
     written = collections.Counter()
     for i in range(5):
       name = f"part-{i}.txt"
@@ -483,42 +486,15 @@ def test_beam_job_writes_what_the_single_process_job_writes(
   assert "0 files labeled (5 already done)" in again.stdout
 
 
-def test_fast_model_files_and_unrounded_outputs(classifier, tagger, fast_models):
-  """Where export_fast_model writes, what its JSON says; the float32 fast
-  model's labels (tags) and probabilities before the side files round them
-  (the job's outputs on both paths: the tests above)."""
-  assert fast_models["classification"] == str(classifier / "model_b" / "export" / "model.onnx")
-  info = json.loads(pathlib.Path(fast_models["int8"] + ".json").read_text())
-  assert info["quantization"] == "int8" and info["task"] == "classification"
-  assert info["source_checkpoint"] == tf.train.latest_checkpoint(classifier / "model_b")
-  for task, model, pool, labels, probabilities in (
-    (
-      "classification",
-      classifier / "model_b",
-      classifier / "pool.txt",
-      "label_ids",
-      "probabilities",
-    ),
-    ("ner", tagger, classifier / "ner_pool.txt", "tag_ids", "confidence"),
-  ):
-    tf_model, tokenizer, task_info = model_dir.load_finetuned(str(model))
-    encoder = features.prediction_encoder(tokenizer, task_info["max_seq_length"], task)
-    examples = list(input_files.read_unlabeled(str(pool), input_files.Counts()))
-    encoded, _ = encoder.encode(examples)
-    ours = prediction.predict_sorted(
-      fast_inference.FastPredictor(fast_models[task], str(model), task_info, 16), encoded
-    )
-    theirs = prediction.predict_sorted(prediction.Predictor(tf_model, 16), encoded)
-    np.testing.assert_array_equal(ours[labels], theirs[labels])
-    for key in (probabilities, "logits"):
-      np.testing.assert_allclose(ours[key], theirs[key], atol=1e-4)
-
-
 def test_quantized_fast_model_passes_the_gate_or_is_refused(
   classifier, corpus, fast_models, tmp_path
 ):
   model_b, pool = classifier / "model_b", classifier / "pool.txt"
   int8 = fast_models["int8"]
+  assert fast_models["classification"] == str(model_b / "export" / "model.onnx")
+  info = json.loads(pathlib.Path(f"{int8}.json").read_text())
+  assert info["quantization"] == "int8" and info["task"] == "classification"
+  assert info["source_checkpoint"] == tf.train.latest_checkpoint(model_b)
   with pytest.raises(errors.InputError) as refused:
     _predict(model_b, pool, tmp_path / "unchecked", fast_model=int8)
   assert str(refused.value) == (

@@ -57,7 +57,7 @@ class PredictFn(beam.DoFn):
   text, confidence line, logits line or None)) for the examples kept by
   --min_confidence."""
 
-  loads = 0  # models loaded in this process: one per worker (the tests count them)
+  loads = 0  # models loaded in this process: one per worker (the tests count the prints)
 
   def __init__(self, config: PredictPseudoLabelsConfig):
     self.config = config
@@ -72,7 +72,7 @@ class PredictFn(beam.DoFn):
     PredictFn.loads += 1
     print(
       f"beam.predict_pseudo_labels: process {os.getpid()} loaded "
-      f"{self.config.fast_model or self.config.model_dir} (load {PredictFn.loads} there)",
+      f"{self.config.fast_model or self.config.model_dir} (load {PredictFn.loads} in it)",
       flush=True,
     )
 
