@@ -144,7 +144,9 @@ class FeatureEncoder:
     """Runs `_graph` for `count` segments, traced once per count."""
     if count not in self._graphs:
       self._graphs[count] = tf.function(
-        lambda t: self._graph(t, count), input_signature=[tf.TensorSpec([None], tf.string)]
+        lambda t: self._graph(t, count),
+        input_signature=[tf.TensorSpec([None], tf.string)],
+        autograph=False,
       )
     return {k: v.numpy() for k, v in self._graphs[count](tf.constant(texts)).items()}
 

@@ -61,7 +61,9 @@ class Predictor:
     self.task = model.task
     self.batch_size = batch_size
     self.width_multiple = 8 if use_xla else 1
-    self._run = tf.function(self._outputs, jit_compile=use_xla, reduce_retracing=not use_xla)
+    self._run = tf.function(
+      self._outputs, jit_compile=use_xla, reduce_retracing=not use_xla, autograph=False
+    )
 
   def _outputs(self, features):
     logits = self.model(features, training=False)["task_logits"]

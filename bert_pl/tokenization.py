@@ -178,7 +178,7 @@ class BertTokenizer(tf.Module):
   def vocab_size(self) -> int:
     return len(self.vocab)
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
   def tokenize_with_offsets(self, texts: tf.Tensor) -> Tokens:
     """Tokenizes a batch of raw UTF-8 strings; offsets are in characters."""
     if self.mode == CHAR:
