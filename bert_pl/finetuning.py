@@ -202,6 +202,7 @@ def _new_model(config: FinetuningConfig) -> ModelSpec:
     n: NEW_MODEL_SETTINGS[n] if getattr(config, n) is None else getattr(config, n)
     for n in model_dir.SETTINGS
   }
+  bert_config.check_max_seq_length(settings["max_seq_length"], "--max_seq_length")
   if config.label_file:
     labels = input_files.read_labels(config.label_file)
   elif config.train_file:

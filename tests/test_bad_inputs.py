@@ -338,6 +338,25 @@ def test_bad_bert_config(tiny, tmp_path, change, message):
   assert _files(out) == []
 
 
+def test_max_seq_length_beyond_the_position_embeddings(tiny, tmp_path):
+  """Before: a traceback from Keras in the first step, and bert_config.json,
+  task.json, vocab.txt left in --output_dir."""
+  values = json.loads(tiny.config.read_text())
+  config = tmp_path / "bert_config.json"
+  config.write_text(json.dumps(dict(values, max_position_embeddings=16)))
+  out = tmp_path / "out"
+  _one_error(
+    _job(
+      *_classifier_args(tiny, out),
+      "--init_checkpoint=none",
+      f"--bert_config_file={config}",
+      f"--vocab_file={tiny.vocab}",
+    ),
+    "--max_seq_length=32: more than the model's max_position_embeddings=16",
+  )
+  assert _files(out) == []
+
+
 def test_max_seq_length_too_small_for_cls_and_sep(tiny, tmp_path):
   out = tmp_path / "out"
   _one_error(
