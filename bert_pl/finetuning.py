@@ -126,7 +126,7 @@ def model_spec(config: FinetuningConfig) -> ModelSpec:
   """The model of `--output_dir` when it holds a checkpoint, else a new one
   from the flags."""
   out = config.output_dir
-  latest = tf.train.latest_checkpoint(out) if tf.io.gfile.isdir(out) else None
+  latest = checkpoints.latest_checkpoint(out) if tf.io.gfile.isdir(out) else None
   if latest:
     return _existing_model(config, latest)
   if not config.do_train:

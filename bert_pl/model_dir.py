@@ -181,7 +181,7 @@ def read_finetuned(directory: str, given: Optional[Dict[str, Any]] = None):
       f"--init_checkpoint={directory} --output_dir=NEW) and use NEW"
     )
   check_settings(directory, info, given or {})
-  latest = tf.train.latest_checkpoint(directory)
+  latest = checkpoints.latest_checkpoint(directory)
   if not latest:
     raise ModelDirError(f"{directory}: no checkpoint")
   config = modeling.BertConfig.from_json_file(os.path.join(directory, "bert_config.json"))

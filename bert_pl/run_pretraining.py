@@ -275,7 +275,7 @@ def _task_loss_name(config: RunPretrainingConfig) -> str:
 def _existing_model(output_dir: str):
   """--output_dir's latest checkpoint and task.json when it holds a model
   (a run to resume or evaluate), else (None, {})."""
-  latest = tf.train.latest_checkpoint(output_dir) if tf.io.gfile.isdir(output_dir) else None
+  latest = checkpoints.latest_checkpoint(output_dir) if tf.io.gfile.isdir(output_dir) else None
   if not latest:
     return None, {}
   info = model_dir.read_task_info(output_dir)

@@ -338,6 +338,31 @@ def test_bad_bert_config(tiny, tmp_path, change, message):
   assert _files(out) == []
 
 
+def test_a_reader_never_follows_a_checkpoint_file_out_of_the_model_directory(tiny, tmp_path):
+  """predict_pseudo_labels (as export_saved_model, export_fast_model) on a
+  directory whose `checkpoint` file lists another model's checkpoint through
+  `..`: before, it predicted with those weights under this task.json."""
+  model = tmp_path / "model"
+  model.mkdir()
+  for name in ("task.json", "bert_config.json", "vocab.txt"):
+    (model / name).write_bytes((tiny.classifier / name).read_bytes())
+  latest = (tiny.classifier / "checkpoint").read_text().split('"')[1]
+  listed = f"../{tiny.classifier.name}/{os.path.basename(latest)}"
+  (tmp_path / tiny.classifier.name).symlink_to(tiny.classifier)
+  (model / "checkpoint").write_text(f'model_checkpoint_path: "{listed}"\n')
+  out = tmp_path / "out"
+  _one_error(
+    _job(
+      "predict_pseudo_labels",
+      f"--model_dir={model}",
+      f"--input_file={tiny.pool}",
+      f"--output_dir={out}",
+    ),
+    f"{model}/checkpoint: lists {listed}, outside the model directory",
+  )
+  assert _files(out) == []
+
+
 def test_max_seq_length_beyond_the_position_embeddings(tiny, tmp_path):
   """Before: a traceback from Keras in the first step, and bert_config.json,
   task.json, vocab.txt left in --output_dir."""
