@@ -182,7 +182,14 @@ def _classifier_args(tiny, output_dir, *extra):
 
 
 @pytest.mark.parametrize(
-  "job", ["create_pretraining_data", "predict_pseudo_labels", "run_classifier", "run_pretraining"]
+  "job",
+  [
+    "create_pretraining_data",
+    "predict_pseudo_labels",
+    "run_classifier",
+    "run_pretraining",
+    "export_saved_model",
+  ],
 )
 def test_read_only_output_directory(tiny, read_only_dir, job):
   out = read_only_dir
@@ -202,6 +209,11 @@ def test_read_only_output_directory(tiny, read_only_dir, job):
     ),
     "run_classifier": (_classifier_args(tiny, out / "model"), out / "model"),
     "run_pretraining": (_pretraining_args(tiny, out), out / "bert_config.json"),
+    # Before: a traceback from inside tf.saved_model.save.
+    "export_saved_model": (
+      ("export_saved_model", f"--model_dir={tiny.classifier}", f"--export_dir={out}/1"),
+      out / "1",
+    ),
   }[job]
   _one_error(_job(*args, read_only=True), f"{where}: cannot write (Permission denied)")
   assert _files(out) == []
