@@ -132,12 +132,13 @@ def run(config: RunPretrainingConfig) -> dict:
   }
   if latest:
     _check_existing(config, info, task_info, advice)
-  bert_config.check_max_seq_length(
-    data["max_seq_length"],
-    "--max_seq_length"
-    if config.max_seq_length
-    else "max_seq_length (the input's manifest's, else the default)",
-  )
+  if train_files or eval_files:
+    bert_config.check_max_seq_length(
+      data["max_seq_length"],
+      "--max_seq_length"
+      if config.max_seq_length
+      else "max_seq_length (the input's manifest's, else the default)",
+    )
   num_labels = len(labels) if labels else (config.num_labels or 0)
   if config.task_loss != "none" and not num_labels:
     raise errors.InputError(f"--task_loss={config.task_loss} needs --label_file or --num_labels")
