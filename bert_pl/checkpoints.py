@@ -434,3 +434,36 @@ def write_tf1_checkpoint(model: modeling.BertModel, prefix: str) -> None:
     shape_and_slices=[""] * len(names),
     tensors=[tf.constant(weights[n]) for n in names],
   )
+
+
+def check_checkpoint_file(model_dir: str) -> None:
+  """Refuses a `checkpoint` file in `model_dir` that lists a checkpoint
+  outside it, through `..`, or through a symbolic link that leads out.
+
+  `tf.train.CheckpointManager` restores the latest checkpoint the file lists
+  and deletes the old ones beyond `max_to_keep`, wherever they are: a crafted
+  or copied file would make a run load another model and then delete its
+  checkpoints. The manager itself only ever writes names inside."""
+  path = os.path.join(model_dir, "checkpoint")
+  try:
+    state = tf.train.get_checkpoint_state(model_dir)
+  except ValueError:  # TensorFlow's message names the directory only
+    raise errors.CheckpointError(f"{path}: no model_checkpoint_path") from None
+  if state is None:
+    return
+  inside = os.path.join(model_dir, "")
+  root = os.path.realpath(model_dir)
+  for listed in [state.model_checkpoint_path, *state.all_model_checkpoint_paths]:
+    # TensorFlow put model_dir before the relative paths: shown as written.
+    written = listed[len(inside) :] if listed.startswith(inside) else listed
+    if ".." in written.split("/") or os.path.commonpath([root, os.path.realpath(listed)]) != root:
+      raise errors.CheckpointError(f"{path}: lists {written}, outside the model directory")
+
+
+def latest_checkpoint(directory: str) -> Optional[str]:
+  """The latest checkpoint of a model directory, for a job that reads it:
+  its `checkpoint` file is checked first (`check_checkpoint_file`), so a
+  reader never loads another model's weights through `..`, an absolute path
+  or a link out of the directory."""
+  check_checkpoint_file(directory)
+  return tf.train.latest_checkpoint(directory)

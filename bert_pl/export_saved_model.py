@@ -45,12 +45,13 @@ the default 4, a SavedModel loads and answers its first call in seconds; at
 """
 
 import dataclasses
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from absl import flags
 
-from bert_pl import cli, errors, job_config, model_dir, task_models, tokenization
+from bert_pl import atomic_files, cli, errors, job_config, model_dir, task_models, tokenization
 
 SERVING_SIGNATURE = "serving_default"
 ENCODER_SIGNATURE = "encoder"
@@ -299,8 +300,25 @@ def run(config: ExportSavedModelConfig) -> List[str]:
     name: tf.function(function, input_signature=[_TEXT]).get_concrete_function()
     for name, function in ((config.signature, module.serve), (ENCODER_SIGNATURE, module.encode))
   }
-  tf.saved_model.save(module, config.export_dir, signatures=signatures)
+  _save(module, config.export_dir, signatures)
   return list(signatures)
+
+
+def _save(module: tf.Module, export_dir: str, signatures) -> None:
+  """The SavedModel under a temporary name beside `export_dir`, renamed
+  when complete (replacing an earlier export): an unwritable directory or
+  a full disk leaves nothing that TF Serving would load as a version."""
+  final = export_dir.rstrip("/")
+  tmp = atomic_files.temporary_path(final)
+  atomic_files.makedirs(os.path.dirname(final) or ".")
+  try:
+    with errors.writing(final):
+      tf.saved_model.save(module, tmp, signatures=signatures)
+      if tf.io.gfile.exists(final):
+        tf.io.gfile.rmtree(final)
+      tf.io.gfile.rename(tmp, final)
+  finally:
+    errors.remove_quietly(tmp)
 
 
 def main(argv):

@@ -126,7 +126,7 @@ def model_spec(config: FinetuningConfig) -> ModelSpec:
   """The model of `--output_dir` when it holds a checkpoint, else a new one
   from the flags."""
   out = config.output_dir
-  latest = tf.train.latest_checkpoint(out) if tf.io.gfile.isdir(out) else None
+  latest = checkpoints.latest_checkpoint(out) if tf.io.gfile.isdir(out) else None
   if latest:
     return _existing_model(config, latest)
   if not config.do_train:
@@ -141,12 +141,7 @@ def _existing_model(config: FinetuningConfig, latest: str) -> ModelSpec:
   """`--output_dir`'s model, checking every flag that restates it."""
   out, task = config.output_dir, config.task
   job = JOBS[task]
-  advice = (
-    f" ({out} holds {os.path.basename(latest)} of an earlier run, which --do_train "
-    f"would resume: use a new --output_dir, or delete {out} to start over)"
-    if config.do_train
-    else ""
-  )
+  advice = model_dir.resume_advice(out, latest, config.do_train)
   info = model_dir.read_task_info(out)
   if info.get("task") != task or info.get("trained_by") != job:
     use = (
@@ -163,14 +158,8 @@ def _existing_model(config: FinetuningConfig, latest: str) -> ModelSpec:
     model_dir.check_labels(
       out, info, input_files.read_labels(config.label_file), config.label_file, advice
     )
-  bert_config = _check_config(config, os.path.join(out, "bert_config.json"), advice)
-  vocab_file = checkpoints.resolve_vocab_file(os.path.join(out, "vocab.txt"), None, bert_config)
-  if config.vocab_file and (
-    tokenization.load_vocab(config.vocab_file) != tokenization.load_vocab(vocab_file)
-  ):
-    raise model_dir.ModelDirError(
-      f"{vocab_file}: differs from --vocab_file={config.vocab_file}{advice}"
-    )
+  init = config.init_checkpoint if config.init_checkpoint != RANDOM_INIT else None
+  bert_config, vocab_file = model_dir.check_model(out, config, init, advice)
   return ModelSpec(
     bert_config,
     None,
@@ -180,33 +169,6 @@ def _existing_model(config: FinetuningConfig, latest: str) -> ModelSpec:
     list(info["labels"]),
     latest,
   )
-
-
-def _check_config(config: FinetuningConfig, config_file: str, advice: str) -> modeling.BertConfig:
-  """An existing model's config, which the config the flags describe (if
-  any) must equal."""
-  there = modeling.BertConfig.from_json_file(config_file)
-  layer_map = checkpoints.parse_layer_map(config.layer_map)
-  init = config.init_checkpoint if config.init_checkpoint != RANDOM_INIT else None
-  if config.bert_config_file or init:
-    given, _ = checkpoints.resolve_config(
-      init, config.bert_config_file, config.num_hidden_layers, layer_map
-    )
-  else:
-    layers = len(layer_map) if layer_map else config.num_hidden_layers
-    given = there.replace(num_hidden_layers=layers) if layers else there
-  for field in dataclasses.fields(modeling.BertConfig):
-    theirs, value = getattr(there, field.name), getattr(given, field.name)
-    if field.name != "extra" and theirs != value:
-      flags_given = " ".join(
-        f"--{n}={getattr(config, n)}"
-        for n in ("init_checkpoint", "bert_config_file", "num_hidden_layers", "layer_map")
-        if getattr(config, n)
-      )
-      raise model_dir.ModelDirError(
-        f"{config_file}: {field.name} is {theirs} there, {value} from {flags_given}{advice}"
-      )
-  return there
 
 
 def _new_model(config: FinetuningConfig) -> ModelSpec:
@@ -240,6 +202,7 @@ def _new_model(config: FinetuningConfig) -> ModelSpec:
     n: NEW_MODEL_SETTINGS[n] if getattr(config, n) is None else getattr(config, n)
     for n in model_dir.SETTINGS
   }
+  bert_config.check_max_seq_length(settings["max_seq_length"], "--max_seq_length")
   if config.label_file:
     labels = input_files.read_labels(config.label_file)
   elif config.train_file:

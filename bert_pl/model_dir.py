@@ -18,9 +18,10 @@ So what a model was trained with is what every later job feeds it.
                        with --pseudo_label_file; see self_training)
 """
 
+import dataclasses
 import json
 import os
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -84,6 +85,17 @@ def describe(info: Dict[str, Any]) -> str:
   return f"a {info.get('trained_by', 'bert_pl')} model directory (task={info.get('task')})"
 
 
+def resume_advice(model_dir: str, latest: str, do_train: bool) -> str:
+  """What to do when flags contradict an existing model that --do_train
+  would resume (appended to the error)."""
+  if not do_train:
+    return ""
+  return (
+    f" ({model_dir} holds {os.path.basename(latest)} of an earlier run, which --do_train "
+    f"would resume: use a new --output_dir, or delete {model_dir} to start over)"
+  )
+
+
 def check_settings(
   model_dir: str, info: Dict[str, Any], given: Dict[str, Any], advice: str = ""
 ) -> None:
@@ -118,6 +130,44 @@ def check_labels(
   )
 
 
+def check_model(
+  model_dir: str, model_config, init_checkpoint: Optional[str], advice: str = ""
+) -> Tuple[modeling.BertConfig, str]:
+  """The BertConfig and vocab.txt of an existing model directory, which the
+  model the flags describe (`model_config`: a `job_config.ModelConfig`, with
+  `init_checkpoint` resolved by the job), if they describe one, must equal:
+  a field or vocabulary that differs is an error naming both."""
+  config_file = os.path.join(model_dir, "bert_config.json")
+  there = modeling.BertConfig.from_json_file(config_file)
+  layer_map = checkpoints.parse_layer_map(model_config.layer_map)
+  if model_config.bert_config_file or init_checkpoint:
+    given, _ = checkpoints.resolve_config(
+      init_checkpoint, model_config.bert_config_file, model_config.num_hidden_layers, layer_map
+    )
+  else:
+    layers = len(layer_map) if layer_map else model_config.num_hidden_layers
+    given = there.replace(num_hidden_layers=layers) if layers else there
+  for field in dataclasses.fields(modeling.BertConfig):
+    theirs, value = getattr(there, field.name), getattr(given, field.name)
+    if field.name != "extra" and theirs != value:
+      flags_given = " ".join(
+        f"--{n}={getattr(model_config, n)}"
+        for n in ("init_checkpoint", "bert_config_file", "num_hidden_layers", "layer_map")
+        if getattr(model_config, n)
+      )
+      raise ModelDirError(
+        f"{config_file}: {field.name} is {theirs} there, {value} from {flags_given}{advice}"
+      )
+  vocab_file = checkpoints.resolve_vocab_file(os.path.join(model_dir, "vocab.txt"), None, there)
+  if model_config.vocab_file and (
+    tokenization.load_vocab(model_config.vocab_file) != tokenization.load_vocab(vocab_file)
+  ):
+    raise ModelDirError(
+      f"{vocab_file}: differs from --vocab_file={model_config.vocab_file}{advice}"
+    )
+  return there, vocab_file
+
+
 def read_finetuned(directory: str, given: Optional[Dict[str, Any]] = None):
   """What `load_finetuned` reads but the model: the BertConfig, tokenizer,
   task.json and latest checkpoint path of a fine-tuned model directory (for
@@ -131,7 +181,7 @@ def read_finetuned(directory: str, given: Optional[Dict[str, Any]] = None):
       f"--init_checkpoint={directory} --output_dir=NEW) and use NEW"
     )
   check_settings(directory, info, given or {})
-  latest = tf.train.latest_checkpoint(directory)
+  latest = checkpoints.latest_checkpoint(directory)
   if not latest:
     raise ModelDirError(f"{directory}: no checkpoint")
   config = modeling.BertConfig.from_json_file(os.path.join(directory, "bert_config.json"))

@@ -161,6 +161,16 @@ class BertConfig:
       names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
       return cls.from_dict({k: v for k, v in values.items() if k in names})
 
+  def check_max_seq_length(self, max_seq_length: int, where: str) -> None:
+    """Refuses sequences longer than the model's position embeddings
+    (`where` says whose length it is, e.g. the flag), before anything is
+    built or written: Keras would fail on it deep in the first step."""
+    if max_seq_length > self.max_position_embeddings:
+      raise errors.InputError(
+        f"{where}={max_seq_length}: more than the model's "
+        f"max_position_embeddings={self.max_position_embeddings}"
+      )
+
   def to_dict(self) -> Dict[str, Any]:
     values = dataclasses.asdict(self)
     values.update(values.pop("extra"))

@@ -95,17 +95,50 @@ class RunPretrainingConfig(job_config.ModelConfig, job_config.TrainingConfig):
 def run(config: RunPretrainingConfig) -> dict:
   """The job. The `DATA_DEFAULTS` settings left None are taken from the
   input files' manifest when they have one, else from `DATA_DEFAULTS`; one
-  given that contradicts the manifest is an error naming both values."""
+  given that contradicts the manifest is an error naming both values. An
+  --output_dir that holds a checkpoint is a model to resume or evaluate:
+  its bert_config.json, vocab.txt and task.json are the model's (flags and
+  data that contradict them are an error naming both values) and are never
+  rewritten."""
   strategy = training.make_strategy(config.distribution_strategy, config.num_gpus)
   training.set_seed(config.random_seed)
   layer_map = checkpoints.parse_layer_map(config.layer_map)
-  bert_config, source = checkpoints.resolve_config(
-    config.init_checkpoint, config.bert_config_file, config.num_hidden_layers, layer_map
-  )
-  vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, bert_config)
+  latest, info = _existing_model(config.output_dir)
+  advice = model_dir.resume_advice(config.output_dir, latest, config.do_train) if latest else ""
+  if latest:
+    source = None
+    bert_config, vocab_file = model_dir.check_model(
+      config.output_dir, config, config.init_checkpoint, advice
+    )
+  else:
+    bert_config, source = checkpoints.resolve_config(
+      config.init_checkpoint, config.bert_config_file, config.num_hidden_layers, layer_map
+    )
+    vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, bert_config)
   labels = input_files.read_labels(config.label_file) if config.label_file else None
-  train_files, eval_files, data = _input_data(config, vocab_file, labels)
+  defaults = {**DATA_DEFAULTS, **{n: info[n] for n in DATA_DEFAULTS if n in info}}
+  train_files, eval_files, data = _input_data(config, vocab_file, labels, defaults)
   labels = data["labels"]
+  task_info = {
+    "task": config.task_loss,
+    "labels": labels,
+    "max_seq_length": data["max_seq_length"],
+    "do_lower_case": data["do_lower_case"],
+    "tokenization": data["tokenization"],
+    "pseudo_label_loss": config.pseudo_label_loss,
+    "kl_temperature": config.kl_temperature,
+    "masked_lm_loss_weight": config.masked_lm_loss_weight,
+    "trained_by": "run_pretraining",
+  }
+  if latest:
+    _check_existing(config, info, task_info, advice)
+  if train_files or eval_files:
+    bert_config.check_max_seq_length(
+      data["max_seq_length"],
+      "--max_seq_length"
+      if config.max_seq_length
+      else "max_seq_length (the input's manifest's, else the default)",
+    )
   num_labels = len(labels) if labels else (config.num_labels or 0)
   if config.task_loss != "none" and not num_labels:
     raise errors.InputError(f"--task_loss={config.task_loss} needs --label_file or --num_labels")
@@ -138,23 +171,8 @@ def run(config: RunPretrainingConfig) -> dict:
     _check_first_record(
       files, data["max_seq_length"], data["max_predictions_per_seq"], config.task_loss, logits_width
     )
-  if chief:
-    model_dir.write(
-      config.output_dir,
-      bert_config,
-      vocab_file,
-      {
-        "task": config.task_loss,
-        "labels": labels,
-        "max_seq_length": data["max_seq_length"],
-        "do_lower_case": data["do_lower_case"],
-        "tokenization": data["tokenization"],
-        "pseudo_label_loss": config.pseudo_label_loss,
-        "kl_temperature": config.kl_temperature,
-        "masked_lm_loss_weight": config.masked_lm_loss_weight,
-        "trained_by": "run_pretraining",
-      },
-    )
+  if chief and not latest:
+    model_dir.write(config.output_dir, bert_config, vocab_file, task_info)
   spec = tfrecords.pretraining_feature_spec(
     data["max_seq_length"],
     data["max_predictions_per_seq"],
@@ -257,11 +275,55 @@ def _task_loss_name(config: RunPretrainingConfig) -> str:
   return "CRF NLL" if config.task_loss == "ner" else "cross-entropy"
 
 
-def _input_data(config: RunPretrainingConfig, vocab_file: str, labels):
+def _existing_model(output_dir: str):
+  """--output_dir's latest checkpoint and task.json when it holds a model
+  (a run to resume or evaluate), else (None, {})."""
+  latest = checkpoints.latest_checkpoint(output_dir) if tf.io.gfile.isdir(output_dir) else None
+  if not latest:
+    return None, {}
+  info = model_dir.read_task_info(output_dir)
+  if info.get("trained_by") != "run_pretraining":
+    raise model_dir.ModelDirError(
+      f"{output_dir}: {model_dir.describe(info)}, not a model of run_pretraining: "
+      f"pre-train from it with --init_checkpoint={output_dir} and a new --output_dir"
+    )
+  return latest, info
+
+
+# The task.json settings a resumed training run must keep; an evaluation may
+# weigh its losses otherwise.
+_LOSS_SETTINGS = ("pseudo_label_loss", "kl_temperature", "masked_lm_loss_weight")
+# Where a run's task.json setting comes from.
+_SETTING_SOURCES = {
+  "task": "--task_loss",
+  "labels": "--label_file or the input's manifest",
+  **{name: f"--{name} or the input's manifest" for name in DATA_DEFAULTS},
+  **{name: f"--{name}" for name in _LOSS_SETTINGS},
+}
+
+
+def _check_existing(config: RunPretrainingConfig, info: dict, task_info: dict, advice: str):
+  """The model directory is authoritative: the run's settings (from the
+  flags and the input's manifest) must be those of its task.json, which
+  is never rewritten (module doc of `model_dir`)."""
+  for name, source in _SETTING_SOURCES.items():
+    if name not in task_info or (name in _LOSS_SETTINGS and not config.do_train):
+      continue
+    value, there = task_info[name], info.get(name)
+    if name == "labels":
+      value, there = value or None, there or None
+    if value != there:
+      raise model_dir.ModelDirError(
+        f"{config.output_dir}/{model_dir.TASK_FILE}: {name} is {there} there, {value} "
+        f"from {source}{advice}"
+      )
+
+
+def _input_data(config: RunPretrainingConfig, vocab_file: str, labels, defaults: dict):
   """The training and evaluation files, checked against their manifests
   (`--skip_corrupt_files` drops those that disagree), and the data settings:
   `DATA_DEFAULTS`'s and the labels, from the manifest where there is one,
-  else from the config."""
+  else from the config, else from `defaults`."""
   train_files, eval_files = [], []
   if config.do_train and config.num_train_steps > 0:
     if not config.input_file:
@@ -272,7 +334,7 @@ def _input_data(config: RunPretrainingConfig, vocab_file: str, labels):
       raise errors.InputError("--do_eval needs --eval_input_file or --input_file")
     eval_files = input_files.expand_input_files(config.eval_input_file or config.input_file)
   given = {name: getattr(config, name) for name in DATA_DEFAULTS}
-  data = {name: DATA_DEFAULTS[name] if value is None else value for name, value in given.items()}
+  data = {name: defaults[name] if value is None else value for name, value in given.items()}
   data["labels"] = labels
   inputs = manifest.read(train_files + eval_files)
   found = inputs.settings() if train_files or eval_files else None

@@ -12,7 +12,7 @@ Resumable: checkpoints (`tf.train.CheckpointManager`, object keys `bert`,
 restores the latest and continues to exactly `num_train_steps`. The step is
 the optimizer's iteration count, saved with it. A `checkpoint` file that
 lists checkpoints outside the directory is refused before the manager can
-delete them (`check_checkpoint_file`).
+delete them (`checkpoints.check_checkpoint_file`).
 
 Resume is exact: the position in the training input is saved too, under
 `input_state/worker-N` just before each model checkpoint of the same step, so
@@ -57,6 +57,7 @@ import tensorflow as tf
 from absl import logging
 
 from bert_pl import checkpoints, errors, input_pipeline, precision, task_models
+from bert_pl.checkpoints import check_checkpoint_file
 from bert_pl.model_dir import write_eval_results
 
 STRATEGIES = ("mirrored", "multi_worker_mirrored", "one_device")
@@ -268,30 +269,6 @@ def _accuracies(sums) -> Dict[str, float]:
     for k in sums
     if k.endswith("_num")
   }
-
-
-def check_checkpoint_file(model_dir: str) -> None:
-  """Refuses a `checkpoint` file in `model_dir` that lists a checkpoint
-  outside it, through `..`, or through a symbolic link that leads out.
-
-  `tf.train.CheckpointManager` restores the latest checkpoint the file lists
-  and deletes the old ones beyond `max_to_keep`, wherever they are: a crafted
-  or copied file would make a run load another model and then delete its
-  checkpoints. The manager itself only ever writes names inside."""
-  path = os.path.join(model_dir, "checkpoint")
-  try:
-    state = tf.train.get_checkpoint_state(model_dir)
-  except ValueError:  # TensorFlow's message names the directory only
-    raise errors.CheckpointError(f"{path}: no model_checkpoint_path") from None
-  if state is None:
-    return
-  inside = os.path.join(model_dir, "")
-  root = os.path.realpath(model_dir)
-  for listed in [state.model_checkpoint_path, *state.all_model_checkpoint_paths]:
-    # TensorFlow put model_dir before the relative paths: shown as written.
-    written = listed[len(inside) :] if listed.startswith(inside) else listed
-    if ".." in written.split("/") or os.path.commonpath([root, os.path.realpath(listed)]) != root:
-      raise errors.CheckpointError(f"{path}: lists {written}, outside the model directory")
 
 
 def remove_checkpoints(model_dir: str) -> int:

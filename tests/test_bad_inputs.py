@@ -182,7 +182,14 @@ def _classifier_args(tiny, output_dir, *extra):
 
 
 @pytest.mark.parametrize(
-  "job", ["create_pretraining_data", "predict_pseudo_labels", "run_classifier", "run_pretraining"]
+  "job",
+  [
+    "create_pretraining_data",
+    "predict_pseudo_labels",
+    "run_classifier",
+    "run_pretraining",
+    "export_saved_model",
+  ],
 )
 def test_read_only_output_directory(tiny, read_only_dir, job):
   out = read_only_dir
@@ -202,6 +209,11 @@ def test_read_only_output_directory(tiny, read_only_dir, job):
     ),
     "run_classifier": (_classifier_args(tiny, out / "model"), out / "model"),
     "run_pretraining": (_pretraining_args(tiny, out), out / "bert_config.json"),
+    # Before: a traceback from inside tf.saved_model.save.
+    "export_saved_model": (
+      ("export_saved_model", f"--model_dir={tiny.classifier}", f"--export_dir={out}/1"),
+      out / "1",
+    ),
   }[job]
   _one_error(_job(*args, read_only=True), f"{where}: cannot write (Permission denied)")
   assert _files(out) == []
@@ -334,6 +346,50 @@ def test_bad_bert_config(tiny, tmp_path, change, message):
       "--num_train_steps=0",
     ),
     f"{config}: {message}",
+  )
+  assert _files(out) == []
+
+
+def test_a_reader_never_follows_a_checkpoint_file_out_of_the_model_directory(tiny, tmp_path):
+  """predict_pseudo_labels (as export_saved_model, export_fast_model) on a
+  directory whose `checkpoint` file lists another model's checkpoint through
+  `..`: before, it predicted with those weights under this task.json."""
+  model = tmp_path / "model"
+  model.mkdir()
+  for name in ("task.json", "bert_config.json", "vocab.txt"):
+    (model / name).write_bytes((tiny.classifier / name).read_bytes())
+  latest = (tiny.classifier / "checkpoint").read_text().split('"')[1]
+  listed = f"../{tiny.classifier.name}/{os.path.basename(latest)}"
+  (tmp_path / tiny.classifier.name).symlink_to(tiny.classifier)
+  (model / "checkpoint").write_text(f'model_checkpoint_path: "{listed}"\n')
+  out = tmp_path / "out"
+  _one_error(
+    _job(
+      "predict_pseudo_labels",
+      f"--model_dir={model}",
+      f"--input_file={tiny.pool}",
+      f"--output_dir={out}",
+    ),
+    f"{model}/checkpoint: lists {listed}, outside the model directory",
+  )
+  assert _files(out) == []
+
+
+def test_max_seq_length_beyond_the_position_embeddings(tiny, tmp_path):
+  """Before: a traceback from Keras in the first step, and bert_config.json,
+  task.json, vocab.txt left in --output_dir."""
+  values = json.loads(tiny.config.read_text())
+  config = tmp_path / "bert_config.json"
+  config.write_text(json.dumps(dict(values, max_position_embeddings=16)))
+  out = tmp_path / "out"
+  _one_error(
+    _job(
+      *_classifier_args(tiny, out),
+      "--init_checkpoint=none",
+      f"--bert_config_file={config}",
+      f"--vocab_file={tiny.vocab}",
+    ),
+    "--max_seq_length=32: more than the model's max_position_embeddings=16",
   )
   assert _files(out) == []
 

@@ -13,9 +13,17 @@ import types
 
 import pytest
 from test_finetuning import _finetuning_config
-from test_training import _random_init, _tiny_config
+from test_training import _pretraining_config, _random_init, _tiny_config
 
-from bert_pl import errors, export_saved_model, finetuning, model_dir, predict_pseudo_labels
+from bert_pl import (
+  create_pretraining_data,
+  errors,
+  export_saved_model,
+  finetuning,
+  model_dir,
+  predict_pseudo_labels,
+  run_pretraining,
+)
 
 from conftest import run_job
 
@@ -98,6 +106,59 @@ def test_eval_and_predict_only_runs_change_nothing_but_their_outputs(corpus, tag
   assert len(blocks) == 50
   assert any(line.split()[1] != "O" for block in blocks for line in block.splitlines()[:30])
   assert all(line.split()[1] == "O" for block in blocks for line in block.splitlines()[30:])
+
+
+def test_run_pretraining_on_its_model_directory_rewrites_nothing(corpus, tagger, tmp_path):
+  """Evaluating or resuming a run_pretraining model directory takes its
+  config and vocabulary from it and never rewrites them or task.json
+  (before: an evaluation with --masked_lm_loss_weight=0.5 rewrote task.json,
+  one with another --vocab_file replaced vocab.txt)."""
+  model = tmp_path / "model_a"
+  shutil.copytree(tagger.init, model)
+  before = _files(model)
+  lines = (corpus / "unlabeled.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+  (tmp_path / "pool.txt").write_text("".join(lines[:40]), encoding="utf-8")
+  vocab = (corpus / "vocab.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+  permuted = tmp_path / "permuted_vocab.txt"
+  permuted.write_text("".join(vocab[:5] + vocab[5:][::-1]), encoding="utf-8")
+  for name, vocab_file in (("data", corpus / "vocab.txt"), ("permuted", permuted)):
+    create_pretraining_data.run(
+      create_pretraining_data.CreatePretrainingDataConfig(
+        str(tmp_path / "pool.txt"),
+        str(tmp_path / name / "pool.tfrecord"),
+        str(vocab_file),
+        max_seq_length=64,
+        max_predictions_per_seq=10,
+      )
+    )
+  evaluate = dict(
+    output_dir=str(model), input_file=f"{tmp_path}/data/pool.tfrecord*", do_train=False
+  )
+  results = run_pretraining.run(_pretraining_config(**evaluate, masked_lm_loss_weight=0.5))
+  assert results["global_step"] == 0  # the directory's config, without --bert_config_file
+  after = _files(model)
+  assert {n: c for n, c in after.items() if n.startswith(("summaries/", "eval_"))}
+  assert {n: c for n, c in after.items() if not n.startswith(("summaries/", "eval_"))} == before
+  with pytest.raises(model_dir.ModelDirError) as error:
+    run_pretraining.run(
+      _pretraining_config(
+        **dict(evaluate, input_file=f"{tmp_path}/permuted/pool.tfrecord*"),
+        vocab_file=str(permuted),
+      )
+    )
+  assert str(error.value) == f"{model}/vocab.txt: differs from --vocab_file={permuted}"
+  with pytest.raises(model_dir.ModelDirError) as error:
+    run_pretraining.run(
+      _pretraining_config(
+        **dict(evaluate, do_train=True, do_eval=False, num_train_steps=2), masked_lm_loss_weight=0.7
+      )
+    )
+  assert str(error.value) == (
+    f"{model}/task.json: masked_lm_loss_weight is 1.0 there, 0.7 from "
+    f"--masked_lm_loss_weight ({model} holds ckpt-0 of an earlier run, which --do_train "
+    f"would resume: use a new --output_dir, or delete {model} to start over)"
+  )
+  assert {n: c for n, c in _files(model).items() if n in before} == before
 
 
 def test_a_contradicting_flag_is_an_error_naming_both_values(corpus, tagger):
