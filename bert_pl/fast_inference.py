@@ -166,14 +166,16 @@ def export(directory: str, path: str, quantize: str) -> Dict[str, Any]:
   atomic_files.makedirs(os.path.dirname(path) or ".")
   float32 = atomic_files.temporary_path(path) + ".float32"
   try:
-    with _optimizer_errors_not_caught():
+    # tf2onnx and the quantizer write the temporaries: a read-only directory
+    # or a full disk is one error naming the output.
+    with errors.writing(path), _optimizer_errors_not_caught():
       tf2onnx.convert.from_function(logits, input_signature=spec, opset=17, output_path=float32)
-    if quantize == "int8":
-      # Weights per output channel: closer to float32 at the same speed.
-      quantization.quantize_dynamic(
-        float32, float32 + ".int8", per_channel=True, weight_type=quantization.QuantType.QInt8
-      )
-      os.replace(float32 + ".int8", float32)
+      if quantize == "int8":
+        # Weights per output channel: closer to float32 at the same speed.
+        quantization.quantize_dynamic(
+          float32, float32 + ".int8", per_channel=True, weight_type=quantization.QuantType.QInt8
+        )
+        os.replace(float32 + ".int8", float32)
     with tf.io.gfile.GFile(float32, "rb") as f:
       atomic_files.write_file(path, f.read())
   finally:

@@ -189,9 +189,12 @@ def _classifier_args(tiny, output_dir, *extra):
     "run_classifier",
     "run_pretraining",
     "export_saved_model",
+    "export_fast_model",
   ],
 )
 def test_read_only_output_directory(tiny, read_only_dir, job):
+  if job == "export_fast_model":
+    pytest.importorskip("onnxruntime")
   out = read_only_dir
   args, where = {
     "create_pretraining_data": (
@@ -214,9 +217,20 @@ def test_read_only_output_directory(tiny, read_only_dir, job):
       ("export_saved_model", f"--model_dir={tiny.classifier}", f"--export_dir={out}/1"),
       out / "1",
     ),
+    # Before: a PermissionError traceback from tf2onnx writing its temporary.
+    "export_fast_model": (_fast_model_args(tiny, out / "model.onnx"), out / "model.onnx"),
   }[job]
   _one_error(_job(*args, read_only=True), f"{where}: cannot write (Permission denied)")
   assert _files(out) == []
+
+
+def _fast_model_args(tiny, output_file):
+  return (
+    "export_fast_model",
+    f"--model_dir={tiny.classifier}",
+    "--quantize=none",
+    f"--output_file={output_file}",
+  )
 
 
 def _shards_size(tiny, tmp_path):
@@ -248,11 +262,15 @@ def _pseudo_labels_size(tiny, tmp_path):
     ("predict_pseudo_labels", "write"),
     ("predict_pseudo_labels", "close"),
     ("run_pretraining", "checkpoint"),
+    ("export_fast_model", "weights"),
   ],
 )
 def test_full_disk(tiny, tmp_path, job, fails_at):
   out = tmp_path / "out"
-  if job == "create_pretraining_data":
+  if job == "export_fast_model":  # before: an OSError traceback from tf2onnx
+    pytest.importorskip("onnxruntime")
+    args, where, left = _fast_model_args(tiny, out / "model.onnx"), "model.onnx", []
+  elif job == "create_pretraining_data":
     size = _shards_size(tiny, tmp_path)
     args, where, left = _data_args(tiny, tiny.pool, out / "data.tfrecord"), "data.tfrecord", []
   elif job == "predict_pseudo_labels":
@@ -267,7 +285,7 @@ def test_full_disk(tiny, tmp_path, job, fails_at):
   else:
     args, where = _pretraining_args(tiny, out), "ckpt-0"
     left = ["bert_config.json", "task.json", "vocab.txt"]
-  if fails_at == "checkpoint":
+  if fails_at in ("checkpoint", "weights"):
     limit = 40000  # the model's small files fit, its weights (> 100 KB) do not
   elif fails_at == "write":
     limit = size // 4
