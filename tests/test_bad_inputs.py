@@ -190,6 +190,7 @@ def _classifier_args(tiny, output_dir, *extra):
     "run_pretraining",
     "export_saved_model",
     "export_fast_model",
+    pytest.param("beam.create_pretraining_data", marks=pytest.mark.slow),
   ],
 )
 def test_read_only_output_directory(tiny, read_only_dir, job):
@@ -219,6 +220,11 @@ def test_read_only_output_directory(tiny, read_only_dir, job):
     ),
     # Before: a PermissionError traceback from tf2onnx writing its temporary.
     "export_fast_model": (_fast_model_args(tiny, out / "model.onnx"), out / "model.onnx"),
+    # Before: an OSError traceback from Beam's WriteToTFRecord.
+    "beam.create_pretraining_data": (
+      (job,) + _data_args(tiny, tiny.pool, out / "data.tfrecord")[1:],
+      out / "data.tfrecord",
+    ),
   }[job]
   _one_error(_job(*args, read_only=True), f"{where}: cannot write (Permission denied)")
   assert _files(out) == []
@@ -263,6 +269,7 @@ def _pseudo_labels_size(tiny, tmp_path):
     ("predict_pseudo_labels", "close"),
     ("run_pretraining", "checkpoint"),
     ("export_fast_model", "weights"),
+    pytest.param("beam.create_pretraining_data", "write", marks=pytest.mark.slow),
   ],
 )
 def test_full_disk(tiny, tmp_path, job, fails_at):
@@ -270,9 +277,10 @@ def test_full_disk(tiny, tmp_path, job, fails_at):
   if job == "export_fast_model":  # before: an OSError traceback from tf2onnx
     pytest.importorskip("onnxruntime")
     args, where, left = _fast_model_args(tiny, out / "model.onnx"), "model.onnx", []
-  elif job == "create_pretraining_data":
+  elif job.endswith("create_pretraining_data"):
     size = _shards_size(tiny, tmp_path)
     args, where, left = _data_args(tiny, tiny.pool, out / "data.tfrecord"), "data.tfrecord", []
+    args = (job,) + args[1:]  # before, the Beam job's: an OSError traceback, beam-temp-* left
   elif job == "predict_pseudo_labels":
     size = _pseudo_labels_size(tiny, tmp_path)
     args = (

@@ -5,10 +5,12 @@ Flags the job does not know (`--direct_running_mode`, `--project`,
 the runner untouched, so Dataflow, Flink and Spark take their usual options.
 """
 
+import errno
 import importlib
 import logging
+import os
 import re
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import apache_beam as beam
 from absl import flags
@@ -58,10 +60,38 @@ def counter(name: str):
   return beam.metrics.Metrics.counter(NAMESPACE, name)
 
 
-def run_pipeline(pipeline: beam.Pipeline) -> Dict[str, int]:
+# An OSError of Beam's own file sinks (WriteToTFRecord), as the runner's
+# wrapping shows it: "[Errno 28] No space left on device" or
+# "[Errno 13] Permission denied: '/out/beam-temp-...'".
+_SINK_ERROR = re.compile(
+  r"OSError: \[Errno (\d+)\] ([A-Za-z][A-Za-z -]*[A-Za-z])(?:: '([^'\n]*)')?"
+)
+_OUT_OF_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_NOT_WRITABLE = (errno.EACCES, errno.EROFS, errno.EPERM)
+
+
+def sink_error(message: str, output: str) -> Optional[errors.OutputError]:
+  """The `OutputError` for a runner's error `message` that is an OSError of
+  writing `output` (its directory): out of disk space anywhere (only writes
+  fail so), or a permission error on a path in the output's directory; None
+  for anything else (an input's error, a bug), which keeps its traceback."""
+  match = _SINK_ERROR.search(message)
+  if not match:
+    return None
+  number, words, path = int(match.group(1)), match.group(2).strip(), match.group(3)
+  directory = os.path.dirname(os.path.abspath(output))
+  if number in _OUT_OF_SPACE:
+    return errors.OutputError(f"{output}: cannot write, out of disk space ({words})")
+  if number in _NOT_WRITABLE and path and os.path.abspath(path).startswith(directory + os.sep):
+    return errors.OutputError(f"{output}: cannot write ({words})")
+  return None
+
+
+def run_pipeline(pipeline: beam.Pipeline, output: Optional[str] = None) -> Dict[str, int]:
   """Runs the pipeline to completion; returns its counters. An error of
   `errors` raised in a worker (wrapped by the runner) comes back as that
-  error, with the original one-line message (file:line: what)."""
+  error, with the original one-line message (file:line: what); so does an
+  OSError of Beam's own sinks writing `output` (`sink_error`)."""
   # The in-process worker logs a failing bundle's traceback before the error
   # reaches us; user errors are reported below in one line, others re-raised.
   logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
@@ -72,6 +102,9 @@ def run_pipeline(pipeline: beam.Pipeline) -> Dict[str, int]:
     match = re.search(r"\b(InputError|CheckpointError|OutputError): (.+)", str(e))
     if match:
       raise getattr(errors, match.group(1))(match.group(2).strip()) from None
+    written = sink_error(str(e), output) if output else None
+    if written:
+      raise written from e
     raise
   counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
   totals: Dict[str, int] = {}

@@ -25,7 +25,7 @@ import apache_beam as beam
 from absl import flags
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from bert_pl import create_pretraining_data, input_files, job_config, manifest, tfrecords
+from bert_pl import create_pretraining_data, errors, input_files, job_config, manifest, tfrecords
 from bert_pl.beam import common
 from bert_pl.create_pretraining_data import CreatePretrainingDataConfig, Labels
 
@@ -111,7 +111,11 @@ def run(
   manifest.remove(config.output_file)  # the earlier run's, whose shards are being replaced
   pipeline = beam.Pipeline(options=options)
   build(pipeline, config, labels, paths, with_logits)
-  totals = common.run_pipeline(pipeline)
+  try:
+    totals = common.run_pipeline(pipeline, config.output_file)
+  except errors.OutputError:
+    tfrecords.remove_stale_temporaries(config.output_file)  # Beam's beam-temp-* directory
+    raise
   counts = input_files.Counts(
     **{k: totals.get(k, 0) for k in ("read", "written", "skipped", "empty", "truncated", "logits")}
   )
