@@ -282,12 +282,17 @@ def _with_side_files(
 
 
 def read_unlabeled(path: str, counts: Counts) -> Iterator[Example]:
+  """The examples of an unlabeled file; a file without a line is an error
+  (as for every input file: a pool shard cut wrongly, most likely)."""
+  number = 0
   for number, text in numbered_lines(path):
     counts.read += 1
     if not text.strip():
       counts.empty += 1
       continue
     yield Example(f"{path}:{number}", text.split("\t"))
+  if not number:
+    raise InputError(f"{path}: empty file (no examples)")
 
 
 def read_classification(

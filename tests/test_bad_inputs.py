@@ -472,6 +472,21 @@ def test_directory_as_input_file(tiny, tmp_path):
   assert _files(out) == []
 
 
+def test_empty_pool_file_for_step_3(tiny, tmp_path):
+  """An empty file is bad input for every job (it was an empty output here)."""
+  empty = tmp_path / "part-1.txt"
+  empty.write_bytes(b"")
+  out = tmp_path / "out"
+  result = _job(
+    "predict_pseudo_labels",
+    f"--model_dir={tiny.classifier}",
+    f"--input_file={empty}",
+    f"--output_dir={out}",
+  )
+  _one_error(result, f"{empty}: empty file (no examples)")
+  assert _files(out) == []
+
+
 @pytest.mark.parametrize(
   "args,message",
   [
