@@ -252,8 +252,9 @@ def run(config: RunPretrainingConfig) -> dict:
 
 
 def _check_loss_flags(config: RunPretrainingConfig) -> None:
-  if config.masked_lm_loss_weight < 0 or config.task_loss_weight < 0:
-    raise errors.InputError("--masked_lm_loss_weight and --task_loss_weight must be >= 0")
+  for name in ("masked_lm_loss_weight", "task_loss_weight"):
+    if getattr(config, name) < 0:
+      raise errors.InputError(f"--{name}={getattr(config, name):g}: must be >= 0")
   if config.masked_lm_loss_weight == 0 and (
     config.task_loss == "none" or config.task_loss_weight == 0
   ):

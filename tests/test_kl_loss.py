@@ -380,6 +380,9 @@ def test_kl_refuses_records_whose_logits_do_not_fit(tmp_path):
         **dict(common, task_loss="none", pseudo_label_loss="hard", masked_lm_loss_weight=0.0)
       )
     )
+  for name in ("masked_lm_loss_weight", "task_loss_weight"):  # before: the values not named
+    with pytest.raises(errors.InputError, match=f"^--{name}=-1: must be >= 0$"):
+      run_pretraining.run(_pretraining_config(**dict(common, **{name: -1.0})))
 
 
 def test_kl_on_records_without_logits_is_one_error_line(corpus, tmp_path):
