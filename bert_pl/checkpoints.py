@@ -210,7 +210,7 @@ def resolve_init_checkpoint(init_checkpoint: str) -> Source:
   if tf.io.gfile.isdir(path):
     directory = path
     with _reading(os.path.join(path, "checkpoint")):
-      prefix = tf.train.latest_checkpoint(path)
+      prefix = latest_checkpoint(path)
     if prefix is None and tf.io.gfile.exists(os.path.join(path, TF1_CHECKPOINT_NAME + ".index")):
       prefix = os.path.join(path, TF1_CHECKPOINT_NAME)
     if prefix is None and tf.io.gfile.exists(os.path.join(path, "model.safetensors")):
@@ -445,10 +445,13 @@ def check_checkpoint_file(model_dir: str) -> None:
   or copied file would make a run load another model and then delete its
   checkpoints. The manager itself only ever writes names inside."""
   path = os.path.join(model_dir, "checkpoint")
-  try:
-    state = tf.train.get_checkpoint_state(model_dir)
-  except ValueError:  # TensorFlow's message names the directory only
-    raise errors.CheckpointError(f"{path}: no model_checkpoint_path") from None
+  with _reading(path):  # bytes that are not text: "invalid UTF-8"
+    try:
+      state = tf.train.get_checkpoint_state(model_dir)
+    except UnicodeDecodeError:
+      raise
+    except ValueError:  # TensorFlow's message names the directory only
+      raise errors.CheckpointError(f"{path}: no model_checkpoint_path") from None
   if state is None:
     return
   inside = os.path.join(model_dir, "")

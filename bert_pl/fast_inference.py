@@ -43,6 +43,7 @@ import tensorflow as tf
 
 from bert_pl import (
   atomic_files,
+  checkpoints,
   crf,
   errors,
   evaluation,
@@ -118,7 +119,7 @@ def transitions_crf(directory: str, num_tags: int) -> crf.CRF:
   checkpoint (the object path of `training.CheckpointedRun`: head/crf)."""
   head = tf.Module()
   head.crf = crf.CRF(num_tags)
-  latest = tf.train.latest_checkpoint(directory)
+  latest = checkpoints.latest_checkpoint(directory)
   try:
     tf.train.Checkpoint(head=head).restore(
       latest
@@ -138,7 +139,7 @@ def read_info(path: str, directory: str) -> Dict[str, Any]:
   errors.check_file(where)
   with errors.reading(where), tf.io.gfile.GFile(where) as f:
     info = json.load(f)
-  latest = tf.train.latest_checkpoint(directory)
+  latest = checkpoints.latest_checkpoint(directory)
   if os.path.basename(info["source_checkpoint"]) != os.path.basename(latest or ""):
     raise errors.InputError(
       f"{where}: made from {info['source_checkpoint']}, but the latest checkpoint of "
@@ -182,7 +183,7 @@ def export(directory: str, path: str, quantize: str) -> Dict[str, Any]:
     for leftover in (float32, float32 + ".int8"):
       errors.remove_quietly(leftover)
   summary = {
-    "source_checkpoint": tf.train.latest_checkpoint(directory),
+    "source_checkpoint": checkpoints.latest_checkpoint(directory),
     "task": info["task"],
     "num_labels": len(info["labels"]),
     "quantization": quantize,

@@ -30,7 +30,14 @@ from absl import flags
 from test_finetuning import _finetuning_config
 from test_training import _random_init
 
-from bert_pl import cli, create_pretraining_data, errors, finetuning, predict_pseudo_labels
+from bert_pl import (
+  cli,
+  create_pretraining_data,
+  errors,
+  fast_inference,
+  finetuning,
+  predict_pseudo_labels,
+)
 
 from conftest import REPO
 
@@ -376,10 +383,9 @@ def test_bad_bert_config(tiny, tmp_path, change, message):
   assert _files(out) == []
 
 
-def test_a_reader_never_follows_a_checkpoint_file_out_of_the_model_directory(tiny, tmp_path):
-  """predict_pseudo_labels (as export_saved_model, export_fast_model) on a
-  directory whose `checkpoint` file lists another model's checkpoint through
-  `..`: before, it predicted with those weights under this task.json."""
+def _model_listing_another(tiny, tmp_path):
+  """A copy of the classifier's settings whose `checkpoint` file lists the
+  classifier's own latest checkpoint through `..`. Returns (dir, listed)."""
   model = tmp_path / "model"
   model.mkdir()
   for name in ("task.json", "bert_config.json", "vocab.txt"):
@@ -388,6 +394,14 @@ def test_a_reader_never_follows_a_checkpoint_file_out_of_the_model_directory(tin
   listed = f"../{tiny.classifier.name}/{os.path.basename(latest)}"
   (tmp_path / tiny.classifier.name).symlink_to(tiny.classifier)
   (model / "checkpoint").write_text(f'model_checkpoint_path: "{listed}"\n')
+  return model, listed
+
+
+def test_a_reader_never_follows_a_checkpoint_file_out_of_the_model_directory(tiny, tmp_path):
+  """predict_pseudo_labels (as export_saved_model, export_fast_model) on a
+  directory whose `checkpoint` file lists another model's checkpoint through
+  `..`: before, it predicted with those weights under this task.json."""
+  model, listed = _model_listing_another(tiny, tmp_path)
   out = tmp_path / "out"
   _one_error(
     _job(
@@ -399,6 +413,35 @@ def test_a_reader_never_follows_a_checkpoint_file_out_of_the_model_directory(tin
     f"{model}/checkpoint: lists {listed}, outside the model directory",
   )
   assert _files(out) == []
+
+
+def test_init_checkpoint_directory_never_follows_its_checkpoint_file_out(tiny, tmp_path):
+  """A directory given as --init_checkpoint (the pipeline passes Model-A's
+  and Model-C's this way) is read through the same check: before, step 2
+  fine-tuned from the weights the crafted file listed, exit 0."""
+  model, listed = _model_listing_another(tiny, tmp_path)
+  out = tmp_path / "out"
+  args = _classifier_args(tiny, out)
+  _one_error(
+    _job(*args[:1], f"--init_checkpoint={model}", *args[2:]),
+    f"{model}/checkpoint: lists {listed}, outside the model directory",
+  )
+  assert _files(out) == []
+
+
+def test_fast_model_info_is_checked_against_the_checked_latest_checkpoint(tiny, tmp_path):
+  """fast_inference.read_info (and transitions_crf, export) find the latest
+  checkpoint through checkpoints.latest_checkpoint: before, read_info
+  followed the crafted file and accepted a fast model made from the other
+  directory's checkpoint."""
+  model, listed = _model_listing_another(tiny, tmp_path)
+  fast_model = tmp_path / "model.onnx"
+  fast_model.write_bytes(b"onnx")
+  latest = (tiny.classifier / "checkpoint").read_text().split('"')[1]
+  (tmp_path / "model.onnx.json").write_text(json.dumps({"source_checkpoint": latest}))
+  with pytest.raises(errors.CheckpointError) as raised:
+    fast_inference.read_info(str(fast_model), str(model))
+  assert str(raised.value) == f"{model}/checkpoint: lists {listed}, outside the model directory"
 
 
 def test_max_seq_length_beyond_the_position_embeddings(tiny, tmp_path):
