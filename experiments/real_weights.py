@@ -382,7 +382,7 @@ def run_task(name: str, mode: Dict, data_dir: str, out: str, minilm: str) -> Dic
   for size in sizes:
     key = size_name(name, size)
     tuning = tune(name, size, mode, data, os.path.join(out, name, key, "tune"), minilm)
-    first = unit_dir(out, name, sizes[0], mode["seeds"][0])
+    first = step1_dir(out, name, mode)
     seeds = (
       {}
       if tuning["chosen"] is None
@@ -403,6 +403,17 @@ def run_task(name: str, mode: Dict, data_dir: str, out: str, minilm: str) -> Dic
       "seeds": seeds,
     }
   return result
+
+
+def step1_dir(out: str, name: str, mode: Dict) -> str:
+  """The unit directory whose step 1 (Model-A) every size and seed of the
+  task shares: the task's first labeled size's first seed. A run of the
+  higher sizes alone (--sizes=high) reuses its Model-A when a run of the low
+  size made it, and otherwise runs step 1 in its own first size and seed."""
+  shared = unit_dir(out, name, mode["all_sizes"][name][0], mode["seeds"][0])
+  if pipeline.done_seconds(os.path.join(shared, "logs"), "model_a") is not None:
+    return shared
+  return unit_dir(out, name, mode["sizes"][name][0], mode["seeds"][0])
 
 
 def _run_seeds(

@@ -113,3 +113,39 @@ def test_real_smoke_run_on_minilm_writes_every_row(name, size, metric, tmp_path)
   markdown = (report_dir / "RESULTS.md").read_text(encoding="utf-8")
   assert "kl_nomask" in markdown.lower() or "KL on logits, no masking" in markdown
   assert (report_dir / "results_real.png").stat().st_size > 0
+
+
+def test_higher_sizes_alone_share_the_low_size_model_a(tmp_path, monkeypatch):
+  """--sizes=high after --sizes=low: every seed of the higher size starts
+  from the Model-A the low size's first seed made (step 1 once per task, as
+  the report says). Before, the higher size's first seed ran step 1 again
+  and its other seeds used that second Model-A."""
+  from experiments import real_weights
+
+  out = tmp_path / "out"
+  data = out / "banking77" / "data"
+  data.mkdir(parents=True)
+  (data / "splits.json").write_text(json.dumps({"10": {"labeled": 770}, "50": {"labeled": 3850}}))
+  low_logs = out / "banking77" / "10_per_class" / "seed1" / "logs"
+  low_logs.mkdir(parents=True)
+  (low_logs / "model_a.done").write_text("1.0")
+  started = {}
+  monkeypatch.setattr(
+    real_weights, "tune", lambda *args: {"grid": [], "chosen": {"learning_rate": 1e-3}}
+  )
+
+  def run_unit(name, size, seed, mode, data, out, minilm, chosen, model_a):
+    started[seed] = model_a
+    return {}
+
+  monkeypatch.setattr(real_weights, "run_unit", run_unit)
+  mode = dict(
+    real_weights.MODES["real"],
+    sizes={"banking77": (50,)},
+    all_sizes={"banking77": (10, 50)},
+    seeds=(1,),  # the first seed is the one that ran step 1 again (later seeds wait for it)
+    report_only=False,
+  )
+  real_weights.run_task("banking77", mode, "unused", str(out), "minilm")
+  shared = str(low_logs.parent / "model_a")
+  assert started == {1: shared}
