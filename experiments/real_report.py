@@ -170,12 +170,14 @@ def step_minutes(summary, task):
 
 
 def environment_line(summary):
-  """'Environment: versions, hardware; commit; wall time' of a run."""
+  """'Environment: versions, hardware; commit; wall time' of a run. The
+  commit of a --report_only report is the report's, not the jobs'."""
   env = summary["environment"]
+  commit = env["commit"] + (" (the report's: --report_only)" if summary.get("report_only") else "")
   return (
     f"Environment: Python {env['python']}, TensorFlow {env['tensorflow']}, {env['cpu']}, "
     f"{env['cores']} cores, GPUs: {', '.join(env['gpus']) or 'none'}; commit "
-    f"{env['commit']}; wall time {summary['wall_seconds'] / 60:.1f} min"
+    f"{commit}; wall time {summary['wall_seconds'] / 60:.1f} min"
   )
 
 
@@ -293,6 +295,7 @@ def section(summary):
     "",
     environment_line(summary) + ".",
     "",
+    *([f"Note: {summary['note']}", ""] if summary.get("note") else []),
     "| setting | value |",
     "|---|---|",
   ]

@@ -130,6 +130,13 @@ flags.DEFINE_bool(
   "Real modes: run no job, write the report of the jobs done so far (of a run "
   "still going, or cut short: rows not done are left out).",
 )
+flags.DEFINE_string(
+  "report_note",
+  None,
+  "Real modes: a line the report prints under the environment, e.g. the "
+  "commits the jobs ran at when --report_only assembles a run made by "
+  "several invocations.",
+)
 for _mode in ALL_MODES:
   flags.DEFINE_bool(_mode, False, f"Same as --mode={_mode}.")
 flags.DEFINE_string(
@@ -413,6 +420,8 @@ def run_real(mode, out):
     "mode": summary.pop("mode"),
     "command": " ".join(["python -m experiments.reproduce_paper", *sys.argv[1:]]),
     "environment": report.environment(),
+    **({"report_only": True} if FLAGS.report_only else {}),
+    **({"note": FLAGS.report_note} if FLAGS.report_note else {}),
     **summary,
   }
   report_dir = FLAGS.report_dir or out

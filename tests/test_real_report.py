@@ -314,3 +314,14 @@ def test_command_line(tmp_path):
     .splitlines()[-1]
     .startswith(f"error: {tmp_path}/results_real.json:2: not JSON")
   )
+
+
+def test_report_only_names_whose_commit_and_prints_the_note():
+  """A run assembled by --report_only from several invocations: the commit
+  shown is the report's, and the note (the jobs' commits) is printed."""
+  summary = dict(real_summary(), report_only=True, note="jobs ran at 1111111 and 2222222")
+  markdown = real_report.section(summary)
+  assert "commit abc1234 (the report's: --report_only); wall time 108.3 min." in markdown
+  assert "\nNote: jobs ran at 1111111 and 2222222\n" in markdown
+  plain = real_report.section(real_summary())
+  assert "commit abc1234; wall time 108.3 min." in plain and "Note:" not in plain
