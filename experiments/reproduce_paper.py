@@ -405,6 +405,20 @@ def main(argv):
   print(markdown)
 
 
+def _command_without_note(args):
+  """The command line as run, less --report_note's text (printed on a line
+  of its own in the report)."""
+  kept, skip = [], False
+  for arg in args:
+    if skip:
+      skip = False
+    elif arg in ("--report_note", "-report_note"):
+      skip = True
+    elif not arg.lstrip("-").startswith("report_note="):
+      kept.append(arg)
+  return " ".join(["python -m experiments.reproduce_paper", *kept])
+
+
 def run_real(mode, out):
   """The real-weights experiment: REPORT_DIR/results_real.json, then the
   report (experiments/report.py) from it."""
@@ -418,7 +432,7 @@ def run_real(mode, out):
     raise SystemExit(f"error: {e}") from None
   summary = {
     "mode": summary.pop("mode"),
-    "command": " ".join(["python -m experiments.reproduce_paper", *sys.argv[1:]]),
+    "command": _command_without_note(sys.argv[1:]),
     "environment": report.environment(),
     **({"report_only": True} if FLAGS.report_only else {}),
     **({"note": FLAGS.report_note} if FLAGS.report_note else {}),

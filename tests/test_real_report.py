@@ -325,3 +325,12 @@ def test_report_only_names_whose_commit_and_prints_the_note():
   assert "\nNote: jobs ran at 1111111 and 2222222\n" in markdown
   plain = real_report.section(real_summary())
   assert "commit abc1234; wall time 108.3 min." in plain and "Note:" not in plain
+
+
+def test_the_command_in_the_report_leaves_the_note_out():
+  from experiments import reproduce_paper
+
+  args = ["--real", "--report_only", "--report_note=jobs at 1111111", "--report_note", "x y"]
+  assert reproduce_paper._command_without_note(args) == (
+    "python -m experiments.reproduce_paper --real --report_only"
+  )
