@@ -81,7 +81,8 @@ TASKS = {
 # Per mode: labeled sizes per task (BANKING77 per class, CoNLL sentences),
 # the fine-tuning grid per size (learning rates x epochs, chosen on dev),
 # steps 1 and 4 (same length; step 1 runs once per task), seeds. `limit`
-# trims pool and test (smoke only). Sized for <= 150 min on 2 CPU cores.
+# trims pool and test (smoke only). On 2 CPU cores the low sizes took 118 min
+# beside other work and both sizes need about 4 h (README, "Does it work?").
 MODES = {
   "real": dict(
     sizes={"banking77": (10, 50), "conll2003": (200, 1000)},
