@@ -306,17 +306,30 @@ def run(config: ExportSavedModelConfig) -> List[str]:
 
 def _save(module: tf.Module, export_dir: str, signatures) -> None:
   """The SavedModel under a temporary name beside `export_dir`, renamed
-  when complete (replacing an earlier export): an unwritable directory or
-  a full disk leaves nothing that TF Serving would load as a version."""
+  when complete: an unwritable directory or a full disk leaves nothing that
+  TF Serving would load as a version. An earlier export there is put aside
+  (`.NAME.replaced-PID`) until the new one is in place, and put back if that
+  rename fails: a version directory is never lost to a failed export (a
+  kill between the two renames leaves it under the aside name)."""
   final = export_dir.rstrip("/")
   tmp = atomic_files.temporary_path(final)
-  atomic_files.makedirs(os.path.dirname(final) or ".")
+  directory, name = os.path.split(final)
+  aside = os.path.join(directory, f".{name}.replaced-{os.getpid()}")
+  atomic_files.makedirs(directory or ".")
   try:
     with errors.writing(final):
       tf.saved_model.save(module, tmp, signatures=signatures)
-      if tf.io.gfile.exists(final):
-        tf.io.gfile.rmtree(final)
-      tf.io.gfile.rename(tmp, final)
+      replacing = tf.io.gfile.exists(final)
+      if replacing:
+        tf.io.gfile.rename(final, aside)
+      try:
+        tf.io.gfile.rename(tmp, final)
+      except errors.IO_ERRORS:
+        if replacing:
+          tf.io.gfile.rename(aside, final)
+        raise
+      if replacing:
+        errors.remove_quietly(aside)
   finally:
     errors.remove_quietly(tmp)
 

@@ -436,3 +436,37 @@ def test_cli_bad_model_dir_is_a_one_line_error(tmp_path):
     f"error: {tmp_path}/nope/task.json: not a bert_pl model directory (no task.json)"
   ]
   assert not (tmp_path / "out").exists()
+
+
+def _export_marked(module, path, marker):
+  export_saved_model._save(module, str(path), signatures=None)
+  (path / "assets.extra").mkdir(exist_ok=True)
+  (path / "assets.extra" / marker).write_text(marker)
+
+
+def test_a_replacement_that_fails_keeps_the_earlier_export(tmp_path, monkeypatch):
+  """Re-exporting over a version directory: until the new SavedModel is in
+  place the earlier one stays (put aside, restored if the last rename fails),
+  so an interrupted or failed export never leaves the version without a
+  model. Before, the earlier export was removed first, then the rename failed."""
+  module = tf.Module()
+  module.v = tf.Variable(1.0)
+  final = tmp_path / "1"
+  _export_marked(module, final, "earlier")
+  rename = tf.io.gfile.rename
+
+  def rename_failing_for_the_new_export(src, dst, overwrite=False):
+    if ".tmp-" in src:
+      raise tf.errors.PermissionDeniedError(None, None, "Permission denied")
+    return rename(src, dst, overwrite)
+
+  monkeypatch.setattr(tf.io.gfile, "rename", rename_failing_for_the_new_export)
+  with pytest.raises(export_saved_model.errors.OutputError, match="Permission denied"):
+    export_saved_model._save(module, str(final), signatures=None)
+  assert (final / "assets.extra" / "earlier").exists()
+  assert tf.saved_model.contains_saved_model(str(final))
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]  # nothing left beside it
+  monkeypatch.undo()
+  export_saved_model._save(module, str(final), signatures=None)  # the replacement, unfailed
+  assert not (final / "assets.extra").exists() and tf.saved_model.contains_saved_model(str(final))
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]

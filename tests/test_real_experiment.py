@@ -17,9 +17,8 @@ ROWS = {
   "baseline_6layers",
   "model_b",
   "self_training",
-  "hard_mlm",
   "kl_nomask",
-}  # real_smoke's variants: the first three of the real mode's
+}  # real_smoke's variants: the later version's best and self-training
 BATCH = 16  # real_smoke's fine-tuning batch; 1 epoch (the tuning grid's one point)
 
 
