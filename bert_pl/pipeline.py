@@ -539,14 +539,17 @@ def _last_error(log_file: str) -> str:
 def run_job(name: str, command: Sequence[str], logs: str) -> bool:
   """Runs one job unless its done-marker exists; returns whether it ran.
   Its output goes to LOGS/<name>.log; LOGS/<name>.done then holds its wall
-  time in seconds (reports add these up, across resumed runs too)."""
+  time in seconds (reports add these up, across resumed runs too). Its
+  lines name the work directory (LOGS' parent): runs side by side, as the
+  experiments' seeds are, print into one stream."""
+  where = os.path.dirname(logs.rstrip("/")) or "."
   seconds = done_seconds(logs, name)
   if seconds is not None:
-    print(f"--- {name}: done earlier ({seconds:.0f} s)", flush=True)
+    print(f"--- {name}: done earlier ({seconds:.0f} s)  [{where}]", flush=True)
     return False
   os.makedirs(logs, exist_ok=True)
   log_file = os.path.join(logs, name + ".log")
-  print(f"=== {name}", flush=True)
+  print(f"=== {name}  [{where}]", flush=True)
   start = time.time()
   with open(log_file, "a", encoding="utf-8") as log:
     log.write(f"$ {shlex.join(command)}\n")
@@ -567,7 +570,7 @@ def run_job(name: str, command: Sequence[str], logs: str) -> bool:
   with open(marker + ".tmp", "w", encoding="utf-8") as f:
     f.write(f"{seconds:.1f}\n")
   os.replace(marker + ".tmp", marker)
-  print(f"    {name}: {seconds:.0f} s", flush=True)
+  print(f"    {name}: {seconds:.0f} s  [{where}]", flush=True)
   return True
 
 

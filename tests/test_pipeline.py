@@ -361,6 +361,28 @@ def init_checkpoint(corpus, tmp_path_factory):
   return directory / "model"
 
 
+def test_job_lines_name_their_work_directory(tmp_path, capsys):
+  """Runs side by side (the experiments' seeds) print into one stream: each
+  job's start, end and skip lines say whose job it is."""
+  for seed in ("seed1", "seed2"):
+    assert pipeline.run_job(
+      "baseline", (sys.executable, "-c", "pass"), str(tmp_path / seed / "logs")
+    )
+  assert not pipeline.run_job("baseline", (sys.executable, "-c", "pass"), f"{tmp_path}/seed1/logs")
+  lines = capsys.readouterr().out.splitlines()
+  assert [line.split(": ")[0] if ": " in line else line for line in lines] == [
+    f"=== baseline  [{tmp_path}/seed1]",
+    "    baseline",
+    f"=== baseline  [{tmp_path}/seed2]",
+    "    baseline",
+    "--- baseline",
+  ]
+  assert all(
+    line.endswith(f"  [{tmp_path}/seed{1 if i in (0, 1, 4) else 2}]")
+    for i, line in enumerate(lines)
+  )
+
+
 def test_failed_job_stops_the_run_with_its_error(corpus, init_checkpoint, tmp_path):
   bad = tmp_path / "train.tsv"
   bad.write_text("奶茶\t珍珠奶茶\n未知\t拿铁\n", encoding="utf-8")
@@ -509,7 +531,9 @@ def test_end_to_end_three_variants_export_and_rerun(corpus, init_checkpoint, tmp
     job.name
     for job in pipeline.make_plan(config, str(init / "vocab.txt"), [str(data / "pool.txt")]).jobs
   ]
-  assert [line[4:] for line in first.splitlines() if line.startswith("=== ")] == names
+  assert [line[4:] for line in first.splitlines() if line.startswith("=== ")] == [
+    f"{name}  [{work}]" for name in names
+  ]
   timings = {name: float((work / "logs" / f"{name}.done").read_text()) for name in names}
   assert report["timings"] == timings and all(s > 0 for s in timings.values())
 
