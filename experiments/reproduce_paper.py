@@ -36,15 +36,16 @@ import json
 import os
 import pathlib
 import random
+import re
 import shutil
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
-from bert_pl import modeling, pipeline, tokenization
+from bert_pl import atomic_files, cli, errors, modeling, pipeline, tokenization
 from data_prep import cluener_to_conll, common, csv_to_tsv, split_dataset
-from experiments import real_weights, report
+from experiments import real_report, real_weights, report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -153,6 +154,13 @@ flags.DEFINE_list(
 )
 flags.DEFINE_list("seeds", None, "Seeds to run (default: the mode's).")
 flags.DEFINE_string(
+  "results_name",
+  real_report.DEFAULT_NAME,
+  "Real modes: the name of the run's results in --report_dir (NAME.json, "
+  "NAME.png), results_real or results_real_<tag> (lower case, digits, _): a "
+  "run of other settings beside the committed one gets its own section.",
+)
+flags.DEFINE_string(
   "report_dir",
   None,
   "Where RESULTS.md, results.png and results.json go (default --output_dir; "
@@ -222,7 +230,7 @@ def _cluener_file(data_dir, split):
     path = os.path.join(data_dir, "cluener2020", name)
     if os.path.exists(path):
       return path
-  raise SystemExit(f"error: {data_dir}/cluener2020/{split}.jsonl (or {split}.json) not found")
+  raise errors.InputError(f"{data_dir}/cluener2020/{split}.jsonl (or {split}.json) not found")
 
 
 def _truncate_pool(out, num_pool, conll):
@@ -345,9 +353,9 @@ def run_seed(task, seed, mode, data, files, out):
 
 def main(argv):
   del argv
-  chosen = [mode for mode in MODES if FLAGS[mode].value]
+  chosen = [mode for mode in ALL_MODES if FLAGS[mode].value]
   if len(chosen) > 1:
-    raise SystemExit(f"error: choose one of --{' --'.join(chosen)}")
+    raise errors.InputError(f"choose one of --{' --'.join(chosen)}")
   mode = chosen[0] if chosen else FLAGS.mode
   out = FLAGS.output_dir or os.path.join(REPO, "output", f"paper_{mode}")
   if mode in real_weights.MODES:
@@ -355,9 +363,8 @@ def main(argv):
     return
   for needed in ("online_shopping_10_cats", "cluener2020", "bert-base-chinese"):
     if not os.path.isdir(os.path.join(FLAGS.data_dir, needed)):
-      raise SystemExit(
-        f"error: {FLAGS.data_dir}/{needed} not found (--data_dir: the layout of "
-        "../shared/data/README.md)"
+      raise errors.InputError(
+        f"{FLAGS.data_dir}/{needed} not found (--data_dir: the layout of ../shared/data/README.md)"
       )
   os.makedirs(out, exist_ok=True)
   start = time.time()
@@ -393,7 +400,7 @@ def main(argv):
     try:
       outcomes = dict(zip(FLAGS.tasks, pool.map(run_task, FLAGS.tasks)))
     except pipeline.JobError as e:
-      raise SystemExit(f"error: {e}") from None
+      raise SystemExit(f"error: {e}") from None  # a failed job: exit 1, as the driver's
   summary["tasks"] = {task: outcomes[task][0] for task in FLAGS.tasks}
   summary["timings"] = {task: outcomes[task][1] for task in FLAGS.tasks}
   summary["wall_seconds"] = time.time() - start
@@ -423,13 +430,18 @@ def run_real(mode, out):
   """The real-weights experiment: REPORT_DIR/results_real.json, then the
   report (experiments/report.py) from it."""
   tasks = [task for task in FLAGS.tasks if task in real_weights.TASKS] or list(real_weights.TASKS)
+  if not re.fullmatch(real_report.NAME_PATTERN, FLAGS.results_name):
+    raise errors.InputError(
+      f"--results_name={FLAGS.results_name}: not results_real or results_real_<tag> "
+      "(lower case, digits, _)"
+    )
   unknown = set(FLAGS.sizes) - {"low", "high"}
   if unknown:
-    raise SystemExit(f"error: --sizes: unknown {', '.join(sorted(unknown))} (low, high)")
+    raise errors.InputError(f"--sizes: unknown {', '.join(sorted(unknown))} (low, high)")
   try:
     summary = real_weights.run(mode, FLAGS.data_dir, out, tasks, FLAGS.sizes, FLAGS.report_only)
   except pipeline.JobError as e:
-    raise SystemExit(f"error: {e}") from None
+    raise SystemExit(f"error: {e}") from None  # a failed job: exit 1, as the driver's
   summary = {
     "mode": summary.pop("mode"),
     "command": _command_without_note(sys.argv[1:]),
@@ -440,10 +452,11 @@ def run_real(mode, out):
   }
   report_dir = FLAGS.report_dir or out
   os.makedirs(report_dir, exist_ok=True)
-  with open(os.path.join(report_dir, "results_real.json"), "w") as f:
-    json.dump(summary, f, indent=1)
-  print(report.regenerate(report_dir, real=summary))
+  atomic_files.write_file(
+    os.path.join(report_dir, FLAGS.results_name + ".json"), json.dumps(summary, indent=1)
+  )
+  print(report.regenerate(report_dir))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -172,6 +172,8 @@ def test_smoke_run_writes_every_row_and_resumes(tmp_path):
       "../shared/data/README.md)",
     ),
     (["--smoke", "--full"], "error: choose one of --smoke --full"),
+    (["--smoke", "--real"], "error: choose one of --smoke --real"),
+    (["--real", "--sizes=low,middle"], "error: --sizes: unknown middle (low, high)"),
   ],
 )
 def test_bad_input_is_a_one_line_error(flags, message, tmp_path):
@@ -190,6 +192,6 @@ def test_bad_input_is_a_one_line_error(flags, message, tmp_path):
     text=True,
     timeout=300,
   )
-  assert result.returncode == 1
+  assert result.returncode == 2  # bad input (before: 1, as a bug's)
   assert result.stderr.strip().splitlines()[-1] == message.format(data_dir=tmp_path)
   assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

@@ -88,7 +88,7 @@ def test_real_smoke_run_on_minilm_writes_every_row(name, size, metric, tmp_path)
     sys.executable,
     "-m",
     "experiments.reproduce_paper",
-    "--mode=real_smoke",
+    "--real_smoke",  # the README's spelling (before: ran the Chinese quick mode)
     f"--tasks={name}",
     f"--data_dir={data_dir}",
     f"--output_dir={tmp_path}",

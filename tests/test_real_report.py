@@ -277,9 +277,8 @@ def test_results_md_regenerates_byte_identically_real_section_first(tmp_path):
 
 def test_committed_results_md_is_what_the_committed_jsons_give(tmp_path):
   """The acceptance check: the report builder remakes experiments/RESULTS.md."""
-  for name in ("results.json", "results_real.json"):
-    if (REPO / "experiments" / name).exists():
-      shutil.copy(REPO / "experiments" / name, tmp_path / name)
+  for path in (REPO / "experiments").glob("results*.json"):
+    shutil.copy(path, tmp_path / path.name)
   if not list(tmp_path.iterdir()):
     pytest.skip("no results JSON in experiments/")
   report.regenerate(str(tmp_path))
@@ -334,3 +333,58 @@ def test_the_command_in_the_report_leaves_the_note_out():
   assert reproduce_paper._command_without_note(args) == (
     "python -m experiments.reproduce_paper --real --report_only"
   )
+
+
+def test_a_second_real_run_gets_its_own_section_and_plot(tmp_path):
+  """results_real_<tag>.json beside results_real.json (e.g. the low sizes run
+  again with longer grids): each is its own section with its own plot,
+  results_real's first; other JSON names are not real runs."""
+  other = real_summary()
+  other["command"] = "python -m experiments.reproduce_paper --real --sizes=low"
+  (tmp_path / "results_real.json").write_text(json.dumps(real_summary()), encoding="utf-8")
+  (tmp_path / "results_real_longer_grids.json").write_text(json.dumps(other), encoding="utf-8")
+  (tmp_path / "results_real-old.json").write_text("not read", encoding="utf-8")
+  markdown = report.regenerate(str(tmp_path))
+  assert report.real_names(str(tmp_path)) == ["results_real", "results_real_longer_grids"]
+  titles = [line for line in markdown.splitlines() if line.startswith("## ")]
+  assert titles == [
+    "## Real pretrained weights: MiniLM's first 3 layers on English tasks",
+    "## Real pretrained weights: MiniLM's first 3 layers on English tasks "
+    "(`results_real_longer_grids`)",
+  ]
+  assert "from `results_real.json` and `results_real_longer_grids.json`, which" in markdown
+  first, second = markdown.split(titles[1])
+  assert "![real weights](results_real.png)" in first and "--sizes=low" not in first
+  assert "![real weights](results_real_longer_grids.png)" in second and "--sizes=low`" in second
+  assert "from `results_real_longer_grids.json`, the results of the run below" in second
+  plots = {name: (tmp_path / name).read_bytes() for name in ("results_real.png",)}
+  assert (tmp_path / "results_real_longer_grids.png").stat().st_size > 10000
+  report.regenerate(str(tmp_path))
+  assert (tmp_path / "RESULTS.md").read_text(encoding="utf-8") == markdown
+  assert (tmp_path / "results_real.png").read_bytes() == plots["results_real.png"]
+
+
+def test_results_name_must_be_a_real_runs_name(tmp_path):
+  """Also: --real is the real mode (the README's spelling); before, only
+  the Chinese modes' --smoke/--quick/--full were read, and --real ran the
+  Chinese quick mode (this test timed out in it)."""
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "experiments.reproduce_paper",
+      "--real",
+      "--results_name=results-low",
+      f"--output_dir={tmp_path}",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1] == (
+    "error: --results_name=results-low: not results_real or results_real_<tag> "
+    "(lower case, digits, _)"
+  )
+  assert not list(tmp_path.iterdir())
