@@ -87,9 +87,12 @@ def mirrored_strategy():
   return _MIRRORED[0]
 
 
-def kill_when(command, ready, timeout: float = 120.0, delay: float = 0.0) -> None:
+def kill_when(command, ready, timeout: float = 600.0, delay: float = 0.0) -> None:
   """Starts `command` (a `python -m ...` job), SIGKILLs it `delay` seconds
-  after `ready()` is true, and fails if it finished before that."""
+  after `ready()` is true, and fails if it finished before that or was not
+  ready within `timeout` seconds: killed any earlier, the test would check a
+  job stopped before the point it names (vacuously, or with a confusing
+  error), as happened on a machine too loaded to reach it in 60 s."""
   import signal
   import subprocess
   import time
@@ -98,8 +101,10 @@ def kill_when(command, ready, timeout: float = 120.0, delay: float = 0.0) -> Non
     command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
   )
   try:
-    deadline = time.time() + timeout
-    while time.time() < deadline and not ready():
+    deadline = time.monotonic() + timeout
+    while not ready():
+      assert process.poll() is None, "the job ended before it could be killed"
+      assert time.monotonic() < deadline, f"the job was not ready to be killed in {timeout:g} s"
       time.sleep(0.1)
     time.sleep(delay)
     assert process.poll() is None, "the job ended before it could be killed"

@@ -75,6 +75,20 @@ def _train_losses(model_dir):
   return sorted(losses.items())
 
 
+@pytest.mark.parametrize(
+  "code, message",
+  [
+    ("import time; time.sleep(60)", "not ready to be killed in 1 s"),
+    ("pass", "ended before it could be killed"),
+  ],
+)
+def test_kill_when_fails_unless_the_job_reached_its_kill_point(code, message):
+  # The kill tests check a job stopped at a named point: a job too slow to
+  # get there (a loaded machine) must fail them, not be killed anyway.
+  with pytest.raises(AssertionError, match=message):
+    kill_when([sys.executable, "-c", code], lambda: False, timeout=1)
+
+
 @pytest.mark.slow
 def test_run_pretraining_killed_three_times_at_random_then_completes(corpus, tmp_path):
   records = _mlm_records(corpus, tmp_path)
