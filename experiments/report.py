@@ -16,7 +16,7 @@ import subprocess
 import numpy as np
 from absl import flags
 
-from bert_pl import errors
+from bert_pl import comparison, errors
 from experiments import real_report
 
 ROWS = (
@@ -87,11 +87,8 @@ def environment():
 def _difference(seeds, key, better, worse):
   """`better` minus `worse`, paired by seed (same split, same initial
   checkpoint): the spread of a difference, not of two means."""
-  return [
-    seeds[s][better][key] - seeds[s][worse][key]
-    for s in seeds
-    if seeds[s].get(better) and seeds[s].get(worse)
-  ]
+  results = {s: {row: (seeds[s].get(row) or {}).get(key) for row in (better, worse)} for s in seeds}
+  return list(comparison.paired(results, better, worse).values())
 
 
 def table(task, seeds):
@@ -105,7 +102,7 @@ def table(task, seeds):
     if not any(seeds[s].get(name) for s in seeds):
       continue  # not run in this mode (model_d_wwm in smoke)
     cells = [
-      real_report.mean_std([(seeds[s].get(name) or {}).get(key) for s in seeds])
+      comparison.mean_std_text([(seeds[s].get(name) or {}).get(key) for s in seeds])
       for key, _ in metrics
     ]
     lines.append(f"| {description} | " + " | ".join(cells) + " |")
@@ -114,11 +111,11 @@ def table(task, seeds):
     ("model_b", "baseline", "Model-B − baseline"),
   ):
     cells = [
-      real_report.mean_std(_difference(seeds, key, better, worse), signed=True)
+      comparison.mean_std_text(_difference(seeds, key, better, worse), signed=True)
       for key, _ in metrics
     ]
     lines.append(f"| {label}, paired by seed | " + " | ".join(cells) + " |")
-  quality = real_report.mean_std([seeds[s]["pseudo_labels"][metrics[0][0]] for s in seeds])
+  quality = comparison.mean_std_text([seeds[s]["pseudo_labels"][metrics[0][0]] for s in seeds])
   lines.append(
     f"| step 3: pseudo-labels of the pool vs its held-back labels | {quality} |"
     + " |" * (len(metrics) - 1)
