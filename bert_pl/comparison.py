@@ -18,7 +18,9 @@ not beaten beyond the noise is chosen: Model-B, unless a variant beats
 Model-B beyond the noise too (then the variant with the largest mean gain
 over the baseline). With one seed there is no interval, and the line says so
 instead of choosing. A row or seed without a result is reported as missing,
-never as a zero. Without a baseline row, Model-B is the reference.
+never as a zero. Without a baseline row, Model-B is the reference. Other
+baselines (`baseline_<N>layers`, another model size) are shown and
+compared, but not recommended: they answer another question.
 
 Input: {seed: {row: metric or None}} (metric: accuracy or entity F1 in
 [0, 1]); output: a dict for report.json (`compare`), markdown (`to_markdown`)
@@ -179,7 +181,10 @@ def recommend(summary: Dict, baseline: str, model_b: str, names: Mapping[str, st
   against = summary["differences"].get(reference)
   if against is None:
     return _decided(None, "missing", "no baseline and no Model-B result: nothing to compare")
-  options = {row: entry for row, entry in against.items() if entry["n"]}
+  # Other baselines (baseline_<N>layers: another model size) are context, not options.
+  options = {
+    row: entry for row, entry in against.items() if entry["n"] and not row.startswith(baseline)
+  }
   if not options:
     return _decided(None, "missing", f"no row shares a seed with {name(reference)}")
   best = max(options, key=lambda row: options[row]["mean"])

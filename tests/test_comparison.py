@@ -66,6 +66,13 @@ def test_compare_numbers_match_the_paired_differences():
   assert set(summary["differences"]["baseline"]) == {"model_b", "kl_nomask"}
   assert summary["missing_rows"] == ["hard_mlm"]
   assert json.loads(json.dumps(summary)) == summary  # report.json keeps it as is
+  # Another model size beats everything, but is context, not an option.
+  results = _results(
+    model_b=(0.01, 0.0, 0.02), kl_nomask=(0.04, 0.05, 0.045), baseline_6layers=(0.1, 0.1, 0.11)
+  )
+  summary = _compare(results, ("baseline", "baseline_6layers", "model_b", "kl_nomask"))
+  assert summary["differences"]["baseline"]["baseline_6layers"]["verdict"] == "better"
+  assert summary["recommendation"]["row"] == "kl_nomask"
 
 
 @pytest.mark.parametrize(
