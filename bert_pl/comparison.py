@@ -125,11 +125,12 @@ def compare(
 ) -> Dict:
   """The comparison of ROWS (in display order; rows other than the
   baseline(s) and Model-B are the variants) over the seeds of RESULTS.
-  `names` (row -> words) are used in the recommendation line; default the
-  row's key."""
+  `names` (row -> words) are used in the table and the recommendation
+  line; default the row's key."""
   results = {str(seed): rows_of_seed for seed, rows_of_seed in results.items()}
   seeds = list(results)
-  summary = {"seeds": seeds, "rows": {}, "missing_rows": [], "differences": {}}
+  names = {row: (names or {}).get(row, row) for row in rows}
+  summary = {"seeds": seeds, "names": names, "rows": {}, "missing_rows": [], "differences": {}}
   for row in rows:
     values = row_values(results, row)
     if not values:
@@ -151,7 +152,7 @@ def compare(
       for row in summary["rows"]
       if row != reference and not (reference == model_b and row == baseline)
     }
-  summary["recommendation"] = recommend(summary, baseline, model_b, names or {})
+  summary["recommendation"] = recommend(summary, baseline, model_b)
   return summary
 
 
@@ -170,13 +171,13 @@ def _decided(row: Optional[str], case: str, line: str) -> Dict:
   return {"row": row, "case": case, "line": line}
 
 
-def recommend(summary: Dict, baseline: str, model_b: str, names: Mapping[str, str]) -> Dict:
+def recommend(summary: Dict, baseline: str, model_b: str) -> Dict:
   """{'row': what to use (None: the reference, or undecided), 'case', 'line'}:
   the decision of the module doc in one plain line. Cases: 'win' (a row
   beats the reference beyond the noise), 'noise' (the best gain is inside
   the noise), 'reference_best' (no row above the reference on average),
   'one_seed' (no interval), 'missing' (nothing to compare)."""
-  name = lambda row: names.get(row, row)  # noqa: E731
+  name = summary["names"].__getitem__
   reference = baseline if baseline in summary["differences"] else model_b
   against = summary["differences"].get(reference)
   if against is None:
@@ -212,7 +213,7 @@ def recommend(summary: Dict, baseline: str, model_b: str, names: Mapping[str, st
     )
   choice = max(winners, key=lambda row: options[row]["mean"])
   over_b = summary["differences"].get(model_b, {}).get(choice)
-  shared = bool(over_b and over_b["n"])
+  shared = bool(over_b and over_b["n"]) and reference != model_b
   detail = f"; {_gain(over_b, name(model_b))}" if shared and choice != model_b else ""
   if choice != model_b and model_b in winners and not (shared and over_b["verdict"] == "better"):
     # Steps 3-5 cost more than Model-B and are not shown to add to it.
@@ -227,14 +228,14 @@ def recommend(summary: Dict, baseline: str, model_b: str, names: Mapping[str, st
   )
 
 
-def to_markdown(summary: Dict, metric_label: str, names: Optional[Mapping[str, str]] = None) -> str:
+def to_markdown(summary: Dict, metric_label: str) -> str:
   """The table (each row's mean ± std over seeds, then its paired
   differences) and the recommendation line."""
-  names = names or {}
+  names = summary["names"]
   references = list(summary["differences"])
   lines = [
     f"| row | test {metric_label} (%), mean ± std | seeds | "
-    + " | ".join(f"− {names.get(r, r)} | 95% CI | wins" for r in references)
+    + " | ".join(f"− {names[r]} | 95% CI | wins" for r in references)
     + " |",
     "|---|---|---|" + "---|---|---|" * len(references),
   ]
@@ -246,10 +247,10 @@ def to_markdown(summary: Dict, metric_label: str, names: Optional[Mapping[str, s
     missing = (
       f" (missing seeds: {', '.join(entry['missing_seeds'])})" if entry["missing_seeds"] else ""
     )
-    lines.append(f"| {names.get(row, row)}{missing} | " + " | ".join(cells) + " |")
+    lines.append(f"| {names[row]}{missing} | " + " | ".join(cells) + " |")
   lines += [""]
   if summary["missing_rows"]:
-    missing = ", ".join(names.get(r, r) for r in summary["missing_rows"])
+    missing = ", ".join(names[r] for r in summary["missing_rows"])
     lines += [f"Missing (no result for any seed): {missing}.", ""]
   lines += [
     f"Seeds: {', '.join(summary['seeds'])}. Differences are paired by seed, in points, with the "

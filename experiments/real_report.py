@@ -9,6 +9,9 @@ difference can be noise, so every comparison is paired by seed (both sides
 come from the same seed's pipeline run, which shares Model-A and the
 pseudo-labels) and given a 95% t interval, and the plain-words lines are
 computed from those intervals: the text cannot claim more than the numbers.
+The statistics (means, intervals, wins, verdicts, the bars) are
+bert_pl.comparison's, the pipeline's own; this module holds what is the
+experiment's: its rows, their words, and the layout of RESULTS.md.
 """
 
 import os
@@ -78,6 +81,7 @@ QUALITY_LABEL = "step 3: pseudo-labels vs the pool's held-back labels"
 # baseline against the 3-layer one are context (what step 1 and depth add).
 COMPARED = ("self_training", "hard_mlm", "hard_nomask", "kl_mlm", "kl_nomask", "kl_nomask_from_a")
 PAIRS = (("model_b", COMPARED), ("baseline_3layers", COMPARED + ("model_b", "baseline_6layers")))
+# The words of bert_pl.comparison's verdicts in RESULTS.md.
 VERDICTS = (
   ("better", "better beyond the noise (95% CI above 0)"),
   ("noise", "inside the noise (CI contains 0)"),

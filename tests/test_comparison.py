@@ -153,7 +153,7 @@ def test_missing_rows_and_seeds_are_reported_not_zeros(tmp_path):
   assert entry["n"] == 2 and entry["missing_seeds"] == ["2"]
   assert entry["mean"] == pytest.approx((0.54 + 0.585) / 2)
   assert summary["differences"]["baseline"]["kl_nomask"]["n"] == 2
-  markdown = comparison.to_markdown(summary, "accuracy", NAMES)
+  markdown = comparison.to_markdown(summary, "accuracy")
   assert (
     "| kl_nomask (missing seeds: 2) | 56.25 ± 3.18 | 2 | +2.75 | [-0.43, +5.93] | 2 of 2 |"
     in markdown
@@ -181,4 +181,9 @@ def test_without_a_baseline_model_b_is_the_reference():
   assert summary["recommendation"]["line"] == (
     "no row beats Model-B beyond the noise (highest: kl_nomask, +0.17 [-2.42, +2.75] over "
     "Model-B, 2 of 3 seeds): use Model-B"
+  )
+  for i, seed in enumerate("123"):
+    results[seed]["kl_nomask"] = BASE[i] + (0.04, 0.05, 0.045)[i]
+  assert _compare(results)["recommendation"]["line"] == (
+    "kl_nomask: +4.50 [+3.26, +5.74] over Model-B, 3 of 3 seeds — use it"
   )
