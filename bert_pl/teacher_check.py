@@ -75,6 +75,11 @@ def entity_counts(paths: Sequence[str]) -> Dict:
   return {"sentences": sentences, "entities": entities, "broken": broken}
 
 
+def entity_rate(counts: Dict) -> float:
+  """Entities per sentence of entity_counts' numbers (0 without a sentence)."""
+  return counts["entities"] / max(counts["sentences"], 1)
+
+
 def _class_warnings(pseudo: Dict, labeled: Dict) -> List[str]:
   warnings = []
   for label, share in pseudo["shares"].items():
@@ -90,8 +95,7 @@ def _class_warnings(pseudo: Dict, labeled: Dict) -> List[str]:
 
 def _entity_warnings(pseudo: Dict, labeled: Dict) -> List[str]:
   warnings = []
-  rate = pseudo["entities"] / max(pseudo["sentences"], 1)
-  labeled_rate = labeled["entities"] / max(labeled["sentences"], 1)
+  rate, labeled_rate = entity_rate(pseudo), entity_rate(labeled)
   if rate < ENTITY_RATE_FRACTION * labeled_rate:
     warnings.append(
       f"the teacher found {pseudo['entities']:,} entities in {pseudo['sentences']:,} pool "
@@ -111,10 +115,15 @@ def check(task: str, pseudo_files: Sequence[str], train_file: str) -> Dict:
   sentences, empty when no signal fired."""
   if task == "classification":
     pseudo, labeled = class_shares(pseudo_files), class_shares([train_file])
-    warnings = _class_warnings(pseudo, labeled)
+    written, warnings = pseudo["examples"], _class_warnings(pseudo, labeled)
   else:
     pseudo, labeled = entity_counts(pseudo_files), entity_counts([train_file])
-    warnings = _entity_warnings(pseudo, labeled)
+    written, warnings = pseudo["sentences"], _entity_warnings(pseudo, labeled)
+  if not written:
+    warnings = [
+      "the teacher wrote no pseudo-label (all below --min_confidence?): steps 4-5 have "
+      "nothing to learn from"
+    ]
   return {"pseudo_labels": pseudo, "labeled": labeled, "warnings": warnings}
 
 
@@ -131,8 +140,6 @@ def describe(task: str, result: Dict) -> str:
       f"the pool, {labeled['shares'].get(label, 0.0):.1%} of the labeled set."
     )
   return (
-    f"no sign of a degenerate teacher: {pseudo['entities'] / max(pseudo['sentences'], 1):.3f} "
-    f"entities per pool sentence (labeled set: "
-    f"{labeled['entities'] / max(labeled['sentences'], 1):.3f}), {pseudo['broken']} I- tags "
-    "without B-."
+    f"no sign of a degenerate teacher: {entity_rate(pseudo):.3f} entities per pool sentence "
+    f"(labeled set: {entity_rate(labeled):.3f}), {pseudo['broken']} I- tags without B-."
   )

@@ -111,3 +111,20 @@ def test_ner_fires_on_almost_no_entity_and_on_broken_bio(tmp_path):
 def test_broken_starts():
   assert teacher_check.broken_starts(["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]) == 0
   assert teacher_check.broken_starts(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-PER"]) == 3
+
+
+def test_no_pseudo_label_at_all_is_a_warning(tmp_path):
+  """Every pool example below --min_confidence: an empty output file."""
+  train = _tsv(tmp_path / "train.tsv", ["a", "b"])
+  (tmp_path / "pseudo").mkdir()
+  empty = _pseudo_tsv(tmp_path / "pseudo" / "pool.txt", [])
+  result = teacher_check.check("classification", [empty], train)
+  assert result["warnings"] == [
+    "the teacher wrote no pseudo-label (all below --min_confidence?): steps 4-5 have nothing "
+    "to learn from"
+  ]
+  assert teacher_check.describe("classification", result).startswith("WARNING: the teacher wrote")
+  conll = _pseudo_conll(tmp_path / "pseudo" / "pool.conll", [])
+  result = teacher_check.check("ner", [conll], _labeled_conll(tmp_path))
+  assert result["pseudo_labels"] == {"sentences": 0, "entities": 0, "broken": 0}
+  assert result["warnings"][0].startswith("the teacher wrote no pseudo-label")
