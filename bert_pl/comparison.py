@@ -63,16 +63,22 @@ def verdict(differences: Sequence[float]) -> str:
   return "better" if mean - half > 0 else "worse" if mean + half < 0 else "noise"
 
 
+def mean_std(values: Sequence[float], scale: float = 1.0) -> Tuple[float, Optional[float]]:
+  """(mean, sample standard deviation), both times SCALE; the deviation is
+  None below 2 values."""
+  mean = scale * float(np.mean(values))
+  return mean, scale * float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
 def mean_std_text(values: Sequence[Optional[float]], signed: bool = False) -> str:
   """'mean ± sample standard deviation' in points with 2 decimals; the mean
   alone for one value, 'n/a' for none (missing values are left out)."""
   values = [v for v in values if v is not None]
   if not values:
     return "n/a"
-  mean = f"{100 * float(np.mean(values)):{'+' if signed else ''}.2f}"
-  if len(values) == 1:
-    return mean
-  return f"{mean} ± {100 * float(np.std(values, ddof=1)):.2f}"
+  mean, std = mean_std(values, scale=100)
+  text = f"{mean:{'+' if signed else ''}.2f}"
+  return text if std is None else f"{text} ± {std:.2f}"
 
 
 def difference_cells(differences: Sequence[float]) -> List[str]:
@@ -136,12 +142,12 @@ def compare(
     if not values:
       summary["missing_rows"].append(row)
       continue
-    mean, half = t_interval(list(values.values()))
+    mean, std = mean_std(list(values.values()))
     summary["rows"][row] = {
       "n": len(values),
       "mean": mean,
-      "std": float(np.std(list(values.values()), ddof=1)) if len(values) > 1 else None,
-      "half_interval": half,
+      "std": std,
+      "half_interval": t_interval(list(values.values()))[1],
       "per_seed": values,
       "missing_seeds": [seed for seed in seeds if seed not in values],
     }

@@ -13,7 +13,6 @@ import platform
 import re
 import subprocess
 
-import numpy as np
 from absl import flags
 
 from bert_pl import comparison, errors
@@ -137,9 +136,11 @@ def plot(summary, path):
     means, stds = [], []
     names = [name for name, _ in ROWS if any(seeds[s].get(name) for s in seeds)]
     for name in names:
-      values = [100 * seeds[s][name][key] for s in seeds if seeds[s].get(name)]
-      means.append(np.mean(values))
-      stds.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
+      mean, std = comparison.mean_std(
+        [100 * seeds[s][name][key] for s in seeds if seeds[s].get(name)]
+      )
+      means.append(mean)
+      stds.append(std or 0.0)
     axis.bar(range(len(names)), means, yerr=stds, capsize=4, color=[BARS[n][1] for n in names])
     axis.set_xticks(range(len(names)))
     axis.set_xticklabels([BARS[n][0] for n in names])
