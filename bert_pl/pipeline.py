@@ -18,9 +18,10 @@ as a user would run it, with its output in WORK/logs/<job>.log (the command
 first). A finished job leaves WORK/logs/<job>.done: its wall time, its command
 and the identity of its inputs (a hash over the identities of the jobs whose
 outputs it reads, and the sha256 of the user's files it reads, cached by
-size and mtime in WORK/logs/input_digests.json). A re-run skips finished jobs
-and resumes the others (checkpoints, finished shards and files), but only when
-every finished job would run the same command on the same inputs: otherwise
+size and mtime in WORK/logs/input_digests.json); WORK/logs/<job>.started
+holds the same while it runs. A re-run skips finished jobs and resumes the
+others (checkpoints, finished shards and files), but only when every finished
+or started job would run the same command on the same inputs: otherwise
 it stops before any job, naming the first job and flag (or file) that
 differ, because a report of jobs run with other settings would be wrong under
 the new command line. `--redo=JOB,...` runs those jobs again and every job
@@ -41,7 +42,7 @@ Layout of WORK:
                           (by the variant's Model-D of round r-1) and records/
     self_training/round<r>/model_d/   Model-A fine-tuned on labeled + pseudo
     export/               the SavedModel (--export); export_check.json: its answers
-    logs/                 <job>.log, <job>.done, input_digests.json
+    logs/                 <job>.log, <job>.done (.started), input_digests.json
     report.json, report.md, report.png   (bert_pl.pipeline_report)
 
 Variants (--variants, a comma list; see README for which the paper used):
@@ -345,14 +346,18 @@ class PipelineConfig:
     return [parse_variant(name) for name in self.variants]
 
 
-def _marker(logs: str, name: str) -> str:
-  return os.path.join(logs, name + ".done")
+DONE, STARTED = ".done", ".started"
 
 
-def read_marker(logs: str, name: str) -> Optional[Dict]:
+def _marker(logs: str, name: str, suffix: str = DONE) -> str:
+  return os.path.join(logs, name + suffix)
+
+
+def read_marker(logs: str, name: str, suffix: str = DONE) -> Optional[Dict]:
   """A finished job's record ({"seconds", "command", ...}), None when it has
-  not finished; a marker of an older bert_pl holds only the seconds."""
-  marker = _marker(logs, name)
+  not finished; a marker of an older bert_pl holds only the seconds. With
+  suffix STARTED: the record of a job started and not finished."""
+  marker = _marker(logs, name, suffix)
   if not os.path.exists(marker):
     return None
   with open(marker, encoding="utf-8") as f:
@@ -374,13 +379,16 @@ def _last_error(log_file: str) -> str:
 
 
 def write_marker(
-  logs: str, name: str, seconds: float, command: Sequence[str], record: Optional[Dict]
+  logs: str, name: str, seconds: Optional[float], command: Sequence[str], record: Optional[Dict]
 ) -> None:
   """LOGS/<name>.done: the job's wall time, its command (without the
-  interpreter, which is no setting) and `record` (its identity)."""
-  done = {"seconds": round(seconds, 1), "command": list(command[1:]), **(record or {})}
+  interpreter, which is no setting) and `record` (its identity); seconds
+  None: LOGS/<name>.started, the same for a job starting (so that a re-run
+  with other settings does not resume it on the outputs it left)."""
+  done = {"seconds": seconds and round(seconds, 1), "command": list(command[1:]), **(record or {})}
   os.makedirs(logs, exist_ok=True)
-  atomic_files.write_file(_marker(logs, name), json.dumps(done, indent=1) + "\n")
+  path = _marker(logs, name, STARTED if seconds is None else DONE)
+  atomic_files.write_file(path, json.dumps(done, indent=1) + "\n")
 
 
 def run_job(name: str, command: Sequence[str], logs: str, record: Optional[Dict] = None) -> bool:
@@ -570,21 +578,26 @@ def _difference(marker: Dict, job: Job, record: Dict) -> str:
 
 
 def check_work_dir(plan: Plan, logs: str, records: Dict[str, Dict], redo: Set[str]) -> None:
-  """Refuses a work directory whose finished jobs (other than those to redo)
-  ran another command or on other inputs than the plan's, or that finished
-  while a job they read is not finished (never: markers go downstream first)."""
+  """Refuses a work directory whose finished or started jobs (other than
+  those to redo) ran another command or on other inputs than the plan's, or
+  where a job finished while one it reads has not (never: --redo removes
+  markers downstream first)."""
   finished = set()
   for job in plan.jobs:
-    marker = read_marker(logs, job.name)
+    done = read_marker(logs, job.name)
+    marker = done or read_marker(logs, job.name, STARTED)
     if marker is None or job.name in redo:
       continue
-    where, advice = _marker(logs, job.name), f"(use --redo={job.name} or a new --work_dir)"
+    where = _marker(logs, job.name, DONE if done else STARTED)
+    advice = f"(use --redo={job.name} or a new --work_dir)"
     if "identity" not in marker:
       raise errors.InputError(
         f"{where}: written by an older bert_pl, without its settings {advice}"
       )
     if marker["identity"] != records[job.name]["identity"]:
       raise errors.InputError(f"{where}: {_difference(marker, job, records[job.name])} {advice}")
+    if not done:
+      continue
     unfinished = [need for need in job.needs if need not in finished]
     if unfinished:
       raise errors.InputError(f"{where}: {unfinished[0]}, which it reads, is not done {advice}")
@@ -612,8 +625,9 @@ def set_aside(plan: Plan, logs: str, redo: Set[str]) -> None:
   for job in reversed(plan.jobs):
     if job.name not in redo:
       continue
-    if os.path.exists(_marker(logs, job.name)):
-      os.remove(_marker(logs, job.name))
+    for marker in (_marker(logs, job.name), _marker(logs, job.name, STARTED)):
+      if os.path.exists(marker):
+        os.remove(marker)
     for path in (*job.outputs, os.path.join(logs, job.name + ".log")):
       if os.path.lexists(path):
         os.makedirs(trash, exist_ok=True)
@@ -701,7 +715,10 @@ def run(config: PipelineConfig) -> Optional[Dict]:
   )
   if not config.report_only:
     for job in jobs:
-      run_job(job.name, job.command, logs, records[job.name])
+      if done_seconds(logs, job.name) is None:
+        write_marker(logs, job.name, None, job.command, records[job.name])
+      if run_job(job.name, job.command, logs, records[job.name]):
+        os.remove(_marker(logs, job.name, STARTED))
       if not config.keep_checkpoints:
         prune_checkpoints(plan, config.work_dir, logs)
   # Only finished jobs' outputs are read (all of them, unless --report_only).

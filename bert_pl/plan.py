@@ -15,7 +15,7 @@ commands do not change when an unrelated option is added.
 import dataclasses
 import os
 import sys
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 from bert_pl import errors, pipeline_report
 
@@ -146,7 +146,7 @@ class Start:
 class Setting:
   """A run's settings and the input files resolved from them."""
 
-  config: "object"  # pipeline.PipelineConfig (no import: it imports this module)
+  config: Any  # a pipeline.PipelineConfig (not imported: pipeline imports this module)
   vocab_file: str
   pool_files: Tuple[str, ...]
 

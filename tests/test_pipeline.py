@@ -355,7 +355,8 @@ def test_bad_settings_are_refused(values, message):
   assert str(error.value).startswith(message), str(error.value)
 
 
-def test_bad_flags_one_error_line_exit_2(corpus, tmp_path):
+def test_bad_flags_one_error_line_exit_2(corpus, init_checkpoint, tmp_path):
+  (tmp_path / "file").write_text("a file\n")
   common = [
     f"--work_dir={tmp_path / 'work'}",
     f"--pool={corpus}/unlabeled.txt",
@@ -367,12 +368,17 @@ def test_bad_flags_one_error_line_exit_2(corpus, tmp_path):
   for flags, message in (
     (["--task=ner", "--variants=hard_mlm,kl_fancy"], "--variants: unknown variant 'kl_fancy'"),
     (["--task=classification"], f"{tmp_path}: no checkpoint found in this directory"),
+    (  # before: a traceback from the first job's log directory
+      ["--task=ner", f"--init_checkpoint={init_checkpoint}", f"--work_dir={tmp_path / 'file'}"],
+      f"--work_dir={tmp_path / 'file'}: not a directory",
+    ),
   ):
     result = run_job("pipeline", *common, *flags, check=False)
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not (tmp_path / "work").exists()
+    assert (tmp_path / "file").read_text() == "a file\n"
 
 
 @pytest.fixture(scope="module")
@@ -453,7 +459,8 @@ def _real_config(corpus, init_checkpoint, work_dir, **values):
 
 
 def _mark_done(config, seconds, *names):
-  """Markers of these jobs of the config's plan, as if they had run."""
+  """Markers of these jobs of the config's plan, as if they had run (seconds
+  None: as if they had started)."""
   inputs = pipeline.resolve_inputs(config)
   made = pipeline.make_plan(config, inputs.vocab_file, inputs.pool_files)
   logs = os.path.join(config.work_dir, "logs")
@@ -471,6 +478,19 @@ def test_kl_variant_refuses_pseudo_labels_written_without_logits(corpus, init_ch
     pipeline.run(dataclasses.replace(hard, variants=("hard_mlm", "kl_nomask")))
   assert str(error.value) == (
     f"{tmp_path}/logs/round1.pseudo.done: ran without --write_logits, now --write_logits "
+    "(use --redo=round1.pseudo or a new --work_dir)"
+  )
+
+
+def test_a_job_started_with_other_settings_is_not_resumed(corpus, init_checkpoint, tmp_path):
+  """A run cut short in step 3, re-run with a kl variant: step 3 would resume
+  on the pseudo-labels it left without logits."""
+  hard = _real_config(corpus, init_checkpoint, tmp_path, variants=("hard_mlm",))
+  _mark_done(hard, None, "round1.pseudo")
+  with pytest.raises(ValueError) as error:
+    pipeline.run(dataclasses.replace(hard, variants=("hard_mlm", "kl_nomask")))
+  assert str(error.value) == (
+    f"{tmp_path}/logs/round1.pseudo.started: ran without --write_logits, now --write_logits "
     "(use --redo=round1.pseudo or a new --work_dir)"
   )
 
@@ -883,27 +903,32 @@ def test_rerun_with_a_changed_flag_stops_before_any_job(small_run):
 
 def test_redo_runs_a_job_and_its_downstream_as_a_fresh_run_would(small_run, capsys):
   """--redo of the mid-plan Model-C with a new --kl_temperature: it and its
-  Model-D run again, nothing else; the results equal a fresh run's."""
-  config, _, _ = small_run
+  Model-D run again, nothing else; then back to the old temperature, whose
+  fresh run is the fixture's: the same results."""
+  config, _, fresh = small_run
   work = pathlib.Path(config("first").work_dir)
   upstream = {
     name: (work / "logs" / f"{name}.done").read_text()
     for name in ("model_b", "round1.pseudo", "round1.records_nomask")
   }
-  capsys.readouterr()
-  redone = pipeline.run(config("first", kl_temperature=2.0, redo=("kl_nomask.round1.model_c",)))
-  assert _started(capsys.readouterr().out) == [
-    "kl_nomask.round1.model_c",
-    "kl_nomask.round1.model_d",
-  ]
-  assert {name: (work / "logs" / f"{name}.done").read_text() for name in upstream} == upstream
-  log = (work / "logs" / "kl_nomask.round1.model_c.log").read_text()
-  assert log.count("$ ") == 1 and "--kl_temperature=2.0" in log.splitlines()[0]
-  fresh = pipeline.run(config("fresh", kl_temperature=2.0))
-  assert len(_started(capsys.readouterr().out)) == 5
   results = lambda report: {k: m["results"] for k, m in report["models"].items()}  # noqa: E731
-  assert results(redone) == results(fresh)
-  assert redone["pseudo_labels"] == fresh["pseudo_labels"]
+  reports = []
+  for temperature in (2.0, 1.0):
+    capsys.readouterr()
+    reports.append(
+      pipeline.run(config("first", kl_temperature=temperature, redo=("kl_nomask.round1.model_c",)))
+    )
+    assert _started(capsys.readouterr().out) == [
+      "kl_nomask.round1.model_c",
+      "kl_nomask.round1.model_d",
+    ]
+    assert {name: (work / "logs" / f"{name}.done").read_text() for name in upstream} == upstream
+    log = (work / "logs" / "kl_nomask.round1.model_c.log").read_text()
+    assert log.count("$ ") == 1 and f"--kl_temperature={temperature}" in log.splitlines()[0]
+  changed, back = reports
+  model_c = "kl_nomask/round1/model_c"
+  assert results(changed)[model_c] != results(fresh)[model_c]
+  assert results(back) == results(fresh) and back["pseudo_labels"] == fresh["pseudo_labels"]
   # The same command again: every job done earlier, none runs.
-  pipeline.run(config("first", kl_temperature=2.0))
+  pipeline.run(config("first"))
   assert _started(capsys.readouterr().out) == []
