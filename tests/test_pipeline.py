@@ -495,6 +495,21 @@ def test_a_job_started_with_other_settings_is_not_resumed(corpus, init_checkpoin
   )
 
 
+def test_a_changed_input_file_is_named(corpus, init_checkpoint, tmp_path):
+  train = tmp_path / "train.tsv"
+  train.write_text((corpus / "train.tsv").read_text(encoding="utf-8"), encoding="utf-8")
+  config = _real_config(corpus, init_checkpoint, tmp_path / "work", train_file=str(train))
+  _mark_done(config, 1.0, "baseline")
+  with open(train, "a", encoding="utf-8") as f:
+    f.write("奶茶\t珍珠奶茶\n")
+  with pytest.raises(ValueError) as error:
+    pipeline.run(config)
+  assert str(error.value) == (
+    f"{tmp_path}/work/logs/baseline.done: {train} changed since it ran "
+    "(use --redo=baseline or a new --work_dir)"
+  )
+
+
 def test_markers_of_an_older_bert_pl_are_refused(corpus, init_checkpoint, tmp_path):
   (tmp_path / "logs").mkdir()
   (tmp_path / "logs" / "baseline.done").write_text("12.0\n")
