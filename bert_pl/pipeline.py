@@ -3,23 +3,30 @@ r"""One driver for the whole method: the five steps, their variants and rounds.
     python -m bert_pl.pipeline --task=classification --work_dir=output/cls \
       --pool='pool/part-*.txt' --train_file=train.tsv --eval_file=test.tsv \
       --label_file=labels.txt --init_checkpoint=chinese_L-12_H-768_A-12 \
-      --num_hidden_layers=3 --variants=hard_mlm,kl_nomask --baseline --export
+      --num_hidden_layers=3 --export
 
 Why one driver: the method is a sequence of jobs (DESIGN §1) with options
 at every step (DESIGN §1b: the step-4 loss, masking, classic self-training,
-rounds, the initial checkpoint). Written once here, the sequence serves the
-main job (run_scripts/run_pipeline.sh), the paper's experiment
-(experiments/reproduce_paper.py) and users; the run_scripts/step*.sh stay
-wrappers of single jobs.
+rounds, the initial checkpoint). Written once (the plan, `bert_pl.plan`), the
+sequence serves the main job (run_scripts/run_pipeline.sh), the step scripts
+(run_scripts/step*.sh: `--only=stepN`), the paper's experiments and users.
+The paper's settings are one table, `DEFAULTS`, which the flags' help, README
+and DESIGN show.
 
 Every step runs as a separate job, `python -m bert_pl.<job> --flags`, exactly
 as a user would run it, with its output in WORK/logs/<job>.log (the command
-first). A finished job leaves WORK/logs/<job>.done holding its wall time in
-seconds, and a re-run skips it; an interrupted job is run again and resumes
-by itself (checkpoints, finished shards and files). A job's name is its
-output's path under WORK with "/" as ".". The work directory belongs to one
-setting: change a step's flags and its finished jobs would still be skipped,
-so use a new --work_dir (or delete those jobs' outputs and markers).
+first). A finished job leaves WORK/logs/<job>.done: its wall time, its command
+and the identity of its inputs (a hash over the identities of the jobs whose
+outputs it reads, and the sha256 of the user's files it reads, cached by
+size and mtime in WORK/logs/input_digests.json); WORK/logs/<job>.started
+holds the same while it runs. A re-run skips finished jobs and resumes the
+others (checkpoints, finished shards and files), but only when every finished
+or started job would run the same command on the same inputs: otherwise
+it stops before any job, naming the first job and flag (or file) that
+differ, because a report of jobs run with other settings would be wrong under
+the new command line. `--redo=JOB,...` runs those jobs again and every job
+downstream of them (their outputs, logs and markers are removed first).
+`--only=STEP` runs one step's jobs, `--dry_run` prints the commands.
 
 Layout of WORK:
 
@@ -35,7 +42,7 @@ Layout of WORK:
                           (by the variant's Model-D of round r-1) and records/
     self_training/round<r>/model_d/   Model-A fine-tuned on labeled + pseudo
     export/               the SavedModel (--export); export_check.json: its answers
-    logs/                 <job>.log, <job>.done
+    logs/                 <job>.log, <job>.done (.started), input_digests.json
     report.json, report.md, report.png   (bert_pl.pipeline_report)
 
 Variants (--variants, a comma list; see README for which the paper used):
@@ -51,16 +58,21 @@ Model-B), and step 4 starts again from the variant's initialisation.
 """
 
 import dataclasses
+import glob
+import hashlib
+import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from absl import flags
 
 from bert_pl import (
+  atomic_files,
   checkpoints,
   cli,
   errors,
@@ -71,103 +83,134 @@ from bert_pl import (
   precision,
   training,
 )
-
-FINETUNE_JOBS = {"classification": "run_classifier", "ner": "run_ner"}
-SELF_TRAINING = "self_training"
-STEP4_VARIANTS = tuple(
-  f"{loss}_{data}{init}"
-  for loss in ("hard", "kl")
-  for data in ("mlm", "nomask")
-  for init in ("", "_from_a")
+from bert_pl.plan import (
+  STEPS,
+  VARIANTS,
+  Job,
+  Plan,
+  Variant,
+  job_name,
+  make_plan,
+  parse_variant,
 )
-VARIANTS = STEP4_VARIANTS + (SELF_TRAINING,)
-# The paper's settings per task (DESIGN §1), for the flags left unset.
-TASK_DEFAULTS = {
-  "classification": dict(
-    max_seq_length=64, pretrain_learning_rate=5e-5, pretrain_warmup_steps=10000, finetune_epochs=7.0
-  ),
-  "ner": dict(
-    max_seq_length=128, pretrain_learning_rate=1e-5, pretrain_warmup_steps=5000, finetune_epochs=3.0
-  ),
-}
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Loads the SavedModel in a fresh process that has TensorFlow and
-# tensorflow-text only, as a serving client does, and answers the first two
-# lines of the pool: argv = export dir, pool file, output JSON.
-SERVE_CHECK = r"""
-import json, os, sys
-import tensorflow as tf
-import tensorflow_text  # noqa: F401 (registers the tokenizer's ops)
 
-export_dir, pool_file, output = sys.argv[1:]
-texts = []
-with open(pool_file, encoding="utf-8") as f:
-  for line in f:
-    if line.strip() and len(texts) < 2:
-      texts.append(line.rstrip("\r\n"))
-model = tf.saved_model.load(export_dir)
-outputs = model.signatures["serving_default"](text=tf.constant(texts))
+@dataclasses.dataclass(frozen=True)
+class Default:
+  """One of the paper's settings: a flag's value per task, and what it is."""
 
-def plain(value):
-  if isinstance(value, list):
-    return [plain(v) for v in value]
-  return value.decode("utf-8") if isinstance(value, bytes) else value
+  flag: str
+  classification: object
+  ner: object
+  what: str
 
-imported = sorted({m.split(".")[0] for m in sys.modules} & {"bert_pl", "official",
-                                                           "tensorflow_addons"})
-if imported:
-  sys.exit("error: loading the SavedModel imported " + ", ".join(imported))
-answer = {"texts": texts, "outputs": {k: plain(v.numpy().tolist()) for k, v in outputs.items()}}
-print(json.dumps(answer, ensure_ascii=False))
-with open(output + ".tmp", "w", encoding="utf-8") as f:
-  json.dump(answer, f, ensure_ascii=False)
-os.replace(output + ".tmp", output)
-"""
+
+# The defaults of the flags left unset: the paper's settings per task (DESIGN
+# §1), and the variants that won in bert_pl's measurements (README).
+DEFAULTS = (
+  Default(
+    "variants",
+    ("kl_nomask", "hard_mlm"),
+    ("kl_nomask", "hard_mlm"),
+    "steps 4-5: the later version's best and the paper's own; each won somewhere",
+  ),
+  Default("baseline", True, True, "also fine-tune the initial checkpoint directly"),
+  Default("max_seq_length", 64, 128, "tokens per example, in every job"),
+  Default(
+    "pretrain_epochs", 1.0, 1.0, "passes over the pool in steps 1 and 4, unless --pretrain_steps"
+  ),
+  Default(
+    "pretrain_warmup_proportion",
+    0.1,
+    0.05,
+    "warm-up share of steps 1 and 4 (the paper: 10000 / 5000 of 100000 steps), "
+    "unless --pretrain_warmup_steps",
+  ),
+  Default("pretrain_learning_rate", 5e-5, 1e-5, "steps 1 and 4"),
+  Default("pretrain_batch_size", 64, 64, "global batch of steps 1 and 4"),
+  Default("save_checkpoints_steps", 1000, 1000, "checkpoint interval of steps 1 and 4"),
+  Default("finetune_learning_rate", 1e-5, 1e-5, "steps 2 and 5"),
+  Default("finetune_epochs", 7.0, 3.0, "steps 2 and 5"),
+  Default("finetune_batch_size", 64, 64, "global batch of steps 2 and 5"),
+  Default("random_seed", 12345, 12345, "every job"),
+)
+DEFAULT = {row.flag: row for row in DEFAULTS}
+# A default that applies only when its alternative (in steps) is not given.
+ALTERNATIVES = {
+  "pretrain_epochs": "pretrain_steps",
+  "pretrain_warmup_proportion": "pretrain_warmup_steps",
+}
+
+
+def _shown(value) -> str:
+  if isinstance(value, tuple):
+    return ",".join(value)
+  if isinstance(value, bool):
+    return str(value).lower()
+  return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def default_help(flag: str) -> str:
+  """The default of a flag as its help text says it."""
+  row = DEFAULT[flag]
+  if row.classification == row.ner:
+    return f"Default: {_shown(row.ner)}."
+  return f"Default: {_shown(row.classification)} (classification) / {_shown(row.ner)} (NER)."
+
+
+def defaults_markdown() -> str:
+  """DEFAULTS as the markdown table that README.md and docs/DESIGN.md hold."""
+  lines = ["| flag | classification | NER | what |", "|---|---|---|---|"]
+  for row in DEFAULTS:
+    values = f"{_shown(row.classification)} | {_shown(row.ner)}"
+    lines.append(f"| `--{row.flag}` | {values} | {row.what} |")
+  return "\n".join(lines) + "\n"
 
 
 class JobError(RuntimeError):
   """A job failed; the message names it, its last error line and its log."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Variant:
-  """A parsed --variants entry."""
-
-  name: str
-  pseudo_label_loss: str = "hard"  # hard | kl (step 4)
-  mlm: bool = True  # 15%-masked input and MLM loss in step 4, or neither
-  from_a: bool = False  # step 4 starts from Model-A, not the initial checkpoint
-
-  @property
-  def self_training(self) -> bool:
-    return self.name == SELF_TRAINING
-
-  def describe(self, task: str) -> str:
-    if self.self_training:
-      return "classic self-training: Model-A fine-tuned on labeled + pseudo-labeled"
-    hard = "one-hot CRF" if task == "ner" else "one-hot cross-entropy"
-    loss = hard if self.pseudo_label_loss == "hard" else "KL on the teacher's logits"
-    data = " + MLM on 15%-masked input" if self.mlm else ", unmasked input, no MLM"
-    init = "Model-A" if self.from_a else "the initial checkpoint"
-    return f"{loss}{data}, from {init}"
-
-
-def parse_variant(name: str) -> Variant:
-  if name not in VARIANTS:
-    raise errors.InputError(
-      f"--variants: unknown variant {name!r} (choose from {', '.join(VARIANTS)})"
-    )
-  if name == SELF_TRAINING:
-    return Variant(name)
-  loss, data = name.split("_")[:2]
-  return Variant(name, loss, data == "mlm", name.endswith("_from_a"))
+# Checked by PipelineConfig: (fields, the rule, its test).
+RULES = (
+  (
+    ("pretrain_epochs", "pretrain_learning_rate", "finetune_epochs", "finetune_learning_rate"),
+    "> 0",
+    lambda value: value > 0,
+  ),
+  (("kl_temperature",), "> 0", lambda value: value > 0),
+  (
+    ("pretrain_steps", "pretrain_warmup_steps", "logits_top_k", "pseudo_per_class"),
+    ">= 0",
+    lambda value: value >= 0,
+  ),
+  (("pretrain_warmup_proportion",), "in [0, 1)", lambda value: 0 <= value < 1),
+  (("pseudo_min_confidence",), "in [0, 1]", lambda value: 0 <= value <= 1),
+  (
+    (
+      "rounds",
+      "pretrain_batch_size",
+      "finetune_batch_size",
+      "num_shards",
+      "num_workers",
+      "max_seq_length",
+      "max_predictions_per_seq",
+      "save_checkpoints_steps",
+      "baseline_layers",
+      "num_hidden_layers",
+    ),
+    ">= 1",
+    lambda value: value >= 1,
+  ),
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
   """Everything a run needs; the flags of `python -m bert_pl.pipeline` have
-  the same names. Fields left None take the task's paper setting."""
+  the same names. Fields left None take their DEFAULTS row for the task."""
 
   task: str
   work_dir: str
@@ -186,24 +229,26 @@ class PipelineConfig:
   do_whole_word_mask: bool = False
   segmenter: str = "none"
   ngram_mask_max: int = 1
-  pretrain_steps: int = 100000
+  pretrain_steps: Optional[int] = None
+  pretrain_epochs: Optional[float] = None
   pretrain_warmup_steps: Optional[int] = None
+  pretrain_warmup_proportion: Optional[float] = None
   pretrain_learning_rate: Optional[float] = None
-  pretrain_batch_size: int = 64
-  save_checkpoints_steps: int = 1000
-  finetune_learning_rate: float = 1e-5
+  pretrain_batch_size: Optional[int] = None
+  save_checkpoints_steps: Optional[int] = None
+  finetune_learning_rate: Optional[float] = None
   finetune_epochs: Optional[float] = None
-  finetune_batch_size: int = 64
-  random_seed: int = 12345
+  finetune_batch_size: Optional[int] = None
+  random_seed: Optional[int] = None
   num_shards: int = 4
   num_workers: int = 1
   bucket_width: int = 8
   dtype: str = "float32"
-  baseline: bool = False
+  baseline: Optional[bool] = None
   baseline_layers: Optional[int] = None
   model_a: Optional[str] = None
   pool_labels: Optional[str] = None
-  variants: Tuple[str, ...] = ("hard_mlm",)
+  variants: Optional[Tuple[str, ...]] = None
   pseudo_per_class: int = 0
   pseudo_min_confidence: float = 0.0
   kl_temperature: float = 1.0
@@ -213,31 +258,51 @@ class PipelineConfig:
   export_variant: Optional[str] = None
   report_only: bool = False
   keep_checkpoints: bool = True
+  dry_run: bool = False
+  only: Optional[str] = None
+  redo: Tuple[str, ...] = ()
 
   def __post_init__(self):
     if self.task not in input_files.FINETUNE_TASKS:
       raise errors.InputError(
         f"--task={self.task}: choose from {', '.join(input_files.FINETUNE_TASKS)}"
       )
-    for name, value in TASK_DEFAULTS[self.task].items():
-      if getattr(self, name) is None:
-        object.__setattr__(self, name, value)
+    self._take_defaults()
+    self._check_variants()
+    self._check_variant_options()
+    self._check_numbers()
+    self._check_run_options()
+
+  def _set(self, name: str, value) -> None:
+    object.__setattr__(self, name, value)
+
+  def _take_defaults(self) -> None:
+    for name, alternative in ALTERNATIVES.items():
+      if getattr(self, name) is not None and getattr(self, alternative) is not None:
+        raise errors.InputError(f"--{name} and --{alternative}: give one of them")
+    for row in DEFAULTS:
+      given = ALTERNATIVES.get(row.flag)
+      if getattr(self, row.flag) is None and (given is None or getattr(self, given) is None):
+        self._set(row.flag, getattr(row, self.task))
+    self._set("variants", tuple(self.variants))
+    self._set("redo", tuple(self.redo))
     if self.max_predictions_per_seq is None:
-      object.__setattr__(
-        self, "max_predictions_per_seq", masking.default_max_predictions(self.max_seq_length)
-      )
-    object.__setattr__(self, "variants", tuple(self.variants))
-    parsed = self.parsed_variants
-    if not parsed:
+      self._set("max_predictions_per_seq", masking.default_max_predictions(self.max_seq_length))
+
+  def _check_variants(self) -> None:
+    if not self.parsed_variants:
       raise errors.InputError("--variants: give at least one variant")
     if len(set(self.variants)) < len(self.variants):
       raise errors.InputError(f"--variants={','.join(self.variants)}: a variant is repeated")
     if self.export_variant is None:
-      object.__setattr__(self, "export_variant", self.variants[0])
+      self._set("export_variant", self.variants[0])
     elif self.export_variant not in self.variants:
       raise errors.InputError(
         f"--export_variant={self.export_variant} is not one of --variants={','.join(self.variants)}"
       )
+
+  def _check_variant_options(self) -> None:
+    parsed = self.parsed_variants
     self_training = any(v.self_training for v in parsed)
     if self_training and self.pseudo_per_class < 1:
       raise errors.InputError(
@@ -260,273 +325,50 @@ class PipelineConfig:
       raise errors.InputError("--logits_top_k is for classification (NER keeps every tag's logit)")
     if self.baseline_layers is not None and not self.baseline:
       raise errors.InputError("--baseline_layers needs --baseline")
-    for name in (
-      "rounds",
-      "pretrain_batch_size",
-      "finetune_batch_size",
-      "num_shards",
-      "num_workers",
-      "max_seq_length",
-      "max_predictions_per_seq",
-      "save_checkpoints_steps",
-      "baseline_layers",
-      "num_hidden_layers",
-    ):
-      value = getattr(self, name)
-      if value is not None and value < 1:
-        raise errors.InputError(f"--{name}={value}: must be >= 1")
-    for name in ("pretrain_steps", "pretrain_warmup_steps", "logits_top_k"):
-      if getattr(self, name) < 0:
-        raise errors.InputError(f"--{name}={getattr(self, name)}: must be >= 0")
-    if self.kl_temperature <= 0:
-      raise errors.InputError(f"--kl_temperature={self.kl_temperature}: must be > 0")
+
+  def _check_numbers(self) -> None:
+    for names, rule, holds in RULES:
+      for name in names:
+        value = getattr(self, name)
+        if value is not None and not holds(value):
+          raise errors.InputError(f"--{name}={value}: must be {rule}")
     if self.dtype not in precision.DTYPES:
       raise errors.InputError(f"--dtype={self.dtype}: choose from {', '.join(precision.DTYPES)}")
+
+  def _check_run_options(self) -> None:
+    if os.path.exists(self.work_dir) and not os.path.isdir(self.work_dir):
+      raise errors.InputError(f"--work_dir={self.work_dir}: not a directory")
+    if self.only is not None and self.only not in STEPS:
+      raise errors.InputError(f"--only={self.only}: choose from {', '.join(STEPS)}")
 
   @property
   def parsed_variants(self) -> List[Variant]:
     return [parse_variant(name) for name in self.variants]
 
 
-@dataclasses.dataclass(frozen=True)
-class Job:
-  name: str  # job_name() of its output
-  command: Tuple[str, ...]
+DONE, STARTED = ".done", ".started"
 
 
-@dataclasses.dataclass
-class Plan:
-  """The jobs in order, and what the report reads from their outputs."""
-
-  jobs: List[Job]
-  models: List[Tuple[str, str]]  # (directory under WORK, what it is)
-  pseudo_labels: List[Tuple[str, str]]  # (directory under WORK, the teacher)
-  logits_dirs: List[str]  # pseudo-label directories that need the teacher's logits
-  export: Optional[Tuple[str, str]]  # (SavedModel directory, model directory) under WORK
+def _marker(logs: str, name: str, suffix: str = DONE) -> str:
+  return os.path.join(logs, name + suffix)
 
 
-def job_command(module: str, *args: str) -> Tuple[str, ...]:
-  """`python -m bert_pl.<module> ARGS`, as a user runs a job."""
-  return (sys.executable, "-m", f"bert_pl.{module}", *args)
-
-
-def job_name(output: str) -> str:
-  """A job's name: its output's path under the work directory, "/" as "."."""
-  return output.replace("/", ".")
-
-
-def make_plan(config: PipelineConfig, vocab_file: str, pool_files: Sequence[str]) -> Plan:
-  """Every job of the run, as commands (nothing runs here)."""
-  c = config
-  plan = Plan([], [], [], [], None)
-  path = lambda *parts: os.path.join(c.work_dir, *parts)  # noqa: E731
-
-  def add(output: str, module: str, *args: str) -> None:
-    plan.jobs.append(Job(job_name(output), job_command(module, *args)))
-
-  tokenizer = [
-    f"--vocab_file={vocab_file}",
-    f"--do_lower_case={c.do_lower_case}",
-    f"--tokenization={c.tokenization}",
-    f"--max_seq_length={c.max_seq_length}",
-  ]
-  seeded = [f"--random_seed={c.random_seed}"]
-  # Steps 1 and 4's masking; the defaults are left out (the commands as before).
-  masking = (
-    (["--do_whole_word_mask"] if c.do_whole_word_mask else [])
-    + ([f"--segmenter={c.segmenter}"] if c.segmenter != "none" else [])
-    + ([f"--ngram_mask_max={c.ngram_mask_max}"] if c.ngram_mask_max != 1 else [])
-  )
-  training = [*seeded, f"--bucket_width={c.bucket_width}", f"--dtype={c.dtype}"]
-  labels = [f"--label_file={c.label_file}"]
-
-  def initial(layers: Optional[int] = c.num_hidden_layers) -> List[str]:
-    return (
-      [f"--init_checkpoint={c.init_checkpoint}"]
-      + ([f"--bert_config_file={c.bert_config_file}"] if c.bert_config_file else [])
-      + ([f"--num_hidden_layers={layers}"] if layers else [])
-    )
-
-  def model(directory: str) -> List[str]:
-    return [f"--init_checkpoint={path(directory)}"]
-
-  # Model-A: step 1's output, or a given one (step 1 already done elsewhere).
-  model_a = [f"--init_checkpoint={c.model_a}"] if c.model_a else model("model_a")
-
-  def pseudo_files(directory: str) -> str:
-    return ",".join(path(directory, os.path.basename(f)) for f in pool_files)
-
-  def records(output: str, inputs: str, *extra: str) -> None:
-    add(
-      output,
-      "create_pretraining_data",
-      f"--input_file={inputs}",
-      f"--output_file={path(output, 'pool.tfrecord')}",
-      f"--num_output_shards={c.num_shards}",
-      f"--num_workers={c.num_workers}",
-      *tokenizer,
-      f"--max_predictions_per_seq={c.max_predictions_per_seq}",
-      *masking,
-      *seeded,
-      *extra,
-    )
-
-  def pretrain(output: str, init: List[str], inputs: str, what: str, *extra: str) -> None:
-    add(
-      output,
-      "run_pretraining",
-      "--do_train",
-      "--do_eval",
-      f"--input_file={path(inputs, 'pool.tfrecord')}*",
-      f"--output_dir={path(output)}",
-      *init,
-      *tokenizer,
-      f"--max_predictions_per_seq={c.max_predictions_per_seq}",
-      f"--train_batch_size={c.pretrain_batch_size}",
-      f"--learning_rate={c.pretrain_learning_rate}",
-      f"--num_train_steps={c.pretrain_steps}",
-      f"--num_warmup_steps={c.pretrain_warmup_steps}",
-      f"--save_checkpoints_steps={c.save_checkpoints_steps}",
-      *training,
-      *extra,
-    )
-    plan.models.append((output, what))
-
-  def finetune(output: str, init: List[str], what: str, *extra: str) -> None:
-    add(
-      output,
-      FINETUNE_JOBS[c.task],
-      "--do_train",
-      "--do_eval",
-      f"--train_file={c.train_file}",
-      f"--eval_file={c.eval_file}",
-      *labels,
-      f"--output_dir={path(output)}",
-      *init,
-      *tokenizer,
-      f"--train_batch_size={c.finetune_batch_size}",
-      f"--learning_rate={c.finetune_learning_rate}",
-      f"--num_train_epochs={c.finetune_epochs}",
-      *training,
-      *extra,
-    )
-    plan.models.append((output, what))
-
-  def predict(output: str, teacher: str, logits: bool) -> None:
-    add(
-      output,
-      "predict_pseudo_labels",
-      f"--model_dir={path(teacher)}",
-      f"--input_file={c.pool}",
-      f"--output_dir={path(output)}",
-      f"--dtype={c.dtype}",
-      *(["--write_logits", f"--logits_top_k={c.logits_top_k}"] if logits else []),
-    )
-    plan.pseudo_labels.append((output, teacher))
-    if logits:
-      plan.logits_dirs.append(output)
-
-  if c.baseline:
-    finetune("baseline", initial(), "fine-tuned from the initial checkpoint")
-  if c.baseline_layers:
-    finetune(
-      f"baseline_{c.baseline_layers}layers",
-      initial(c.baseline_layers),
-      f"fine-tuned from the initial checkpoint's first {c.baseline_layers} layers",
-    )
-  if not c.model_a:
-    records("data", c.pool, "--task=none")
-    pretrain("model_a", initial(), "data", "step 1: domain pre-training (MLM)", "--task_loss=none")
-  finetune("model_b", model_a, "step 2: Model-A fine-tuned")
-
-  variants = c.parsed_variants
-  step4 = [v for v in variants if not v.self_training]
-  predict("round1/pseudo", "model_b", any(v.pseudo_label_loss == "kl" for v in variants))
-  masked = ["--masked_lm_prob=0"]
-  for mlm in (True, False):
-    if any(v.mlm == mlm for v in step4):
-      records(
-        "round1/records_" + ("mlm" if mlm else "nomask"),
-        pseudo_files("round1/pseudo"),
-        f"--task={c.task}",
-        *labels,
-        *([] if mlm else masked),
-      )
-  for v in variants:
-    for r in range(1, c.rounds + 1):
-      work = f"{v.name}/round{r}"
-      pseudo, inputs = "round1/pseudo", "round1/records_" + ("mlm" if v.mlm else "nomask")
-      if r > 1:
-        pseudo, inputs = f"{work}/pseudo", f"{work}/records"
-        predict(pseudo, f"{v.name}/round{r - 1}/model_d", v.pseudo_label_loss == "kl")
-      what = f"{v.name} round {r}: {v.describe(c.task)}"
-      if v.self_training:
-        finetune(
-          f"{work}/model_d",
-          model_a,
-          what,
-          f"--pseudo_label_file={pseudo_files(pseudo)}",
-          f"--pseudo_per_class={c.pseudo_per_class}",
-          f"--pseudo_min_confidence={c.pseudo_min_confidence}",
-        )
-        continue
-      if r > 1:
-        records(
-          inputs, pseudo_files(pseudo), f"--task={c.task}", *labels, *([] if v.mlm else masked)
-        )
-      loss = (
-        []
-        if v.pseudo_label_loss == "hard"
-        else ["--pseudo_label_loss=kl", f"--kl_temperature={c.kl_temperature}"]
-      )
-      pretrain(
-        f"{work}/model_c",
-        model_a if v.from_a else initial(),
-        inputs,
-        f"step 4, {what}",
-        f"--task_loss={c.task}",
-        *labels,
-        *loss,
-        *([] if v.mlm else ["--masked_lm_loss_weight=0"]),
-      )
-      finetune(
-        f"{work}/model_d",
-        model(f"{work}/model_c"),
-        f"step 5, {v.name} round {r}: Model-C fine-tuned",
-      )
-  if c.export:
-    final = f"{c.export_variant}/round{c.rounds}/model_d"
-    add(
-      "export", "export_saved_model", f"--model_dir={path(final)}", f"--export_dir={path('export')}"
-    )
-    plan.jobs.append(
-      Job(
-        "export_check",
-        (
-          sys.executable,
-          "-c",
-          SERVE_CHECK,
-          path("export"),
-          pool_files[0],
-          path(pipeline_report.EXPORT_CHECK_FILE),
-        ),
-      )
-    )
-    plan.export = ("export", final)
-  return plan
-
-
-def _marker(logs: str, name: str) -> str:
-  return os.path.join(logs, name + ".done")
+def read_marker(logs: str, name: str, suffix: str = DONE) -> Optional[Dict]:
+  """A finished job's record ({"seconds", "command", ...}), None when it has
+  not finished; a marker of an older bert_pl holds only the seconds. With
+  suffix STARTED: the record of a job started and not finished."""
+  marker = _marker(logs, name, suffix)
+  if not os.path.exists(marker):
+    return None
+  with open(marker, encoding="utf-8") as f:
+    text = f.read()
+  return json.loads(text) if text.startswith("{") else {"seconds": float(text)}
 
 
 def done_seconds(logs: str, name: str) -> Optional[float]:
   """The wall time a finished job took, None when it has not finished."""
-  marker = _marker(logs, name)
-  if not os.path.exists(marker):
-    return None
-  with open(marker, encoding="utf-8") as f:
-    return float(f.read())
+  marker = read_marker(logs, name)
+  return None if marker is None else marker["seconds"]
 
 
 def _last_error(log_file: str) -> str:
@@ -536,10 +378,24 @@ def _last_error(log_file: str) -> str:
   return (errors or lines or ["(empty log)"])[-1]
 
 
-def run_job(name: str, command: Sequence[str], logs: str) -> bool:
+def write_marker(
+  logs: str, name: str, seconds: Optional[float], command: Sequence[str], record: Optional[Dict]
+) -> None:
+  """LOGS/<name>.done: the job's wall time, its command (without the
+  interpreter, which is no setting) and `record` (its identity); seconds
+  None: LOGS/<name>.started, the same for a job starting (so that a re-run
+  with other settings does not resume it on the outputs it left)."""
+  done = {"seconds": seconds and round(seconds, 1), "command": list(command[1:]), **(record or {})}
+  os.makedirs(logs, exist_ok=True)
+  path = _marker(logs, name, STARTED if seconds is None else DONE)
+  atomic_files.write_file(path, json.dumps(done, indent=1) + "\n")
+
+
+def run_job(name: str, command: Sequence[str], logs: str, record: Optional[Dict] = None) -> bool:
   """Runs one job unless its done-marker exists; returns whether it ran.
   Its output goes to LOGS/<name>.log; LOGS/<name>.done then holds its wall
-  time in seconds (reports add these up, across resumed runs too). Its
+  time in seconds (reports add these up, across resumed runs too), its
+  command and `record` (`write_marker`). Its
   lines name the work directory (LOGS' parent): runs side by side, as the
   experiments' seeds are, print into one stream."""
   where = os.path.dirname(logs.rstrip("/")) or "."
@@ -566,10 +422,7 @@ def run_job(name: str, command: Sequence[str], logs: str) -> bool:
       f"{name} failed (exit {result.returncode}): {_last_error(log_file)} (log: {log_file})"
     )
   seconds = time.time() - start
-  marker = _marker(logs, name)
-  with open(marker + ".tmp", "w", encoding="utf-8") as f:
-    f.write(f"{seconds:.1f}\n")
-  os.replace(marker + ".tmp", marker)
+  write_marker(logs, name, seconds, command, record)
   print(f"    {name}: {seconds:.0f} s  [{where}]", flush=True)
   return True
 
@@ -589,27 +442,33 @@ def prune_checkpoints(plan: Plan, work_dir: str, logs: str) -> None:
     directory = os.path.join(work_dir, output)
     if output in KEPT_MODELS or done_seconds(logs, job_name(output)) is None:
       continue
-    readers = [
-      job.name for job in plan.jobs if any(arg.endswith("=" + directory) for arg in job.command)
-    ]
+    readers = [job.name for job in plan.jobs if directory in job.inputs]
     if all(done_seconds(logs, reader) is not None for reader in readers):
       freed = training.remove_checkpoints(directory)
       if freed:
         print(f"    {output}: checkpoints removed ({freed / 1e6:.0f} MB)", flush=True)
 
 
-def _inputs(config: PipelineConfig) -> Tuple[str, List[str], Optional[List[str]]]:
-  """Checks the input files before any job runs: the vocabulary, the pool
-  files (and their held-back labels, file by file), the labeled files."""
-  for name in ("train_file", "eval_file", "label_file"):
-    input_files.expand_input_files(getattr(config, name))
-  source = checkpoints.resolve_init_checkpoint(config.init_checkpoint)
-  vocab_file = config.vocab_file or source.vocab_file
-  if not vocab_file:
-    raise errors.InputError(
-      f"{config.init_checkpoint}: no vocab.txt beside the initial checkpoint; give --vocab_file"
-    )
-  input_files.expand_input_files(vocab_file)
+class Inputs(NamedTuple):
+  """The user's files, checked and expanded before any job runs."""
+
+  vocab_file: str
+  pool_files: List[str]
+  pool_labels: Optional[List[str]]
+  files: Dict[str, List[str]]  # a path as the plan's jobs name it -> its files
+
+
+def _checkpoint_files(path: str) -> List[str]:
+  """The files of a checkpoint (TF1 or model-directory prefix, or safetensors)."""
+  source = checkpoints.resolve_init_checkpoint(path)
+  files = [source.path]
+  if source.kind != "safetensors":
+    files = sorted(glob.glob(glob.escape(source.path) + ".*"))
+  return files + ([source.config_file] if source.config_file else [])
+
+
+def _pool_files(config: PipelineConfig) -> Tuple[List[str], Optional[List[str]]]:
+  """The pool's files, and their held-back labels file by file (--pool_labels)."""
   pool_files = input_files.expand_input_files(config.pool)
   names = [os.path.basename(f) for f in pool_files]
   for name in names:
@@ -625,46 +484,200 @@ def _inputs(config: PipelineConfig) -> Tuple[str, List[str], Optional[List[str]]
         f"--pool_labels: {len(pool_labels)} files for {len(pool_files)} "
         "--pool files (one labeled file per pool file, in the same order)"
       )
-  return vocab_file, pool_files, pool_labels
+  return pool_files, pool_labels
 
 
-def run(config: PipelineConfig) -> Dict:
-  """Runs the jobs not done yet, writes WORK/report.{json,md,png} and
-  returns the report. Raises JobError when a job fails."""
-  vocab_file, pool_files, pool_labels = _inputs(config)
-  plan = make_plan(config, vocab_file, pool_files)
-  logs = os.path.join(config.work_dir, "logs")
-  for directory in plan.logits_dirs:  # done before a kl variant was asked for?
-    if done_seconds(logs, job_name(directory)) is None:
+def resolve_inputs(config: PipelineConfig) -> Inputs:
+  """Checks the input files before any job runs: the labeled files, the
+  checkpoints, the vocabulary, the pool (and its held-back labels)."""
+  files = {}
+  for name in ("train_file", "eval_file", "label_file", "bert_config_file"):
+    if getattr(config, name):
+      files[getattr(config, name)] = input_files.expand_input_files(getattr(config, name))
+  for path in filter(None, (config.init_checkpoint, config.model_a)):
+    files[path] = _checkpoint_files(path)
+  source = checkpoints.resolve_init_checkpoint(config.init_checkpoint)
+  vocab_file = config.vocab_file or source.vocab_file
+  if not vocab_file:
+    raise errors.InputError(
+      f"{config.init_checkpoint}: no vocab.txt beside the initial checkpoint; give --vocab_file"
+    )
+  files[vocab_file] = input_files.expand_input_files(vocab_file)
+  pool_files, pool_labels = _pool_files(config)
+  files[config.pool] = pool_files
+  return Inputs(vocab_file, pool_files, pool_labels, files)
+
+
+class Digests:
+  """sha256 of the user's files, cached in LOGS/input_digests.json by path,
+  size and mtime, so that a re-run does not read a large pool again."""
+
+  def __init__(self, logs: str):
+    self.path = os.path.join(logs, "input_digests.json")
+    self.cache = {}
+    if os.path.exists(self.path):
+      with open(self.path, encoding="utf-8") as f:
+        self.cache = json.load(f)
+    self.changed = False
+
+  def __call__(self, path: str) -> str:
+    stat = os.stat(path)
+    key = [stat.st_size, stat.st_mtime_ns]
+    cached = self.cache.get(path)
+    if cached and cached[:2] == key:
+      return cached[2]
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+      for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
+    self.cache[path] = key + [digest.hexdigest()]
+    self.changed = True
+    return digest.hexdigest()
+
+  def save(self) -> None:
+    if self.changed:
+      os.makedirs(os.path.dirname(self.path), exist_ok=True)
+      atomic_files.write_file(self.path, json.dumps(self.cache, indent=1) + "\n")
+
+
+def identities(plan: Plan, files: Dict[str, List[str]], digest) -> Dict[str, Dict]:
+  """Each job's record: the identity of what it computes (a hash of its
+  command, the identities of the jobs it needs and the digests of the
+  user's files it reads) and those digests."""
+  found = {}
+  for job in plan.jobs:
+    digests = {f: digest(f) for path in job.inputs if path in files for f in files[path]}
+    what = [
+      job.command[1:],
+      [found[need]["identity"] for need in job.needs],
+      sorted(digests.items()),
+    ]
+    identity = hashlib.sha256(json.dumps(what).encode("utf-8")).hexdigest()
+    found[job.name] = {"identity": identity, "inputs": digests}
+  return found
+
+
+def _by_flag(command: Sequence[str]) -> Dict[str, str]:
+  return {arg.split("=")[0]: arg for arg in command}
+
+
+def _difference(marker: Dict, job: Job, record: Dict) -> str:
+  """What differs between a finished job's marker and the job now: the
+  first flag, else the first of the user's files."""
+  old, new = _by_flag(marker["command"]), _by_flag(job.command[1:])
+  for key, arg in new.items():
+    if old.get(key) != arg:
+      return f"ran with {old[key]}, now {arg}" if key in old else f"ran without {key}, now {arg}"
+  for key, arg in old.items():
+    if key not in new:
+      return f"ran with {arg}, now without it"
+  for path, digest in record["inputs"].items():
+    if marker["inputs"].get(path) != digest:
+      return f"{path} changed since it ran"
+  return "a job whose output it read changed"
+
+
+def check_work_dir(plan: Plan, logs: str, records: Dict[str, Dict], redo: Set[str]) -> None:
+  """Refuses a work directory whose finished or started jobs (other than
+  those to redo) ran another command or on other inputs than the plan's, or
+  where a job finished while one it reads has not (never: --redo removes
+  markers downstream first)."""
+  finished = set()
+  for job in plan.jobs:
+    done = read_marker(logs, job.name)
+    marker = done or read_marker(logs, job.name, STARTED)
+    if marker is None or job.name in redo:
       continue
-    for pool_file in pool_files:
-      side = os.path.join(
-        config.work_dir, directory, os.path.basename(pool_file) + input_files.LOGITS_SUFFIX
+    where = _marker(logs, job.name, DONE if done else STARTED)
+    advice = f"(use --redo={job.name} or a new --work_dir)"
+    if "identity" not in marker:
+      raise errors.InputError(
+        f"{where}: written by an older bert_pl, without its settings {advice}"
       )
-      if not os.path.exists(side):
+    if marker["identity"] != records[job.name]["identity"]:
+      raise errors.InputError(f"{where}: {_difference(marker, job, records[job.name])} {advice}")
+    if not done:
+      continue
+    unfinished = [need for need in job.needs if need not in finished]
+    if unfinished:
+      raise errors.InputError(f"{where}: {unfinished[0]}, which it reads, is not done {advice}")
+    finished.add(job.name)
+
+
+def downstream(plan: Plan, names: Sequence[str]) -> Set[str]:
+  """--redo: the named jobs and every job that reads their outputs, directly or not."""
+  known = [job.name for job in plan.jobs]
+  for name in names:
+    if name not in known:
+      raise errors.InputError(f"--redo={name}: no such job in the plan ({', '.join(known)})")
+  chosen = set(names)
+  for job in plan.jobs:  # in order: a job's needs come before it
+    if chosen & set(job.needs):
+      chosen.add(job.name)
+  return chosen
+
+
+def set_aside(plan: Plan, logs: str, redo: Set[str]) -> None:
+  """Removes the markers, logs and outputs of the jobs to redo, downstream
+  jobs first, so that a run cut short here leaves no finished job reading an
+  unfinished one (and the same --redo again finishes the removal)."""
+  trash = os.path.join(logs, "redo.trash")
+  for job in reversed(plan.jobs):
+    if job.name not in redo:
+      continue
+    for marker in (_marker(logs, job.name), _marker(logs, job.name, STARTED)):
+      if os.path.exists(marker):
+        os.remove(marker)
+    for path in (*job.outputs, os.path.join(logs, job.name + ".log")):
+      if os.path.lexists(path):
+        os.makedirs(trash, exist_ok=True)
+        os.rename(path, os.path.join(trash, f"{job.name}.{len(os.listdir(trash))}"))
+  shutil.rmtree(trash, ignore_errors=True)
+
+
+def select(plan: Plan, only: Optional[str], logs: str, redo: Set[str]) -> List[Job]:
+  """The jobs to run: all, or --only's step's, whose jobs from other steps
+  must be done (and not about to be redone)."""
+  if only is None:
+    return list(plan.jobs)
+  chosen = [job for job in plan.jobs if job.step == only]
+  if not chosen:
+    raise errors.InputError(f"--only={only}: the plan has no job of this step")
+  step = {job.name: job.step for job in plan.jobs}
+  names = {job.name for job in chosen}
+  for job in chosen:
+    for need in job.needs:
+      if need not in names and (need in redo or done_seconds(logs, need) is None):
         raise errors.InputError(
-          f"{side}: not found: step 3 ran without --write_logits (no kl "
-          "variant then); a kl variant needs them: use a new --work_dir"
+          f"--only={only}: {job.name} needs {need}, which is not done (--only={step[need]})"
         )
-  done = sum(done_seconds(logs, job.name) is not None for job in plan.jobs)
-  print(
-    f"pipeline ({config.task}): {len(plan.jobs)} jobs, {done} done earlier, in {config.work_dir}",
-    flush=True,
-  )
+  return chosen
+
+
+def _prepare(config: PipelineConfig, plan: Plan, inputs: Inputs, logs: str) -> Tuple[List, Dict]:
+  """Everything checked before the first job: the work directory's finished
+  jobs against the plan, --redo and --only; then the jobs to redo set aside."""
+  digests = Digests(logs)
+  records = identities(plan, inputs.files, digests)
+  redo = downstream(plan, config.redo)
+  check_work_dir(plan, logs, records, redo)
+  jobs = select(plan, config.only, logs, redo)
   if not config.report_only:
-    for job in plan.jobs:
-      run_job(job.name, job.command, logs)
-      if not config.keep_checkpoints:
-        prune_checkpoints(plan, config.work_dir, logs)
-  # Only finished jobs' outputs are read (all of them, unless --report_only).
+    set_aside(plan, logs, redo)
+    digests.save()
+  return jobs, records
+
+
+def _report(config: PipelineConfig, plan: Plan, inputs: Inputs, logs: str) -> Dict:
+  """WORK/report.{json,md,png} of the finished jobs' outputs."""
   finished = lambda output: done_seconds(logs, job_name(output)) is not None  # noqa: E731
   report = pipeline_report.collect(
     config.work_dir,
     config.task,
     [m for m in plan.models if finished(m[0])],
     [p for p in plan.pseudo_labels if finished(p[0])],
-    pool_files,
-    pool_labels,
+    inputs.pool_files,
+    inputs.pool_labels,
     {job.name: done_seconds(logs, job.name) for job in plan.jobs},
     plan.export if plan.export and finished("export_check") else None,
   )
@@ -680,6 +693,36 @@ def run(config: PipelineConfig) -> Dict:
       print(f"  {example['text']!r} -> {example['prediction']}")
   print(f"report: {os.path.join(config.work_dir, 'report.md')}")
   return report
+
+
+def run(config: PipelineConfig) -> Optional[Dict]:
+  """Runs the jobs not done yet, writes WORK/report.{json,md,png} and
+  returns the report (--dry_run: prints the commands, runs nothing and
+  returns None). Raises JobError when a job fails."""
+  inputs = resolve_inputs(config)
+  plan = make_plan(config, inputs.vocab_file, inputs.pool_files)
+  if config.dry_run:
+    for job in plan.jobs:
+      if config.only in (None, job.step):
+        print(f"{job.name}: {shlex.join(job.command)}", flush=True)
+    return None
+  logs = os.path.join(config.work_dir, "logs")
+  jobs, records = _prepare(config, plan, inputs, logs)
+  done = sum(done_seconds(logs, job.name) is not None for job in jobs)
+  print(
+    f"pipeline ({config.task}): {len(jobs)} jobs, {done} done earlier, in {config.work_dir}",
+    flush=True,
+  )
+  if not config.report_only:
+    for job in jobs:
+      if done_seconds(logs, job.name) is None:
+        write_marker(logs, job.name, None, job.command, records[job.name])
+      if run_job(job.name, job.command, logs, records[job.name]):
+        os.remove(_marker(logs, job.name, STARTED))
+      if not config.keep_checkpoints:
+        prune_checkpoints(plan, config.work_dir, logs)
+  # Only finished jobs' outputs are read (all of them, unless --report_only).
+  return _report(config, plan, inputs, logs)
 
 
 def define_flags() -> None:
@@ -706,7 +749,7 @@ def define_flags() -> None:
     "steps 1 and 4 and the baseline; default all.",
   )
   cli.define_tokenizer_flags()
-  flags.DEFINE_integer("max_seq_length", None, "Default: 64 (classification) / 128 (NER).")
+  flags.DEFINE_integer("max_seq_length", None, default_help("max_seq_length"))
   flags.DEFINE_integer(
     "max_predictions_per_seq", None, "Default: 15% of --max_seq_length, rounded up."
   )
@@ -717,32 +760,44 @@ def define_flags() -> None:
   flags.DEFINE_integer(
     "ngram_mask_max", d["ngram_mask_max"], "Steps 1, 4: mask spans of up to N whole words."
   )
-  flags.DEFINE_integer("pretrain_steps", d["pretrain_steps"], "Training steps of steps 1, 4.")
   flags.DEFINE_integer(
-    "pretrain_warmup_steps", None, "Default: 10000 (classification) / 5000 (NER)."
-  )
-  flags.DEFINE_float("pretrain_learning_rate", None, "Default: 5e-5 (classification) / 1e-5 (NER).")
-  flags.DEFINE_integer(
-    "pretrain_batch_size", d["pretrain_batch_size"], "GLOBAL batch of steps 1 and 4."
-  )
-  flags.DEFINE_integer(
-    "save_checkpoints_steps", d["save_checkpoints_steps"], "Checkpoint interval of steps 1 and 4."
+    "pretrain_steps", None, "Training steps of steps 1, 4 (instead of --pretrain_epochs)."
   )
   flags.DEFINE_float(
-    "finetune_learning_rate", d["finetune_learning_rate"], "Learning rate of steps 2 and 5."
+    "pretrain_epochs",
+    None,
+    "Passes over the pool of steps 1, 4. " + default_help("pretrain_epochs"),
   )
-  flags.DEFINE_float("finetune_epochs", None, "Default: 7 (classification) / 3 (NER).")
   flags.DEFINE_integer(
-    "finetune_batch_size", d["finetune_batch_size"], "GLOBAL batch of steps 2 and 5."
+    "pretrain_warmup_steps", None, "Warm-up steps of steps 1, 4 (instead of the proportion)."
   )
-  flags.DEFINE_integer("random_seed", d["random_seed"], "Seed of every job.")
+  flags.DEFINE_float(
+    "pretrain_warmup_proportion",
+    None,
+    "Warm-up share of steps 1, 4. " + default_help("pretrain_warmup_proportion"),
+  )
+  for name, what in (
+    ("pretrain_learning_rate", "Learning rate of steps 1 and 4."),
+    ("finetune_learning_rate", "Learning rate of steps 2 and 5."),
+    ("finetune_epochs", "Epochs of steps 2 and 5."),
+  ):
+    flags.DEFINE_float(name, None, f"{what} {default_help(name)}")
+  for name, what in (
+    ("pretrain_batch_size", "GLOBAL batch of steps 1 and 4."),
+    ("save_checkpoints_steps", "Checkpoint interval of steps 1 and 4."),
+    ("finetune_batch_size", "GLOBAL batch of steps 2 and 5."),
+    ("random_seed", "Seed of every job."),
+  ):
+    flags.DEFINE_integer(name, None, f"{what} {default_help(name)}")
   flags.DEFINE_integer("num_shards", d["num_shards"], "TFRecord shards of the pool's records.")
   flags.DEFINE_integer("num_workers", d["num_workers"], "Processes of create_pretraining_data.")
   flags.DEFINE_integer(
     "bucket_width", d["bucket_width"], "Length bucketing of training batches (0: off)."
   )
   cli.define_dtype_flag()
-  flags.DEFINE_bool("baseline", d["baseline"], "Also fine-tune the initial checkpoint directly.")
+  flags.DEFINE_bool(
+    "baseline", None, "Also fine-tune the initial checkpoint directly. " + default_help("baseline")
+  )
   flags.DEFINE_integer(
     "baseline_layers", None, "And a second baseline from its first N layers (e.g. 6)."
   )
@@ -759,7 +814,9 @@ def define_flags() -> None:
     "data_prep/split_dataset.py writes them (a label per line, or CoNLL): "
     "scores each round's pseudo-labels (accuracy or entity F1).",
   )
-  flags.DEFINE_list("variants", list(d["variants"]), f"Comma list of: {', '.join(VARIANTS)}.")
+  flags.DEFINE_list(
+    "variants", None, f"Comma list of: {', '.join(VARIANTS)}. {default_help('variants')}"
+  )
   flags.DEFINE_integer(
     "pseudo_per_class",
     d["pseudo_per_class"],
@@ -797,6 +854,18 @@ def define_flags() -> None:
     "(Model-A's and Model-B's stay); its results and settings stay (experiments: ~200 MB "
     "per 3-layer hidden-384 model). A later run with more variants then needs "
     "a new --work_dir.",
+  )
+  flags.DEFINE_bool(
+    "dry_run", d["dry_run"], "Print every job's command (NAME: COMMAND) and run nothing."
+  )
+  flags.DEFINE_enum(
+    "only", None, list(STEPS), "Run only this step's jobs (those it needs must be done)."
+  )
+  flags.DEFINE_list(
+    "redo",
+    list(d["redo"]),
+    "Run these jobs again, and every job downstream of them, e.g. after "
+    "changing their flags (their outputs are removed first).",
   )
   flags.mark_flags_as_required(
     ["task", "work_dir", "pool", "train_file", "eval_file", "label_file", "init_checkpoint"]

@@ -35,7 +35,7 @@ import random
 import time
 from typing import Dict, List, Optional, Sequence
 
-from bert_pl import atomic_files, errors, pipeline, pipeline_report, training
+from bert_pl import atomic_files, errors, pipeline, pipeline_report, plan, training
 from data_prep import common, conll_iob1_to_iob2
 
 SPLIT_SEED = 12345
@@ -47,7 +47,7 @@ SPLIT_SEED = 12345
 VARIANTS = (
   "kl_nomask",
   "hard_mlm",
-  pipeline.SELF_TRAINING,
+  plan.SELF_TRAINING,
   "hard_nomask",
   "kl_mlm",
   "kl_nomask_from_a",
@@ -114,7 +114,7 @@ MODES = {
     # CI's budget: the later version's best and classic self-training (whose
     # pseudo_per_class is this module's); every variant's plumbing is the
     # driver's, tested in tests/test_pipeline.py.
-    variants=("kl_nomask", pipeline.SELF_TRAINING),
+    variants=("kl_nomask", plan.SELF_TRAINING),
   ),
 }
 
@@ -275,8 +275,8 @@ def tune(name: str, size: int, mode: Dict, data: str, work: str, minilm: str) ->
         continue
       pipeline.run_job(
         name_of_job,
-        pipeline.job_command(
-          pipeline.FINETUNE_JOBS[spec["task"]],
+        plan.job_command(
+          plan.FINETUNE_JOBS[spec["task"]],
           "--do_train",
           "--do_eval",
           f"--train_file={os.path.join(directory, 'tune_train' + _suffix(name))}",

@@ -43,7 +43,7 @@ import time
 
 from absl import flags
 
-from bert_pl import atomic_files, cli, errors, modeling, pipeline, tokenization
+from bert_pl import atomic_files, cli, errors, modeling, pipeline, plan, tokenization
 from data_prep import cluener_to_conll, common, csv_to_tsv, split_dataset
 from experiments import real_report, real_weights, report
 
@@ -298,7 +298,7 @@ def run_seed(task, seed, mode, data, files, out):
   init = os.path.join(work, "init")
   pipeline.run_job(
     "init",
-    pipeline.job_command(
+    plan.job_command(
       "run_pretraining",
       f"--bert_config_file={config}",
       f"--vocab_file={vocab}",

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Export a fine-tuned model directory (default Model-D) as a SavedModel with raw-text signatures.
-# Extra arguments go to export_saved_model.
-source "$(dirname "$0")/common.sh"
-: "${EXPORT_MODEL:=$MODEL_D}" "${EXPORT_DIR:=$WORK_DIR/$TASK/export}"
-"$PY" -m bert_pl.export_saved_model --model_dir="$EXPORT_MODEL" --export_dir="$EXPORT_DIR" "$@"
+# Export: --export_variant's final Model-D as a SavedModel -> WORK/export, queried in a fresh process.
+# The driver's jobs of this step (bert_pl/plan.py defines which): give the driver's flags, the same
+# for every step (e.g. --task, --work_dir, --pool, ...); the steps it needs must be done.
+exec "$(dirname "$0")/../.venv/bin/python" -m bert_pl.pipeline --only=export "$@"

@@ -1,8 +1,5 @@
 #!/usr/bin/env bash
-# Step 1: domain pre-training with masked LM only -> Model-A ($MODEL_A).
-# Needs POOL (unlabeled text files, globs ok), VOCAB, INIT_CHECKPOINT; see common.sh.
-# Extra arguments are run_pretraining flags, e.g. --num_train_steps=1000.
-source "$(dirname "$0")/common.sh"
-: "${POOL:?set POOL to the unlabeled text files}"
-pretraining_data "$POOL" "$WORK_DIR/$TASK/step1/pretrain.tfrecord" --task=none ${DATA_FLAGS:-}
-pretrain "$MODEL_A" "$INIT_CHECKPOINT" "$WORK_DIR/$TASK/step1/pretrain.tfrecord" --task_loss=none "$@"
+# Step 1: the pool's MLM records and domain pre-training -> WORK/model_a.
+# The driver's jobs of this step (bert_pl/plan.py defines which): give the driver's flags, the same
+# for every step (e.g. --task, --work_dir, --pool, ...); the steps it needs must be done.
+exec "$(dirname "$0")/../.venv/bin/python" -m bert_pl.pipeline --only=step1 "$@"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Step 2: fine-tune Model-A on the labeled set -> Model-B ($MODEL_B).
-# Needs TRAIN_FILE, TEST_FILE, LABEL_FILE, VOCAB; extra arguments go to run_classifier/run_ner.
-source "$(dirname "$0")/common.sh"
-finetune "$MODEL_B" "$MODEL_A" "$@"
+# Step 2: Model-A fine-tuned on the labeled set -> WORK/model_b (and the baselines).
+# The driver's jobs of this step (bert_pl/plan.py defines which): give the driver's flags, the same
+# for every step (e.g. --task, --work_dir, --pool, ...); the steps it needs must be done.
+exec "$(dirname "$0")/../.venv/bin/python" -m bert_pl.pipeline --only=step2 "$@"

@@ -6,6 +6,8 @@ import collections
 import dataclasses
 import json
 import math
+import os
+import pathlib
 import subprocess
 import sys
 
@@ -15,6 +17,7 @@ import tensorflow as tf
 from test_training import _tiny_config
 
 from bert_pl import input_files, masking, pipeline
+from bert_pl import plan as method
 from bert_pl.create_pretraining_data import CreatePretrainingDataConfig
 from bert_pl.predict_pseudo_labels import PredictPseudoLabelsConfig
 
@@ -28,6 +31,20 @@ BASE = dict(
   eval_file="/d/test.tsv",
   label_file="/d/labels.txt",
   init_checkpoint="/ckpt",
+)
+
+# Tiny training of the runs below (floats as the flags parse them: the
+# commands of a run through the flags then equal a run's through the config).
+TINY = dict(
+  max_seq_length=32,
+  pretrain_steps=3,
+  pretrain_warmup_steps=1,
+  pretrain_learning_rate=5e-3,
+  pretrain_batch_size=16,
+  finetune_learning_rate=5e-3,
+  finetune_epochs=1.0,
+  finetune_batch_size=32,
+  num_shards=1,
 )
 
 
@@ -54,9 +71,12 @@ def test_max_predictions_is_15_percent_rounded_up():
     ner.max_seq_length,
     ner.max_predictions_per_seq,
     ner.pretrain_learning_rate,
+    ner.pretrain_epochs,
+    ner.pretrain_steps,
+    ner.pretrain_warmup_proportion,
     ner.pretrain_warmup_steps,
     ner.finetune_epochs,
-  ) == (128, 20, 1e-5, 5000, 3.0)
+  ) == (128, 20, 1e-5, 1.0, None, 0.05, None, 3.0)
 
 
 def test_plan_of_every_kind_of_variant_and_rounds():
@@ -171,7 +191,7 @@ def test_plan_of_every_kind_of_variant_and_rounds():
     "export"
   ]
   assert plan.export == ("export", "kl_nomask_from_a/round2/model_d")
-  assert plan.logits_dirs == ["round1/pseudo", "kl_nomask_from_a/round2/pseudo"]
+  assert plan.logits_dirs == ("round1/pseudo", "kl_nomask_from_a/round2/pseudo")
   assert [d for d, _ in plan.models if d.endswith("model_d")] == [
     "hard_mlm/round1/model_d",
     "hard_mlm/round2/model_d",
@@ -230,7 +250,7 @@ def test_data_jobs_are_given_flags_of_their_configs():
   """The driver writes the data jobs' commands by hand, as a user would: each
   flag must be a field of the job's config (`job_config`: fields = flags)."""
   jobs, _ = _commands(
-    variants=list(pipeline.VARIANTS), rounds=2, pseudo_per_class=5, logits_top_k=3, baseline=True
+    variants=list(method.VARIANTS), rounds=2, pseudo_per_class=5, logits_top_k=3, baseline=True
   )
   configs = {
     "bert_pl.create_pretraining_data": CreatePretrainingDataConfig,
@@ -244,8 +264,8 @@ def test_data_jobs_are_given_flags_of_their_configs():
       assert given <= fields, (name, given - fields)
       checked[command[2]] += 1
   assert checked == {
-    "bert_pl.create_pretraining_data": 3 + len(pipeline.STEP4_VARIANTS),
-    "bert_pl.predict_pseudo_labels": 1 + len(pipeline.VARIANTS),
+    "bert_pl.create_pretraining_data": 3 + len(method.STEP4_VARIANTS),
+    "bert_pl.predict_pseudo_labels": 1 + len(method.VARIANTS),
   }
 
 
@@ -282,7 +302,10 @@ def test_whole_word_masking_reaches_steps_1_and_4_only():
 
 def test_given_model_a_skips_step_1_and_serves_every_use_of_model_a():
   jobs, plan = _commands(
-    variants=["kl_nomask_from_a", "self_training"], pseudo_per_class=5, model_a="/shared/model_a"
+    variants=["kl_nomask_from_a", "self_training"],
+    pseudo_per_class=5,
+    model_a="/shared/model_a",
+    baseline=False,
   )
   assert list(jobs) == [
     "model_b",
@@ -311,11 +334,17 @@ def test_given_model_a_skips_step_1_and_serves_every_use_of_model_a():
       dict(pseudo_per_class=5),
       "--pseudo_per_class and --pseudo_min_confidence are for the self_training variant",
     ),
-    (dict(logits_top_k=5), "--logits_top_k and --kl_temperature are for the kl_* variants"),
+    (
+      dict(variants=["hard_mlm"], logits_top_k=5),
+      "--logits_top_k and --kl_temperature are for the kl_* variants",
+    ),
     (dict(variants=["kl_mlm"], kl_temperature=0.0), "--kl_temperature=0.0: must be > 0"),
     (dict(task="ner", variants=["kl_mlm"], logits_top_k=3), "--logits_top_k is for classification"),
-    (dict(export_variant="kl_mlm"), "--export_variant=kl_mlm is not one of --variants=hard_mlm"),
-    (dict(baseline_layers=6), "--baseline_layers needs --baseline"),
+    (
+      dict(export_variant="kl_mlm"),
+      "--export_variant=kl_mlm is not one of --variants=kl_nomask,hard_mlm",
+    ),
+    (dict(baseline=False, baseline_layers=6), "--baseline_layers needs --baseline"),
     (dict(rounds=0), "--rounds=0: must be >= 1"),
     (dict(task="pos"), "--task=pos: choose from classification, ner"),
   ],
@@ -326,7 +355,8 @@ def test_bad_settings_are_refused(values, message):
   assert str(error.value).startswith(message), str(error.value)
 
 
-def test_bad_flags_one_error_line_exit_2(corpus, tmp_path):
+def test_bad_flags_one_error_line_exit_2(corpus, init_checkpoint, tmp_path):
+  (tmp_path / "file").write_text("a file\n")
   common = [
     f"--work_dir={tmp_path / 'work'}",
     f"--pool={corpus}/unlabeled.txt",
@@ -338,12 +368,17 @@ def test_bad_flags_one_error_line_exit_2(corpus, tmp_path):
   for flags, message in (
     (["--task=ner", "--variants=hard_mlm,kl_fancy"], "--variants: unknown variant 'kl_fancy'"),
     (["--task=classification"], f"{tmp_path}: no checkpoint found in this directory"),
+    (  # before: a traceback from the first job's log directory
+      ["--task=ner", f"--init_checkpoint={init_checkpoint}", f"--work_dir={tmp_path / 'file'}"],
+      f"--work_dir={tmp_path / 'file'}: not a directory",
+    ),
   ):
     result = run_job("pipeline", *common, *flags, check=False)
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not (tmp_path / "work").exists()
+    assert (tmp_path / "file").read_text() == "a file\n"
 
 
 @pytest.fixture(scope="module")
@@ -407,59 +442,98 @@ def test_failed_job_stops_the_run_with_its_error(corpus, init_checkpoint, tmp_pa
   assert not list((tmp_path / "work" / "logs").glob("*.done"))
 
 
-def test_kl_variant_refuses_pseudo_labels_written_without_logits(corpus, init_checkpoint, tmp_path):
-  """A work directory whose step 3 ran for hard variants only, re-run with kl."""
-  logs = tmp_path / "logs"
-  logs.mkdir()
-  (logs / "round1.pseudo.done").write_text("12.0\n")
-  (tmp_path / "round1" / "pseudo").mkdir(parents=True)
-  config = pipeline.PipelineConfig(
+def _real_config(corpus, init_checkpoint, work_dir, **values):
+  """A config over the corpus' real files (the plan's inputs exist)."""
+  return pipeline.PipelineConfig(
     **{
       **BASE,
-      "work_dir": str(tmp_path),
+      "work_dir": str(work_dir),
       "pool": f"{corpus}/unlabeled.txt",
       "train_file": f"{corpus}/train.tsv",
       "eval_file": f"{corpus}/test.tsv",
       "label_file": f"{corpus}/labels.txt",
       "init_checkpoint": str(init_checkpoint),
-      "variants": ("hard_mlm", "kl_nomask"),
+      **values,
     }
   )
-  with pytest.raises(
-    ValueError,
-    match=(
-      f"{tmp_path}/round1/pseudo/unlabeled.txt.logits: not found: step 3 ran without --write_logits"
-    ),
-  ):
+
+
+def _mark_done(config, seconds, *names):
+  """Markers of these jobs of the config's plan, as if they had run (seconds
+  None: as if they had started)."""
+  inputs = pipeline.resolve_inputs(config)
+  made = pipeline.make_plan(config, inputs.vocab_file, inputs.pool_files)
+  logs = os.path.join(config.work_dir, "logs")
+  records = pipeline.identities(made, inputs.files, pipeline.Digests(logs))
+  for job in made.jobs:
+    if job.name in names:
+      pipeline.write_marker(logs, job.name, seconds, job.command, records[job.name])
+
+
+def test_kl_variant_refuses_pseudo_labels_written_without_logits(corpus, init_checkpoint, tmp_path):
+  """A work directory whose step 3 ran for hard variants only, re-run with kl."""
+  hard = _real_config(corpus, init_checkpoint, tmp_path, variants=("hard_mlm",))
+  _mark_done(hard, 12.0, "round1.pseudo")
+  with pytest.raises(ValueError) as error:
+    pipeline.run(dataclasses.replace(hard, variants=("hard_mlm", "kl_nomask")))
+  assert str(error.value) == (
+    f"{tmp_path}/logs/round1.pseudo.done: ran without --write_logits, now --write_logits "
+    "(use --redo=round1.pseudo or a new --work_dir)"
+  )
+
+
+def test_a_job_started_with_other_settings_is_not_resumed(corpus, init_checkpoint, tmp_path):
+  """A run cut short in step 3, re-run with a kl variant: step 3 would resume
+  on the pseudo-labels it left without logits."""
+  hard = _real_config(corpus, init_checkpoint, tmp_path, variants=("hard_mlm",))
+  _mark_done(hard, None, "round1.pseudo")
+  with pytest.raises(ValueError) as error:
+    pipeline.run(dataclasses.replace(hard, variants=("hard_mlm", "kl_nomask")))
+  assert str(error.value) == (
+    f"{tmp_path}/logs/round1.pseudo.started: ran without --write_logits, now --write_logits "
+    "(use --redo=round1.pseudo or a new --work_dir)"
+  )
+
+
+def test_a_changed_input_file_is_named(corpus, init_checkpoint, tmp_path):
+  train = tmp_path / "train.tsv"
+  train.write_text((corpus / "train.tsv").read_text(encoding="utf-8"), encoding="utf-8")
+  config = _real_config(corpus, init_checkpoint, tmp_path / "work", train_file=str(train))
+  _mark_done(config, 1.0, "baseline")
+  with open(train, "a", encoding="utf-8") as f:
+    f.write("奶茶\t珍珠奶茶\n")
+  with pytest.raises(ValueError) as error:
     pipeline.run(config)
+  assert str(error.value) == (
+    f"{tmp_path}/work/logs/baseline.done: {train} changed since it ran "
+    "(use --redo=baseline or a new --work_dir)"
+  )
+
+
+def test_markers_of_an_older_bert_pl_are_refused(corpus, init_checkpoint, tmp_path):
+  (tmp_path / "logs").mkdir()
+  (tmp_path / "logs" / "baseline.done").write_text("12.0\n")
+  with pytest.raises(ValueError) as error:
+    pipeline.run(_real_config(corpus, init_checkpoint, tmp_path))
+  assert str(error.value) == (
+    f"{tmp_path}/logs/baseline.done: written by an older bert_pl, without its settings "
+    "(use --redo=baseline or a new --work_dir)"
+  )
+  assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["baseline.done"]
 
 
 def test_report_only_runs_nothing_and_reports_the_finished_jobs(corpus, init_checkpoint, tmp_path):
   """--report_only on a run cut short: no job starts; finished models are
   reported, unfinished ones (here model_b, with results but no marker) not."""
-  logs = tmp_path / "logs"
-  logs.mkdir()
-  (logs / "baseline.done").write_text("3.0\n")
+  config = _real_config(corpus, init_checkpoint, tmp_path, report_only=True)
+  _mark_done(config, 3.0, "baseline")
   for directory, accuracy in (("baseline", 0.5), ("model_b", 0.75)):
     (tmp_path / directory).mkdir()
     (tmp_path / directory / "eval_results.txt").write_text(f"accuracy = {accuracy}\n")
-  config = pipeline.PipelineConfig(
-    **{
-      **BASE,
-      "work_dir": str(tmp_path),
-      "pool": f"{corpus}/unlabeled.txt",
-      "train_file": f"{corpus}/train.tsv",
-      "eval_file": f"{corpus}/test.tsv",
-      "label_file": f"{corpus}/labels.txt",
-      "init_checkpoint": str(init_checkpoint),
-      "baseline": True,
-      "report_only": True,
-    }
-  )
   report = pipeline.run(config)
   assert {d: m["results"] for d, m in report["models"].items()} == {"baseline": {"accuracy": 0.5}}
   assert report["pseudo_labels"] == {} and report["timings"]["baseline"] == 3.0
-  assert sorted(p.name for p in logs.iterdir()) == ["baseline.done"]
+  assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["baseline.done"]
 
 
 def _records(pattern):
@@ -512,17 +586,10 @@ def test_end_to_end_three_variants_export_and_rerun(corpus, init_checkpoint, tmp
     label_file=str(corpus / "labels.txt"),
     init_checkpoint=str(init),
     pool_labels=str(data / "pool_labels.tsv"),
-    max_seq_length=32,
-    pretrain_steps=3,
-    pretrain_warmup_steps=1,
-    pretrain_learning_rate=5e-3,
-    pretrain_batch_size=16,
-    finetune_learning_rate=5e-3,
-    finetune_epochs=1,
-    finetune_batch_size=32,
-    num_shards=1,
+    **TINY,
     variants=("hard_mlm", "kl_nomask", "self_training"),
     pseudo_per_class=2,
+    baseline=False,
     export=True,
   )
   report = pipeline.run(config)
@@ -534,7 +601,7 @@ def test_end_to_end_three_variants_export_and_rerun(corpus, init_checkpoint, tmp
   assert [line[4:] for line in first.splitlines() if line.startswith("=== ")] == [
     f"{name}  [{work}]" for name in names
   ]
-  timings = {name: float((work / "logs" / f"{name}.done").read_text()) for name in names}
+  timings = {name: pipeline.done_seconds(str(work / "logs"), name) for name in names}
   assert report["timings"] == timings and all(s > 0 for s in timings.values())
 
   for name, entry in report["models"].items():
@@ -607,3 +674,276 @@ def test_end_to_end_three_variants_export_and_rerun(corpus, init_checkpoint, tmp
     line.split(":")[0][4:] for line in second.splitlines() if line.startswith("--- ")
   ] == names
   assert again == report and (work / "report.json").read_bytes() == before
+
+
+def test_each_builder_alone():
+  """The plan's builders, one kind of job each: command, paths, needs, step."""
+  s = method.Setting(pipeline.PipelineConfig(**BASE), "/vocab.txt", ("/d/pool.txt",))
+  data = method.records_job(s, "data", "/d/pool.txt", "step1", "--task=none")
+  assert (data.name, data.inputs, data.outputs, data.needs, data.step) == (
+    "data",
+    ("/d/pool.txt", "/vocab.txt"),
+    ("/w/data",),
+    (),
+    "step1",
+  )
+  assert data.command[2:4] == ("bert_pl.create_pretraining_data", "--input_file=/d/pool.txt")
+  step1 = method.pretrain_plan(s, "model_a", method.initial(s), "data", "A", "--task_loss=none")
+  (job,) = step1.jobs
+  assert (job.needs, job.step, step1.models) == (("data",), "step1", (("model_a", "A"),))
+  assert job.inputs == ("/w/data", "/ckpt", "/vocab.txt")
+  # Sized in passes over the pool by default, warm-up the paper's share.
+  assert {"--num_train_epochs=1.0", "--warmup_proportion=0.1"} <= set(job.command)
+  assert not [arg for arg in job.command if arg.startswith(("--num_train_steps", "--num_warmup"))]
+  (step2,) = method.finetune_plan(s, "model_b", method.model_a(s), "B", "step2").jobs
+  assert (step2.needs, step2.step) == (("model_a",), "step2")
+  assert step2.inputs == (
+    "/d/train.tsv",
+    "/d/test.tsv",
+    "/d/labels.txt",
+    "/w/model_a",
+    "/vocab.txt",
+  )
+  step3 = method.predict_plan(s, "round1/pseudo", "model_b", True)
+  assert (step3.jobs[0].needs, step3.jobs[0].step) == (("model_b",), "step3")
+  assert (step3.pseudo_labels, step3.logits_dirs) == (
+    (("round1/pseudo", "model_b"),),
+    ("round1/pseudo",),
+  )
+  later = method.round_plan(s, method.parse_variant("kl_nomask"), 2)
+  assert [(j.name, j.needs, j.step) for j in later.jobs] == [
+    ("kl_nomask.round2.pseudo", ("kl_nomask.round1.model_d",), "step3"),
+    ("kl_nomask.round2.records", ("kl_nomask.round2.pseudo",), "step4"),
+    ("kl_nomask.round2.model_c", ("kl_nomask.round2.records",), "step4"),
+    ("kl_nomask.round2.model_d", ("kl_nomask.round2.model_c",), "step5"),
+  ]
+  (classic,) = method.round_plan(
+    method.Setting(
+      pipeline.PipelineConfig(**BASE, variants=["self_training"], pseudo_per_class=2),
+      "/vocab.txt",
+      ("/d/pool.txt",),
+    ),
+    method.parse_variant("self_training"),
+    1,
+  ).jobs
+  assert classic.needs == ("model_a", "round1.pseudo") and classic.step == "step5"
+  export = method.export_plan(s)
+  assert [(j.name, j.needs, j.step) for j in export.jobs] == [
+    ("export", ("kl_nomask.round1.model_d",), "export"),
+    ("export_check", ("export",), "export"),
+  ]
+  assert export.export == ("export", "kl_nomask/round1/model_d")
+
+
+def test_plan_needs_come_first_and_explicit_steps_keep_the_commands():
+  """Every job's needs run before it and make every path under WORK it reads;
+  explicit --pretrain_steps/--pretrain_warmup_steps are passed as steps."""
+  made = pipeline.make_plan(
+    pipeline.PipelineConfig(
+      **BASE, variants=list(method.VARIANTS), rounds=2, pseudo_per_class=1, export=True
+    ),
+    "/vocab.txt",
+    ["/d/pool.txt"],
+  )
+  made_by = {}
+  for job in made.jobs:
+    assert set(job.needs) <= set(made_by), job.name
+    under_work = {path for path in job.inputs if path.startswith("/w/")}
+    assert under_work == {made_by[need] for need in job.needs}, job.name
+    made_by[job.name] = job.outputs[0]
+  jobs, _ = _commands(task="ner", pretrain_steps=30, pretrain_warmup_steps=3)
+  assert {"--num_train_steps=30", "--num_warmup_steps=3"} <= set(jobs["model_a"])
+  jobs, _ = _commands(task="ner", pretrain_epochs=2.5)
+  assert {"--num_train_epochs=2.5", "--warmup_proportion=0.05"} <= set(jobs["model_a"])
+
+
+@pytest.mark.parametrize(
+  "values, message",
+  [
+    (dict(finetune_epochs=0.0), "--finetune_epochs=0.0: must be > 0"),
+    (dict(finetune_epochs=-1.0), "--finetune_epochs=-1.0: must be > 0"),
+    (dict(pretrain_epochs=0.0), "--pretrain_epochs=0.0: must be > 0"),
+    (dict(pretrain_learning_rate=-1e-5), "--pretrain_learning_rate=-1e-05: must be > 0"),
+    (dict(finetune_learning_rate=0.0), "--finetune_learning_rate=0.0: must be > 0"),
+    (dict(pretrain_steps=-1), "--pretrain_steps=-1: must be >= 0"),
+    (dict(pretrain_warmup_steps=-5), "--pretrain_warmup_steps=-5: must be >= 0"),
+    (dict(pretrain_warmup_proportion=1.0), "--pretrain_warmup_proportion=1.0: must be in [0, 1)"),
+    (dict(pretrain_steps=10, pretrain_epochs=2.0), "--pretrain_epochs and --pretrain_steps: give"),
+    (dict(rounds=0), "--rounds=0: must be >= 1"),
+    (dict(variants=["kl_fancy"]), "--variants: unknown variant 'kl_fancy'"),
+    (dict(only="step6"), "--only=step6: choose from step1, step2, step3, step4, step5, export"),
+    (dict(redo=["model_e"]), "--redo=model_e: no such job in the plan (baseline, data, model_a"),
+    (dict(train_file="{tmp}/none.tsv"), "{tmp}/none.tsv"),
+    (dict(pool="{tmp}/pool-*.txt"), "{tmp}/pool-*.txt"),
+    (dict(model_a="{tmp}/no_model_a"), "{tmp}/no_model_a"),
+    (dict(bert_config_file="{tmp}/none.json"), "{tmp}/none.json"),
+    (dict(work_dir="{tmp}/file"), "--work_dir={tmp}/file: not a directory"),
+  ],
+)
+def test_bad_driver_flags_stop_before_any_job(corpus, init_checkpoint, tmp_path, values, message):
+  """Each flag checked before the first job: one message (cli: `error: ...`,
+  exit 2, tested below), and the work directory is not even created."""
+  (tmp_path / "file").write_text("")
+  values = {
+    k: v.replace("{tmp}", str(tmp_path)) if isinstance(v, str) else v for k, v in values.items()
+  }
+  with pytest.raises(ValueError) as error:
+    work = values.pop("work_dir", tmp_path / "work")
+    pipeline.run(_real_config(corpus, init_checkpoint, work, **values))
+  assert str(error.value).startswith(message.replace("{tmp}", str(tmp_path))), str(error.value)
+  assert "\n" not in str(error.value) and not (tmp_path / "work").exists()
+
+
+def test_only_runs_one_step_once_the_steps_before_are_done(corpus, init_checkpoint, tmp_path):
+  config = _real_config(corpus, init_checkpoint, tmp_path, variants=("hard_nomask",))
+  inputs = pipeline.resolve_inputs(config)
+  made = pipeline.make_plan(config, inputs.vocab_file, inputs.pool_files)
+  logs = str(tmp_path / "logs")
+  assert [job.name for job in pipeline.select(made, "step1", logs, set())] == ["data", "model_a"]
+  with pytest.raises(
+    ValueError,
+    match=r"^--only=step3: round1.pseudo needs model_b, which is not done \(--only=step2\)$",
+  ):
+    pipeline.select(made, "step3", logs, set())
+  _mark_done(config, 1.0, "data", "model_a", "baseline", "model_b")
+  assert [job.name for job in pipeline.select(made, "step3", logs, set())] == ["round1.pseudo"]
+  with pytest.raises(ValueError, match="round1.pseudo needs model_b, which is not done"):
+    pipeline.select(made, "step3", logs, pipeline.downstream(made, ["model_a"]))
+  with pytest.raises(ValueError, match="^--only=export: the plan has no job of this step$"):
+    pipeline.select(made, "export", logs, set())
+
+
+def test_defaults_are_one_table_shown_in_the_docs_and_help():
+  table = pipeline.defaults_markdown()
+  for doc in ("README.md", "docs/DESIGN.md"):
+    assert table in (REPO / doc).read_text(encoding="utf-8"), doc
+  assert "| `--finetune_epochs` | 7 | 3 |" in table
+  assert pipeline.default_help("pretrain_warmup_proportion") == (
+    "Default: 0.1 (classification) / 0.05 (NER)."
+  )
+  config = pipeline.PipelineConfig(**BASE)
+  assert (config.variants, config.baseline, config.export_variant) == (
+    ("kl_nomask", "hard_mlm"),
+    True,
+    "kl_nomask",
+  )
+
+
+def test_driver_structure():
+  """No function of the driver or its plan but the flags' definitions is
+  longer than 60 lines; the step scripts are one-line calls of the driver."""
+  import ast
+
+  for module in ("bert_pl/pipeline.py", "bert_pl/plan.py"):
+    tree = ast.parse((REPO / module).read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+      if isinstance(node, ast.FunctionDef) and node.name != "define_flags":
+        assert node.end_lineno - node.lineno < 60, (module, node.name)
+  assert not (REPO / "run_scripts" / "common.sh").exists()
+  for step in method.STEPS:
+    (script,) = (REPO / "run_scripts").glob(f"{step}*.sh")
+    calls = [line for line in script.read_text().splitlines() if line and not line.startswith("#")]
+    assert len(calls) == 1 and f"-m bert_pl.pipeline --only={step} " in calls[0], script
+
+
+@pytest.fixture(scope="module")
+def small_run(corpus, init_checkpoint, tmp_path_factory):
+  """A finished run of 5 jobs (kl_nomask from a given Model-A, the initial
+  checkpoint) and a maker of configs like its own in other work dirs."""
+  root = tmp_path_factory.mktemp("small")
+  lines = (corpus / "test.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+  (root / "train.tsv").write_text("".join(lines[:100]), encoding="utf-8")
+  (root / "test.tsv").write_text("".join(lines[100:150]), encoding="utf-8")
+  (root / "pool.txt").write_text(
+    "".join(line.split("\t", 1)[1] for line in lines[150:190]), encoding="utf-8"
+  )
+  values = dict(
+    task="classification",
+    pool=str(root / "pool.txt"),
+    train_file=str(root / "train.tsv"),
+    eval_file=str(root / "test.tsv"),
+    label_file=str(corpus / "labels.txt"),
+    init_checkpoint=str(init_checkpoint),
+    model_a=str(init_checkpoint),
+    variants=("kl_nomask",),
+    baseline=False,
+    **TINY,
+  )
+
+  def config(work: str, **changed):
+    return pipeline.PipelineConfig(work_dir=str(root / work), **{**values, **changed})
+
+  report = pipeline.run(config("first"))
+  return config, values, report
+
+
+def _state(work):
+  return {p: p.stat().st_mtime_ns for p in sorted(work.rglob("*"))}
+
+
+def _started(out):
+  return [line[4:].split("  [")[0] for line in out.splitlines() if line.startswith("=== ")]
+
+
+def test_dry_run_prints_the_commands_the_run_ran(small_run, capsys):
+  config, _, report = small_run
+  work = pathlib.Path(config("first").work_dir)
+  before = _state(work)
+  capsys.readouterr()
+  assert pipeline.run(config("first", dry_run=True)) is None
+  printed = capsys.readouterr().out.splitlines()
+  ran = [
+    f"{name}: " + (work / "logs" / f"{name}.log").read_text().splitlines()[0][2:]
+    for name in report["timings"]
+  ]
+  assert printed == ran and len(ran) == 5
+  assert _state(work) == before
+
+
+def test_rerun_with_a_changed_flag_stops_before_any_job(small_run):
+  config, values, _ = small_run
+  work = pathlib.Path(config("first").work_dir)
+  before = _state(work)
+  flags = [f"--{k}={','.join(v) if isinstance(v, tuple) else v}" for k, v in values.items()]
+  result = run_job("pipeline", *flags, f"--work_dir={work}", "--kl_temperature=2", check=False)
+  assert result.returncode == 2, result.stderr[-2000:]
+  marker = work / "logs" / "kl_nomask.round1.model_c.done"
+  assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+    f"error: {marker}: ran with --kl_temperature=1.0, now --kl_temperature=2.0 "
+    "(use --redo=kl_nomask.round1.model_c or a new --work_dir)"
+  ]
+  assert "Traceback" not in result.stderr and "===" not in result.stdout
+  assert _state(work) == before
+
+
+def test_redo_runs_a_job_and_its_downstream_as_a_fresh_run_would(small_run, capsys):
+  """--redo of the mid-plan Model-C with a new --kl_temperature: it and its
+  Model-D run again, nothing else; then back to the old temperature, whose
+  fresh run is the fixture's: the same results."""
+  config, _, fresh = small_run
+  work = pathlib.Path(config("first").work_dir)
+  upstream = {
+    name: (work / "logs" / f"{name}.done").read_text()
+    for name in ("model_b", "round1.pseudo", "round1.records_nomask")
+  }
+  results = lambda report: {k: m["results"] for k, m in report["models"].items()}  # noqa: E731
+  reports = []
+  for temperature in (2.0, 1.0):
+    capsys.readouterr()
+    reports.append(
+      pipeline.run(config("first", kl_temperature=temperature, redo=("kl_nomask.round1.model_c",)))
+    )
+    assert _started(capsys.readouterr().out) == [
+      "kl_nomask.round1.model_c",
+      "kl_nomask.round1.model_d",
+    ]
+    assert {name: (work / "logs" / f"{name}.done").read_text() for name in upstream} == upstream
+    log = (work / "logs" / "kl_nomask.round1.model_c.log").read_text()
+    assert log.count("$ ") == 1 and f"--kl_temperature={temperature}" in log.splitlines()[0]
+  changed, back = reports
+  model_c = "kl_nomask/round1/model_c"
+  assert results(changed)[model_c] != results(fresh)[model_c]
+  assert results(back) == results(fresh) and back["pseudo_labels"] == fresh["pseudo_labels"]
+  # The same command again: every job done earlier, none runs.
+  pipeline.run(config("first"))
+  assert _started(capsys.readouterr().out) == []
