@@ -50,7 +50,6 @@ import tensorflow as tf
 from absl import flags, logging
 
 from bert_pl import (
-  checkpoints,
   cli,
   errors,
   evaluation,
@@ -59,15 +58,12 @@ from bert_pl import (
   input_pipeline,
   job_config,
   model_dir,
-  modeling,
-  optimization,
-  precision,
   predict_pseudo_labels,
   prediction,
   self_training,
-  task_models,
   tokenization,
   training,
+  training_job,
 )
 
 SELF_TRAINING_FILE = "self_training.json"
@@ -111,38 +107,45 @@ class FinetuningConfig(job_config.ModelConfig, job_config.TrainingConfig):
 
 @dataclasses.dataclass
 class ModelSpec:
-  """The model a run fine-tunes, evaluates or predicts with."""
+  """The model a run fine-tunes, evaluates or predicts with, and its task settings."""
 
-  config: modeling.BertConfig
-  source: Optional[checkpoints.Source]  # what a new model starts from; None: random weights
-  layer_map: Optional[List[int]]
-  vocab_file: str
+  choice: training_job.ModelChoice
   settings: Dict[str, Any]  # model_dir.SETTINGS
   labels: List[str]
-  checkpoint: Optional[str]  # --output_dir's latest checkpoint: an existing model
 
 
 def model_spec(config: FinetuningConfig) -> ModelSpec:
   """The model of `--output_dir` when it holds a checkpoint, else a new one
   from the flags."""
-  out = config.output_dir
-  latest = checkpoints.latest_checkpoint(out) if tf.io.gfile.isdir(out) else None
-  if latest:
-    return _existing_model(config, latest)
-  if not config.do_train:
-    raise model_dir.ModelDirError(
-      f"{out}: no checkpoint; --do_eval and --do_predict without --do_train use the "
-      "fine-tuned model of --output_dir (fine-tune one first with --do_train)"
-    )
-  return _new_model(config)
+  init = config.init_checkpoint if config.init_checkpoint != RANDOM_INIT else None
+  choice = training_job.choose_model(
+    config,
+    init,
+    lambda info, advice: _check_existing(config, info, advice),
+    lambda: _check_new(config),
+  )
+  if choice.checkpoint:
+    settings = {n: choice.info[n] for n in model_dir.SETTINGS}
+    return ModelSpec(choice, settings, list(choice.info["labels"]))
+  settings = {
+    n: NEW_MODEL_SETTINGS[n] if getattr(config, n) is None else getattr(config, n)
+    for n in model_dir.SETTINGS
+  }
+  choice.bert_config.check_max_seq_length(settings["max_seq_length"], "--max_seq_length")
+  if config.label_file:
+    labels = input_files.read_labels(config.label_file)
+  elif config.train_file:
+    labels = features.collect_labels(config.train_file, config.task, config.tag_scheme)
+  else:
+    raise errors.InputError("no --label_file and no --train_file to collect the labels from")
+  return ModelSpec(choice, settings, labels)
 
 
-def _existing_model(config: FinetuningConfig, latest: str) -> ModelSpec:
-  """`--output_dir`'s model, checking every flag that restates it."""
+def _check_existing(config: FinetuningConfig, info: dict, advice: str) -> None:
+  """`--output_dir`'s model must be this job's, and the flags that restate
+  its settings must agree with it."""
   out, task = config.output_dir, config.task
   job = JOBS[task]
-  advice = model_dir.resume_advice(out, latest, config.do_train)
-  info = model_dir.read_task_info(out)
   if info.get("task") != task or info.get("trained_by") != job:
     use = (
       f"use {info['trained_by']} for it, or "
@@ -158,21 +161,15 @@ def _existing_model(config: FinetuningConfig, latest: str) -> ModelSpec:
     model_dir.check_labels(
       out, info, input_files.read_labels(config.label_file), config.label_file, advice
     )
-  init = config.init_checkpoint if config.init_checkpoint != RANDOM_INIT else None
-  bert_config, vocab_file = model_dir.check_model(out, config, init, advice)
-  return ModelSpec(
-    bert_config,
-    None,
-    None,
-    vocab_file,
-    {n: info[n] for n in model_dir.SETTINGS},
-    list(info["labels"]),
-    latest,
-  )
 
 
-def _new_model(config: FinetuningConfig) -> ModelSpec:
-  """A model to fine-tune from `--init_checkpoint` (or random weights)."""
+def _check_new(config: FinetuningConfig) -> None:
+  """Refuses a new model without training, or without a starting point."""
+  if not config.do_train:
+    raise model_dir.ModelDirError(
+      f"{config.output_dir}: no checkpoint; --do_eval and --do_predict without --do_train use "
+      "the fine-tuned model of --output_dir (fine-tune one first with --do_train)"
+    )
   init = config.init_checkpoint
   if not init:
     raise errors.InputError(
@@ -192,24 +189,6 @@ def _new_model(config: FinetuningConfig) -> ModelSpec:
       RANDOM_INIT,
       config.bert_config_file,
     )
-    init = None
-  layer_map = checkpoints.parse_layer_map(config.layer_map)
-  bert_config, source = checkpoints.resolve_config(
-    init, config.bert_config_file, config.num_hidden_layers, layer_map
-  )
-  vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, bert_config)
-  settings = {
-    n: NEW_MODEL_SETTINGS[n] if getattr(config, n) is None else getattr(config, n)
-    for n in model_dir.SETTINGS
-  }
-  bert_config.check_max_seq_length(settings["max_seq_length"], "--max_seq_length")
-  if config.label_file:
-    labels = input_files.read_labels(config.label_file)
-  elif config.train_file:
-    labels = features.collect_labels(config.train_file, config.task, config.tag_scheme)
-  else:
-    raise errors.InputError("no --label_file and no --train_file to collect the labels from")
-  return ModelSpec(bert_config, source, layer_map, vocab_file, settings, labels, None)
 
 
 def _encode(path: str, encoder: features.FeatureEncoder, config: FinetuningConfig, what: str):
@@ -369,12 +348,11 @@ def run(config: FinetuningConfig) -> dict:
   """The whole job for `config.task` ("classification" or "ner")."""
   task = config.task
   check_self_training_flags(config)
-  strategy = training.make_strategy(config.distribution_strategy, config.num_gpus)
-  training.set_seed(config.random_seed)
+  strategy = training_job.start(config)
   spec = model_spec(config)
   settings, labels = spec.settings, spec.labels
   tokenizer = tokenization.BertTokenizer(
-    spec.vocab_file, settings["do_lower_case"], settings["tokenization"]
+    spec.choice.vocab_file, settings["do_lower_case"], settings["tokenization"]
   )
   # Refuses bad logits flags before training.
   prediction.OutputFormat(task, labels, config.write_logits, config.logits_top_k)
@@ -387,72 +365,51 @@ def run(config: FinetuningConfig) -> dict:
     num_train_steps = training.steps_for_epochs(
       len(train_features["input_ids"]), config.num_train_epochs, config.train_batch_size
     )
-  with strategy.scope(), precision.policy(config.dtype):
-    model = task_models.BertTaskModel(spec.config, task, len(labels))
-    optimizer = precision.wrap_optimizer(
-      optimization.create_optimizer(
-        config.learning_rate,
-        num_train_steps,
-        int(num_train_steps * config.warmup_proportion),
-        config.weight_decay,
-      ),
-      config.dtype,
-    )
-  chief = training.is_chief(strategy)
-  run_state = training.CheckpointedRun(model, optimizer, config.output_dir, is_chief=chief)
-
-  def initialize():  # a new model
-    if spec.source is not None:
-      checkpoints.init_from_checkpoint(model.bert, spec.source, spec.layer_map)
-
-  run_state.restore_or_initialize(initialize)
-  if chief and not spec.checkpoint:  # only a new model's training writes its settings
-    model_dir.write(
-      config.output_dir,
-      spec.config,
-      spec.vocab_file,
-      dict(task=task, labels=list(labels), **settings, trained_by=JOBS[task]),
-    )
-  if chief and self_training_report:
+  session = training_job.Session(
+    strategy,
+    config,
+    spec.choice,
+    task,
+    len(labels),
+    num_train_steps,
+    int(num_train_steps * config.warmup_proportion),
+  )
+  session.write_new_model(dict(task=task, labels=list(labels), **settings, trained_by=JOBS[task]))
+  if session.chief and self_training_report:
     model_dir.write_json(os.path.join(config.output_dir, SELF_TRAINING_FILE), self_training_report)
-  results = {}
   if config.do_train:
-    trainer = training.Trainer(strategy, model, optimizer, use_mlm=False, use_task=True)
-    training_input = input_pipeline.TrainingInput(
-      strategy,
-      config.train_batch_size,
-      lambda batch, context: input_pipeline.array_dataset(
-        train_features, batch, True, context, config.random_seed, config.bucket_width
-      ),
-      {
-        "train_file": config.train_file,
-        "examples": len(train_features["input_ids"]),
-        "max_seq_length": config.max_seq_length,
-        "seed": config.random_seed,
-        "bucket_width": config.bucket_width,
-      },
-    )
-    training.train(
-      trainer,
-      run_state,
-      training_input,
-      num_train_steps,
-      config.save_checkpoints_steps,
-      config.train_batch_size,
-      training.summary_dir(config.output_dir, "train"),
-    )
-  if not chief:  # the chief alone evaluates and predicts (and writes the results)
+    _train(config, session, train_features, num_train_steps)
+  results = {}
+  if not session.chief:  # the chief alone evaluates and predicts (and writes the results)
     return results
   if config.do_eval:
-    results = evaluate(prediction.Predictor(model, config.predict_batch_size), encoder, config)
-    results["global_step"] = int(optimizer.iterations.numpy())
-    if config.do_train:
-      training.record_eval(config.output_dir, results, results["global_step"])
-    else:  # its output alone: the model directory is left as it is
-      model_dir.write_eval_results(config.output_dir, results)
+    predictor = prediction.Predictor(session.model, config.predict_batch_size)
+    results = session.record_eval(evaluate(predictor, encoder, config), config.do_train)
   if config.do_predict:
     predict(config)
   return results
+
+
+def _train(
+  config: FinetuningConfig, session: training_job.Session, train_features, num_train_steps: int
+) -> None:
+  """Fine-tunes to `num_train_steps` on `train_features`."""
+  trainer = session.trainer(use_mlm=False, use_task=True)
+  training_input = input_pipeline.TrainingInput(
+    session.strategy,
+    config.train_batch_size,
+    lambda batch, context: input_pipeline.array_dataset(
+      train_features, batch, True, context, config.random_seed, config.bucket_width
+    ),
+    {
+      "train_file": config.train_file,
+      "examples": len(train_features["input_ids"]),
+      "max_seq_length": config.max_seq_length,
+      "seed": config.random_seed,
+      "bucket_width": config.bucket_width,
+    },
+  )
+  session.train(trainer, training_input, num_train_steps)
 
 
 def define_flags(task: str) -> None:
