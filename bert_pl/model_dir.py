@@ -14,6 +14,8 @@ So what a model was trained with is what every later job feeds it.
     input_state/worker-N/  the training input's position at each checkpoint (training)
     summaries/         TensorBoard events
     eval_results.txt   evaluation results
+    schedule.json      run_pretraining's resolved training and warm-up steps, and
+                       the epochs, warm-up proportion and record count they came from
     self_training.json what classic self-training added (run_classifier/run_ner
                        with --pseudo_label_file; see self_training)
 """

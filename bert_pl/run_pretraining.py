@@ -32,6 +32,8 @@ manifest are read with a warning; their first record's lengths must fit.
 """
 
 import dataclasses
+import json
+import os
 from typing import Optional
 
 import tensorflow as tf
@@ -61,6 +63,11 @@ DATA_DEFAULTS = {
 }
 
 
+# The schedule's steps when neither they nor their proportions are given.
+SCHEDULE_DEFAULTS = {"num_train_steps": 100000, "num_warmup_steps": 10000}
+SCHEDULE_FILE = "schedule.json"  # in the model directory: the resolved schedule
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RunPretrainingConfig(job_config.ModelConfig, job_config.TrainingConfig):
   """The job's settings: its flags (see `define_flags`), the paper's
@@ -74,8 +81,10 @@ class RunPretrainingConfig(job_config.ModelConfig, job_config.TrainingConfig):
   max_predictions_per_seq: Optional[int] = None
   learning_rate: float = 5e-5
   eval_batch_size: int = 8
-  num_train_steps: int = 100000
-  num_warmup_steps: int = 10000
+  num_train_steps: Optional[int] = None  # SCHEDULE_DEFAULTS, unless num_train_epochs
+  num_warmup_steps: Optional[int] = None  # SCHEDULE_DEFAULTS, unless warmup_proportion
+  num_train_epochs: Optional[float] = None  # None or 0: not given
+  warmup_proportion: Optional[float] = None
   do_train: bool = False
   do_eval: bool = False
   max_eval_steps: int = 100
@@ -108,6 +117,7 @@ def run(config: RunPretrainingConfig) -> dict:
   labels = input_files.read_labels(config.label_file) if config.label_file else None
   defaults = {**DATA_DEFAULTS, **{n: choice.info[n] for n in DATA_DEFAULTS if n in choice.info}}
   train_files, eval_files, data = _input_data(config, choice.vocab_file, labels, defaults)
+  schedule = _schedule(config, data["train_records"], data["uncounted"])
   task_info = _task_info(config, data)
   if choice.checkpoint:
     _check_existing(config, choice.info, task_info, choice.advice)
@@ -125,8 +135,8 @@ def run(config: RunPretrainingConfig) -> dict:
     choice,
     config.task_loss,
     num_labels,
-    config.num_train_steps,
-    config.num_warmup_steps,
+    schedule["num_train_steps"],
+    schedule["num_warmup_steps"],
   )
   kl = config.pseudo_label_loss == "kl"
   logits_width = (
@@ -148,10 +158,63 @@ def run(config: RunPretrainingConfig) -> dict:
     pseudo_label_loss=config.pseudo_label_loss,
     kl_temperature=config.kl_temperature,
   )
-  results = _train(config, session, trainer, train_files, spec) if config.do_train else {}
+  results = _train(config, session, trainer, train_files, spec, schedule) if config.do_train else {}
   if config.do_eval:
     results = session.record_eval(_evaluate(config, trainer, eval_files, spec), summaries=True)
   return results
+
+
+def _schedule(config: RunPretrainingConfig, train_records: int, uncounted) -> dict:
+  """The training and warm-up steps: given, or from --num_train_epochs over
+  the `train_records` (counted in the training files' manifests; `uncounted`:
+  a training file none lists) and --warmup_proportion of the steps, or
+  `SCHEDULE_DEFAULTS`; logged, and written to the model directory by
+  training."""
+  _check_schedule_flags(config)
+  steps = config.num_train_steps
+  if config.num_train_epochs:
+    if uncounted:
+      raise errors.InputError(
+        f"{uncounted}: no manifest lists it, so its records cannot be counted for "
+        "--num_train_epochs (give --num_train_steps)"
+      )
+    steps = training.steps_for_epochs(
+      train_records, config.num_train_epochs, config.train_batch_size
+    )
+  elif steps is None:
+    steps = SCHEDULE_DEFAULTS["num_train_steps"]
+  warmup = config.num_warmup_steps
+  if config.warmup_proportion is not None:
+    warmup = int(config.warmup_proportion * steps)
+  elif warmup is None:
+    warmup = SCHEDULE_DEFAULTS["num_warmup_steps"]
+  schedule = {
+    "num_train_steps": steps,
+    "num_warmup_steps": warmup,
+    "num_train_epochs": config.num_train_epochs or None,
+    "warmup_proportion": config.warmup_proportion,
+    "train_records": train_records,
+    "train_batch_size": config.train_batch_size,
+  }
+  logging.info("Schedule: %s", json.dumps(schedule))
+  return schedule
+
+
+def _check_schedule_flags(config: RunPretrainingConfig) -> None:
+  """Steps or epochs, warm-up steps or proportion: one of each pair at most."""
+  for steps, share in (
+    ("num_train_steps", "num_train_epochs"),
+    ("num_warmup_steps", "warmup_proportion"),
+  ):
+    if getattr(config, steps) is not None and getattr(config, share):
+      raise errors.InputError(
+        f"--{steps}={getattr(config, steps)} and --{share}={getattr(config, share):g}: "
+        "give one of them"
+      )
+  if config.num_train_epochs is not None and config.num_train_epochs < 0:
+    raise errors.InputError(f"--num_train_epochs={config.num_train_epochs:g}: must be >= 0")
+  if config.warmup_proportion is not None and not 0 <= config.warmup_proportion <= 1:
+    raise errors.InputError(f"--warmup_proportion={config.warmup_proportion:g}: must be in [0, 1]")
 
 
 def _task_info(config: RunPretrainingConfig, data: dict) -> dict:
@@ -175,16 +238,21 @@ def _train(
   trainer: training.Trainer,
   files,
   spec: dict,
+  schedule: dict,
 ) -> dict:
-  """Trains to --num_train_steps, again without the corrupt files each
-  time one turns up, when skipping them; the last save interval's results."""
-  if session.step >= config.num_train_steps:
+  """Trains to the schedule's steps (recorded in the model directory),
+  again without the corrupt files each time one turns up, when skipping
+  them; the last save interval's results."""
+  num_train_steps = schedule["num_train_steps"]
+  if session.chief:
+    model_dir.write_json(os.path.join(config.output_dir, SCHEDULE_FILE), schedule)
+  if session.step >= num_train_steps:
     session.run_state.save()  # e.g. --num_train_steps=0: the initialised model as a model dir
     return {}
   logging.info(
     "Training from step %d to %d: loss = %g x MLM + %g x %s",
     session.step,
-    config.num_train_steps,
+    num_train_steps,
     config.masked_lm_loss_weight,
     config.task_loss_weight,
     _task_loss_name(config),
@@ -205,7 +273,7 @@ def _train(
       },
     )
     try:
-      return session.train(trainer, training_input, config.num_train_steps)
+      return session.train(trainer, training_input, num_train_steps)
     except tf.errors.DataLossError:
       files = input_pipeline.drop_corrupt_files(files, config.skip_corrupt_files)
 
@@ -309,7 +377,8 @@ def _input_data(config: RunPretrainingConfig, vocab_file: str, labels, defaults:
   `DATA_DEFAULTS`'s and the labels, from the manifest where there is one,
   else from the config, else from `defaults`."""
   train_files, eval_files = [], []
-  if config.do_train and config.num_train_steps > 0:
+  steps = config.num_train_steps
+  if config.do_train and (config.num_train_epochs or steps is None or steps > 0):
     if not config.input_file:
       raise errors.InputError("--do_train needs --input_file")
     train_files = input_files.expand_input_files(config.input_file)
@@ -342,6 +411,9 @@ def _input_data(config: RunPretrainingConfig, vocab_file: str, labels, defaults:
     )
     for files in (train_files, eval_files)
   ]
+  entries = {path: inputs.entry(path) for path in checked[0]}
+  data["train_records"] = sum(entry["records"] for entry in entries.values() if entry)
+  data["uncounted"] = next((path for path, entry in entries.items() if entry is None), None)
   return checked[0], checked[1], data
 
 
@@ -450,8 +522,27 @@ def define_flags():
   )
   job_config.define_training_flags(learning_rate=d.learning_rate)
   flags.DEFINE_integer("eval_batch_size", d.eval_batch_size, "GLOBAL batch size for evaluation.")
-  flags.DEFINE_integer("num_train_steps", d.num_train_steps, "Total training steps.")
-  flags.DEFINE_integer("num_warmup_steps", d.num_warmup_steps, "Linear warmup steps.")
+  flags.DEFINE_integer(
+    "num_train_steps",
+    SCHEDULE_DEFAULTS["num_train_steps"],
+    "Total training steps (not with --num_train_epochs).",
+  )
+  flags.DEFINE_integer(
+    "num_warmup_steps",
+    SCHEDULE_DEFAULTS["num_warmup_steps"],
+    "Linear warmup steps (not with --warmup_proportion).",
+  )
+  flags.DEFINE_float(
+    "num_train_epochs",
+    d.num_train_epochs,
+    "Passes over the training records (counted in their manifests): "
+    "num_train_steps = ceil(epochs x records / --train_batch_size); 0: not given.",
+  )
+  flags.DEFINE_float(
+    "warmup_proportion",
+    d.warmup_proportion,
+    "Share of the training steps with linear warmup (instead of --num_warmup_steps).",
+  )
   flags.DEFINE_bool("do_train", d.do_train, "Train.")
   flags.DEFINE_bool("do_eval", d.do_eval, "Evaluate; writes eval_results.txt.")
   flags.DEFINE_integer("max_eval_steps", d.max_eval_steps, "Maximum evaluation batches.")
