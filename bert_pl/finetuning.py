@@ -27,6 +27,12 @@ for them.
 Labels of a new model: `--label_file`, else collected from `--train_file`;
 written to the model directory's task.json.
 
+`--do_eval` writes the eval file's predictions beside eval_results.txt
+(`EVAL_PREDICTIONS_FILES`: gold and predicted label of every example, NER
+of every CoNLL token), so the score can be recomputed without this code.
+`--dev_file` is evaluated after every epoch and `--keep_best_on_dev` keeps
+the best epoch as the model (`dev_selection`).
+
 NER is evaluated on the whole gold annotation of `--eval_file`, at the level
 of its tokens (CoNLL lines, as conlleval): the predicted tag of a token is
 that of the model token holding its first character, as the predictions file
@@ -50,7 +56,9 @@ import tensorflow as tf
 from absl import flags, logging
 
 from bert_pl import (
+  atomic_files,
   cli,
+  dev_selection,
   errors,
   evaluation,
   features,
@@ -67,6 +75,8 @@ from bert_pl import (
 )
 
 SELF_TRAINING_FILE = "self_training.json"
+# The --eval_file's examples with their gold and predicted labels (DESIGN §2).
+EVAL_PREDICTIONS_FILES = {"classification": "eval_predictions.tsv", "ner": "eval_predictions.txt"}
 JOBS = {"classification": "run_classifier", "ner": "run_ner"}
 # The settings of a new model whose flags are not given.
 NEW_MODEL_SETTINGS = dict(cli.TOKENIZER_DEFAULTS, max_seq_length=128, field_join="sep")
@@ -85,6 +95,8 @@ class FinetuningConfig(job_config.ModelConfig, job_config.TrainingConfig):
   tokenization: Optional[str] = None
   train_file: Optional[str] = None
   eval_file: Optional[str] = None
+  dev_file: Optional[str] = None
+  keep_best_on_dev: bool = False
   predict_file: Optional[str] = None
   label_file: Optional[str] = None
   do_train: bool = False
@@ -219,6 +231,14 @@ def check_self_training_flags(config: FinetuningConfig) -> None:
     raise errors.InputError("--pseudo_label_file needs --do_train (it adds training examples)")
 
 
+def check_dev_flags(config: FinetuningConfig) -> None:
+  """--dev_file is evaluated during training; --keep_best_on_dev chooses on it."""
+  if config.dev_file and not config.do_train:
+    raise errors.InputError("--dev_file needs --do_train (it is evaluated after every epoch)")
+  if config.keep_best_on_dev and not config.dev_file:
+    raise errors.InputError("--keep_best_on_dev needs --dev_file")
+
+
 def pseudo_labeled(config: FinetuningConfig, encoder: features.FeatureEncoder, num_labeled: int):
   """Classic self-training: the examples of `--pseudo_label_file` the
   `self_training.Sampler` keeps, encoded (None when none is kept), and the
@@ -272,49 +292,73 @@ def training_set(config: FinetuningConfig, encoder: features.FeatureEncoder):
   return train_features, summary
 
 
-def _encode_all(
-  path: str,
-  examples: List[input_files.Example],
-  encoder: features.FeatureEncoder,
-  counts: input_files.Counts,
-):
-  """The examples of the file to evaluate, encoded in one piece (their
-  token offsets map predictions back to the text)."""
+@dataclasses.dataclass
+class LabeledSet:
+  """A labeled file to score, read and encoded once (dev: every epoch)."""
+
+  path: str
+  examples: List[input_files.Example]
+  encoded: Dict[str, Any]  # in one piece: its token offsets map predictions back to the text
+  truncated: int
+
+
+def read_labeled(path: str, encoder: features.FeatureEncoder, config: FinetuningConfig, what: str):
+  counts = input_files.Counts(skip_bad_lines=config.skip_bad_lines)
+  examples = list(
+    input_files.read_examples(path, encoder.task, counts, encoder.labels, config.tag_scheme)
+  )
   if not examples:
     raise input_files.InputError(f"{path}: empty file (no examples)")
   encoded, truncated = encoder.encode(examples)
   counts.written, counts.truncated = len(examples), int(truncated.sum())
-  return encoded
+  print(f"{what} {path}: {counts.summary()}")
+  return LabeledSet(path, examples, encoded, counts.truncated)
+
+
+def score(predictor: prediction.Predictor, encoder: features.FeatureEncoder, data: LabeledSet):
+  """The metrics of `data` (NER on its whole annotation: module doc), and
+  the predicted label of each example (NER: the tags of its CoNLL tokens)."""
+  outputs = prediction.predict_sorted(predictor, data.encoded)
+  if encoder.task == "classification":
+    results = evaluation.classification_metrics(
+      data.encoded["label_ids"], outputs["label_ids"], len(encoder.labels)
+    )
+    return results, [encoder.labels[i] for i in outputs["label_ids"]]
+  examples = data.examples
+  predicted = prediction.conll_tags(
+    examples, data.encoded["starts"], data.encoded["ends"], outputs["tag_ids"], encoder.labels
+  )
+  results = evaluation.ner_metrics([e.tags for e in examples], predicted)
+  results["truncated_sentences"] = data.truncated
+  if data.truncated:
+    print(
+      f"eval {data.path}: {data.truncated} of {len(examples)} sentences are longer than "
+      f"max_seq_length={encoder.max_seq_length}; the entities past it count as missed"
+    )
+  return results, predicted
+
+
+def write_eval_predictions(path: str, task: str, data: LabeledSet, predicted) -> None:
+  """Classification: `gold<TAB>predicted<TAB>fields` lines; NER: CoNLL
+  `token gold predicted` lines, a blank line after each sentence."""
+  if task == "classification":
+    lines = ["\t".join([e.label, p, *e.fields]) + "\n" for e, p in zip(data.examples, predicted)]
+  else:
+    lines = [
+      "".join(f"{t} {g} {p}\n" for t, g, p in zip(e.fields, e.tags, tags)) + "\n"
+      for e, tags in zip(data.examples, predicted)
+    ]
+  atomic_files.write_file(path, "".join(lines))
 
 
 def evaluate(
   predictor: prediction.Predictor, encoder: features.FeatureEncoder, config: FinetuningConfig
 ) -> dict:
-  """The metrics of `--eval_file`; NER on its whole annotation (module doc)."""
-  counts = input_files.Counts(skip_bad_lines=config.skip_bad_lines)
-  examples = list(
-    input_files.read_examples(
-      config.eval_file, encoder.task, counts, encoder.labels, config.tag_scheme
-    )
-  )
-  encoded = _encode_all(config.eval_file, examples, encoder, counts)
-  print(f"eval {config.eval_file}: {counts.summary()}")
-  outputs = prediction.predict_sorted(predictor, encoded)
-  if encoder.task == "classification":
-    return evaluation.classification_metrics(
-      encoded["label_ids"], outputs["label_ids"], len(encoder.labels)
-    )
-  predicted = prediction.conll_tags(
-    examples, encoded["starts"], encoded["ends"], outputs["tag_ids"], encoder.labels
-  )
-  results = evaluation.ner_metrics([e.tags for e in examples], predicted)
-  results["truncated_sentences"] = counts.truncated
-  if counts.truncated:
-    print(
-      f"eval {config.eval_file}: {counts.truncated} of {len(examples)} sentences are "
-      f"longer than max_seq_length={encoder.max_seq_length}; the entities past it count as "
-      "missed"
-    )
+  """The metrics of `--eval_file`, whose predictions are written beside them."""
+  data = read_labeled(config.eval_file, encoder, config, "eval")
+  results, predicted = score(predictor, encoder, data)
+  name = EVAL_PREDICTIONS_FILES[encoder.task]
+  write_eval_predictions(os.path.join(config.output_dir, name), encoder.task, data, predicted)
   return results
 
 
@@ -348,6 +392,7 @@ def run(config: FinetuningConfig) -> dict:
   """The whole job for `config.task` ("classification" or "ner")."""
   task = config.task
   check_self_training_flags(config)
+  check_dev_flags(config)
   strategy = training_job.start(config)
   spec = model_spec(config)
   settings, labels = spec.settings, spec.labels
@@ -377,23 +422,46 @@ def run(config: FinetuningConfig) -> dict:
   session.write_new_model(dict(task=task, labels=list(labels), **settings, trained_by=JOBS[task]))
   if session.chief and self_training_report:
     model_dir.write_json(os.path.join(config.output_dir, SELF_TRAINING_FILE), self_training_report)
+  predictor = prediction.Predictor(session.model, config.predict_batch_size)
+  dev = {}
   if config.do_train:
-    _train(config, session, train_features, num_train_steps)
+    dev = _train(config, session, train_features, num_train_steps, predictor, encoder)
   results = {}
   if not session.chief:  # the chief alone evaluates and predicts (and writes the results)
     return results
   if config.do_eval:
-    predictor = prediction.Predictor(session.model, config.predict_batch_size)
-    results = session.record_eval(evaluate(predictor, encoder, config), config.do_train)
+    results = session.record_eval({**evaluate(predictor, encoder, config), **dev}, config.do_train)
   if config.do_predict:
     predict(config)
   return results
 
 
 def _train(
-  config: FinetuningConfig, session: training_job.Session, train_features, num_train_steps: int
-) -> None:
-  """Fine-tunes to `num_train_steps` on `train_features`."""
+  config: FinetuningConfig,
+  session: training_job.Session,
+  train_features,
+  num_train_steps: int,
+  predictor: prediction.Predictor,
+  encoder: features.FeatureEncoder,
+) -> dict:
+  """Fine-tunes to `num_train_steps` on `train_features`; with --dev_file,
+  evaluates it after every epoch and, with --keep_best_on_dev, keeps the
+  best epoch as the model (`dev_selection`). Returns the dev results for
+  eval_results.txt ({} without --dev_file)."""
+  epochs = {}
+  if config.dev_file:
+    dev = read_labeled(config.dev_file, encoder, config, "dev")
+    ends = training.epoch_ends(
+      len(train_features["input_ids"]), config.num_train_epochs, config.train_batch_size
+    )
+    selection = dev_selection.EpochSelection(
+      session.run_state,
+      config.task,
+      ends,
+      lambda: score(predictor, encoder, dev)[0],
+      config.keep_best_on_dev,
+    )
+    epochs = dict(boundaries=ends, at_boundary=selection.at_epoch_end)
   trainer = session.trainer(use_mlm=False, use_task=True)
   training_input = input_pipeline.TrainingInput(
     session.strategy,
@@ -409,7 +477,11 @@ def _train(
       "bucket_width": config.bucket_width,
     },
   )
-  session.train(trainer, training_input, num_train_steps)
+  session.train(trainer, training_input, num_train_steps, **epochs)
+  if not config.dev_file:
+    return {}
+  selection.keep()
+  return selection.eval_results()
 
 
 def define_flags(task: str) -> None:
@@ -420,6 +492,16 @@ def define_flags(task: str) -> None:
   example = "train.tsv" if task == "classification" else "train.txt (CoNLL)"
   flags.DEFINE_string("train_file", d.train_file, f"Labeled training file, e.g. {example}.")
   flags.DEFINE_string("eval_file", d.eval_file, "Labeled evaluation file.")
+  flags.DEFINE_string(
+    "dev_file",
+    d.dev_file,
+    "Labeled dev file, evaluated after every epoch of --do_train (dev_results.json).",
+  )
+  flags.DEFINE_bool(
+    "keep_best_on_dev",
+    d.keep_best_on_dev,
+    "Keep the epoch best on --dev_file (accuracy; NER entity F1; a tie: the earlier) as the model.",
+  )
   flags.DEFINE_string(
     "predict_file", d.predict_file, "Unlabeled file (one text per line, TAB-separated fields)."
   )

@@ -129,8 +129,10 @@ class Session:
     trainer: training.Trainer,
     training_input: input_pipeline.TrainingInput,
     num_train_steps: int,
+    **epochs,
   ) -> Dict[str, float]:
-    """`training.train` to `num_train_steps` in the model directory."""
+    """`training.train` to `num_train_steps` in the model directory
+    (`epochs`: its `boundaries` and `at_boundary`)."""
     config = self.config
     return training.train(
       trainer,
@@ -140,6 +142,7 @@ class Session:
       config.save_checkpoints_steps,
       config.train_batch_size,
       training.summary_dir(config.output_dir, "train"),
+      **epochs,
     )
 
   def record_eval(self, results: Dict[str, Any], summaries: bool) -> Dict[str, Any]:

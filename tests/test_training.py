@@ -202,12 +202,12 @@ def _tiny_config(corpus, path, layers=2, dropout=0.1):
   return str(path)
 
 
-def _random_init(corpus, work):
+def _random_init(corpus, work, dropout=0.1):
   """`work`/init: a model directory of the tiny config at its random initial
   weights (0 steps), for fine-tuning tests that need no pre-training."""
   run_pretraining.run(
     _pretraining_config(
-      bert_config_file=_tiny_config(corpus, work / "config.json"),
+      bert_config_file=_tiny_config(corpus, work / "config.json", dropout=dropout),
       vocab_file=str(corpus / "vocab.txt"),
       output_dir=str(work / "init"),
       do_eval=False,
