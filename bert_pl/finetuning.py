@@ -27,6 +27,12 @@ for them.
 Labels of a new model: `--label_file`, else collected from `--train_file`;
 written to the model directory's task.json.
 
+`--do_eval` writes the eval file's predictions beside eval_results.txt
+(`EVAL_PREDICTIONS_FILES`: gold and predicted label of every example, NER
+of every CoNLL token), so the score can be recomputed without this code.
+`--dev_file` is evaluated after every epoch and `--keep_best_on_dev` keeps
+the best epoch as the model (`dev_selection`).
+
 NER is evaluated on the whole gold annotation of `--eval_file`, at the level
 of its tokens (CoNLL lines, as conlleval): the predicted tag of a token is
 that of the model token holding its first character, as the predictions file
@@ -50,8 +56,9 @@ import tensorflow as tf
 from absl import flags, logging
 
 from bert_pl import (
-  checkpoints,
+  atomic_files,
   cli,
+  dev_selection,
   errors,
   evaluation,
   features,
@@ -59,18 +66,17 @@ from bert_pl import (
   input_pipeline,
   job_config,
   model_dir,
-  modeling,
-  optimization,
-  precision,
   predict_pseudo_labels,
   prediction,
   self_training,
-  task_models,
   tokenization,
   training,
+  training_job,
 )
 
 SELF_TRAINING_FILE = "self_training.json"
+# The --eval_file's examples with their gold and predicted labels (DESIGN §2).
+EVAL_PREDICTIONS_FILES = {"classification": "eval_predictions.tsv", "ner": "eval_predictions.txt"}
 JOBS = {"classification": "run_classifier", "ner": "run_ner"}
 # The settings of a new model whose flags are not given.
 NEW_MODEL_SETTINGS = dict(cli.TOKENIZER_DEFAULTS, max_seq_length=128, field_join="sep")
@@ -89,6 +95,8 @@ class FinetuningConfig(job_config.ModelConfig, job_config.TrainingConfig):
   tokenization: Optional[str] = None
   train_file: Optional[str] = None
   eval_file: Optional[str] = None
+  dev_file: Optional[str] = None
+  keep_best_on_dev: bool = False
   predict_file: Optional[str] = None
   label_file: Optional[str] = None
   do_train: bool = False
@@ -111,38 +119,45 @@ class FinetuningConfig(job_config.ModelConfig, job_config.TrainingConfig):
 
 @dataclasses.dataclass
 class ModelSpec:
-  """The model a run fine-tunes, evaluates or predicts with."""
+  """The model a run fine-tunes, evaluates or predicts with, and its task settings."""
 
-  config: modeling.BertConfig
-  source: Optional[checkpoints.Source]  # what a new model starts from; None: random weights
-  layer_map: Optional[List[int]]
-  vocab_file: str
+  choice: training_job.ModelChoice
   settings: Dict[str, Any]  # model_dir.SETTINGS
   labels: List[str]
-  checkpoint: Optional[str]  # --output_dir's latest checkpoint: an existing model
 
 
 def model_spec(config: FinetuningConfig) -> ModelSpec:
   """The model of `--output_dir` when it holds a checkpoint, else a new one
   from the flags."""
-  out = config.output_dir
-  latest = checkpoints.latest_checkpoint(out) if tf.io.gfile.isdir(out) else None
-  if latest:
-    return _existing_model(config, latest)
-  if not config.do_train:
-    raise model_dir.ModelDirError(
-      f"{out}: no checkpoint; --do_eval and --do_predict without --do_train use the "
-      "fine-tuned model of --output_dir (fine-tune one first with --do_train)"
-    )
-  return _new_model(config)
+  init = config.init_checkpoint if config.init_checkpoint != RANDOM_INIT else None
+  choice = training_job.choose_model(
+    config,
+    init,
+    lambda info, advice: _check_existing(config, info, advice),
+    lambda: _check_new(config),
+  )
+  if choice.checkpoint:
+    settings = {n: choice.info[n] for n in model_dir.SETTINGS}
+    return ModelSpec(choice, settings, list(choice.info["labels"]))
+  settings = {
+    n: NEW_MODEL_SETTINGS[n] if getattr(config, n) is None else getattr(config, n)
+    for n in model_dir.SETTINGS
+  }
+  choice.bert_config.check_max_seq_length(settings["max_seq_length"], "--max_seq_length")
+  if config.label_file:
+    labels = input_files.read_labels(config.label_file)
+  elif config.train_file:
+    labels = features.collect_labels(config.train_file, config.task, config.tag_scheme)
+  else:
+    raise errors.InputError("no --label_file and no --train_file to collect the labels from")
+  return ModelSpec(choice, settings, labels)
 
 
-def _existing_model(config: FinetuningConfig, latest: str) -> ModelSpec:
-  """`--output_dir`'s model, checking every flag that restates it."""
+def _check_existing(config: FinetuningConfig, info: dict, advice: str) -> None:
+  """`--output_dir`'s model must be this job's, and the flags that restate
+  its settings must agree with it."""
   out, task = config.output_dir, config.task
   job = JOBS[task]
-  advice = model_dir.resume_advice(out, latest, config.do_train)
-  info = model_dir.read_task_info(out)
   if info.get("task") != task or info.get("trained_by") != job:
     use = (
       f"use {info['trained_by']} for it, or "
@@ -158,21 +173,15 @@ def _existing_model(config: FinetuningConfig, latest: str) -> ModelSpec:
     model_dir.check_labels(
       out, info, input_files.read_labels(config.label_file), config.label_file, advice
     )
-  init = config.init_checkpoint if config.init_checkpoint != RANDOM_INIT else None
-  bert_config, vocab_file = model_dir.check_model(out, config, init, advice)
-  return ModelSpec(
-    bert_config,
-    None,
-    None,
-    vocab_file,
-    {n: info[n] for n in model_dir.SETTINGS},
-    list(info["labels"]),
-    latest,
-  )
 
 
-def _new_model(config: FinetuningConfig) -> ModelSpec:
-  """A model to fine-tune from `--init_checkpoint` (or random weights)."""
+def _check_new(config: FinetuningConfig) -> None:
+  """Refuses a new model without training, or without a starting point."""
+  if not config.do_train:
+    raise model_dir.ModelDirError(
+      f"{config.output_dir}: no checkpoint; --do_eval and --do_predict without --do_train use "
+      "the fine-tuned model of --output_dir (fine-tune one first with --do_train)"
+    )
   init = config.init_checkpoint
   if not init:
     raise errors.InputError(
@@ -192,24 +201,6 @@ def _new_model(config: FinetuningConfig) -> ModelSpec:
       RANDOM_INIT,
       config.bert_config_file,
     )
-    init = None
-  layer_map = checkpoints.parse_layer_map(config.layer_map)
-  bert_config, source = checkpoints.resolve_config(
-    init, config.bert_config_file, config.num_hidden_layers, layer_map
-  )
-  vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, bert_config)
-  settings = {
-    n: NEW_MODEL_SETTINGS[n] if getattr(config, n) is None else getattr(config, n)
-    for n in model_dir.SETTINGS
-  }
-  bert_config.check_max_seq_length(settings["max_seq_length"], "--max_seq_length")
-  if config.label_file:
-    labels = input_files.read_labels(config.label_file)
-  elif config.train_file:
-    labels = features.collect_labels(config.train_file, config.task, config.tag_scheme)
-  else:
-    raise errors.InputError("no --label_file and no --train_file to collect the labels from")
-  return ModelSpec(bert_config, source, layer_map, vocab_file, settings, labels, None)
 
 
 def _encode(path: str, encoder: features.FeatureEncoder, config: FinetuningConfig, what: str):
@@ -238,6 +229,14 @@ def check_self_training_flags(config: FinetuningConfig) -> None:
     raise errors.InputError("--pseudo_min_confidence needs --pseudo_label_file")
   if config.pseudo_label_file and not config.do_train:
     raise errors.InputError("--pseudo_label_file needs --do_train (it adds training examples)")
+
+
+def check_dev_flags(config: FinetuningConfig) -> None:
+  """--dev_file is evaluated during training; --keep_best_on_dev chooses on it."""
+  if config.dev_file and not config.do_train:
+    raise errors.InputError("--dev_file needs --do_train (it is evaluated after every epoch)")
+  if config.keep_best_on_dev and not config.dev_file:
+    raise errors.InputError("--keep_best_on_dev needs --dev_file")
 
 
 def pseudo_labeled(config: FinetuningConfig, encoder: features.FeatureEncoder, num_labeled: int):
@@ -293,49 +292,73 @@ def training_set(config: FinetuningConfig, encoder: features.FeatureEncoder):
   return train_features, summary
 
 
-def _encode_all(
-  path: str,
-  examples: List[input_files.Example],
-  encoder: features.FeatureEncoder,
-  counts: input_files.Counts,
-):
-  """The examples of the file to evaluate, encoded in one piece (their
-  token offsets map predictions back to the text)."""
+@dataclasses.dataclass
+class LabeledSet:
+  """A labeled file to score, read and encoded once (dev: every epoch)."""
+
+  path: str
+  examples: List[input_files.Example]
+  encoded: Dict[str, Any]  # in one piece: its token offsets map predictions back to the text
+  truncated: int
+
+
+def read_labeled(path: str, encoder: features.FeatureEncoder, config: FinetuningConfig, what: str):
+  counts = input_files.Counts(skip_bad_lines=config.skip_bad_lines)
+  examples = list(
+    input_files.read_examples(path, encoder.task, counts, encoder.labels, config.tag_scheme)
+  )
   if not examples:
     raise input_files.InputError(f"{path}: empty file (no examples)")
   encoded, truncated = encoder.encode(examples)
   counts.written, counts.truncated = len(examples), int(truncated.sum())
-  return encoded
+  print(f"{what} {path}: {counts.summary()}")
+  return LabeledSet(path, examples, encoded, counts.truncated)
+
+
+def score(predictor: prediction.Predictor, encoder: features.FeatureEncoder, data: LabeledSet):
+  """The metrics of `data` (NER on its whole annotation: module doc), and
+  the predicted label of each example (NER: the tags of its CoNLL tokens)."""
+  outputs = prediction.predict_sorted(predictor, data.encoded)
+  if encoder.task == "classification":
+    results = evaluation.classification_metrics(
+      data.encoded["label_ids"], outputs["label_ids"], len(encoder.labels)
+    )
+    return results, [encoder.labels[i] for i in outputs["label_ids"]]
+  examples = data.examples
+  predicted = prediction.conll_tags(
+    examples, data.encoded["starts"], data.encoded["ends"], outputs["tag_ids"], encoder.labels
+  )
+  results = evaluation.ner_metrics([e.tags for e in examples], predicted)
+  results["truncated_sentences"] = data.truncated
+  if data.truncated:
+    print(
+      f"eval {data.path}: {data.truncated} of {len(examples)} sentences are longer than "
+      f"max_seq_length={encoder.max_seq_length}; the entities past it count as missed"
+    )
+  return results, predicted
+
+
+def write_eval_predictions(path: str, task: str, data: LabeledSet, predicted) -> None:
+  """Classification: `gold<TAB>predicted<TAB>fields` lines; NER: CoNLL
+  `token gold predicted` lines, a blank line after each sentence."""
+  if task == "classification":
+    lines = ["\t".join([e.label, p, *e.fields]) + "\n" for e, p in zip(data.examples, predicted)]
+  else:
+    lines = [
+      "".join(f"{t} {g} {p}\n" for t, g, p in zip(e.fields, e.tags, tags)) + "\n"
+      for e, tags in zip(data.examples, predicted)
+    ]
+  atomic_files.write_file(path, "".join(lines))
 
 
 def evaluate(
   predictor: prediction.Predictor, encoder: features.FeatureEncoder, config: FinetuningConfig
 ) -> dict:
-  """The metrics of `--eval_file`; NER on its whole annotation (module doc)."""
-  counts = input_files.Counts(skip_bad_lines=config.skip_bad_lines)
-  examples = list(
-    input_files.read_examples(
-      config.eval_file, encoder.task, counts, encoder.labels, config.tag_scheme
-    )
-  )
-  encoded = _encode_all(config.eval_file, examples, encoder, counts)
-  print(f"eval {config.eval_file}: {counts.summary()}")
-  outputs = prediction.predict_sorted(predictor, encoded)
-  if encoder.task == "classification":
-    return evaluation.classification_metrics(
-      encoded["label_ids"], outputs["label_ids"], len(encoder.labels)
-    )
-  predicted = prediction.conll_tags(
-    examples, encoded["starts"], encoded["ends"], outputs["tag_ids"], encoder.labels
-  )
-  results = evaluation.ner_metrics([e.tags for e in examples], predicted)
-  results["truncated_sentences"] = counts.truncated
-  if counts.truncated:
-    print(
-      f"eval {config.eval_file}: {counts.truncated} of {len(examples)} sentences are "
-      f"longer than max_seq_length={encoder.max_seq_length}; the entities past it count as "
-      "missed"
-    )
+  """The metrics of `--eval_file`, whose predictions are written beside them."""
+  data = read_labeled(config.eval_file, encoder, config, "eval")
+  results, predicted = score(predictor, encoder, data)
+  name = EVAL_PREDICTIONS_FILES[encoder.task]
+  write_eval_predictions(os.path.join(config.output_dir, name), encoder.task, data, predicted)
   return results
 
 
@@ -369,12 +392,12 @@ def run(config: FinetuningConfig) -> dict:
   """The whole job for `config.task` ("classification" or "ner")."""
   task = config.task
   check_self_training_flags(config)
-  strategy = training.make_strategy(config.distribution_strategy, config.num_gpus)
-  training.set_seed(config.random_seed)
+  check_dev_flags(config)
+  strategy = training_job.start(config)
   spec = model_spec(config)
   settings, labels = spec.settings, spec.labels
   tokenizer = tokenization.BertTokenizer(
-    spec.vocab_file, settings["do_lower_case"], settings["tokenization"]
+    spec.choice.vocab_file, settings["do_lower_case"], settings["tokenization"]
   )
   # Refuses bad logits flags before training.
   prediction.OutputFormat(task, labels, config.write_logits, config.logits_top_k)
@@ -387,72 +410,78 @@ def run(config: FinetuningConfig) -> dict:
     num_train_steps = training.steps_for_epochs(
       len(train_features["input_ids"]), config.num_train_epochs, config.train_batch_size
     )
-  with strategy.scope(), precision.policy(config.dtype):
-    model = task_models.BertTaskModel(spec.config, task, len(labels))
-    optimizer = precision.wrap_optimizer(
-      optimization.create_optimizer(
-        config.learning_rate,
-        num_train_steps,
-        int(num_train_steps * config.warmup_proportion),
-        config.weight_decay,
-      ),
-      config.dtype,
-    )
-  chief = training.is_chief(strategy)
-  run_state = training.CheckpointedRun(model, optimizer, config.output_dir, is_chief=chief)
-
-  def initialize():  # a new model
-    if spec.source is not None:
-      checkpoints.init_from_checkpoint(model.bert, spec.source, spec.layer_map)
-
-  run_state.restore_or_initialize(initialize)
-  if chief and not spec.checkpoint:  # only a new model's training writes its settings
-    model_dir.write(
-      config.output_dir,
-      spec.config,
-      spec.vocab_file,
-      dict(task=task, labels=list(labels), **settings, trained_by=JOBS[task]),
-    )
-  if chief and self_training_report:
+  session = training_job.Session(
+    strategy,
+    config,
+    spec.choice,
+    task,
+    len(labels),
+    num_train_steps,
+    int(num_train_steps * config.warmup_proportion),
+  )
+  session.write_new_model(dict(task=task, labels=list(labels), **settings, trained_by=JOBS[task]))
+  if session.chief and self_training_report:
     model_dir.write_json(os.path.join(config.output_dir, SELF_TRAINING_FILE), self_training_report)
-  results = {}
+  predictor = prediction.Predictor(session.model, config.predict_batch_size)
+  dev = {}
   if config.do_train:
-    trainer = training.Trainer(strategy, model, optimizer, use_mlm=False, use_task=True)
-    training_input = input_pipeline.TrainingInput(
-      strategy,
-      config.train_batch_size,
-      lambda batch, context: input_pipeline.array_dataset(
-        train_features, batch, True, context, config.random_seed, config.bucket_width
-      ),
-      {
-        "train_file": config.train_file,
-        "examples": len(train_features["input_ids"]),
-        "max_seq_length": config.max_seq_length,
-        "seed": config.random_seed,
-        "bucket_width": config.bucket_width,
-      },
-    )
-    training.train(
-      trainer,
-      run_state,
-      training_input,
-      num_train_steps,
-      config.save_checkpoints_steps,
-      config.train_batch_size,
-      training.summary_dir(config.output_dir, "train"),
-    )
-  if not chief:  # the chief alone evaluates and predicts (and writes the results)
+    dev = _train(config, session, train_features, num_train_steps, predictor, encoder)
+  results = {}
+  if not session.chief:  # the chief alone evaluates and predicts (and writes the results)
     return results
   if config.do_eval:
-    results = evaluate(prediction.Predictor(model, config.predict_batch_size), encoder, config)
-    results["global_step"] = int(optimizer.iterations.numpy())
-    if config.do_train:
-      training.record_eval(config.output_dir, results, results["global_step"])
-    else:  # its output alone: the model directory is left as it is
-      model_dir.write_eval_results(config.output_dir, results)
+    results = session.record_eval({**evaluate(predictor, encoder, config), **dev}, config.do_train)
   if config.do_predict:
     predict(config)
   return results
+
+
+def _train(
+  config: FinetuningConfig,
+  session: training_job.Session,
+  train_features,
+  num_train_steps: int,
+  predictor: prediction.Predictor,
+  encoder: features.FeatureEncoder,
+) -> dict:
+  """Fine-tunes to `num_train_steps` on `train_features`; with --dev_file,
+  evaluates it after every epoch and, with --keep_best_on_dev, keeps the
+  best epoch as the model (`dev_selection`). Returns the dev results for
+  eval_results.txt ({} without --dev_file)."""
+  epochs = {}
+  if config.dev_file:
+    dev = read_labeled(config.dev_file, encoder, config, "dev")
+    ends = training.epoch_ends(
+      len(train_features["input_ids"]), config.num_train_epochs, config.train_batch_size
+    )
+    selection = dev_selection.EpochSelection(
+      session.run_state,
+      config.task,
+      ends,
+      lambda: score(predictor, encoder, dev)[0],
+      config.keep_best_on_dev,
+    )
+    epochs = dict(boundaries=ends, at_boundary=selection.at_epoch_end)
+  trainer = session.trainer(use_mlm=False, use_task=True)
+  training_input = input_pipeline.TrainingInput(
+    session.strategy,
+    config.train_batch_size,
+    lambda batch, context: input_pipeline.array_dataset(
+      train_features, batch, True, context, config.random_seed, config.bucket_width
+    ),
+    {
+      "train_file": config.train_file,
+      "examples": len(train_features["input_ids"]),
+      "max_seq_length": config.max_seq_length,
+      "seed": config.random_seed,
+      "bucket_width": config.bucket_width,
+    },
+  )
+  session.train(trainer, training_input, num_train_steps, **epochs)
+  if not config.dev_file:
+    return {}
+  selection.keep()
+  return selection.eval_results()
 
 
 def define_flags(task: str) -> None:
@@ -463,6 +492,16 @@ def define_flags(task: str) -> None:
   example = "train.tsv" if task == "classification" else "train.txt (CoNLL)"
   flags.DEFINE_string("train_file", d.train_file, f"Labeled training file, e.g. {example}.")
   flags.DEFINE_string("eval_file", d.eval_file, "Labeled evaluation file.")
+  flags.DEFINE_string(
+    "dev_file",
+    d.dev_file,
+    "Labeled dev file, evaluated after every epoch of --do_train (dev_results.json).",
+  )
+  flags.DEFINE_bool(
+    "keep_best_on_dev",
+    d.keep_best_on_dev,
+    "Keep the epoch best on --dev_file (accuracy; NER entity F1; a tie: the earlier) as the model.",
+  )
   flags.DEFINE_string(
     "predict_file", d.predict_file, "Unlabeled file (one text per line, TAB-separated fields)."
   )

@@ -14,6 +14,11 @@ So what a model was trained with is what every later job feeds it.
     input_state/worker-N/  the training input's position at each checkpoint (training)
     summaries/         TensorBoard events
     eval_results.txt   evaluation results
+    eval_predictions.tsv|.txt  the eval file with gold and predicted labels (fine-tuning)
+    dev_results.json, dev_best/  per-epoch dev results, the best epoch's weights
+                       (fine-tuning with --dev_file; see dev_selection)
+    schedule.json      run_pretraining's resolved training and warm-up steps, and
+                       the epochs, warm-up proportion and record count they came from
     self_training.json what classic self-training added (run_classifier/run_ner
                        with --pseudo_label_file; see self_training)
 """

@@ -32,13 +32,14 @@ manifest are read with a warning; their first record's lengths must fit.
 """
 
 import dataclasses
+import json
+import os
 from typing import Optional
 
 import tensorflow as tf
 from absl import flags, logging
 
 from bert_pl import (
-  checkpoints,
   cli,
   errors,
   input_files,
@@ -46,11 +47,10 @@ from bert_pl import (
   job_config,
   manifest,
   model_dir,
-  optimization,
-  precision,
   task_models,
   tfrecords,
   training,
+  training_job,
 )
 
 # The settings a manifest of the input files gives when they are not given
@@ -61,6 +61,11 @@ DATA_DEFAULTS = {
   "tokenization": cli.TOKENIZER_DEFAULTS["tokenization"],
   "do_lower_case": cli.TOKENIZER_DEFAULTS["do_lower_case"],
 }
+
+
+# The schedule's steps when neither they nor their proportions are given.
+SCHEDULE_DEFAULTS = {"num_train_steps": 100000, "num_warmup_steps": 10000}
+SCHEDULE_FILE = "schedule.json"  # in the model directory: the resolved schedule
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -76,8 +81,10 @@ class RunPretrainingConfig(job_config.ModelConfig, job_config.TrainingConfig):
   max_predictions_per_seq: Optional[int] = None
   learning_rate: float = 5e-5
   eval_batch_size: int = 8
-  num_train_steps: int = 100000
-  num_warmup_steps: int = 10000
+  num_train_steps: Optional[int] = None  # SCHEDULE_DEFAULTS, unless num_train_epochs
+  num_warmup_steps: Optional[int] = None  # SCHEDULE_DEFAULTS, unless warmup_proportion
+  num_train_epochs: Optional[float] = None  # None or 0: not given
+  warmup_proportion: Optional[float] = None
   do_train: bool = False
   do_eval: bool = False
   max_eval_steps: int = 100
@@ -100,28 +107,121 @@ def run(config: RunPretrainingConfig) -> dict:
   its bert_config.json, vocab.txt and task.json are the model's (flags and
   data that contradict them are an error naming both values) and are never
   rewritten."""
-  strategy = training.make_strategy(config.distribution_strategy, config.num_gpus)
-  training.set_seed(config.random_seed)
-  layer_map = checkpoints.parse_layer_map(config.layer_map)
-  latest, info = _existing_model(config.output_dir)
-  advice = model_dir.resume_advice(config.output_dir, latest, config.do_train) if latest else ""
-  if latest:
-    source = None
-    bert_config, vocab_file = model_dir.check_model(
-      config.output_dir, config, config.init_checkpoint, advice
-    )
-  else:
-    bert_config, source = checkpoints.resolve_config(
-      config.init_checkpoint, config.bert_config_file, config.num_hidden_layers, layer_map
-    )
-    vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, bert_config)
+  strategy = training_job.start(config)
+  choice = training_job.choose_model(
+    config,
+    config.init_checkpoint,
+    lambda info, advice: _check_trained_by(config.output_dir, info),
+    lambda: _warn_without_init(config),
+  )
   labels = input_files.read_labels(config.label_file) if config.label_file else None
-  defaults = {**DATA_DEFAULTS, **{n: info[n] for n in DATA_DEFAULTS if n in info}}
-  train_files, eval_files, data = _input_data(config, vocab_file, labels, defaults)
-  labels = data["labels"]
-  task_info = {
+  defaults = {**DATA_DEFAULTS, **{n: choice.info[n] for n in DATA_DEFAULTS if n in choice.info}}
+  train_files, eval_files, data = _input_data(config, choice.vocab_file, labels, defaults)
+  schedule = _schedule(config, data["train_records"], data["uncounted"])
+  task_info = _task_info(config, data)
+  if choice.checkpoint:
+    _check_existing(config, choice.info, task_info, choice.advice)
+  if train_files or eval_files:
+    choice.bert_config.check_max_seq_length(
+      data["max_seq_length"],
+      "--max_seq_length"
+      if config.max_seq_length
+      else "max_seq_length (the input's manifest's, else the default)",
+    )
+  num_labels = _num_labels(config, data["labels"])
+  session = training_job.Session(
+    strategy,
+    config,
+    choice,
+    config.task_loss,
+    num_labels,
+    schedule["num_train_steps"],
+    schedule["num_warmup_steps"],
+  )
+  kl = config.pseudo_label_loss == "kl"
+  logits_width = (
+    num_labels * (data["max_seq_length"] if config.task_loss == "ner" else 1) if kl else None
+  )
+  for files in (train_files, eval_files):
+    _check_first_record(
+      files, data["max_seq_length"], data["max_predictions_per_seq"], config.task_loss, logits_width
+    )
+  session.write_new_model(task_info)
+  spec = tfrecords.pretraining_feature_spec(
+    data["max_seq_length"], data["max_predictions_per_seq"], config.task_loss, num_labels, kl
+  )
+  trainer = session.trainer(
+    use_mlm=config.masked_lm_loss_weight > 0,
+    use_task=config.task_loss != "none",
+    task_loss_weight=config.task_loss_weight,
+    masked_lm_loss_weight=config.masked_lm_loss_weight,
+    pseudo_label_loss=config.pseudo_label_loss,
+    kl_temperature=config.kl_temperature,
+  )
+  results = _train(config, session, trainer, train_files, spec, schedule) if config.do_train else {}
+  if config.do_eval:
+    results = session.record_eval(_evaluate(config, trainer, eval_files, spec), summaries=True)
+  return results
+
+
+def _schedule(config: RunPretrainingConfig, train_records: int, uncounted) -> dict:
+  """The training and warm-up steps: given, or from --num_train_epochs over
+  the `train_records` (counted in the training files' manifests; `uncounted`:
+  a training file none lists) and --warmup_proportion of the steps, or
+  `SCHEDULE_DEFAULTS`; logged, and written to the model directory by
+  training."""
+  _check_schedule_flags(config)
+  steps = config.num_train_steps
+  if config.num_train_epochs:
+    if uncounted:
+      raise errors.InputError(
+        f"{uncounted}: no manifest lists it, so its records cannot be counted for "
+        "--num_train_epochs (give --num_train_steps)"
+      )
+    steps = training.steps_for_epochs(
+      train_records, config.num_train_epochs, config.train_batch_size
+    )
+  elif steps is None:
+    steps = SCHEDULE_DEFAULTS["num_train_steps"]
+  warmup = config.num_warmup_steps
+  if config.warmup_proportion is not None:
+    warmup = int(config.warmup_proportion * steps)
+  elif warmup is None:
+    warmup = SCHEDULE_DEFAULTS["num_warmup_steps"]
+  schedule = {
+    "num_train_steps": steps,
+    "num_warmup_steps": warmup,
+    "num_train_epochs": config.num_train_epochs or None,
+    "warmup_proportion": config.warmup_proportion,
+    "train_records": train_records,
+    "train_batch_size": config.train_batch_size,
+  }
+  logging.info("Schedule: %s", json.dumps(schedule))
+  return schedule
+
+
+def _check_schedule_flags(config: RunPretrainingConfig) -> None:
+  """Steps or epochs, warm-up steps or proportion: one of each pair at most."""
+  for steps, share in (
+    ("num_train_steps", "num_train_epochs"),
+    ("num_warmup_steps", "warmup_proportion"),
+  ):
+    if getattr(config, steps) is not None and getattr(config, share):
+      raise errors.InputError(
+        f"--{steps}={getattr(config, steps)} and --{share}={getattr(config, share):g}: "
+        "give one of them"
+      )
+  if config.num_train_epochs is not None and config.num_train_epochs < 0:
+    raise errors.InputError(f"--num_train_epochs={config.num_train_epochs:g}: must be >= 0")
+  if config.warmup_proportion is not None and not 0 <= config.warmup_proportion <= 1:
+    raise errors.InputError(f"--warmup_proportion={config.warmup_proportion:g}: must be in [0, 1]")
+
+
+def _task_info(config: RunPretrainingConfig, data: dict) -> dict:
+  """The model's task.json: what every later job feeds it (`model_dir`)."""
+  return {
     "task": config.task_loss,
-    "labels": labels,
+    "labels": data["labels"],
     "max_seq_length": data["max_seq_length"],
     "do_lower_case": data["do_lower_case"],
     "tokenization": data["tokenization"],
@@ -130,125 +230,77 @@ def run(config: RunPretrainingConfig) -> dict:
     "masked_lm_loss_weight": config.masked_lm_loss_weight,
     "trained_by": "run_pretraining",
   }
-  if latest:
-    _check_existing(config, info, task_info, advice)
-  if train_files or eval_files:
-    bert_config.check_max_seq_length(
-      data["max_seq_length"],
-      "--max_seq_length"
-      if config.max_seq_length
-      else "max_seq_length (the input's manifest's, else the default)",
+
+
+def _train(
+  config: RunPretrainingConfig,
+  session: training_job.Session,
+  trainer: training.Trainer,
+  files,
+  spec: dict,
+  schedule: dict,
+) -> dict:
+  """Trains to the schedule's steps (recorded in the model directory),
+  again without the corrupt files each time one turns up, when skipping
+  them; the last save interval's results."""
+  num_train_steps = schedule["num_train_steps"]
+  if session.chief:
+    model_dir.write_json(os.path.join(config.output_dir, SCHEDULE_FILE), schedule)
+  if session.step >= num_train_steps:
+    session.run_state.save()  # e.g. --num_train_steps=0: the initialised model as a model dir
+    return {}
+  logging.info(
+    "Training from step %d to %d: loss = %g x MLM + %g x %s",
+    session.step,
+    num_train_steps,
+    config.masked_lm_loss_weight,
+    config.task_loss_weight,
+    _task_loss_name(config),
+  )
+  seed, bucket_width = config.random_seed, config.bucket_width
+  while True:
+    training_input = input_pipeline.TrainingInput(
+      session.strategy,
+      config.train_batch_size,
+      lambda batch, context, files=files: input_pipeline.pretraining_dataset(
+        files, spec, batch, True, context, seed=seed, bucket_width=bucket_width
+      ),
+      {
+        "files": files,
+        "seed": seed,
+        "bucket_width": bucket_width,
+        "features": {name: feature.shape for name, feature in spec.items()},
+      },
     )
+    try:
+      return session.train(trainer, training_input, num_train_steps)
+    except tf.errors.DataLossError:
+      files = input_pipeline.drop_corrupt_files(files, config.skip_corrupt_files)
+
+
+def _evaluate(config: RunPretrainingConfig, trainer: training.Trainer, files, spec: dict) -> dict:
+  """The losses and accuracies of at most --max_eval_steps batches of `files`."""
+  dataset = input_pipeline.distribute(
+    trainer.strategy,
+    config.eval_batch_size,
+    lambda batch, context: input_pipeline.pretraining_dataset(
+      files, spec, batch, False, context, bucket_width=config.bucket_width
+    ),
+  )
+  try:
+    return trainer.evaluate(iter(dataset), config.max_eval_steps)
+  except tf.errors.DataLossError:
+    input_pipeline.drop_corrupt_files(files, skip=False)
+    raise
+
+
+def _num_labels(config: RunPretrainingConfig, labels) -> int:
+  """The task head's width, once the loss flags are known to make sense."""
   num_labels = len(labels) if labels else (config.num_labels or 0)
   if config.task_loss != "none" and not num_labels:
     raise errors.InputError(f"--task_loss={config.task_loss} needs --label_file or --num_labels")
   _check_loss_flags(config)
-  kl = config.pseudo_label_loss == "kl"
-
-  with strategy.scope(), precision.policy(config.dtype):
-    model = task_models.BertTaskModel(bert_config, config.task_loss, num_labels)
-    optimizer = precision.wrap_optimizer(
-      optimization.create_optimizer(
-        config.learning_rate, config.num_train_steps, config.num_warmup_steps, config.weight_decay
-      ),
-      config.dtype,
-    )
-  chief = training.is_chief(strategy)
-  run_state = training.CheckpointedRun(model, optimizer, config.output_dir, is_chief=chief)
-
-  def initialize():
-    if source is not None:
-      checkpoints.init_from_checkpoint(model.bert, source, layer_map)
-    else:
-      logging.warning("No --init_checkpoint: training from random initialisation")
-
-  step = run_state.restore_or_initialize(initialize)
-  train = config.do_train and step < config.num_train_steps
-  logits_width = (
-    num_labels * (data["max_seq_length"] if config.task_loss == "ner" else 1) if kl else None
-  )
-  for files in (train_files, eval_files):
-    _check_first_record(
-      files, data["max_seq_length"], data["max_predictions_per_seq"], config.task_loss, logits_width
-    )
-  if chief and not latest:
-    model_dir.write(config.output_dir, bert_config, vocab_file, task_info)
-  spec = tfrecords.pretraining_feature_spec(
-    data["max_seq_length"],
-    data["max_predictions_per_seq"],
-    config.task_loss,
-    num_labels,
-    with_logits=kl,
-  )
-  trainer = training.Trainer(
-    strategy,
-    model,
-    optimizer,
-    use_mlm=config.masked_lm_loss_weight > 0,
-    use_task=config.task_loss != "none",
-    task_loss_weight=config.task_loss_weight,
-    masked_lm_loss_weight=config.masked_lm_loss_weight,
-    pseudo_label_loss=config.pseudo_label_loss,
-    kl_temperature=config.kl_temperature,
-  )
-  results = {}
-  if config.do_train and not train:
-    run_state.save()  # e.g. --num_train_steps=0: the initialised model as a model dir
-  elif train:
-    logging.info(
-      "Training from step %d to %d: loss = %g x MLM + %g x %s",
-      step,
-      config.num_train_steps,
-      config.masked_lm_loss_weight,
-      config.task_loss_weight,
-      _task_loss_name(config),
-    )
-    files = train_files
-    seed, bucket_width = config.random_seed, config.bucket_width
-    while True:  # again without the corrupt files, when skipping them
-      training_input = input_pipeline.TrainingInput(
-        strategy,
-        config.train_batch_size,
-        lambda batch, context, files=files: input_pipeline.pretraining_dataset(
-          files, spec, batch, True, context, seed=seed, bucket_width=bucket_width
-        ),
-        {
-          "files": files,
-          "seed": seed,
-          "bucket_width": bucket_width,
-          "features": {name: feature.shape for name, feature in spec.items()},
-        },
-      )
-      try:
-        results = training.train(
-          trainer,
-          run_state,
-          training_input,
-          config.num_train_steps,
-          config.save_checkpoints_steps,
-          config.train_batch_size,
-          training.summary_dir(config.output_dir, "train"),
-        )
-        break
-      except tf.errors.DataLossError:
-        files = input_pipeline.drop_corrupt_files(files, config.skip_corrupt_files)
-  if config.do_eval:
-    dataset = input_pipeline.distribute(
-      strategy,
-      config.eval_batch_size,
-      lambda batch, context: input_pipeline.pretraining_dataset(
-        eval_files, spec, batch, False, context, bucket_width=config.bucket_width
-      ),
-    )
-    try:
-      results = trainer.evaluate(iter(dataset), config.max_eval_steps)
-    except tf.errors.DataLossError:
-      input_pipeline.drop_corrupt_files(eval_files, skip=False)
-      raise
-    results["global_step"] = int(optimizer.iterations.numpy())
-    if chief:
-      training.record_eval(config.output_dir, results, results["global_step"])
-  return results
+  return num_labels
 
 
 def _check_loss_flags(config: RunPretrainingConfig) -> None:
@@ -276,19 +328,18 @@ def _task_loss_name(config: RunPretrainingConfig) -> str:
   return "CRF NLL" if config.task_loss == "ner" else "cross-entropy"
 
 
-def _existing_model(output_dir: str):
-  """--output_dir's latest checkpoint and task.json when it holds a model
-  (a run to resume or evaluate), else (None, {})."""
-  latest = checkpoints.latest_checkpoint(output_dir) if tf.io.gfile.isdir(output_dir) else None
-  if not latest:
-    return None, {}
-  info = model_dir.read_task_info(output_dir)
+def _check_trained_by(output_dir: str, info: dict) -> None:
+  """Refuses to resume or evaluate a model another job trained."""
   if info.get("trained_by") != "run_pretraining":
     raise model_dir.ModelDirError(
       f"{output_dir}: {model_dir.describe(info)}, not a model of run_pretraining: "
       f"pre-train from it with --init_checkpoint={output_dir} and a new --output_dir"
     )
-  return latest, info
+
+
+def _warn_without_init(config: RunPretrainingConfig) -> None:
+  if not config.init_checkpoint:
+    logging.warning("No --init_checkpoint: training from random initialisation")
 
 
 # The task.json settings a resumed training run must keep; an evaluation may
@@ -326,7 +377,8 @@ def _input_data(config: RunPretrainingConfig, vocab_file: str, labels, defaults:
   `DATA_DEFAULTS`'s and the labels, from the manifest where there is one,
   else from the config, else from `defaults`."""
   train_files, eval_files = [], []
-  if config.do_train and config.num_train_steps > 0:
+  steps = config.num_train_steps
+  if config.do_train and (config.num_train_epochs or steps is None or steps > 0):
     if not config.input_file:
       raise errors.InputError("--do_train needs --input_file")
     train_files = input_files.expand_input_files(config.input_file)
@@ -359,6 +411,9 @@ def _input_data(config: RunPretrainingConfig, vocab_file: str, labels, defaults:
     )
     for files in (train_files, eval_files)
   ]
+  entries = {path: inputs.entry(path) for path in checked[0]}
+  data["train_records"] = sum(entry["records"] for entry in entries.values() if entry)
+  data["uncounted"] = next((path for path, entry in entries.items() if entry is None), None)
   return checked[0], checked[1], data
 
 
@@ -467,8 +522,27 @@ def define_flags():
   )
   job_config.define_training_flags(learning_rate=d.learning_rate)
   flags.DEFINE_integer("eval_batch_size", d.eval_batch_size, "GLOBAL batch size for evaluation.")
-  flags.DEFINE_integer("num_train_steps", d.num_train_steps, "Total training steps.")
-  flags.DEFINE_integer("num_warmup_steps", d.num_warmup_steps, "Linear warmup steps.")
+  flags.DEFINE_integer(
+    "num_train_steps",
+    SCHEDULE_DEFAULTS["num_train_steps"],
+    "Total training steps (not with --num_train_epochs).",
+  )
+  flags.DEFINE_integer(
+    "num_warmup_steps",
+    SCHEDULE_DEFAULTS["num_warmup_steps"],
+    "Linear warmup steps (not with --warmup_proportion).",
+  )
+  flags.DEFINE_float(
+    "num_train_epochs",
+    d.num_train_epochs,
+    "Passes over the training records (counted in their manifests): "
+    "num_train_steps = ceil(epochs x records / --train_batch_size); 0: not given.",
+  )
+  flags.DEFINE_float(
+    "warmup_proportion",
+    d.warmup_proportion,
+    "Share of the training steps with linear warmup (instead of --num_warmup_steps).",
+  )
   flags.DEFINE_bool("do_train", d.do_train, "Train.")
   flags.DEFINE_bool("do_eval", d.do_eval, "Evaluate; writes eval_results.txt.")
   flags.DEFINE_integer("max_eval_steps", d.max_eval_steps, "Maximum evaluation batches.")

@@ -51,7 +51,7 @@ import json
 import math
 import os
 import time
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional, Sequence
 
 import tensorflow as tf
 from absl import logging
@@ -406,6 +406,16 @@ class CheckpointedRun:
     checkpoint.restore(saved).assert_consumed()
     logging.info("Resumed the training input at step %d from %s", step, saved)
 
+  def model_checkpoint(self) -> tf.train.Checkpoint:
+    """The model's variables alone (`bert`, `head`: what `model_dir.load_finetuned` reads)."""
+    return tf.train.Checkpoint(**self._model_items)
+
+  def save_over_latest(self) -> Optional[str]:
+    """Saves the model as it is now as the current step's checkpoint, over
+    the one already saved (the epoch kept on dev replaces the last epoch's)."""
+    self._saved_step = None
+    return self.save()
+
   def save(self) -> Optional[str]:
     """Saves the current step (once); returns the model directory's latest
     checkpoint. Every worker must call it at the same steps."""
@@ -442,12 +452,17 @@ def train(
   steps_per_save: int,
   global_batch_size: int,
   summary_dir: str,
+  boundaries: Sequence[int] = (),
+  at_boundary: Callable[[int], None] = lambda step: None,
 ) -> Dict[str, float]:
   """Trains to `num_train_steps` on `training_input` (resumed where the run
   stopped, `CheckpointedRun.track_input`), saving every `steps_per_save`
-  steps; logs and writes TensorBoard summaries (losses, accuracies, learning
-  rate, examples/s, real tokens/s, the share of computed tokens that is
-  padding) after each save. Returns the last save interval's results."""
+  steps and at each of the `boundaries` (the ends of epochs), where
+  `at_boundary(step)` follows the save (and runs first when the run starts
+  at one: a run killed between the save and it does it then); logs and
+  writes TensorBoard summaries (losses, accuracies, learning rate,
+  examples/s, real tokens/s, the share of computed tokens that is padding)
+  after each save. Returns the last save interval's results."""
   run.track_input(training_input)
   writer = (
     tf.summary.create_file_writer(summary_dir)
@@ -455,10 +470,16 @@ def train(
     else tf.summary.create_noop_writer()
   )
   step = int(trainer.optimizer.iterations.numpy())
+  if step in boundaries:
+    at_boundary(step)
   result = {}
   start_step, start_time = step, time.time()
   while step < num_train_steps:
-    n = min(steps_per_save - step % steps_per_save, num_train_steps - step)
+    n = min(
+      steps_per_save - step % steps_per_save,
+      num_train_steps - step,
+      *(b - step for b in boundaries if b > step),
+    )
     loop_start = time.time()
     result = trainer.train_steps(training_input, n)
     step = int(trainer.optimizer.iterations.numpy())
@@ -482,6 +503,8 @@ def train(
       for name, value in result.items():
         tf.summary.scalar(name, value)
     writer.flush()
+    if step in boundaries:
+      at_boundary(step)
   run.save()
   return result
 
@@ -524,6 +547,13 @@ def record_eval(model_dir: str, results: Dict[str, float], step: int) -> None:
 
 def steps_for_epochs(num_examples: int, epochs: float, global_batch_size: int) -> int:
   return max(1, math.ceil(num_examples * epochs / global_batch_size))
+
+
+def epoch_ends(num_examples: int, epochs: float, global_batch_size: int) -> list:
+  """The step at which each epoch ends (a last partial epoch at the last step)."""
+  total = steps_for_epochs(num_examples, epochs, global_batch_size)
+  ends = [steps_for_epochs(num_examples, e, global_batch_size) for e in range(1, math.ceil(epochs))]
+  return sorted({end for end in ends if end < total} | {total})
 
 
 def summary_dir(model_dir: str, kind: str) -> str:

@@ -1,10 +1,12 @@
 """Resuming: the same batches as an uninterrupted run, and a model directory's
 `checkpoint` file never makes a job touch files outside the directory."""
 
+import json
 import logging
 import os
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,16 +110,29 @@ def two_replicas(monkeypatch, mirrored_strategy):
   monkeypatch.setattr(training, "make_strategy", lambda name, num_gpus: mirrored_strategy)
 
 
+@pytest.mark.parametrize("schedule", ["steps", "epochs"])
 def test_run_pretraining_resumed_trains_on_the_batches_of_an_uninterrupted_run(
-  corpus, tmp_path, two_replicas
+  corpus, tmp_path, two_replicas, schedule
 ):
+  records = _mlm_records(corpus, tmp_path)
+  count = json.loads(Path(records + ".manifest.json").read_text())["records"]
+  # 8 steps and 2 warm-up steps, given or resolved from the records' count.
+  steps = (
+    dict(num_train_steps=8, num_warmup_steps=2)
+    if schedule == "steps"
+    else dict(
+      num_train_steps=None,
+      num_warmup_steps=None,
+      num_train_epochs=7.5 * 16 / count,
+      warmup_proportion=0.25,
+    )
+  )
   common = dict(
     bert_config_file=_tiny_config(corpus, tmp_path / "config.json", dropout=0.0),
     vocab_file=str(corpus / "vocab.txt"),
-    input_file=_mlm_records(corpus, tmp_path),
+    input_file=records,
     train_batch_size=16,
-    num_train_steps=8,
-    num_warmup_steps=2,
+    **steps,
     learning_rate=5e-3,
     save_checkpoints_steps=1,
     bucket_width=8,

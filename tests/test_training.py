@@ -1,6 +1,7 @@
 """run_pretraining: distributed correctness, the MLM loss, learning, resuming."""
 
 import json
+import math
 import os
 
 import numpy as np
@@ -10,6 +11,7 @@ import tensorflow as tf
 from bert_pl import (
   checkpoints,
   create_pretraining_data,
+  errors,
   input_files,
   input_pipeline,
   modeling,
@@ -18,6 +20,8 @@ from bert_pl import (
   task_models,
   training,
 )
+
+from conftest import run_job
 
 TINY = dict(
   vocab_size=50,
@@ -198,12 +202,12 @@ def _tiny_config(corpus, path, layers=2, dropout=0.1):
   return str(path)
 
 
-def _random_init(corpus, work):
+def _random_init(corpus, work, dropout=0.1):
   """`work`/init: a model directory of the tiny config at its random initial
   weights (0 steps), for fine-tuning tests that need no pre-training."""
   run_pretraining.run(
     _pretraining_config(
-      bert_config_file=_tiny_config(corpus, work / "config.json"),
+      bert_config_file=_tiny_config(corpus, work / "config.json", dropout=dropout),
       vocab_file=str(corpus / "vocab.txt"),
       output_dir=str(work / "init"),
       do_eval=False,
@@ -263,7 +267,7 @@ def test_each_task_loss_goes_down_on_the_sample_corpus(corpus, tmp_path, task, d
   assert os.listdir(tmp_path / "model" / "summaries" / "train")
 
 
-def _mlm_records(corpus, directory):
+def _mlm_records(corpus, directory, shards=1):
   """MLM-only TFRecords of the sample corpus's unlabeled items (seq 64)."""
   records = str(directory / "data.tfrecord")
   create_pretraining_data.run(
@@ -273,6 +277,7 @@ def _mlm_records(corpus, directory):
       str(corpus / "vocab.txt"),
       max_seq_length=64,
       max_predictions_per_seq=10,
+      num_output_shards=shards,
     )
   )
   return records
@@ -332,3 +337,127 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(corpus, tmp_
   assert len(names) > 10
   for n in names:
     np.testing.assert_array_equal(kept.get_tensor(n), good.get_tensor(n))
+
+
+@pytest.fixture(scope="module")
+def two_shards(corpus, tmp_path_factory):
+  """MLM records of the sample corpus in two shards, and their record count
+  read from the shards themselves."""
+  records = _mlm_records(corpus, tmp_path_factory.mktemp("shards"), shards=2)
+  shards = tf.io.gfile.glob(records + "-*")
+  assert len(shards) == 2
+  count = sum(1 for _ in tf.data.TFRecordDataset(shards))
+  return records + "-*", count
+
+
+def test_epochs_and_warmup_proportion_set_the_schedule_from_the_manifests(
+  corpus, tmp_path, two_shards
+):
+  files, count = two_shards
+  output = tmp_path / "model"
+  results = run_pretraining.run(
+    _pretraining_config(
+      bert_config_file=_tiny_config(corpus, tmp_path / "config.json"),
+      vocab_file=str(corpus / "vocab.txt"),
+      input_file=files,
+      output_dir=str(output),
+      num_train_steps=None,
+      num_warmup_steps=None,
+      num_train_epochs=0.01,
+      warmup_proportion=0.3,
+      train_batch_size=16,
+      save_checkpoints_steps=1,
+      do_eval=False,
+    )
+  )
+  steps = math.ceil(0.01 * count / 16)
+  assert steps >= 3
+  schedule = json.loads((output / run_pretraining.SCHEDULE_FILE).read_text())
+  assert schedule == {
+    "num_train_steps": steps,
+    "num_warmup_steps": int(0.3 * steps),
+    "num_train_epochs": 0.01,
+    "warmup_proportion": 0.3,
+    "train_records": count,
+    "train_batch_size": 16,
+  }
+  assert tf.train.latest_checkpoint(str(output)).endswith(f"ckpt-{steps}")
+  # The optimizer's schedule is the resolved one: warm-up over its first
+  # steps, then linear decay to 0 at the last.
+  rates = _summaries(output / "summaries" / "train", "learning_rate")
+  assert rates[1] == pytest.approx(2e-3 * 1 / int(0.3 * steps))
+  assert results["learning_rate"] == rates[steps] == pytest.approx(0.0, abs=1e-9)
+
+
+def _summaries(directory, tag):
+  """{step: value} of a TensorBoard scalar."""
+  found = {}
+  for name in os.listdir(directory):
+    for event in tf.compat.v1.train.summary_iterator(str(directory / name)):
+      for value in event.summary.value:
+        if value.tag == tag:
+          found[event.step] = float(tf.make_ndarray(value.tensor))
+  return found
+
+
+def test_schedule_defaults_without_steps_or_epochs():
+  config = _pretraining_config(output_dir="x", num_train_steps=None, num_warmup_steps=None)
+  assert run_pretraining._schedule(config, 1000, None)["num_train_steps"] == 100000
+  assert run_pretraining._schedule(config, 1000, None)["num_warmup_steps"] == 10000
+  given = _pretraining_config(
+    output_dir="x", num_train_steps=40, num_warmup_steps=None, warmup_proportion=0.1
+  )
+  assert run_pretraining._schedule(given, 1000, None)["num_warmup_steps"] == 4
+
+
+@pytest.mark.parametrize(
+  "flags, message",
+  [
+    (
+      ["--num_train_steps=5", "--num_train_epochs=1"],
+      "--num_train_steps=5 and --num_train_epochs=1: give one of them",
+    ),
+    (
+      ["--num_warmup_steps=1", "--warmup_proportion=0.1"],
+      "--num_warmup_steps=1 and --warmup_proportion=0.1: give one of them",
+    ),
+    (["--warmup_proportion=1.5"], "--warmup_proportion=1.5: must be in [0, 1]"),
+    (["--num_train_epochs=-1"], "--num_train_epochs=-1: must be >= 0"),
+  ],
+)
+def test_schedule_flags_given_twice_or_out_of_range_are_one_error_line(
+  corpus, tmp_path, two_shards, flags, message
+):
+  result = run_job(
+    "run_pretraining",
+    f"--bert_config_file={_tiny_config(corpus, tmp_path / 'config.json')}",
+    f"--vocab_file={corpus / 'vocab.txt'}",
+    f"--input_file={two_shards[0]}",
+    "--do_train",
+    *flags,
+    f"--output_dir={tmp_path / 'out'}",
+    check=False,
+  )
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+    f"error: {message}"
+  ]
+  assert "Traceback" not in result.stderr
+
+
+def test_epochs_need_the_manifest_to_count_records(corpus, tmp_path, two_shards):
+  files = tf.io.gfile.glob(two_shards[0])
+  bare = tmp_path / "bare.tfrecord"
+  tf.io.gfile.copy(files[0], str(bare))
+  with pytest.raises(errors.InputError, match=f"^{bare}: no manifest lists it"):
+    run_pretraining.run(
+      _pretraining_config(
+        bert_config_file=_tiny_config(corpus, tmp_path / "config.json"),
+        vocab_file=str(corpus / "vocab.txt"),
+        input_file=f"{files[0]},{bare}",
+        output_dir=str(tmp_path / "model"),
+        num_train_steps=None,
+        num_train_epochs=1.0,
+        do_eval=False,
+      )
+    )
