@@ -162,9 +162,13 @@ def pending_files(
   files = shard_files(input_files.expand_input_files(input_patterns), num_shards, shard_index)
   names = [os.path.basename(f) for f in files]
   input_files.check_not_inputs(
-    [os.path.join(output_dir, n) for n in names],
-    files,
+    [
+      os.path.join(output_dir, n + s)
+      for n in names
+      for s in ("", input_files.CONFIDENCE_SUFFIX, input_files.LOGITS_SUFFIX)
+    ],
     f"--output_dir={output_dir} (outputs take their input's name)",
+    {"--input_file": files},
   )
   if len(set(names)) != len(names):
     raise errors.InputError(
