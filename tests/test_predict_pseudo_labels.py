@@ -455,7 +455,7 @@ def test_an_output_another_live_job_writes_is_refused(classifier, tmp_path):
       writer.kill()
   counts = _predict(classifier / "model_b", classifier / "pool.txt", out)
   assert counts.written == 400
-  assert sorted(os.listdir(out)) == ["pool.txt", "pool.txt.confidence"]
+  assert sorted(os.listdir(out)) == [".made_with-0-of-1.json", "pool.txt", "pool.txt.confidence"]
 
 
 def test_shards_split_the_files():
@@ -596,7 +596,9 @@ def _other_weights(source: pathlib.Path, target: pathlib.Path) -> str:
   for variable in model.head.trainable_variables:
     variable.assign(-variable)
   latest = tf.train.latest_checkpoint(target)
-  tf.train.Checkpoint(**{checkpoints.CHECKPOINT_KEY: model.bert, "head": model.head}).write(latest)
+  checkpoint = tf.train.Checkpoint(**{checkpoints.CHECKPOINT_KEY: model.bert, "head": model.head})
+  assert checkpoint.save_counter == 0  # made when first read: a reader's checkpoint has it
+  checkpoint.write(latest)
   return latest
 
 
@@ -631,6 +633,44 @@ def test_a_fast_model_is_refused_with_another_model_directory(classifier, fast_m
     with pytest.raises(errors.InputError, match="made from other weights, labels or vocabulary"):
       fast_inference.read_info(fast, str(same))
   fast_inference.read_info(fast, str(model_b))
+
+
+def test_a_resumed_run_refuses_the_outputs_of_another_model(classifier, tmp_path):
+  """Finished files are skipped by name: before, a run with another model
+  directory (same checkpoint name, task and labels), or another
+  --min_confidence, into an --output_dir of finished files kept them and
+  said "already done"."""
+  model_b = classifier / "model_b"
+  other = tmp_path / "other"
+  _other_weights(model_b, other)
+  pool = tmp_path / "pool.txt"
+  pool.write_text(
+    "".join((classifier / "pool.txt").read_text(encoding="utf-8").splitlines(True)[:20]),
+    encoding="utf-8",
+  )
+  out = tmp_path / "out"
+  assert _predict(model_b, pool, out).written == 20
+  written = (out / "pool.txt").read_text(encoding="utf-8")
+  record = out / ".made_with-0-of-1.json"
+  for model, changes, what in (
+    (other, {}, "model_fingerprint"),
+    (model_b, {"min_confidence": 0.5}, "min_confidence"),
+    (model_b, {"num_shards": 2}, "model_fingerprint"),  # any shard's record
+  ):
+    if changes.get("num_shards"):
+      (out / ".made_with-0-of-2.json").write_text(
+        record.read_text().replace('"model_fingerprint": "', '"model_fingerprint": "0')
+      )
+    with pytest.raises(errors.InputError) as refused:
+      _predict(model, pool, out, **changes)
+    where = out / f".made_with-0-of-{changes.get('num_shards', 1)}.json"
+    assert str(refused.value) == (
+      f"{where}: the outputs in {out} were written with another {what} than this run's; "
+      "give another --output_dir"
+    )
+  (out / ".made_with-0-of-2.json").unlink()
+  assert _predict(model_b, pool, out).read == 0  # the same model: done
+  assert (out / "pool.txt").read_text(encoding="utf-8") == written
 
 
 @pytest.mark.parametrize(
