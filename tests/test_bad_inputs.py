@@ -30,7 +30,7 @@ import types
 import pytest
 from absl import flags
 from test_finetuning import _finetuning_config
-from test_training import _random_init
+from test_training import _pretraining_config, _random_init
 
 from bert_pl import (
   cli,
@@ -41,6 +41,7 @@ from bert_pl import (
   fast_inference,
   finetuning,
   predict_pseudo_labels,
+  run_pretraining,
 )
 from data_prep import build_vocab, conll_iob1_to_iob2, csv_to_tsv, split_dataset
 
@@ -369,22 +370,20 @@ def test_directory_of_garbage_as_init_checkpoint(tiny, tmp_path, garbage):
   ],
 )
 def test_bad_bert_config(tiny, tmp_path, change, message):
+  """In process: run_pretraining's command-line contract (one line, exit 2)
+  is checked by test_read_only_output_directory and test_full_disk."""
   values = json.loads(tiny.config.read_text())
   values.update(change)
   config = tmp_path / "bert_config.json"
   config.write_text(json.dumps({k: v for k, v in values.items() if v is not None}))
   out = tmp_path / "out"
-  _one_error(
-    _job(
-      "run_pretraining",
-      f"--bert_config_file={config}",
-      f"--vocab_file={tiny.vocab}",
-      f"--output_dir={out}",
-      "--do_train",
-      "--num_train_steps=0",
-    ),
-    f"{config}: {message}",
-  )
+  with pytest.raises(errors.InputError) as raised:
+    run_pretraining.run(
+      _pretraining_config(
+        bert_config_file=str(config), vocab_file=str(tiny.vocab), output_dir=str(out)
+      )
+    )
+  assert str(raised.value) == f"{config}: {message}"
   assert _files(out) == []
 
 
@@ -476,13 +475,23 @@ def test_max_seq_length_too_small_for_cls_and_sep(tiny, tmp_path):
     _job(*_classifier_args(tiny, out, "--max_seq_length=2")),
     "--max_seq_length=2: must be >= 3 ([CLS], a token, [SEP])",
   )
-  # Three fields need three [SEP]s: the line that has them is named.
+  # Three fields need three [SEP]s: the line that has them is named (in
+  # process: create_pretraining_data's command line is checked elsewhere).
   fields = tmp_path / "fields.txt"
   fields.write_text("甲乙丙\n甲\t乙\t丙\n", encoding="utf-8")
-  _one_error(
-    _job(*_data_args(tiny, fields, out / "data.tfrecord", "--max_seq_length=4")),
+  with pytest.raises(errors.InputError) as raised:
+    create_pretraining_data.run(
+      create_pretraining_data.CreatePretrainingDataConfig(
+        input_file=str(fields),
+        output_file=str(out / "data.tfrecord"),
+        vocab_file=str(tiny.vocab),
+        max_seq_length=4,
+        max_predictions_per_seq=5,
+      )
+    )
+  assert str(raised.value) == (
     f"{fields}:2: 3 fields need --max_seq_length >= 5 ([CLS], a [SEP] after each "
-    "field, a token), got 4",
+    "field, a token), got 4"
   )
   assert _files(out) == []
 
