@@ -161,12 +161,23 @@ def manifest_settings(config: CreatePretrainingDataConfig, labels: Labels) -> di
 
 def job_inputs(config: CreatePretrainingDataConfig) -> Tuple[Labels, List[str], bool]:
   """The labels (None for `--task=none`), the input files, and whether they
-  have `.logits` side files (all of them, or none: else `InputError`)."""
+  have `.logits` side files (all of them, or none: else `InputError`); no
+  output shard may be one of the inputs."""
   segmentation.check(config.segmenter, config.segmenter_user_dict)
   labels = None
   if config.task != "none":
     labels = tuple(input_files.read_labels(config.label_file))
   paths = input_files.expand_input_files(config.input_file)
+  input_files.check_not_inputs(
+    tfrecords.shard_paths(config.output_file, config.num_output_shards),
+    f"--output_file={config.output_file}",
+    {
+      "--input_file": paths,
+      "--vocab_file": [config.vocab_file],
+      "--label_file": [config.label_file],
+      "--segmenter_user_dict": [config.segmenter_user_dict],
+    },
+  )
   return labels, paths, config.task != "none" and input_files.logits_side_files(paths)
 
 
@@ -271,11 +282,6 @@ def run(config: CreatePretrainingDataConfig) -> input_files.Counts:
   Raises `InputError` on bad input."""
   labels, paths, with_logits = job_inputs(config)
   output_file, num_workers = config.output_file, config.num_workers
-  input_files.check_not_inputs(
-    tfrecords.shard_paths(output_file, config.num_output_shards),
-    paths,
-    f"--output_file={output_file}",
-  )
   settings = manifest_settings(config, labels)
   counts = input_files.Counts(skip_bad_lines=config.skip_bad_lines)
   chunks = (

@@ -51,7 +51,16 @@ from typing import List, Optional, Sequence, Tuple
 import tensorflow as tf
 from absl import flags
 
-from bert_pl import atomic_files, cli, errors, job_config, model_dir, task_models, tokenization
+from bert_pl import (
+  atomic_files,
+  cli,
+  errors,
+  input_files,
+  job_config,
+  model_dir,
+  task_models,
+  tokenization,
+)
 
 SERVING_SIGNATURE = "serving_default"
 ENCODER_SIGNATURE = "encoder"
@@ -283,6 +292,10 @@ def run(config: ExportSavedModelConfig) -> List[str]:
   `config.export_dir`; returns the names of the signatures written."""
   if config.signature == ENCODER_SIGNATURE:
     raise errors.InputError(f"--signature={config.signature} is taken by the encoder signature")
+  # The export replaces --export_dir whole.
+  input_files.check_not_inputs(
+    [config.export_dir], f"--export_dir={config.export_dir}", {"--model_dir": [config.model_dir]}
+  )
   model, tokenizer, info = model_dir.load_finetuned(
     config.model_dir, given={"max_seq_length": config.max_seq_length}
   )

@@ -15,7 +15,7 @@ import os
 import tensorflow as tf
 from absl import flags
 
-from bert_pl import checkpoints, cli, job_config
+from bert_pl import checkpoints, cli, input_files, job_config
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -36,8 +36,23 @@ def run(config: ExportTf1CheckpointConfig) -> str:
     checkpoints.parse_layer_map(config.layer_map),
   )
   vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, model.config)
-  tf.io.gfile.makedirs(config.output_dir)
   prefix = os.path.join(config.output_dir, checkpoints.TF1_CHECKPOINT_NAME)
+  written = [prefix + ".index", prefix + ".data-00000-of-00001"] + [
+    os.path.join(config.output_dir, name) for name in ("bert_config.json", "vocab.txt")
+  ]
+  input_files.check_not_inputs(
+    written,
+    f"--output_dir={config.output_dir}",
+    {
+      # The checkpoint's directory holds its files, config and vocabulary.
+      "--init_checkpoint": input_files.files_in(os.path.dirname(source.path) or ".")
+      if source
+      else [],
+      "--bert_config_file": [config.bert_config_file],
+      "--vocab_file": [vocab_file],
+    },
+  )
+  tf.io.gfile.makedirs(config.output_dir)
   checkpoints.write_tf1_checkpoint(model, prefix)
   model.config.to_json_file(os.path.join(config.output_dir, "bert_config.json"))
   tf.io.gfile.copy(vocab_file, os.path.join(config.output_dir, "vocab.txt"), overwrite=True)

@@ -19,7 +19,16 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import tensorflow as tf
 from absl import flags, logging
 
-from bert_pl import atomic_files, checkpoints, cli, errors, job_config, modeling, tokenization
+from bert_pl import (
+  atomic_files,
+  checkpoints,
+  cli,
+  errors,
+  input_files,
+  job_config,
+  modeling,
+  tokenization,
+)
 
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
 
@@ -38,16 +47,14 @@ class ExtractFeaturesConfig(job_config.ModelConfig):
 
 
 def read_examples(path: str) -> Iterator[Tuple[int, str, Optional[str]]]:
-  """(line_index, text_a, text_b) per line; `text_a ||| text_b` gives a pair."""
-  errors.check_file(path)
-  with errors.reading(path), tf.io.gfile.GFile(path, "rb") as f:
-    for index, raw in enumerate(f):
-      try:
-        line = raw.decode("utf-8").rstrip("\r\n")
-      except UnicodeDecodeError as e:
-        raise errors.InputError(f"{path}:{index + 1}: invalid UTF-8 ({e.reason})") from None
-      match = _PAIR.match(line)
-      yield (index, match.group(1), match.group(2)) if match else (index, line, None)
+  """(line_index, text_a, text_b) per line; `text_a ||| text_b` gives a pair.
+  A file without a line is an error, as for every job's input."""
+  number = 0
+  for number, line in input_files.numbered_lines(path):
+    match = _PAIR.match(line)
+    yield (number - 1, match.group(1), match.group(2)) if match else (number - 1, line, None)
+  if not number:
+    raise errors.InputError(f"{path}: empty file (no examples)")
 
 
 def _batches(examples, size):
@@ -181,6 +188,16 @@ def run(config: ExtractFeaturesConfig) -> int:
     checkpoints.parse_layer_map(config.layer_map),
   )
   vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, model.config)
+  input_files.check_not_inputs(
+    [config.output_file],
+    f"--output_file={config.output_file}",
+    {
+      "--input_file": [config.input_file],
+      "--init_checkpoint": [config.init_checkpoint, source.path if source else None],
+      "--bert_config_file": [config.bert_config_file],
+      "--vocab_file": [vocab_file],
+    },
+  )
   tokenizer = tokenization.BertTokenizer(vocab_file, config.do_lower_case, config.tokenization)
   layers = [int(x) for x in config.layers.split(",")]
   extractor = FeatureExtractor(model, tokenizer, config.max_seq_length, layers)

@@ -15,9 +15,12 @@ model gives the emissions only, decoded by bert_pl's Viterbi on the float32
 transitions read from the model directory's checkpoint.
 
 The artefact is `MODEL_DIR/export/model.onnx` (float32) or
-`model.int8.onnx`, with `<file>.json` beside it: the checkpoint it was made
-from (a model directory trained further no longer matches it and is
-refused), the task, the quantization and the input names.
+`model.int8.onnx`, with `<file>.json` beside it: the sha256 of the model
+file and the fingerprint of the weights, labels and vocabulary it was made
+from (`model_dir.fingerprint`), the checkpoint's name, the task, the
+quantization and the input names. Step 3 checks both digests, not names: a
+fast model of another directory whose checkpoint has the same name, or of
+this one trained further, is refused, and so is a truncated or damaged one.
 
 Quantized weights change predictions a little. A quantized model is used
 only after `check` has compared it with the float32 TensorFlow model on a
@@ -49,6 +52,7 @@ from bert_pl import (
   evaluation,
   features,
   input_files,
+  manifest,
   model_dir,
   prediction,
 )
@@ -57,6 +61,8 @@ QUANTIZATIONS = ("int8", "none")
 CHECK_FILE = "quantization_check.json"
 INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
 OUTPUT_NAME = "logits"
+# What step 3 checks in a fast model's JSON (`read_info`).
+INFO_KEYS = ("fingerprint", "model_sha256", "quantization")
 TF2ONNX_CATCH_ERRORS = "TF2ONNX_CATCH_ERRORS"
 INSTALL_HINT = "pip install 'bert_pl[onnx]' (run_scripts/setup_venv.sh installs it)"
 
@@ -88,17 +94,15 @@ class FastPredictor(prediction.Predictor):
     (task.json `info`), which gives NER its CRF transitions."""
     ort = _import("onnxruntime")
     self.info = read_info(path, directory)
-    if self.info["task"] != info["task"] or self.info["num_labels"] != len(info["labels"]):
-      raise errors.InputError(
-        f"{info_path(path)}: a {self.info['task']} model of {self.info['num_labels']} labels, "
-        f"not the {info['task']} model of {len(info['labels'])} labels of {directory}"
-      )
     options = ort.SessionOptions()
     options.inter_op_num_threads = 1
     # Threads that spin waiting for work take the cores from the other
     # processes that share them (Beam workers, other jobs).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    with errors.reading(path):
+    state = _import("onnxruntime.capi.onnxruntime_pybind11_state")
+    with errors.reading(
+      path, "not a model ONNX Runtime loads", damaged=(state.InvalidProtobuf, state.Fail)
+    ):
       self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     self.task = info["task"]
     self.batch_size = batch_size
@@ -132,18 +136,33 @@ def transitions_crf(directory: str, num_tags: int) -> crf.CRF:
 
 
 def read_info(path: str, directory: str) -> Dict[str, Any]:
-  """The JSON beside a fast model; refuses a model made from another
-  checkpoint than the directory's latest."""
+  """The JSON beside a fast model, checked by content: the model file is the
+  one it describes (its sha256: not truncated, damaged or replaced), made
+  from the weights, labels and vocabulary `directory` holds now
+  (`model_dir.fingerprint`)."""
   errors.check_file(path)
   where = info_path(path)
   errors.check_file(where)
-  with errors.reading(where), tf.io.gfile.GFile(where) as f:
-    info = json.load(f)
-  latest = checkpoints.latest_checkpoint(directory)
-  if os.path.basename(info["source_checkpoint"]) != os.path.basename(latest or ""):
+  with errors.reading(where, "not JSON", damaged=(json.JSONDecodeError,)):
+    with tf.io.gfile.GFile(where) as f:
+      info = json.load(f)
+  missing = [k for k in INFO_KEYS if k not in info] if isinstance(info, dict) else INFO_KEYS
+  if missing:
     raise errors.InputError(
-      f"{where}: made from {info['source_checkpoint']}, but the latest checkpoint of "
-      f"{directory} is {latest}: export it again (export_fast_model --model_dir={directory})"
+      f"{where}: not the JSON export_fast_model writes (no {', '.join(missing)})"
+    )
+  again = f"export it again (export_fast_model --model_dir={directory})"
+  with errors.reading(path):
+    digest = manifest.sha256_of(path)
+  if digest != info["model_sha256"]:
+    raise errors.InputError(
+      f"{path}: not the model {where} describes (other bytes: truncated, damaged or "
+      f"replaced); {again}"
+    )
+  if model_dir.fingerprint(directory) != info["fingerprint"]:
+    raise errors.InputError(
+      f"{where}: made from other weights, labels or vocabulary than {directory} holds "
+      f"(latest checkpoint {checkpoints.latest_checkpoint(directory)}); {again}"
     )
   return info
 
@@ -156,6 +175,7 @@ def export(directory: str, path: str, quantize: str) -> Dict[str, Any]:
   tf2onnx = _import("tf2onnx")
   ort = _import("onnxruntime")
   quantization = _import("onnxruntime.quantization")
+  fingerprint = model_dir.fingerprint(directory)  # of what is loaded next
   model, _, info = model_dir.load_finetuned(directory)
   spec = [tf.TensorSpec([None, None], tf.int32, name=n) for n in INPUT_NAMES]
 
@@ -184,6 +204,8 @@ def export(directory: str, path: str, quantize: str) -> Dict[str, Any]:
       errors.remove_quietly(leftover)
   summary = {
     "source_checkpoint": checkpoints.latest_checkpoint(directory),
+    "fingerprint": fingerprint,
+    "model_sha256": manifest.sha256_of(path),
     "task": info["task"],
     "num_labels": len(info["labels"]),
     "quantization": quantize,

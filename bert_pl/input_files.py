@@ -21,7 +21,7 @@ unlabeled/classification files are skipped and counted as `empty`.
 import dataclasses
 import os
 import re
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -132,17 +132,42 @@ def _skipped_by_globs(path: str) -> bool:
   )
 
 
-def check_not_inputs(outputs: Sequence[str], inputs: Sequence[str], writer: str) -> None:
-  """Refuses to write an output over an input file (`writer` says who would,
-  e.g. the output flag): the job would destroy what it reads or, when it skips
-  finished outputs, take its inputs for them and do nothing."""
-  real_inputs = {os.path.realpath(path): path for path in inputs}
-  for output in outputs:
-    overwritten = real_inputs.get(os.path.realpath(output))
-    if overwritten is not None:
-      raise InputError(
-        f"{overwritten}: an input file, which {writer} would overwrite; write the outputs elsewhere"
-      )
+def check_not_inputs(
+  outputs: Sequence[str], writer: str, inputs: Mapping[str, Sequence[Optional[str]]]
+) -> None:
+  """Refuses to write an output over one of the job's inputs: the job would
+  destroy what it reads or, when it skips finished outputs, take its inputs
+  for them and do nothing. The one check of every job: `outputs` are the
+  files it writes (or directories it replaces whole), `writer` the output
+  flag as given (`--output_file=out.txt`), `inputs` each input flag
+  (`--input_file`) with its files (None: not given). See `_overwrites`."""
+  for flag, paths in inputs.items():
+    for path in filter(None, paths):
+      if any(_overwrites(output, path) for output in outputs):
+        raise InputError(f"{writer} would write over {flag}={path}; write the output elsewhere")
+
+
+def _overwrites(output: str, path: str) -> bool:
+  """Whether writing `output` replaces the file `path`: the same real path
+  (links resolved), a path inside the output (a directory replaced whole),
+  or, when both exist, the same file by another name (a hard link, another
+  mount of it)."""
+  real_output, real_input = os.path.realpath(output), os.path.realpath(path)
+  if real_input == real_output or real_input.startswith(real_output.rstrip("/") + "/"):
+    return True
+  try:
+    return os.path.samefile(output, path)
+  except OSError:  # one of them does not exist (yet), or is not a local file
+    return False
+
+
+def files_in(directory: str) -> List[str]:
+  """The files directly in `directory` (none when it is not a directory):
+  a model directory's, which an output must not replace."""
+  if not tf.io.gfile.isdir(directory):
+    return []
+  paths = (os.path.join(directory, name) for name in sorted(tf.io.gfile.listdir(directory)))
+  return [path for path in paths if not tf.io.gfile.isdir(path)]
 
 
 def numbered_lines(path: str) -> Iterator[Tuple[int, str]]:

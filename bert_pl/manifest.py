@@ -62,8 +62,10 @@ def manifest_of(shard: str) -> str:
   return path_of(_SHARD_SUFFIX.sub("", shard))
 
 
-def sha256_of(path: str) -> str:
-  digest = hashlib.sha256()
+def sha256_of(path: str, digest=None) -> str:
+  """The sha256 of a file's bytes, read in blocks (a checkpoint can be GBs);
+  given a `digest`, it is updated with them (a digest of several files)."""
+  digest = digest or hashlib.sha256()
   with tf.io.gfile.GFile(path, "rb") as f:
     while block := f.read(_BLOCK):
       digest.update(block)

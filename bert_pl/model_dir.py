@@ -24,6 +24,7 @@ So what a model was trained with is what every later job feeds it.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -34,6 +35,7 @@ from bert_pl import (
   atomic_files,
   checkpoints,
   errors,
+  manifest,
   modeling,
   precision,
   task_models,
@@ -199,6 +201,26 @@ def read_finetuned(directory: str, given: Optional[Dict[str, Any]] = None):
       f"vocab_size is {config.vocab_size}"
     )
   return config, tokenizer, info, latest
+
+
+def fingerprint(directory: str) -> str:
+  """What a model directory predicts with, by content: a sha256 over the
+  bytes of its latest checkpoint's files, its labels and its vocabulary.
+  Names say nothing (two directories trained apart both hold a `ckpt-38`),
+  so an artefact made from a model directory (the fast model) records this
+  and is checked against it."""
+  latest = checkpoints.latest_checkpoint(directory)
+  if not latest:
+    raise ModelDirError(f"{directory}: no checkpoint")
+  digest = hashlib.sha256()
+  for path in sorted(tf.io.gfile.glob(latest + ".*")):
+    digest.update(path[len(latest) :].encode() + b"\0")  # .index, .data-00000-of-00001
+    with errors.reading(path):
+      manifest.sha256_of(path, digest)
+  digest.update(json.dumps(read_task_info(directory).get("labels")).encode() + b"\0")
+  vocab = os.path.join(directory, "vocab.txt")
+  with errors.reading(vocab):
+    return manifest.sha256_of(vocab, digest)
 
 
 def load_finetuned(directory: str, dtype: str = "float32", given: Optional[Dict[str, Any]] = None):

@@ -26,6 +26,7 @@ on CPU, README "Speed"), after its accuracy gate (`fast_inference`). Lines below
 """
 
 import dataclasses
+import json
 import os
 import re
 import time
@@ -43,6 +44,7 @@ from bert_pl import (
   features,
   input_files,
   job_config,
+  manifest,
   model_dir,
   prediction,
 )
@@ -149,6 +151,54 @@ def shard_files(files: List[str], num_shards: int, shard_index: int) -> List[str
   return [f for i, f in enumerate(sorted(files)) if i % num_shards == shard_index]
 
 
+# What a run's outputs were written with, by content (`MadeWith`):
+# `--output_dir/.made_with-<shard>.json`, one per shard of the files.
+MADE_WITH_PATTERN = ".made_with-{}.json"
+
+
+class MadeWith:
+  """What a pseudo-label file depends on besides its input: the model (its
+  weights, labels and vocabulary: `model_dir.fingerprint`), the fast model
+  (its sha256) and the settings that change what is written. A run skips
+  the files already in --output_dir by name, so it first refuses a
+  directory whose files were written with anything else (they would be
+  kept, mixed with this run's); it records its own once a file is written."""
+
+  def __init__(self, config: PredictPseudoLabelsConfig, shard: str):
+    self.output_dir = config.output_dir
+    self.path = os.path.join(config.output_dir, MADE_WITH_PATTERN.format(shard))
+    fast_model = None
+    if config.fast_model:
+      with errors.reading(config.fast_model):
+        fast_model = manifest.sha256_of(config.fast_model)
+    self.values = {
+      "model_fingerprint": model_dir.fingerprint(config.model_dir),
+      "fast_model_sha256": fast_model,
+      "min_confidence": config.min_confidence,
+      "logits_top_k": config.logits_top_k,
+    }
+
+  def check(self) -> None:
+    """Refuses the output directory when a record there differs from ours."""
+    pattern = os.path.join(self.output_dir, MADE_WITH_PATTERN.format("*"))
+    for path in sorted(tf.io.gfile.glob(pattern)):
+      with errors.reading(path, "not JSON", damaged=(json.JSONDecodeError,)):
+        with tf.io.gfile.GFile(path) as f:
+          there = json.load(f)
+      other = [
+        k for k, v in self.values.items() if not isinstance(there, dict) or there.get(k) != v
+      ]
+      if other:
+        raise errors.InputError(
+          f"{path}: the outputs in {self.output_dir} were written with another "
+          f"{', '.join(other)} than this run's; give another --output_dir"
+        )
+
+  def record(self) -> None:
+    if not tf.io.gfile.exists(self.path):
+      model_dir.write_json(self.path, self.values)
+
+
 def pending_files(
   input_patterns: str,
   output_dir: str,
@@ -162,9 +212,13 @@ def pending_files(
   files = shard_files(input_files.expand_input_files(input_patterns), num_shards, shard_index)
   names = [os.path.basename(f) for f in files]
   input_files.check_not_inputs(
-    [os.path.join(output_dir, n) for n in names],
-    files,
+    [
+      os.path.join(output_dir, n + s)
+      for n in names
+      for s in ("", input_files.CONFIDENCE_SUFFIX, input_files.LOGITS_SUFFIX)
+    ],
     f"--output_dir={output_dir} (outputs take their input's name)",
+    {"--input_file": files},
   )
   if len(set(names)) != len(names):
     raise errors.InputError(
@@ -197,6 +251,8 @@ def run(config: PredictPseudoLabelsConfig) -> input_files.Counts:
   labeler = PseudoLabeler(config)
   if config.fast_model:
     fast_inference.gate(config, labeler.predictor)
+  made_with = MadeWith(config, f"{config.shard_index}-of-{config.num_shards}")
+  made_with.check()
   total_bytes = sum(tf.io.gfile.stat(f).length for f in todo) or 1
   counts = input_files.Counts(skip_bad_lines=config.skip_bad_lines)
   start, done_bytes = time.time(), 0
@@ -216,6 +272,7 @@ def run(config: PredictPseudoLabelsConfig) -> input_files.Counts:
 
   for path in todo:
     labeler.label_file(path, os.path.join(output_dir, os.path.basename(path)), counts, progress)
+    made_with.record()
     done_bytes += tf.io.gfile.stat(path).length
     progress(counts)
   return counts

@@ -165,7 +165,11 @@ def build_vocab(paths: Sequence[str], config: BuildVocabConfig) -> Tuple[List[st
 
 def run(config: BuildVocabConfig) -> Dict[str, int]:
   """Writes the vocabulary of the corpus to `config.output_file`; returns the counts."""
-  vocab, counts = build_vocab(input_files.expand_input_files(config.input_file), config)
+  paths = input_files.expand_input_files(config.input_file)
+  input_files.check_not_inputs(
+    [config.output_file], f"--output_file={config.output_file}", {"--input_file": paths}
+  )
+  vocab, counts = build_vocab(paths, config)
   atomic_files.write_file(config.output_file, "".join(token + "\n" for token in vocab))
   return counts
 

@@ -108,7 +108,9 @@ class CluenerToConllConfig:
 def run(config: CluenerToConllConfig) -> Dict[str, int]:
   """Converts one CLUENER JSON-lines file into a CoNLL BIO file; returns the counts."""
   counts = dict(read=0, written=0, skipped_bad=0, skipped_empty=0, entities=0, dropped_whitespace=0)
-  with common.outputs([config.output_file]) as (out,):
+  with common.outputs(
+    [config.output_file], f"--output_file={config.output_file}", config.input_file
+  ) as (out,):
     for number, line in input_files.numbered_lines(config.input_file):
       if not line.strip():
         continue

@@ -10,7 +10,7 @@ file under a final name.
 
 import contextlib
 import os
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from bert_pl import atomic_files, errors, input_files
 
@@ -44,9 +44,13 @@ class _Output:
 
 
 @contextlib.contextmanager
-def outputs(paths: Sequence[str]) -> Iterator[List[_Output]]:
+def outputs(
+  paths: Sequence[str], writer: str, input_file: Optional[str]
+) -> Iterator[List[_Output]]:
   """Writers of the UTF-8 text files `paths`, under temporary names renamed
-  when the block succeeds; removed when it raises (`atomic_files`)."""
+  when the block succeeds; removed when it raises (`atomic_files`). None
+  may be the tool's `input_file` (`writer`: the output flag as given)."""
+  input_files.check_not_inputs(paths, writer, {"--input_file": [input_file]})
   with atomic_files.AtomicFiles(
     paths, [atomic_files.temporary_path(p) for p in paths], atomic_files.open_text
   ) as files:

@@ -38,7 +38,7 @@ def run(config: ConllIob1ToIob2Config) -> Dict[str, int]:
   """Converts one IOB1 CoNLL file into a `word tag` IOB2 file; returns the counts."""
   path = config.input_file
   counts = dict(read=0, written=0, docstarts=0, tokens=0, tags_changed=0)
-  with common.outputs([config.output_file]) as (out,):
+  with common.outputs([config.output_file], f"--output_file={config.output_file}", path) as (out,):
     for block in common.read_conll_blocks(path):
       words, tags, numbers = [], [], []
       for number, fields in block:

@@ -125,7 +125,7 @@ def run(config: CsvToTsvConfig) -> Dict[str, int]:
     where = f"{path}:{header_line}" if header_line else path
     raise errors.InputError(f"{where}: {e}") from None
   counts = dict(read=0, written=0, skipped_empty=0, skipped_bad=0)
-  with common.outputs([config.output_file]) as (out,):
+  with common.outputs([config.output_file], f"--output_file={config.output_file}", path) as (out,):
     for line, row in rows:
       counts["read"] += 1
       try:

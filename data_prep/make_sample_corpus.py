@@ -409,7 +409,7 @@ def run(config: MakeSampleCorpusConfig) -> Dict[str, int]:
   ]
   atomic_files.makedirs(config.output_dir)
   for name, writer, count, labeled in jobs:
-    with common.outputs([os.path.join(config.output_dir, name)]) as (out,):
+    with common.outputs([os.path.join(config.output_dir, name)], "", None) as (out,):
       writer(out, random.Random(f"{config.seed}/{name}"), count, labeled)
   atomic_files.write_file(
     os.path.join(config.output_dir, "labels.txt"), "".join(f"{label}\n" for label in ITEM_TYPES)

@@ -103,7 +103,7 @@ def run(config: SplitDatasetConfig) -> Dict[str, int]:
   atomic_files.makedirs(config.output_dir)
   counts = dict(read=0, train=0, test=0, pool=0, skipped_empty=0)
   paths = [os.path.join(config.output_dir, name) for name in names.values()]
-  with common.outputs(paths) as writers:
+  with common.outputs(paths, f"--output_dir={config.output_dir}", path) as writers:
     out = dict(zip(names, writers))
     for index, example in enumerate(read_examples(path, config.format, counts)):
       counts["read"] += 1

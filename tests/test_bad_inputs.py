@@ -16,10 +16,12 @@ the close, which writes the last buffer, fails.
 """
 
 import ctypes
+import hashlib
 import json
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,16 +30,20 @@ import types
 import pytest
 from absl import flags
 from test_finetuning import _finetuning_config
-from test_training import _random_init
+from test_training import _pretraining_config, _random_init
 
 from bert_pl import (
   cli,
   create_pretraining_data,
   errors,
+  export_saved_model,
+  export_tf1_checkpoint,
   fast_inference,
   finetuning,
   predict_pseudo_labels,
+  run_pretraining,
 )
+from data_prep import build_vocab, conll_iob1_to_iob2, csv_to_tsv, split_dataset
 
 from conftest import REPO
 
@@ -364,22 +370,20 @@ def test_directory_of_garbage_as_init_checkpoint(tiny, tmp_path, garbage):
   ],
 )
 def test_bad_bert_config(tiny, tmp_path, change, message):
+  """In process: run_pretraining's command-line contract (one line, exit 2)
+  is checked by test_read_only_output_directory and test_full_disk."""
   values = json.loads(tiny.config.read_text())
   values.update(change)
   config = tmp_path / "bert_config.json"
   config.write_text(json.dumps({k: v for k, v in values.items() if v is not None}))
   out = tmp_path / "out"
-  _one_error(
-    _job(
-      "run_pretraining",
-      f"--bert_config_file={config}",
-      f"--vocab_file={tiny.vocab}",
-      f"--output_dir={out}",
-      "--do_train",
-      "--num_train_steps=0",
-    ),
-    f"{config}: {message}",
-  )
+  with pytest.raises(errors.InputError) as raised:
+    run_pretraining.run(
+      _pretraining_config(
+        bert_config_file=str(config), vocab_file=str(tiny.vocab), output_dir=str(out)
+      )
+    )
+  assert str(raised.value) == f"{config}: {message}"
   assert _files(out) == []
 
 
@@ -438,7 +442,9 @@ def test_fast_model_info_is_checked_against_the_checked_latest_checkpoint(tiny, 
   fast_model = tmp_path / "model.onnx"
   fast_model.write_bytes(b"onnx")
   latest = (tiny.classifier / "checkpoint").read_text().split('"')[1]
-  (tmp_path / "model.onnx.json").write_text(json.dumps({"source_checkpoint": latest}))
+  info = {"source_checkpoint": latest, "fingerprint": "", "quantization": "none"}
+  info["model_sha256"] = hashlib.sha256(b"onnx").hexdigest()
+  (tmp_path / "model.onnx.json").write_text(json.dumps(info))
   with pytest.raises(errors.CheckpointError) as raised:
     fast_inference.read_info(str(fast_model), str(model))
   assert str(raised.value) == f"{model}/checkpoint: lists {listed}, outside the model directory"
@@ -469,13 +475,23 @@ def test_max_seq_length_too_small_for_cls_and_sep(tiny, tmp_path):
     _job(*_classifier_args(tiny, out, "--max_seq_length=2")),
     "--max_seq_length=2: must be >= 3 ([CLS], a token, [SEP])",
   )
-  # Three fields need three [SEP]s: the line that has them is named.
+  # Three fields need three [SEP]s: the line that has them is named (in
+  # process: create_pretraining_data's command line is checked elsewhere).
   fields = tmp_path / "fields.txt"
   fields.write_text("甲乙丙\n甲\t乙\t丙\n", encoding="utf-8")
-  _one_error(
-    _job(*_data_args(tiny, fields, out / "data.tfrecord", "--max_seq_length=4")),
+  with pytest.raises(errors.InputError) as raised:
+    create_pretraining_data.run(
+      create_pretraining_data.CreatePretrainingDataConfig(
+        input_file=str(fields),
+        output_file=str(out / "data.tfrecord"),
+        vocab_file=str(tiny.vocab),
+        max_seq_length=4,
+        max_predictions_per_seq=5,
+      )
+    )
+  assert str(raised.value) == (
     f"{fields}:2: 3 fields need --max_seq_length >= 5 ([CLS], a [SEP] after each "
-    "field, a token), got 4",
+    "field, a token), got 4"
   )
   assert _files(out) == []
 
@@ -494,15 +510,84 @@ def test_output_over_the_input(tiny, tmp_path):
       f"--input_file={pool}/*.txt",
       f"--output_dir={pool}",
     ),
-    f"{pool}/a.txt: an input file, which --output_dir={pool} (outputs take their "
-    "input's name) would overwrite; write the outputs elsewhere",
+    f"--output_dir={pool} (outputs take their input's name) would write over "
+    f"--input_file={pool}/a.txt; write the output elsewhere",
   )
   _one_error(
     _job(*_data_args(tiny, pool / "a.txt", pool / "a.txt")),
-    f"{pool}/a.txt: an input file, which --output_file={pool}/a.txt would overwrite; "
-    "write the outputs elsewhere",
+    f"--output_file={pool}/a.txt would write over --input_file={pool}/a.txt; "
+    "write the output elsewhere",
   )
   assert _files(pool) == ["a.txt"] and (pool / "a.txt").read_text(encoding="utf-8") == text
+
+
+def test_no_job_writes_over_its_inputs(tiny, tmp_path):
+  """Each job, in-process (the command line's contract is the test above's):
+  before, export_saved_model --export_dir=MODEL_DIR replaced the model
+  directory with the export, export_tf1_checkpoint --output_dir=MODEL_DIR
+  wrote over its bert_config.json and vocab.txt, create_pretraining_data
+  wrote over --vocab_file, and the data_prep tools over their input."""
+  model = tmp_path / "model"
+  shutil.copytree(tiny.classifier, model)
+  before = _files(model)
+  text = tmp_path / "text.tsv"
+  text.write_text("a\tb\n", encoding="utf-8")
+  vocab = tmp_path / "vocab.txt"
+  shutil.copy(tiny.vocab, vocab)
+  jobs = [
+    (
+      lambda: export_saved_model.run(
+        export_saved_model.ExportSavedModelConfig(model_dir=str(model), export_dir=str(tmp_path))
+      ),
+      f"--export_dir={tmp_path} would write over --model_dir={model}",
+    ),
+    (
+      lambda: export_tf1_checkpoint.run(
+        export_tf1_checkpoint.ExportTf1CheckpointConfig(
+          init_checkpoint=str(model), output_dir=str(model)
+        )
+      ),
+      f"--output_dir={model} would write over --init_checkpoint={model}/bert_config.json",
+    ),
+    (
+      lambda: create_pretraining_data.run(
+        create_pretraining_data.CreatePretrainingDataConfig(
+          input_file=str(tiny.pool), output_file=str(vocab), vocab_file=str(vocab)
+        )
+      ),
+      f"--output_file={vocab} would write over --vocab_file={vocab}",
+    ),
+    (
+      lambda: build_vocab.run(build_vocab.BuildVocabConfig(str(text), str(text))),
+      f"--output_file={text} would write over --input_file={text}",
+    ),
+    (
+      lambda: conll_iob1_to_iob2.run(
+        conll_iob1_to_iob2.ConllIob1ToIob2Config(str(text), str(text))
+      ),
+      f"--output_file={text} would write over --input_file={text}",
+    ),
+    (
+      lambda: csv_to_tsv.run(
+        csv_to_tsv.CsvToTsvConfig(str(text), str(text), "0", "1", input_format="tsv")
+      ),
+      f"--output_file={text} would write over --input_file={text}",
+    ),
+    (
+      lambda: split_dataset.run(
+        split_dataset.SplitDatasetConfig(str(text), str(tmp_path), num_train=1, num_test=0)
+      ),
+      f"--output_dir={tmp_path} would write over --input_file={text}",
+    ),
+  ]
+  (tmp_path / "train.tsv").symlink_to(text)  # split_dataset's output, through a link
+  for job, message in jobs:
+    with pytest.raises(errors.InputError) as refused:
+      job()
+    assert str(refused.value) == f"{message}; write the output elsewhere"
+  assert _files(model) == before and text.read_text(encoding="utf-8") == "a\tb\n"
+  assert vocab.read_bytes() == tiny.vocab.read_bytes()
+  assert sorted(os.listdir(tmp_path)) == ["model", "text.tsv", "train.tsv", "vocab.txt"]
 
 
 def test_directory_as_input_file(tiny, tmp_path):

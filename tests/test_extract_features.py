@@ -1,8 +1,14 @@
 """extract_features on real BERT weights against Hugging Face's outputs."""
 
 import json
+import os
+import shutil
 
 import numpy as np
+import pytest
+from test_training import _random_init
+
+from bert_pl import errors, extract_features
 
 from conftest import minilm_dir, run_job, shared_path
 
@@ -77,3 +83,63 @@ def test_pairs_and_bad_input(tmp_path):
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert f"error: {bad}:2: invalid UTF-8" in result.stderr
   assert not (tmp_path / "out.jsonl.2").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_init(corpus, tmp_path_factory):
+  """The tiny config's model directory at random weights."""
+  return _random_init(corpus, tmp_path_factory.mktemp("extract"))
+
+
+def _extract(init, input_file, output_file, **changes):
+  return extract_features.run(
+    extract_features.ExtractFeaturesConfig(
+      init_checkpoint=str(init),
+      input_file=str(input_file),
+      output_file=str(output_file),
+      layers="-1",
+      max_seq_length=32,
+      **changes,
+    )
+  )
+
+
+def test_output_over_an_input_is_refused(tiny_init, tmp_path):
+  """Before: --output_file equal to --input_file replaced the text with its features."""
+  text = tmp_path / "text.txt"
+  text.write_text("甲乙\n丙丁\n", encoding="utf-8")
+  link = tmp_path / "hard_link.txt"
+  os.link(text, link)
+  vocab = tiny_init / "vocab.txt"
+  vocab_copy = tmp_path / "vocab.txt"
+  shutil.copy(vocab, vocab_copy)
+  for output, flag, path, changes in (
+    (text, "--input_file", text, {}),
+    (link, "--input_file", text, {}),  # another name of the same file
+    (tmp_path / "." / "text.txt", "--input_file", text, {}),
+    (vocab_copy, "--vocab_file", vocab_copy, {"vocab_file": str(vocab_copy)}),
+  ):
+    with pytest.raises(errors.InputError) as refused:
+      _extract(tiny_init, text, output, **changes)
+    assert str(refused.value) == (
+      f"--output_file={output} would write over {flag}={path}; write the output elsewhere"
+    )
+  assert text.read_text(encoding="utf-8") == "甲乙\n丙丁\n"
+  assert vocab_copy.read_bytes() == vocab.read_bytes()
+  assert _extract(tiny_init, text, tmp_path / "features.jsonl") == 2
+  assert sorted(os.listdir(tmp_path)) == [
+    "features.jsonl",
+    "hard_link.txt",
+    "text.txt",
+    "vocab.txt",
+  ]
+
+
+def test_empty_input_is_refused(tiny_init, tmp_path):
+  """Before: exit 0 and an empty output (every other job refuses an empty file)."""
+  empty = tmp_path / "empty.txt"
+  empty.write_text("")
+  with pytest.raises(errors.InputError) as refused:
+    _extract(tiny_init, empty, tmp_path / "features.jsonl")
+  assert str(refused.value) == f"{empty}: empty file (no examples)"
+  assert sorted(os.listdir(tmp_path)) == ["empty.txt"]

@@ -19,6 +19,8 @@ import pytest
 import tensorflow as tf
 from test_training import _mlm_records, _tiny_config
 
+from bert_pl import atomic_files, errors
+
 from conftest import REPO, kill_when
 
 
@@ -320,3 +322,33 @@ def test_multi_worker_fine_tuning_writes_one_model_directory(corpus, tmp_path):
   assert float(results["accuracy"]) > 0.5, results  # 20 labels: chance is 0.05
   assert "num_examples=500" in log[0] and "num_examples=" not in log[1]  # the chief alone evaluates
   assert not [n for n in os.listdir(output) if n.startswith("worker_scratch")]
+
+
+def test_an_output_being_written_is_locked(tmp_path):
+  """A second writer of one output is refused, whoever it is; the lock goes
+  with the first writer's commit or abort (its file too)."""
+  path = str(tmp_path / "out.txt")
+  tmp = atomic_files.temporary_path(path)
+  first = atomic_files.AtomicFiles([path], [tmp], atomic_files.open_text)
+  assert sorted(os.listdir(tmp_path)) == [".out.txt.lock", os.path.basename(tmp)]
+  owner = rf"pid {os.getpid()} on {re.escape(socket.gethostname())} since [-\d]+ [:\d]+ UTC"
+  for second in (
+    lambda: atomic_files.write_file(path, "second"),
+    lambda: atomic_files.remove_stale_temporaries(str(tmp_path), r"out\.txt"),
+  ):
+    with pytest.raises(errors.OutputError) as refused:
+      second()
+    assert re.fullmatch(
+      rf"{re.escape(path)}: being written by another job \({owner}\): wait for it to end, "
+      "or write elsewhere",
+      str(refused.value),
+    ), str(refused.value)
+  first.writers[0].write("first")
+  first.commit()
+  assert os.listdir(tmp_path) == ["out.txt"]
+  atomic_files.write_file(path, "second")
+  with atomic_files.AtomicFiles([path], [tmp], atomic_files.open_text):
+    pass
+  aborted = atomic_files.AtomicFiles([path], [tmp], atomic_files.open_text)
+  aborted.abort()
+  assert os.listdir(tmp_path) == ["out.txt"]

@@ -6,8 +6,11 @@ import json
 import os
 import pathlib
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -16,12 +19,15 @@ from test_finetuning import _finetuning_config
 from test_training import _random_init
 
 from bert_pl import (
+  checkpoints,
   create_pretraining_data,
   errors,
   export_fast_model,
+  fast_inference,
   features,
   finetuning,
   input_files,
+  manifest,
   model_dir,
   predict_pseudo_labels,
   prediction,
@@ -411,6 +417,47 @@ def test_killed_run_resumes_with_every_line_once(
   assert not [p for p in os.listdir(output) if ".tmp" in p]
 
 
+def test_an_output_another_live_job_writes_is_refused(classifier, tmp_path):
+  """Two real writers of one output: a process in the middle of writing
+  pool.txt (as the job writes it), and the job. Before: the job removed the
+  other's temporaries as a killed run's, and the other then failed with
+  "cannot write (No such file or directory)". Once the other is killed, its
+  lock is taken over and its temporaries removed."""
+  out = tmp_path / "out"
+  out.mkdir()
+  code = (
+    "import sys\n"
+    "from bert_pl import prediction\n"
+    f"output = prediction.AtomicOutput({str(out / 'pool.txt')!r})\n"
+    "output.write(['a\\n'], ['0.5\\n'])\n"
+    "sys.stdin.read()\n"
+  )
+  writer = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.PIPE)
+  try:
+    temporary = out / f".pool.txt.tmp-{writer.pid}"
+    deadline = time.monotonic() + 600
+    while not temporary.exists():
+      assert writer.poll() is None and time.monotonic() < deadline
+      time.sleep(0.1)
+    with pytest.raises(errors.OutputError) as refused:
+      _predict(classifier / "model_b", classifier / "pool.txt", out)
+    owner = rf"pid {writer.pid} on {re.escape(socket.gethostname())} since [-\d]+ [:\d]+ UTC"
+    assert re.fullmatch(
+      rf"{re.escape(str(out))}/pool\.txt(\.confidence)?: being written by another job "
+      rf"\({owner}\): wait for it to end, or write elsewhere",
+      str(refused.value),
+    ), str(refused.value)
+    assert temporary.exists() and not (out / "pool.txt").exists()
+    writer.kill()
+    writer.wait(timeout=30)
+  finally:
+    if writer.poll() is None:
+      writer.kill()
+  counts = _predict(classifier / "model_b", classifier / "pool.txt", out)
+  assert counts.written == 400
+  assert sorted(os.listdir(out)) == [".made_with-0-of-1.json", "pool.txt", "pool.txt.confidence"]
+
+
 def test_shards_split_the_files():
   files = [f"f{i}" for i in range(7)]
   shards = [predict_pseudo_labels.shard_files(files, 3, k) for k in range(3)]
@@ -538,6 +585,131 @@ def test_quantized_fast_model_passes_the_gate_or_is_refused(
     _predict(model_b, pool, tmp_path / "x", calibration_file=calibration)
   with pytest.raises(errors.InputError, match="^--dtype and --use_xla are for the TensorFlow"):
     _predict(model_b, pool, tmp_path / "x", fast_model=int8, use_xla=True)
+
+
+def _other_weights(source: pathlib.Path, target: pathlib.Path) -> str:
+  """A copy of the model directory `source` whose latest checkpoint has the
+  same name, task and labels but other weights (the head's negated);
+  returns the checkpoint."""
+  shutil.copytree(source, target)
+  model, _, _ = model_dir.load_finetuned(str(target))
+  for variable in model.head.trainable_variables:
+    variable.assign(-variable)
+  latest = tf.train.latest_checkpoint(target)
+  checkpoint = tf.train.Checkpoint(**{checkpoints.CHECKPOINT_KEY: model.bert, "head": model.head})
+  assert checkpoint.save_counter == 0  # made when first read: a reader's checkpoint has it
+  checkpoint.write(latest)
+  return latest
+
+
+def test_a_fast_model_is_refused_with_another_model_directory(classifier, fast_models, tmp_path):
+  """Before: the fast model of another directory whose checkpoint had the
+  same name (ckpt-N), task and label count was accepted (names were
+  compared), and predicted that model's labels."""
+  model_b, fast = classifier / "model_b", fast_models["classification"]
+  other = tmp_path / "other"
+  latest = _other_weights(model_b, other)
+  assert os.path.basename(latest) == os.path.basename(tf.train.latest_checkpoint(model_b))
+  again = f"export it again (export_fast_model --model_dir={other})"
+  with pytest.raises(errors.InputError) as refused:
+    _predict(other, classifier / "pool.txt", tmp_path / "out", fast_model=fast)
+  assert str(refused.value) == (
+    f"{fast}.json: made from other weights, labels or vocabulary than {other} holds "
+    f"(latest checkpoint {latest}); {again}"
+  )
+  assert not (tmp_path / "out" / "pool.txt").exists()
+  # The same weights with two labels, or two tokens of the vocabulary, swapped.
+  for name in ("task.json", "vocab.txt"):
+    same = tmp_path / name
+    shutil.copytree(model_b, same, ignore=shutil.ignore_patterns("export"))
+    if name == "task.json":
+      info = json.loads((same / name).read_text())
+      info["labels"][:2] = info["labels"][1::-1]
+      (same / name).write_text(json.dumps(info))
+    else:
+      tokens = (same / name).read_text(encoding="utf-8").splitlines(keepends=True)
+      tokens[-2:] = tokens[:-3:-1]
+      (same / name).write_text("".join(tokens), encoding="utf-8")
+    with pytest.raises(errors.InputError, match="made from other weights, labels or vocabulary"):
+      fast_inference.read_info(fast, str(same))
+  fast_inference.read_info(fast, str(model_b))
+
+
+def test_a_resumed_run_refuses_the_outputs_of_another_model(classifier, tmp_path):
+  """Finished files are skipped by name: before, a run with another model
+  directory (same checkpoint name, task and labels), or another
+  --min_confidence, into an --output_dir of finished files kept them and
+  said "already done"."""
+  model_b = classifier / "model_b"
+  other = tmp_path / "other"
+  _other_weights(model_b, other)
+  pool = tmp_path / "pool.txt"
+  pool.write_text(
+    "".join((classifier / "pool.txt").read_text(encoding="utf-8").splitlines(True)[:20]),
+    encoding="utf-8",
+  )
+  out = tmp_path / "out"
+  assert _predict(model_b, pool, out).written == 20
+  written = (out / "pool.txt").read_text(encoding="utf-8")
+  record = out / ".made_with-0-of-1.json"
+  for model, changes, what in (
+    (other, {}, "model_fingerprint"),
+    (model_b, {"min_confidence": 0.5}, "min_confidence"),
+    (model_b, {"num_shards": 2}, "model_fingerprint"),  # any shard's record
+  ):
+    if changes.get("num_shards"):
+      (out / ".made_with-0-of-2.json").write_text(
+        record.read_text().replace('"model_fingerprint": "', '"model_fingerprint": "0')
+      )
+    with pytest.raises(errors.InputError) as refused:
+      _predict(model, pool, out, **changes)
+    where = out / f".made_with-0-of-{changes.get('num_shards', 1)}.json"
+    assert str(refused.value) == (
+      f"{where}: the outputs in {out} were written with another {what} than this run's; "
+      "give another --output_dir"
+    )
+  (out / ".made_with-0-of-2.json").unlink()
+  assert _predict(model_b, pool, out).read == 0  # the same model: done
+  assert (out / "pool.txt").read_text(encoding="utf-8") == written
+
+
+@pytest.mark.parametrize(
+  "damage", ["truncated", "garbage", "garbage_described", "bad_json", "list"]
+)
+def test_a_damaged_fast_model_is_one_error_naming_the_file(
+  classifier, fast_models, tmp_path, damage
+):
+  """Before: an onnxruntime or JSON traceback."""
+  source = pathlib.Path(fast_models["classification"])
+  model, info = tmp_path / "model.onnx", tmp_path / "model.onnx.json"
+  shutil.copy(source, model)
+  shutil.copy(f"{source}.json", info)
+  if damage == "truncated":
+    model.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+  elif damage.startswith("garbage"):
+    model.write_bytes(b"\x00not onnx" * 100)
+  if damage == "garbage_described":  # a JSON that describes the garbage
+    values = json.loads(info.read_text())
+    values["model_sha256"] = manifest.sha256_of(str(model))
+    info.write_text(json.dumps(values))
+  elif damage == "bad_json":
+    info.write_text(info.read_text()[:-10])
+  elif damage == "list":
+    info.write_text("[]")
+  model_b = classifier / "model_b"
+  with pytest.raises(errors.InputError) as raised:
+    _predict(model_b, classifier / "pool.txt", tmp_path / "out", fast_model=str(model))
+  message = str(raised.value)
+  expected = {
+    "truncated": f"{model}: not the model {info} describes (other bytes: truncated, damaged or "
+    f"replaced); export it again (export_fast_model --model_dir={model_b})",
+    "garbage_described": f"{model}: not a model ONNX Runtime loads (",
+    "bad_json": f"{info}: not JSON (",
+    "list": f"{info}: not the JSON export_fast_model writes (no fingerprint, model_sha256, "
+    "quantization)",
+  }
+  assert message.startswith(expected.get(damage, expected["truncated"])), message
+  assert "\n" not in message and not (tmp_path / "out" / "pool.txt").exists()
 
 
 @pytest.fixture(scope="module")

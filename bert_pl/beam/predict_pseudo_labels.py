@@ -31,6 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from bert_pl import atomic_files, fast_inference, input_files, job_config, model_dir, prediction
 from bert_pl.beam import common
 from bert_pl.predict_pseudo_labels import (
+  MadeWith,
   PredictPseudoLabelsConfig,
   PseudoLabeler,
   define_flags,
@@ -150,12 +151,16 @@ def run(
         config.fast_model, config.model_dir, info, config.predict_batch_size
       ),
     )
+  made_with = MadeWith(config, "beam")
+  made_with.check()
   todo, done = pending_files(config.input_file, config.output_dir, write_logits=config.write_logits)
   if not todo:
     return {}, 0, done
   pipeline = beam.Pipeline(options=options)
   build(pipeline, config, todo)
-  return common.run_pipeline(pipeline), len(todo), done
+  counters = common.run_pipeline(pipeline)
+  made_with.record()
+  return counters, len(todo), done
 
 
 def main(argv):
