@@ -24,7 +24,7 @@ from typing import Dict, List, Sequence
 
 from absl import flags
 
-from bert_pl import atomic_files, cli, errors, input_files, job_config
+from bert_pl import atomic_files, cli, errors, job_config
 from data_prep import common, split_dataset
 
 PARTS = ("train", "dev")
@@ -85,9 +85,8 @@ def run(config: DevSplitConfig) -> Dict[str, int]:
   dev = choose_dev(_groups(examples, tsv), config.dev_fraction, config.seed)
   suffix = ".tsv" if tsv else ".txt"
   paths = [os.path.join(config.output_dir, part + suffix) for part in PARTS]
-  input_files.check_not_inputs(paths, [path], "--output_dir")
   atomic_files.makedirs(config.output_dir)
-  with common.outputs(paths) as writers:
+  with common.outputs(paths, f"--output_dir={config.output_dir}", path) as writers:
     out = dict(zip(PARTS, writers))
     for index, example in enumerate(examples):
       part = "dev" if index in dev else "train"

@@ -78,6 +78,6 @@ def test_bad_input_is_one_error(tmp_path, options, content, message):
 def test_output_over_its_input_is_refused(tmp_path):
   source = tmp_path / "train.tsv"
   source.write_text("A\tx\nA\ty\n", encoding="utf-8")
-  with pytest.raises(errors.InputError, match="an input file, which --output_dir would overwrite"):
+  with pytest.raises(errors.InputError, match="would write over --input_file="):
     _run(source, tmp_path)
   assert source.read_text(encoding="utf-8") == "A\tx\nA\ty\n"
