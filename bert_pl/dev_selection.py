@@ -24,7 +24,7 @@ from absl import logging
 from bert_pl import errors, model_dir, modeling, pipeline_report, training
 
 DEV_RESULTS_FILE = "dev_results.json"
-BEST_DIR = "dev_best"
+BEST_DIR = training.DEV_BEST_DIR
 
 
 class EpochSelection:
