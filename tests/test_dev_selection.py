@@ -132,6 +132,20 @@ def test_without_keep_best_the_last_epoch_stays_the_model(corpus, data, tmp_path
   assert not (output / dev_selection.BEST_DIR).exists()
 
 
+def test_dev_results_of_an_earlier_run_without_checkpoints_are_not_reused(corpus, data, tmp_path):
+  """A new model in a directory that holds an earlier run's dev_results.json
+  (its checkpoints removed) evaluates every epoch again."""
+  work = data[0]
+  output = tmp_path / "model"
+  output.mkdir()
+  stale = [{"epoch": e, "step": e * STEPS_PER_EPOCH, "accuracy": 9.0} for e in range(1, 5)]
+  (output / dev_selection.DEV_RESULTS_FILE).write_text(json.dumps({"epochs": stale}))
+  finetuning.run(_config(corpus, data, output, dev_file=str(work / "dev.tsv"), do_eval=False))
+  record = json.loads((output / dev_selection.DEV_RESULTS_FILE).read_text())
+  assert [e["epoch"] for e in record["epochs"]] == [1, 2, 3, 4]
+  assert all(0 <= e["accuracy"] <= 1 for e in record["epochs"])
+
+
 @pytest.mark.parametrize(
   "values, message",
   [
