@@ -24,7 +24,7 @@ from absl import logging
 from bert_pl import errors, model_dir, modeling, pipeline_report, training
 
 DEV_RESULTS_FILE = "dev_results.json"
-BEST_DIR = "dev_best"
+BEST_DIR = training.DEV_BEST_DIR
 
 
 class EpochSelection:
@@ -37,13 +37,17 @@ class EpochSelection:
     epoch_ends: List[int],
     evaluate: Callable[[], Dict[str, float]],
     keep_best: bool,
+    start_step: int,
   ):
+    """`start_step`: the step the run starts (resumes) at; the recorded
+    epochs it has not reached are an earlier run's, in the same directory."""
     self.run, self.epoch_ends, self.evaluate, self.keep_best = run, epoch_ends, evaluate, keep_best
     self.metric = pipeline_report.HEADLINE[task]
     self.path = os.path.join(run.model_dir, DEV_RESULTS_FILE)
     self.record: Dict[str, Any] = {"metric": self.metric, "epochs": [], "keep_best": keep_best}
     if tf.io.gfile.exists(self.path):
-      self.record["epochs"] = modeling.read_json(self.path)["epochs"]
+      epochs = modeling.read_json(self.path)["epochs"]
+      self.record["epochs"] = [e for e in epochs if e["step"] <= start_step]
 
   def at_epoch_end(self, step: int) -> None:
     """Evaluates dev on the model of `step` (an epoch's end) unless its

@@ -460,6 +460,7 @@ def _train(
       ends,
       lambda: score(predictor, encoder, dev)[0],
       config.keep_best_on_dev,
+      session.start_step,
     )
     epochs = dict(boundaries=ends, at_boundary=selection.at_epoch_end)
   trainer = session.trainer(use_mlm=False, use_task=True)

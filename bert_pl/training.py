@@ -62,6 +62,7 @@ from bert_pl.model_dir import write_eval_results
 
 STRATEGIES = ("mirrored", "multi_worker_mirrored", "one_device")
 INPUT_STATE_DIR = "input_state"  # in the model directory: one directory per worker
+DEV_BEST_DIR = "dev_best"  # in the model directory: the best epoch on dev's weights
 
 
 def make_strategy(name: str = "mirrored", num_gpus: Optional[int] = None) -> tf.distribute.Strategy:
@@ -272,15 +273,16 @@ def _accuracies(sums) -> Dict[str, float]:
 
 
 def remove_checkpoints(model_dir: str) -> int:
-  """Deletes a finished model directory's checkpoints and input state, and
-  returns the bytes freed; its settings, vocab, eval results and summaries
-  stay, so reports still read it. For drivers that train many models only to
-  evaluate them (the experiments): a 3-layer, hidden-384 checkpoint with its
-  Adam slots is ~200 MB, and a run writes hundreds. The `checkpoint` file
+  """Deletes a finished model directory's checkpoints, input state and
+  best weights on dev, and returns the bytes freed; its settings, vocab,
+  eval results and summaries stay, so reports still read it. For drivers
+  that train many models only to evaluate them (the experiments): a
+  3-layer, hidden-384 checkpoint with its Adam slots is ~200 MB, and a run
+  writes hundreds. The `checkpoint` file
   goes first, so that no reader is ever told of a file already deleted."""
   paths = [os.path.join(model_dir, "checkpoint")]
   paths += sorted(tf.io.gfile.glob(os.path.join(model_dir, "ckpt-*")))
-  paths.append(os.path.join(model_dir, INPUT_STATE_DIR))
+  paths += [os.path.join(model_dir, INPUT_STATE_DIR), os.path.join(model_dir, DEV_BEST_DIR)]
   freed = 0
   for path in paths:
     if not tf.io.gfile.exists(path):

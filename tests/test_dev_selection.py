@@ -12,7 +12,7 @@ import tensorflow as tf
 from test_finetuning import _finetuning_config
 from test_training import _random_init
 
-from bert_pl import dev_selection, errors, finetuning, pipeline_report
+from bert_pl import dev_selection, errors, finetuning, pipeline_report, training
 
 from conftest import kill_when, run_job
 
@@ -28,8 +28,14 @@ def data(corpus, tmp_path_factory):
   init = _random_init(corpus, work, dropout=0.0)
   train = (corpus / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
   test = (corpus / "test.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
-  for name, lines in (("train", train[:320]), ("dev", test[:150]), ("test", test[150:])):
+  for name, lines in (("train", train[:320]), ("test", test[150:])):
     (work / f"{name}.tsv").write_text("".join(lines), encoding="utf-8")
+  # Dev: training examples under another label, so dev accuracy falls as the model
+  # learns and the best epoch is an early one (the kept model is not the last).
+  labels = (corpus / "labels.txt").read_text(encoding="utf-8").split()
+  other = {label: labels[(i + 1) % len(labels)] for i, label in enumerate(labels)}
+  dev = [other[line.split("\t", 1)[0]] + "\t" + line.split("\t", 1)[1] for line in train[:150]]
+  (work / "dev.tsv").write_text("".join(dev), encoding="utf-8")
   return work, init
 
 
@@ -59,11 +65,12 @@ def _at_step(model_dir, step, target):
 
 
 def _weights(path):
+  """The model's variables in a checkpoint (not the optimizer's state)."""
   reader = tf.train.load_checkpoint(str(path))
   return {
     n: reader.get_tensor(n)
     for n in reader.get_variable_to_shape_map()
-    if n.startswith(("bert/", "head/"))
+    if n.startswith(("bert/", "head/")) and "OPTIMIZER_SLOT" not in n
   }
 
 
@@ -82,6 +89,7 @@ def test_kept_model_is_the_best_epoch_of_a_plain_run_and_dev_metrics_are_its_che
   assert [(e["epoch"], e["step"]) for e in record["epochs"]] == list(zip(range(1, 5), ends))
   accuracies = [e["accuracy"] for e in record["epochs"]]
   best = accuracies.index(max(accuracies)) + 1  # ties: the first
+  assert best < EPOCHS, accuracies
   assert record["best_epoch"] == best and record["best_step"] == ends[best - 1]
   # Each recorded dev metric is an evaluation of that epoch's checkpoint of the plain run.
   for epoch, step in enumerate(ends, 1):
@@ -108,6 +116,10 @@ def test_kept_model_is_the_best_epoch_of_a_plain_run_and_dev_metrics_are_its_che
   assert [line.split("\t", 2)[::2] for line in lines] == [t.split("\t", 1) for t in test]
   correct = sum(line.split("\t")[0] == line.split("\t")[1] for line in lines)
   assert saved["accuracy"] == pytest.approx(correct / len(test))
+  # The drivers' clean-up removes the kept weights with the checkpoints.
+  assert (chosen / dev_selection.BEST_DIR).is_dir()
+  training.remove_checkpoints(str(chosen))
+  assert not (chosen / dev_selection.BEST_DIR).exists()
 
 
 def test_without_keep_best_the_last_epoch_stays_the_model(corpus, data, tmp_path):
@@ -118,6 +130,20 @@ def test_without_keep_best_the_last_epoch_stays_the_model(corpus, data, tmp_path
   assert len(record["epochs"]) == EPOCHS and record["keep_best"] is False
   assert tf.train.latest_checkpoint(str(output)).endswith(f"ckpt-{EPOCHS * STEPS_PER_EPOCH}")
   assert not (output / dev_selection.BEST_DIR).exists()
+
+
+def test_dev_results_of_an_earlier_run_without_checkpoints_are_not_reused(corpus, data, tmp_path):
+  """A new model in a directory that holds an earlier run's dev_results.json
+  (its checkpoints removed) evaluates every epoch again."""
+  work = data[0]
+  output = tmp_path / "model"
+  output.mkdir()
+  stale = [{"epoch": e, "step": e * STEPS_PER_EPOCH, "accuracy": 9.0} for e in range(1, 5)]
+  (output / dev_selection.DEV_RESULTS_FILE).write_text(json.dumps({"epochs": stale}))
+  finetuning.run(_config(corpus, data, output, dev_file=str(work / "dev.tsv"), do_eval=False))
+  record = json.loads((output / dev_selection.DEV_RESULTS_FILE).read_text())
+  assert [e["epoch"] for e in record["epochs"]] == [1, 2, 3, 4]
+  assert all(0 <= e["accuracy"] <= 1 for e in record["epochs"])
 
 
 @pytest.mark.parametrize(
