@@ -54,7 +54,10 @@ class TrainingConfig:
   save_checkpoints_steps: int = 1000
   distribution_strategy: str = "mirrored"
   num_gpus: Optional[int] = None
-  random_seed: Optional[int] = None
+  # Fixed by default, as Hugging Face's Trainer (seed=42): a job run twice
+  # without --random_seed gives the same model on CPU (the main job's initial
+  # checkpoint is trained so).
+  random_seed: int = 12345
   dtype: str = "float32"
   bucket_width: int = 0
 

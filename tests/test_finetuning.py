@@ -12,6 +12,7 @@ from bert_pl import (
   features,
   finetuning,
   input_files,
+  job_config,
   run_pretraining,
 )
 from bert_pl.model_dir import load_finetuned
@@ -211,3 +212,7 @@ def test_same_seed_same_model(corpus, model_a, tmp_path):
   for x, y in zip(first, again):
     np.testing.assert_array_equal(x, y)
   assert any(not np.array_equal(x, z) for x, z in zip(first, other))
+  # Without --random_seed (its default): reproducible too.
+  default = job_config.field_defaults(finetuning.FinetuningConfig)["random_seed"]
+  for x, y in zip(train("d", default), train("e", default)):
+    np.testing.assert_array_equal(x, y)
