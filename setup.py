@@ -27,6 +27,7 @@ DATA_PREP_TOOLS = [
   "cluener_to_conll",
   "conll_iob1_to_iob2",
   "split_dataset",
+  "dev_split",
 ]
 
 setup(

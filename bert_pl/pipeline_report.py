@@ -1,6 +1,8 @@
 """The report of a pipeline run (`bert_pl.pipeline`): every model's evaluation
-against Model-B, the pseudo-labels of each round and their quality, wall time
-per job, and the exported SavedModel's answers.
+against Model-B, the pseudo-labels of each round and their quality, the
+teacher check of each step-3 output (bert_pl.teacher_check: a degenerate
+teacher flagged from the pseudo-labels alone, given the labeled training
+set), wall time per job, and the exported SavedModel's answers.
 
 Written as WORK/report.json (everything; experiments/reproduce_paper.py reads
 it), WORK/report.md and WORK/report.png (the headline metric of every
@@ -17,7 +19,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from bert_pl import evaluation, features, input_files
+from bert_pl import comparison, evaluation, features, input_files, teacher_check
 from bert_pl.errors import InputError
 
 HEADLINE = {"classification": "accuracy", "ner": "f1"}
@@ -149,10 +151,13 @@ def collect(
   pool_label_files: Optional[Sequence[str]],
   timings: Dict[str, Optional[float]],
   export: Optional[Tuple[str, str]],
+  train_file: Optional[str] = None,
 ) -> Dict:
   """The report's numbers. `models`: (directory under work_dir, what it is);
   `pseudo_labels`: (step-3 output directory, its teacher's directory);
-  `export`: (SavedModel directory, the model directory it exports)."""
+  `export`: (SavedModel directory, the model directory it exports);
+  `train_file`: the labeled training set, for the teacher check of every
+  step-3 output (bert_pl.teacher_check; none without it)."""
   report = {
     "task": task,
     "headline": HEADLINE[task],
@@ -168,9 +173,11 @@ def collect(
     }
   for directory, teacher in pseudo_labels:
     entry = {"teacher": teacher, **(pseudo_label_stats(os.path.join(work_dir, directory)) or {})}
+    files = [os.path.join(work_dir, directory, os.path.basename(f)) for f in pool_files]
     if pool_label_files:
-      files = [os.path.join(work_dir, directory, os.path.basename(f)) for f in pool_files]
       entry["quality"] = pseudo_label_quality(task, files, pool_label_files)
+    if train_file:
+      entry["teacher_check"] = teacher_check.check(task, files, train_file)
     report["pseudo_labels"][directory] = entry
   if export:
     with open(os.path.join(work_dir, EXPORT_CHECK_FILE), encoding="utf-8") as f:
@@ -228,6 +235,13 @@ def to_markdown(report: Dict) -> str:
         row += f" {_fmt((entry.get('quality') or {}).get(metric))} |"
       lines.append(row)
     lines.append("")
+    checks = [
+      (d, e["teacher_check"]) for d, e in report["pseudo_labels"].items() if "teacher_check" in e
+    ]
+    if checks:
+      lines += ["Teacher check (the pseudo-labels against the labeled set, no gold needed):", ""]
+      lines += [f"- {d}: {teacher_check.describe(report['task'], c)}" for d, c in checks]
+      lines.append("")
   export = report.get("export")
   if export:
     lines += [
@@ -265,10 +279,7 @@ def plot(report: Dict, path: str) -> None:
   bars = axis.bar(
     range(len(names)),
     values,
-    color=[
-      "#4c72b0" if name == "model_b" else "#999999" if name.startswith("baseline") else "#dd8452"
-      for name in names
-    ],
+    color=[comparison.color(name) for name in names],
   )
   axis.bar_label(bars, fmt="%.3f")
   axis.set_xticks(range(len(names)))

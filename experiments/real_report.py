@@ -9,14 +9,15 @@ difference can be noise, so every comparison is paired by seed (both sides
 come from the same seed's pipeline run, which shares Model-A and the
 pseudo-labels) and given a 95% t interval, and the plain-words lines are
 computed from those intervals: the text cannot claim more than the numbers.
+The statistics (means, intervals, wins, verdicts, the bars) are
+bert_pl.comparison's, the pipeline's own; this module holds what is the
+experiment's: its rows, their words, and the layout of RESULTS.md.
 """
 
-import math
 import os
 import re
 
-import numpy as np
-from scipy import stats
+from bert_pl import comparison
 
 # A report directory's real runs: results_real.json, and beside it any
 # results_real_<tag>.json (a run of other settings, e.g. --sizes=low alone),
@@ -80,6 +81,7 @@ QUALITY_LABEL = "step 3: pseudo-labels vs the pool's held-back labels"
 # baseline against the 3-layer one are context (what step 1 and depth add).
 COMPARED = ("self_training", "hard_mlm", "hard_nomask", "kl_mlm", "kl_nomask", "kl_nomask_from_a")
 PAIRS = (("model_b", COMPARED), ("baseline_3layers", COMPARED + ("model_b", "baseline_6layers")))
+# The words of bert_pl.comparison's verdicts in RESULTS.md.
 VERDICTS = (
   ("better", "better beyond the noise (95% CI above 0)"),
   ("noise", "inside the noise (CI contains 0)"),
@@ -104,52 +106,20 @@ COLORS = {
 }
 
 
-def mean_std(values, signed=False):
-  """'mean ± sample standard deviation' in % with 2 decimals; the mean alone
-  for one value, 'n/a' for none."""
-  values = [v for v in values if v is not None]
-  if not values:
-    return "n/a"
-  mean = f"{100 * float(np.mean(values)):{'+' if signed else ''}.2f}"
-  if len(values) == 1:
-    return mean
-  return f"{mean} ± {100 * float(np.std(values, ddof=1)):.2f}"
-
-
-def t_interval(values):
-  """(mean, half-width of its 95% t confidence interval), both in points
-  (x100); the half-width is None below 2 values."""
-  mean = 100 * float(np.mean(values))
-  if len(values) < 2:
-    return mean, None
-  spread = 100 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
-  return mean, float(stats.t.ppf(0.975, len(values) - 1)) * spread
-
-
-def by_seed(seeds, row, metric):
-  """{seed: the row's metric} for the seeds that have it (row QUALITY: step
-  3's pseudo-labels scored against the pool's held-back labels)."""
+def results(seeds, metric):
+  """{seed: {row: metric}} of a size's seeds (bert_pl.comparison's input);
+  row QUALITY: step 3's pseudo-labels scored against the pool's held-back
+  labels."""
   found = {}
   for seed, entry in seeds.items():
-    result = entry.get(QUALITY) if row == QUALITY else (entry.get("rows") or {}).get(row)
-    value = (result or {}).get(metric)
-    if value is not None:
-      found[seed] = value
+    rows = {row: (result or {}).get(metric) for row, result in (entry.get("rows") or {}).items()}
+    found[seed] = {**rows, QUALITY: (entry.get(QUALITY) or {}).get(metric)}
   return found
 
 
 def paired(seeds, row, reference, metric):
   """row − reference, per seed that has both."""
-  better, worse = by_seed(seeds, row, metric), by_seed(seeds, reference, metric)
-  return [better[seed] - worse[seed] for seed in better if seed in worse]
-
-
-def verdict(differences):
-  """One of VERDICTS' keys, from the 95% t interval of the mean difference."""
-  if len(differences) < 2:
-    return "few"
-  mean, half = t_interval(differences)
-  return "better" if mean - half > 0 else "worse" if mean + half < 0 else "noise"
+  return list(comparison.paired(results(seeds, metric), row, reference).values())
 
 
 def step_of(job):
@@ -198,16 +168,6 @@ def _value(value):
   return str(value).replace("|", "\\|")
 
 
-def _difference_cells(differences):
-  """Mean, 95% CI and wins of paired differences, in points."""
-  if not differences:
-    return ["n/a", "n/a", "0 of 0"]
-  mean, half = t_interval(differences)
-  interval = "n/a" if half is None else f"[{mean - half:+.2f}, {mean + half:+.2f}]"
-  wins = sum(1 for d in differences if d > 0)
-  return [f"{mean:+.2f}", interval, f"{wins} of {len(differences)}"]
-
-
 def differences_table(seeds, metric):
   """Markdown: each row minus Model-B and minus the 3-layer baseline."""
   lines = [
@@ -218,7 +178,9 @@ def differences_table(seeds, metric):
     cells = []
     for reference, rows in PAIRS:
       cells += (
-        _difference_cells(paired(seeds, row, reference, metric)) if row in rows else ["", "", ""]
+        comparison.difference_cells(paired(seeds, row, reference, metric))
+        if row in rows
+        else ["", "", ""]
       )
     lines.append(f"| {LABELS[row]} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
@@ -231,7 +193,7 @@ def plain_words(seeds, metric):
   for reference, rows in PAIRS:
     groups = {key: [] for key, _ in VERDICTS}
     for row in rows:
-      groups[verdict(paired(seeds, row, reference, metric))].append(NAMES[row])
+      groups[comparison.verdict(paired(seeds, row, reference, metric))].append(NAMES[row])
     parts = [
       f"{text}: {', '.join(groups[key]) or 'none'}"
       for key, text in VERDICTS
@@ -269,9 +231,12 @@ def size_section(task, size):
     f"| row | test {label} (%), mean ± std | seeds |",
     "|---|---|---|",
   ]
+  values = results(seeds, metric)
   for row in (*LABELS, QUALITY):
-    values = list(by_seed(seeds, row, metric).values())
-    lines.append(f"| {LABELS.get(row, QUALITY_LABEL)} | {mean_std(values)} | {len(values)} |")
+    found = list(comparison.row_values(values, row).values())
+    lines.append(
+      f"| {LABELS.get(row, QUALITY_LABEL)} | {comparison.mean_std_text(found)} | {len(found)} |"
+    )
   lines += [
     "",
     f"Paired by seed, in points of test {label}:",
@@ -348,29 +313,19 @@ def _panel(axis, name, task, size_name, size):
   """Bars of one task and size: each row's mean, whiskers its 95% t CI."""
   metric = task["metric"]
   seeds = size.get("seeds") or {}
-  bars = []
+  values = results(seeds, metric)
+  bars, colors = [], []
   for row, _, _, tick in ROWS:
-    values = list(by_seed(seeds, row, metric).values())
-    if values:
-      mean, half = t_interval(values)
-      bars.append((row, tick, mean, half or 0.0))
+    found = list(comparison.row_values(values, row).values())
+    if found:
+      bars.append((tick, *comparison.t_interval(found, scale=100)))
+      colors.append(COLORS.get(row, "#dd8452"))
   axis.set_title(f"{name}: {size_name.replace('_', ' ')} ({len(seeds)} seeds)")
   axis.set_ylabel(f"test {task['metric_label']} (%)")
   if not bars:
     axis.text(0.5, 0.5, "no results", ha="center", transform=axis.transAxes)
     return
-  axis.bar(
-    range(len(bars)),
-    [mean for _, _, mean, _ in bars],
-    yerr=[half for _, _, _, half in bars],
-    capsize=4,
-    color=[COLORS.get(row, "#dd8452") for row, _, _, _ in bars],
-  )
-  axis.set_xticks(range(len(bars)))
-  axis.set_xticklabels([tick for _, tick, _, _ in bars], fontsize=8)
-  low = min(mean - half for _, _, mean, half in bars)
-  high = max(mean + half for _, _, mean, half in bars)
-  axis.set_ylim(max(0.0, low - 5), min(100.0, high + 3))
+  comparison.draw_bars(axis, bars, colors)
 
 
 def plot(summary, path):

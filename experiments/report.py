@@ -13,10 +13,9 @@ import platform
 import re
 import subprocess
 
-import numpy as np
 from absl import flags
 
-from bert_pl import errors
+from bert_pl import comparison, errors
 from experiments import real_report
 
 ROWS = (
@@ -87,11 +86,8 @@ def environment():
 def _difference(seeds, key, better, worse):
   """`better` minus `worse`, paired by seed (same split, same initial
   checkpoint): the spread of a difference, not of two means."""
-  return [
-    seeds[s][better][key] - seeds[s][worse][key]
-    for s in seeds
-    if seeds[s].get(better) and seeds[s].get(worse)
-  ]
+  results = {s: {row: (seeds[s].get(row) or {}).get(key) for row in (better, worse)} for s in seeds}
+  return list(comparison.paired(results, better, worse).values())
 
 
 def table(task, seeds):
@@ -105,7 +101,7 @@ def table(task, seeds):
     if not any(seeds[s].get(name) for s in seeds):
       continue  # not run in this mode (model_d_wwm in smoke)
     cells = [
-      real_report.mean_std([(seeds[s].get(name) or {}).get(key) for s in seeds])
+      comparison.mean_std_text([(seeds[s].get(name) or {}).get(key) for s in seeds])
       for key, _ in metrics
     ]
     lines.append(f"| {description} | " + " | ".join(cells) + " |")
@@ -114,11 +110,11 @@ def table(task, seeds):
     ("model_b", "baseline", "Model-B − baseline"),
   ):
     cells = [
-      real_report.mean_std(_difference(seeds, key, better, worse), signed=True)
+      comparison.mean_std_text(_difference(seeds, key, better, worse), signed=True)
       for key, _ in metrics
     ]
     lines.append(f"| {label}, paired by seed | " + " | ".join(cells) + " |")
-  quality = real_report.mean_std([seeds[s]["pseudo_labels"][metrics[0][0]] for s in seeds])
+  quality = comparison.mean_std_text([seeds[s]["pseudo_labels"][metrics[0][0]] for s in seeds])
   lines.append(
     f"| step 3: pseudo-labels of the pool vs its held-back labels | {quality} |"
     + " |" * (len(metrics) - 1)
@@ -140,9 +136,11 @@ def plot(summary, path):
     means, stds = [], []
     names = [name for name, _ in ROWS if any(seeds[s].get(name) for s in seeds)]
     for name in names:
-      values = [100 * seeds[s][name][key] for s in seeds if seeds[s].get(name)]
-      means.append(np.mean(values))
-      stds.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
+      mean, std = comparison.mean_std(
+        [100 * seeds[s][name][key] for s in seeds if seeds[s].get(name)]
+      )
+      means.append(mean)
+      stds.append(std or 0.0)
     axis.bar(range(len(names)), means, yerr=stds, capsize=4, color=[BARS[n][1] for n in names])
     axis.set_xticks(range(len(names)))
     axis.set_xticklabels([BARS[n][0] for n in names])

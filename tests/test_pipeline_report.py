@@ -112,3 +112,80 @@ def test_ner_pseudo_label_quality_per_character(tmp_path):
   gold.write_text(gold.read_text() + "Bob B-PER\n\n")
   with pytest.raises(InputError, match=f"{gold}: not as many examples as its pseudo-labels"):
     pipeline_report.pseudo_label_quality("ner", [str(pseudo)], [str(gold)])
+
+
+def _collect(tmp_path, task, train_file):
+  return pipeline_report.collect(
+    str(tmp_path),
+    task,
+    [],
+    [("round1/pseudo", "model_b"), ("kl_nomask/round2/pseudo", "kl_nomask/round1/model_d")],
+    ["/pool/pool.txt"],
+    None,
+    {},
+    None,
+    train_file=str(train_file),
+  )
+
+
+def test_teacher_check_per_step3_output_in_json_and_markdown(tmp_path):
+  """Round 1's teacher predicts almost one class (a warning), round 2's is
+  healthy; without --train_file (the old call) there is no check."""
+  train = tmp_path / "train.tsv"
+  train.write_text("".join(f"{label}\tx\n" for label in "aabbcc"))
+  for directory, labels in (("round1/pseudo", "aaaaaaaaab"), ("kl_nomask/round2/pseudo", "aabbc")):
+    (tmp_path / directory).mkdir(parents=True)
+    (tmp_path / directory / "pool.txt").write_text("".join(f"{label}\tx\n" for label in labels))
+  report = _collect(tmp_path, "classification", train)
+  first = report["pseudo_labels"]["round1/pseudo"]["teacher_check"]
+  assert first["pseudo_labels"] == {"examples": 10, "shares": {"a": 0.9, "b": 0.1}}
+  assert first["warnings"] == [
+    "the teacher gave 90.0% of 10 pool examples the class 'a', which has 33.3% of the labeled "
+    "set: a degenerate teacher (almost one class); steps 4-5 would learn that class"
+  ]
+  assert report["pseudo_labels"]["kl_nomask/round2/pseudo"]["teacher_check"]["warnings"] == []
+  pipeline_report.write_report(str(tmp_path), report)
+  assert json.loads((tmp_path / "report.json").read_text(encoding="utf-8")) == report
+  markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
+  assert (
+    "Teacher check (the pseudo-labels against the labeled set, no gold needed):\n\n"
+    "- round1/pseudo: WARNING: the teacher gave 90.0% of 10 pool examples the class 'a', "
+  ) in markdown
+  assert (
+    "- kl_nomask/round2/pseudo: no sign of a degenerate teacher: its most frequent class 'a' "
+    "has 40.0% of the pool, 33.3% of the labeled set.\n"
+  ) in markdown
+  old = pipeline_report.collect(
+    str(tmp_path),
+    "classification",
+    [],
+    [("round1/pseudo", "model_b")],
+    ["/p/pool.txt"],
+    None,
+    {},
+    None,
+  )
+  assert "teacher_check" not in old["pseudo_labels"]["round1/pseudo"]
+  assert "Teacher check" not in pipeline_report.to_markdown(old)
+
+
+def test_teacher_check_of_ner_pseudo_labels_in_the_report(tmp_path):
+  train = tmp_path / "train.txt"
+  train.write_text("John B-PER\nlives O\nin O\nParis B-LOC\n\n", encoding="utf-8")
+  for directory, blocks in (
+    ("round1/pseudo", ["a O\nb O\n\n"] * 3 + ["J B-PER\n\n"]),  # 0.25 per sentence, labeled 2
+    ("kl_nomask/round2/pseudo", ["J B-PER\no I-PER\nx O\nP B-LOC\n\n"]),
+  ):
+    (tmp_path / directory).mkdir(parents=True)
+    (tmp_path / directory / "pool.txt").write_text("".join(blocks), encoding="utf-8")
+  report = _collect(tmp_path, "ner", train)
+  checks = {d: e["teacher_check"] for d, e in report["pseudo_labels"].items()}
+  assert checks["round1/pseudo"]["warnings"] == [
+    "the teacher found 1 entities in 4 pool sentences (0.250 per sentence), the labeled set "
+    "has 2.000: a degenerate teacher (almost no entity); steps 4-5 would learn to find none"
+  ]
+  assert checks["kl_nomask/round2/pseudo"]["warnings"] == []
+  assert (
+    "- kl_nomask/round2/pseudo: no sign of a degenerate teacher: 2.000 entities per pool "
+    "sentence (labeled set: 2.000), 0 I- tags without B-." in pipeline_report.to_markdown(report)
+  )
