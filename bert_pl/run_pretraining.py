@@ -436,7 +436,9 @@ def _input_data(config: RunPretrainingConfig, vocab_file: str, labels, defaults:
   else from the config, else from `defaults`."""
   train_files, eval_files = [], []
   steps = config.num_train_steps
-  if config.do_train and (config.num_train_epochs or steps is None or steps > 0):
+  if config.do_train and (
+    config.num_train_epochs or steps is None or steps > 0 or config.mlm_head_warmup_steps
+  ):
     if not config.input_file:
       raise errors.InputError("--do_train needs --input_file")
     train_files = input_files.expand_input_files(config.input_file)

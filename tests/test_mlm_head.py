@@ -168,3 +168,37 @@ def test_head_warmup_trains_the_head_alone_and_resumes_exactly(corpus, tmp_path)
   _killed_after(uninterrupted, tmp_path / "resumed", 3)
   run_pretraining.run(_pretraining_config(**common, output_dir=str(tmp_path / "resumed")))
   _assert_same_run(uninterrupted, tmp_path / "resumed", 3, 7)
+
+
+def test_eval_measures_the_head_as_loaded_and_after_the_warmup_alone(corpus, tmp_path):
+  """The measurement of issue 31 (a) and (b) with run_pretraining's eval:
+  the initialised head's MLM loss, then lower after a warm-up alone."""
+  pretrained = tmp_path / "pretrained"
+  common = dict(
+    bert_config_file=_tiny_config(corpus, tmp_path / "config.json", dropout=0.0),
+    vocab_file=str(corpus / "vocab.txt"),
+    input_file=_mlm_records(corpus, tmp_path),
+    train_batch_size=16,
+  )
+  run_pretraining.run(
+    _pretraining_config(**common, num_train_steps=0, output_dir=str(pretrained), do_eval=False)
+  )
+  initialised = run_pretraining.run(
+    _pretraining_config(
+      **common, init_checkpoint=str(pretrained), output_dir=str(tmp_path / "a"), do_train=False
+    )
+  )
+  warmed = run_pretraining.run(
+    _pretraining_config(
+      **common,
+      init_checkpoint=str(pretrained),
+      output_dir=str(tmp_path / "b"),
+      num_train_steps=0,
+      mlm_head_warmup_steps=30,
+      mlm_head_warmup_learning_rate=1e-2,
+    )
+  )
+  assert initialised["global_step"] == 0 and warmed["global_step"] == 30
+  # Measured 7.09 -> 6.64, accuracy 0.003 -> 0.059 (a random encoder below).
+  assert initialised["mlm"] - warmed["mlm"] > 0.3, (initialised, warmed)
+  assert warmed["mlm_accuracy"] > initialised["mlm_accuracy"] + 0.03
