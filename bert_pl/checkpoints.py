@@ -36,8 +36,6 @@ Weights = Dict[str, np.ndarray]
 CHECKPOINT_KEY = "bert"  # tf.train.Checkpoint(bert=BertModel) in model dirs
 TF1_CHECKPOINT_NAME = "bert_model.ckpt"
 _LAYER = re.compile(r"^bert/encoder/layer_(\d+)/")
-# Variables a model can do without: a Hugging Face `BertModel` has no MLM
-# head and some checkpoints have no pooler. They keep their initial values.
 # The MLM head's own variables; its decoder is the word-embedding table.
 MLM_HEAD_NAMES = tuple(
   "cls/predictions/" + n
@@ -50,11 +48,9 @@ MLM_HEAD_NAMES = tuple(
   )
 )
 _STEP = "optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE"  # a model directory's training step
+# Variables a model can do without: a Hugging Face `BertModel` has no MLM
+# head and some checkpoints have no pooler. They keep their initial values.
 _OPTIONAL_PREFIXES = ("cls/predictions/", "bert/pooler/")
-# How a new model's MLM head began (task.json's `mlm_head`): from the
-# checkpoint, initialised on top of a loaded encoder, or with the whole model
-# (no checkpoint).
-MLM_HEAD_STATES = ("loaded", "initialised", "random")
 
 
 def tf1_variables(model: modeling.BertModel) -> Dict[str, tf.Variable]:
@@ -281,8 +277,10 @@ def read_weights(source: Source, config: Optional[modeling.BertConfig]) -> Weigh
 
 
 def mlm_head_state(source: Optional[Source]) -> str:
-  """Whether a new model's MLM head comes from `source` (`MLM_HEAD_STATES`),
-  read from the variable names alone, before any weight is.
+  """How a new model's MLM head begins (task.json's `mlm_head`): "loaded"
+  from `source`, "initialised" on top of an encoder loaded from it, or
+  "random" with the whole model (no `source`). Read from the variable names
+  alone, before any weight is.
 
   A sentence encoder or a Hugging Face `BertModel` has no `cls.predictions.*`.
   A model-directory checkpoint always holds the head's variables, trained or

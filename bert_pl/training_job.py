@@ -47,7 +47,7 @@ class ModelChoice:
   advice: str  # appended to an error about an existing model --do_train would resume
   source: Optional[checkpoints.Source] = None  # what a new model starts from; None: random
   layer_map: Optional[List[int]] = None
-  # How the model's MLM head began (`checkpoints.MLM_HEAD_STATES`); recorded
+  # How the model's MLM head began (`checkpoints.mlm_head_state`); recorded
   # in a new model's task.json. A model written before the record: "loaded".
   mlm_head: str = "loaded"
 
