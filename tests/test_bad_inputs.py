@@ -299,7 +299,7 @@ def test_full_disk(tiny, tmp_path, job, fails_at):
     where, left = "pool.txt", []
   else:
     args, where = _pretraining_args(tiny, out), "ckpt-0"
-    left = ["bert_config.json", "task.json", "vocab.txt"]
+    left = ["bert_config.json", "schedule.json", "task.json", "vocab.txt"]
   if fails_at in ("checkpoint", "weights"):
     limit = 40000  # the model's small files fit, its weights (> 100 KB) do not
   elif fails_at == "write":
