@@ -36,6 +36,18 @@ Weights = Dict[str, np.ndarray]
 CHECKPOINT_KEY = "bert"  # tf.train.Checkpoint(bert=BertModel) in model dirs
 TF1_CHECKPOINT_NAME = "bert_model.ckpt"
 _LAYER = re.compile(r"^bert/encoder/layer_(\d+)/")
+# The MLM head's own variables; its decoder is the word-embedding table.
+MLM_HEAD_NAMES = tuple(
+  "cls/predictions/" + n
+  for n in (
+    "transform/dense/kernel",
+    "transform/dense/bias",
+    "transform/LayerNorm/gamma",
+    "transform/LayerNorm/beta",
+    "output_bias",
+  )
+)
+_STEP = "optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE"  # a model directory's training step
 # Variables a model can do without: a Hugging Face `BertModel` has no MLM
 # head and some checkpoints have no pooler. They keep their initial values.
 _OPTIONAL_PREFIXES = ("cls/predictions/", "bert/pooler/")
@@ -52,12 +64,14 @@ def tf1_variables(model: modeling.BertModel) -> Dict[str, tf.Variable]:
     "bert/embeddings/LayerNorm/beta": enc._embedding_norm_layer.beta,
     "bert/pooler/dense/kernel": enc.pooler_layer.kernel,
     "bert/pooler/dense/bias": enc.pooler_layer.bias,
-    "cls/predictions/transform/dense/kernel": model.masked_lm.dense.kernel,
-    "cls/predictions/transform/dense/bias": model.masked_lm.dense.bias,
-    "cls/predictions/transform/LayerNorm/gamma": model.masked_lm.layer_norm.gamma,
-    "cls/predictions/transform/LayerNorm/beta": model.masked_lm.layer_norm.beta,
-    "cls/predictions/output_bias": model.masked_lm.bias,
   }
+  head = model.masked_lm
+  names.update(
+    zip(
+      MLM_HEAD_NAMES,
+      (head.dense.kernel, head.dense.bias, head.layer_norm.gamma, head.layer_norm.beta, head.bias),
+    )
+  )
   for i, block in enumerate(enc.transformer_layers):
     prefix = f"bert/encoder/layer_{i}/"
     attention = block._attention_layer
@@ -79,6 +93,13 @@ def tf1_variables(model: modeling.BertModel) -> Dict[str, tf.Variable]:
       names[prefix + part + "/gamma"] = layer.gamma
       names[prefix + part + "/beta"] = layer.beta
   return names
+
+
+def mlm_head_variables(model: modeling.BertModel) -> List[tf.Variable]:
+  """The MLM head's own variables (`cls/predictions/*`): the transform and the
+  output bias, not the decoder, which is the word-embedding table."""
+  variables = tf1_variables(model)
+  return [variables[name] for name in MLM_HEAD_NAMES]
 
 
 def tf1_shape(name: str, keras_shape: Sequence[int]) -> tuple:
@@ -255,6 +276,39 @@ def read_weights(source: Source, config: Optional[modeling.BertConfig]) -> Weigh
     return read_model_dir_checkpoint(source.path, config)
 
 
+def mlm_head_state(source: Optional[Source]) -> str:
+  """How a new model's MLM head begins (task.json's `mlm_head`): "loaded"
+  from `source`, "initialised" on top of an encoder loaded from it, or
+  "random" with the whole model (no `source`). Read from the variable names
+  alone, before any weight is.
+
+  A sentence encoder or a Hugging Face `BertModel` has no `cls.predictions.*`.
+  A model-directory checkpoint always holds the head's variables, trained or
+  not: its head is trained when run_pretraining trained it with the MLM loss
+  for a step at least, else it is as its task.json says it began (a model
+  written before the record: "loaded")."""
+  if source is None:
+    return "random"
+  if source.kind == "model_dir":
+    info_file = os.path.join(os.path.dirname(source.path), "task.json")
+    info = modeling.read_json(info_file) if tf.io.gfile.exists(info_file) else {}
+    with _reading(source.path):
+      reader = tf.train.load_checkpoint(source.path)
+      steps = reader.get_tensor(_STEP) if reader.has_tensor(_STEP) else 0
+    trained = info.get("trained_by") == "run_pretraining" and info.get("masked_lm_loss_weight") != 0
+    return "loaded" if trained and steps > 0 else info.get("mlm_head", "loaded")
+  if source.kind == "safetensors":
+    from safetensors import SafetensorError, safe_open
+
+    with _reading(source.path, damaged=(SafetensorError,)):
+      with safe_open(source.path, "np") as f:
+        names = {hf_to_tf1_name(n) for n in f.keys()}
+  else:
+    with _reading(source.path):
+      names = set(tf.train.load_checkpoint(source.path).get_variable_to_shape_map())
+  return "loaded" if names.issuperset(MLM_HEAD_NAMES) else "initialised"
+
+
 # ------------------------------------------------------------ assignment
 
 
@@ -423,10 +477,12 @@ def load_bert(
 # ------------------------------------------------------------------ output
 
 
-def write_tf1_checkpoint(model: modeling.BertModel, prefix: str) -> None:
-  """Writes Google's name-based checkpoint (`prefix`.index/.data-*)."""
+def write_tf1_checkpoint(model: modeling.BertModel, prefix: str, mlm_head: bool = True) -> None:
+  """Writes Google's name-based checkpoint (`prefix`.index/.data-*), without
+  the MLM head unless `mlm_head` (one never trained is no head: a reader
+  would take it for a trained one)."""
   weights = model_weights(model)
-  names = sorted(weights)
+  names = sorted(n for n in weights if mlm_head or n not in MLM_HEAD_NAMES)
   tf.io.gfile.makedirs(os.path.dirname(prefix) or ".")
   tf.raw_ops.SaveV2(
     prefix=prefix,

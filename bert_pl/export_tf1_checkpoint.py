@@ -4,7 +4,8 @@ r"""Writes any loadable model out as an original Google BERT model directory.
         --output_dir=model_c_tf1
 
 Output: `bert_model.ckpt.{index,data-00000-of-00001}` with Google's variable
-names and shapes (encoder, pooler, MLM head), `bert_config.json` (with the
+names and shapes (encoder, pooler, and the MLM head when it was loaded or
+trained: `checkpoints.mlm_head_state`), `bert_config.json` (with the
 layer count actually kept) and `vocab.txt`, so that the model can be used by
 google-research/bert, Hugging Face converters and other BERT tools.
 """
@@ -53,7 +54,9 @@ def run(config: ExportTf1CheckpointConfig) -> str:
     },
   )
   tf.io.gfile.makedirs(config.output_dir)
-  checkpoints.write_tf1_checkpoint(model, prefix)
+  checkpoints.write_tf1_checkpoint(
+    model, prefix, mlm_head=checkpoints.mlm_head_state(source) == "loaded"
+  )
   model.config.to_json_file(os.path.join(config.output_dir, "bert_config.json"))
   tf.io.gfile.copy(vocab_file, os.path.join(config.output_dir, "vocab.txt"), overwrite=True)
   return prefix

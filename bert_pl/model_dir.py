@@ -9,7 +9,8 @@ So what a model was trained with is what every later job feeds it.
     bert_config.json   the original format, with the layer count kept
     vocab.txt          the tokenizer's vocabulary
     task.json          task ("none" | "classification" | "ner"), labels or
-                       tags, max_seq_length, tokenizer options, field join
+                       tags, max_seq_length, tokenizer options, field join,
+                       how the MLM head began (`checkpoints.mlm_head_state`)
     checkpoint, ckpt-N.*   tf.train.CheckpointManager (keys bert, head, optimizer)
     input_state/worker-N/  the training input's position at each checkpoint (training)
     summaries/         TensorBoard events
@@ -18,7 +19,8 @@ So what a model was trained with is what every later job feeds it.
     dev_results.json, dev_best/  per-epoch dev results, the best epoch's weights
                        (fine-tuning with --dev_file; see dev_selection)
     schedule.json      run_pretraining's resolved training and warm-up steps, and
-                       the epochs, warm-up proportion and record count they came from
+                       the epochs, warm-up proportion and record count they came from;
+                       the MLM head's warm-up steps before them and their learning rate
     self_training.json what classic self-training added (run_classifier/run_ner
                        with --pseudo_label_file; see self_training)
 """

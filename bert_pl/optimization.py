@@ -70,14 +70,39 @@ class AdamW(optimization.AdamWeightDecay):
     coefficients["epsilon"] = coefficients["epsilon"] * tf.sqrt(1.0 - coefficients["beta_2_power"])
 
 
+class AfterHeadWarmup(tf.keras.optimizers.schedules.LearningRateSchedule):
+  """`head_learning_rate` for the first `head_steps` steps (the MLM head's
+  warm-up, `run_pretraining`), then `schedule` from its own step 0: the
+  training after the warm-up has the schedule it has without one."""
+
+  def __init__(self, head_steps: int, head_learning_rate: float, schedule):
+    super().__init__()
+    self.head_steps = head_steps
+    self.head_learning_rate = head_learning_rate
+    self.schedule = schedule
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    after = self.schedule(tf.maximum(step - self.head_steps, 0.0))
+    return tf.where(step < self.head_steps, tf.cast(self.head_learning_rate, after.dtype), after)
+
+
 def create_optimizer(
-  learning_rate: float, num_train_steps: int, num_warmup_steps: int, weight_decay: float = 0.01
+  learning_rate: float,
+  num_train_steps: int,
+  num_warmup_steps: int,
+  weight_decay: float = 0.01,
+  head_warmup: tuple = (0, 0.0),
 ) -> AdamW:
   """`AdamW` (betas 0.9/0.999, epsilon 1e-6 as BERT) with linear warmup to
-  `learning_rate`, then linear decay to 0 at `num_train_steps`."""
+  `learning_rate`, then linear decay to 0 at `num_train_steps`; after
+  `head_warmup` = (steps, constant learning rate) of an MLM head warm-up
+  when its steps are not 0 (`AfterHeadWarmup`)."""
   schedule = tf.keras.optimizers.schedules.PolynomialDecay(
     learning_rate, max(num_train_steps, 1), end_learning_rate=0.0
   )
   if num_warmup_steps:
     schedule = optimization.WarmUp(learning_rate, schedule, num_warmup_steps)
+  if head_warmup[0]:
+    schedule = AfterHeadWarmup(*head_warmup, schedule)
   return AdamW(schedule, weight_decay_rate=weight_decay)

@@ -34,12 +34,13 @@ manifest are read with a warning; their first record's lengths must fit.
 import dataclasses
 import json
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 import tensorflow as tf
 from absl import flags, logging
 
 from bert_pl import (
+  checkpoints,
   cli,
   errors,
   input_files,
@@ -66,6 +67,12 @@ DATA_DEFAULTS = {
 # The schedule's steps when neither they nor their proportions are given.
 SCHEDULE_DEFAULTS = {"num_train_steps": 100000, "num_warmup_steps": 10000}
 SCHEDULE_FILE = "schedule.json"  # in the model directory: the resolved schedule
+# --mlm_head_warmup_steps when the MLM head was initialised on a loaded encoder
+# (not given): a constant, as what the head needs depends on the head and its
+# learning rate, not on the length of the run. Adam moves a weight by at most
+# about its learning rate a step, so 100 steps at the default 1e-3 let each
+# move up to 0.1, five times the transform's initial scale (0.02).
+MLM_HEAD_WARMUP_AUTO_STEPS = 100
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -85,6 +92,8 @@ class RunPretrainingConfig(job_config.ModelConfig, job_config.TrainingConfig):
   num_warmup_steps: Optional[int] = None  # SCHEDULE_DEFAULTS, unless warmup_proportion
   num_train_epochs: Optional[float] = None  # None or 0: not given
   warmup_proportion: Optional[float] = None
+  mlm_head_warmup_steps: Optional[int] = None  # None: automatic (`_head_warmup_steps`)
+  mlm_head_warmup_learning_rate: float = 1e-3
   do_train: bool = False
   do_eval: bool = False
   max_eval_steps: int = 100
@@ -117,7 +126,7 @@ def run(config: RunPretrainingConfig) -> dict:
   labels = input_files.read_labels(config.label_file) if config.label_file else None
   defaults = {**DATA_DEFAULTS, **{n: choice.info[n] for n in DATA_DEFAULTS if n in choice.info}}
   train_files, eval_files, data = _input_data(config, choice.vocab_file, labels, defaults)
-  schedule = _schedule(config, data["train_records"], data["uncounted"])
+  schedule = _schedule(config, data["train_records"], data["uncounted"], choice.mlm_head)
   task_info = _task_info(config, data)
   if choice.checkpoint:
     _check_existing(config, choice.info, task_info, choice.advice)
@@ -137,6 +146,7 @@ def run(config: RunPretrainingConfig) -> dict:
     num_labels,
     schedule["num_train_steps"],
     schedule["num_warmup_steps"],
+    (schedule["mlm_head_warmup_steps"], config.mlm_head_warmup_learning_rate),
   )
   kl = config.pseudo_label_loss == "kl"
   logits_width = (
@@ -158,18 +168,28 @@ def run(config: RunPretrainingConfig) -> dict:
     pseudo_label_loss=config.pseudo_label_loss,
     kl_temperature=config.kl_temperature,
   )
-  results = _train(config, session, trainer, train_files, spec, schedule) if config.do_train else {}
+  head_trainer = session.trainer(
+    use_mlm=True,
+    use_task=False,
+    train_only=checkpoints.mlm_head_variables(session.model.bert),
+  )
+  results = (
+    _train(config, session, (head_trainer, trainer), train_files, spec, schedule)
+    if config.do_train
+    else {}
+  )
   if config.do_eval:
     results = session.record_eval(_evaluate(config, trainer, eval_files, spec), summaries=True)
   return results
 
 
-def _schedule(config: RunPretrainingConfig, train_records: int, uncounted) -> dict:
+def _schedule(config: RunPretrainingConfig, train_records: int, uncounted, mlm_head: str) -> dict:
   """The training and warm-up steps: given, or from --num_train_epochs over
   the `train_records` (counted in the training files' manifests; `uncounted`:
   a training file none lists) and --warmup_proportion of the steps, or
-  `SCHEDULE_DEFAULTS`; logged, and written to the model directory by
-  training."""
+  `SCHEDULE_DEFAULTS`; and the MLM head's warm-up steps before them
+  (`_head_warmup_steps`; `mlm_head`: how the head began). Logged, and written
+  to the model directory by training."""
   _check_schedule_flags(config)
   steps = config.num_train_steps
   if config.num_train_epochs:
@@ -195,9 +215,31 @@ def _schedule(config: RunPretrainingConfig, train_records: int, uncounted) -> di
     "warmup_proportion": config.warmup_proportion,
     "train_records": train_records,
     "train_batch_size": config.train_batch_size,
+    "mlm_head": mlm_head,
+    "mlm_head_warmup_steps": _head_warmup_steps(config, steps, mlm_head),
+    "mlm_head_warmup_learning_rate": config.mlm_head_warmup_learning_rate,
   }
   logging.info("Schedule: %s", json.dumps(schedule))
   return schedule
+
+
+def _head_warmup_steps(config: RunPretrainingConfig, num_train_steps: int, mlm_head: str) -> int:
+  """--mlm_head_warmup_steps, or when not given `MLM_HEAD_WARMUP_AUTO_STEPS`
+  for a head initialised on a loaded encoder (whose random gradients would
+  otherwise reach the encoder from the first step), else 0: a loaded head
+  needs none, and a model initialised whole has no encoder to protect. None
+  either for a run of 0 steps or without the MLM loss."""
+  steps = config.mlm_head_warmup_steps
+  if steps and config.masked_lm_loss_weight == 0:
+    raise errors.InputError(
+      f"--mlm_head_warmup_steps={steps} with --masked_lm_loss_weight=0: the MLM head is not "
+      "used, there is nothing to warm up"
+    )
+  if steps is not None:
+    return steps
+  if mlm_head != "initialised" or not num_train_steps or config.masked_lm_loss_weight == 0:
+    return 0
+  return MLM_HEAD_WARMUP_AUTO_STEPS
 
 
 def _check_schedule_flags(config: RunPretrainingConfig) -> None:
@@ -235,24 +277,38 @@ def _task_info(config: RunPretrainingConfig, data: dict) -> dict:
 def _train(
   config: RunPretrainingConfig,
   session: training_job.Session,
-  trainer: training.Trainer,
+  trainers: Tuple[training.Trainer, training.Trainer],
   files,
   spec: dict,
   schedule: dict,
 ) -> dict:
   """Trains to the schedule's steps (recorded in the model directory),
   again without the corrupt files each time one turns up, when skipping
-  them; the last save interval's results."""
-  num_train_steps = schedule["num_train_steps"]
+  them; the last save interval's results.
+
+  `trainers`: the MLM head's warm-up, then the training. The warm-up's steps
+  come first and count in the step (the optimizer's iterations): a run with
+  N warm-up steps ends at step N + num_train_steps, and one killed during
+  the warm-up resumes in it, on the batches an uninterrupted run takes."""
+  warmup = schedule["mlm_head_warmup_steps"]
+  last_step = warmup + schedule["num_train_steps"]
   if session.chief:
     model_dir.write_json(os.path.join(config.output_dir, SCHEDULE_FILE), schedule)
-  if session.step >= num_train_steps:
+  if session.step >= last_step:
     session.run_state.save()  # e.g. --num_train_steps=0: the initialised model as a model dir
     return {}
+  if session.step < warmup:
+    logging.info(
+      "MLM head warm-up from step %d to %d: the encoder and embeddings frozen, MLM loss only, "
+      "learning rate %g",
+      session.step,
+      warmup,
+      config.mlm_head_warmup_learning_rate,
+    )
   logging.info(
     "Training from step %d to %d: loss = %g x MLM + %g x %s",
-    session.step,
-    num_train_steps,
+    max(session.step, warmup),
+    last_step,
     config.masked_lm_loss_weight,
     config.task_loss_weight,
     _task_loss_name(config),
@@ -273,7 +329,9 @@ def _train(
       },
     )
     try:
-      return session.train(trainer, training_input, num_train_steps)
+      if session.step < warmup:
+        session.train(trainers[0], training_input, warmup)
+      return session.train(trainers[1], training_input, last_step)
     except tf.errors.DataLossError:
       files = input_pipeline.drop_corrupt_files(files, config.skip_corrupt_files)
 
@@ -378,7 +436,9 @@ def _input_data(config: RunPretrainingConfig, vocab_file: str, labels, defaults:
   else from the config, else from `defaults`."""
   train_files, eval_files = [], []
   steps = config.num_train_steps
-  if config.do_train and (config.num_train_epochs or steps is None or steps > 0):
+  if config.do_train and (
+    config.num_train_epochs or steps is None or steps > 0 or config.mlm_head_warmup_steps
+  ):
     if not config.input_file:
       raise errors.InputError("--do_train needs --input_file")
     train_files = input_files.expand_input_files(config.input_file)
@@ -543,6 +603,20 @@ def define_flags():
     d.warmup_proportion,
     "Share of the training steps with linear warmup (instead of --num_warmup_steps).",
   )
+  flags.DEFINE_integer(
+    "mlm_head_warmup_steps",
+    d.mlm_head_warmup_steps,
+    "Steps training only the MLM head (cls/predictions: transform and output bias; the "
+    "encoder and embeddings frozen, MLM loss only) before the --num_train_steps, at "
+    "--mlm_head_warmup_learning_rate. Default: "
+    f"{MLM_HEAD_WARMUP_AUTO_STEPS} when the head was initialised on a loaded encoder "
+    "(--init_checkpoint without it, e.g. a sentence encoder), else 0.",
+  )
+  flags.DEFINE_float(
+    "mlm_head_warmup_learning_rate",
+    d.mlm_head_warmup_learning_rate,
+    "Constant learning rate of the MLM head's warm-up steps.",
+  )
   flags.DEFINE_bool("do_train", d.do_train, "Train.")
   flags.DEFINE_bool("do_eval", d.do_eval, "Evaluate; writes eval_results.txt.")
   flags.DEFINE_integer("max_eval_steps", d.max_eval_steps, "Maximum evaluation batches.")
@@ -590,7 +664,10 @@ def define_flags():
   flags.mark_flags_as_required(["output_dir"])
   cli.require_max_seq_length()
   cli.require(lambda v: v >= 1, ">= 1", "eval_batch_size", "max_eval_steps", "num_labels")
-  cli.require(lambda v: v >= 0, ">= 0", "num_train_steps", "num_warmup_steps")
+  cli.require(
+    lambda v: v >= 0, ">= 0", "num_train_steps", "num_warmup_steps", "mlm_head_warmup_steps"
+  )
+  cli.require(lambda v: v > 0, "> 0", "mlm_head_warmup_learning_rate")
 
 
 def run_main():

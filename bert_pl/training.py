@@ -51,7 +51,7 @@ import json
 import math
 import os
 import time
-from typing import Callable, Dict, Iterator, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import tensorflow as tf
 from absl import logging
@@ -104,6 +104,10 @@ class Trainer:
   MLM head (its gather and vocabulary projection) is not computed at all and
   its variables get no gradient and keep their values.
 
+  `train_only`: the variables to train (default: all the model's trainable
+  ones); the others keep their values, optimizer slots and weight decay
+  included (e.g. the MLM head's warm-up: `checkpoints.mlm_head_variables`).
+
   Create the model and optimizer inside `strategy.scope()`.
   """
 
@@ -119,8 +123,10 @@ class Trainer:
     masked_lm_loss_weight: float = 1.0,
     pseudo_label_loss: str = "hard",
     kl_temperature: float = 1.0,
+    train_only: Optional[List[tf.Variable]] = None,
   ):
     self.strategy = strategy
+    self.train_only = train_only
     self.model = model
     self.optimizer = optimizer
     self.use_mlm = use_mlm
@@ -163,7 +169,7 @@ class Trainer:
 
   def _replica_train_step(self, features):
     context = tf.distribute.get_replica_context()
-    variables = self.model.trainable_variables
+    variables = self.train_only or self.model.trainable_variables
     loss_scaling = precision.uses_loss_scaling(self.optimizer)
     with tf.GradientTape() as tape:
       total, scaled, metrics = self._global_losses(features, training=True)
@@ -334,6 +340,7 @@ class CheckpointedRun:
     self._resumed = False
     self._saved_step = None
     self._input_manager = None
+    self._tracked_input = None
 
   @property
   def latest_checkpoint(self) -> Optional[str]:
@@ -370,11 +377,16 @@ class CheckpointedRun:
     checkpoint from now on (under `input_state/worker-N`), and, when the run
     resumed, restores the position saved with the restored checkpoint, so
     that training goes on with the batches an uninterrupted run takes next.
+    Tracking the input already tracked does nothing: training in phases
+    (`train` once per phase) takes one input through them all.
 
     A position saved for other input (other files, batch size, seed,
     bucketing, replicas: `training_input.description`) or none at all (a
     checkpoint written before positions were saved) is not restored: the data
     start from the beginning, with a warning."""
+    if self._tracked_input is training_input:
+      return
+    self._tracked_input = training_input
     directory = os.path.join(self.model_dir, INPUT_STATE_DIR, f"worker-{training_input.worker}")
     check_checkpoint_file(directory)
     description = tf.Variable(training_input.description, trainable=False)

@@ -13,6 +13,7 @@ import dataclasses
 from typing import Any, Callable, Dict, List, Optional
 
 import tensorflow as tf
+from absl import logging
 
 from bert_pl import (
   checkpoints,
@@ -46,6 +47,9 @@ class ModelChoice:
   advice: str  # appended to an error about an existing model --do_train would resume
   source: Optional[checkpoints.Source] = None  # what a new model starts from; None: random
   layer_map: Optional[List[int]] = None
+  # How the model's MLM head began (`checkpoints.mlm_head_state`); recorded
+  # in a new model's task.json. A model written before the record: "loaded".
+  mlm_head: str = "loaded"
 
 
 def choose_model(
@@ -65,14 +69,25 @@ def choose_model(
     info = model_dir.read_task_info(out)
     check_existing(info, advice)
     bert_config, vocab_file = model_dir.check_model(out, config, init, advice)
-    return ModelChoice(bert_config, vocab_file, latest, info, advice)
+    return ModelChoice(
+      bert_config, vocab_file, latest, info, advice, mlm_head=info.get("mlm_head", "loaded")
+    )
   check_new()
   layer_map = checkpoints.parse_layer_map(config.layer_map)
   bert_config, source = checkpoints.resolve_config(
     init, config.bert_config_file, config.num_hidden_layers, layer_map
   )
   vocab_file = checkpoints.resolve_vocab_file(config.vocab_file, source, bert_config)
-  return ModelChoice(bert_config, vocab_file, None, {}, "", source, layer_map)
+  mlm_head = checkpoints.mlm_head_state(source)
+  logging.info(
+    "MLM head (cls/predictions): %s",
+    {
+      "loaded": f"loaded from {source and source.path}",
+      "initialised": f"initialised (not in {source and source.path})",
+      "random": "initialised with the whole model (no --init_checkpoint)",
+    }[mlm_head],
+  )
+  return ModelChoice(bert_config, vocab_file, None, {}, "", source, layer_map, mlm_head)
 
 
 class Session:
@@ -89,13 +104,20 @@ class Session:
     num_labels: int,
     num_train_steps: int,
     num_warmup_steps: int,
+    head_warmup: tuple = (0, 0.0),
   ):
+    """`head_warmup`: (steps, learning rate) of an MLM head warm-up before
+    the `num_train_steps` (`optimization.create_optimizer`)."""
     self.strategy, self.config, self.choice = strategy, config, choice
     with strategy.scope(), precision.policy(config.dtype):
       self.model = task_models.BertTaskModel(choice.bert_config, task, num_labels)
       self.optimizer = precision.wrap_optimizer(
         optimization.create_optimizer(
-          config.learning_rate, num_train_steps, num_warmup_steps, config.weight_decay
+          config.learning_rate,
+          num_train_steps,
+          num_warmup_steps,
+          config.weight_decay,
+          head_warmup,
         ),
         config.dtype,
       )
@@ -114,11 +136,14 @@ class Session:
     return int(self.optimizer.iterations.numpy())
 
   def write_new_model(self, task_info: Dict[str, Any]) -> None:
-    """A new model's settings (config, vocabulary, task.json); an existing
-    model's are never rewritten."""
+    """A new model's settings (config, vocabulary, task.json with how its
+    MLM head began); an existing model's are never rewritten."""
     if self.chief and not self.choice.checkpoint:
       model_dir.write(
-        self.config.output_dir, self.choice.bert_config, self.choice.vocab_file, task_info
+        self.config.output_dir,
+        self.choice.bert_config,
+        self.choice.vocab_file,
+        {**task_info, "mlm_head": self.choice.mlm_head},
       )
 
   def trainer(self, **losses) -> training.Trainer:

@@ -45,7 +45,12 @@ print(json.dumps(defaults))
 # job, define_flags' arguments, its config, the defaults of the settings
 # that are None when not given.
 JOBS = [
-  ("run_pretraining", [], run_pretraining.RunPretrainingConfig, run_pretraining.DATA_DEFAULTS),
+  (
+    "run_pretraining",
+    [],
+    run_pretraining.RunPretrainingConfig,
+    {**run_pretraining.DATA_DEFAULTS, **run_pretraining.SCHEDULE_DEFAULTS},
+  ),
   ("finetuning", ["classification"], finetuning.FinetuningConfig, finetuning.NEW_MODEL_SETTINGS),
   ("finetuning", ["ner"], finetuning.FinetuningConfig, finetuning.NEW_MODEL_SETTINGS),
   ("extract_features", [], extract_features.ExtractFeaturesConfig, {}),

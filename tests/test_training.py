@@ -380,6 +380,9 @@ def test_epochs_and_warmup_proportion_set_the_schedule_from_the_manifests(
     "warmup_proportion": 0.3,
     "train_records": count,
     "train_batch_size": 16,
+    "mlm_head": "random",
+    "mlm_head_warmup_steps": 0,
+    "mlm_head_warmup_learning_rate": 1e-3,
   }
   assert tf.train.latest_checkpoint(str(output)).endswith(f"ckpt-{steps}")
   # The optimizer's schedule is the resolved one: warm-up over its first
@@ -402,12 +405,12 @@ def _summaries(directory, tag):
 
 def test_schedule_defaults_without_steps_or_epochs():
   config = _pretraining_config(output_dir="x", num_train_steps=None, num_warmup_steps=None)
-  assert run_pretraining._schedule(config, 1000, None)["num_train_steps"] == 100000
-  assert run_pretraining._schedule(config, 1000, None)["num_warmup_steps"] == 10000
+  assert run_pretraining._schedule(config, 1000, None, "loaded")["num_train_steps"] == 100000
+  assert run_pretraining._schedule(config, 1000, None, "loaded")["num_warmup_steps"] == 10000
   given = _pretraining_config(
     output_dir="x", num_train_steps=40, num_warmup_steps=None, warmup_proportion=0.1
   )
-  assert run_pretraining._schedule(given, 1000, None)["num_warmup_steps"] == 4
+  assert run_pretraining._schedule(given, 1000, None, "loaded")["num_warmup_steps"] == 4
 
 
 @pytest.mark.parametrize(
