@@ -497,7 +497,8 @@ def prune_checkpoints(plan: Plan, work_dir: str, logs: str) -> None:
   results and settings stay for the report."""
   for output, _ in plan.models:
     directory = os.path.join(work_dir, output)
-    if output in KEPT_MODELS or done_seconds(logs, job_name(output)) is None:
+    kept = os.path.basename(output) in KEPT_MODELS  # with --seeds: seed<k>/model_b too
+    if kept or done_seconds(logs, job_name(output)) is None:
       continue
     readers = [job.name for job in plan.jobs if directory in job.inputs]
     if all(done_seconds(logs, reader) is not None for reader in readers):

@@ -202,6 +202,36 @@ def test_plan_of_every_kind_of_variant_and_rounds():
   ]
 
 
+def _models_with_checkpoints(plan, work):
+  """Two checkpoints and eval results in every model directory of the plan;
+  returns a function listing the directories that still have checkpoints."""
+  for output, _ in plan.models:
+    manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(w=tf.Variable([1.0] * 1000)), str(work / output), 3
+    )
+    manager.save(1)
+    manager.save(2)
+    (work / output / "eval_results.txt").write_text("accuracy = 0.5\n")
+  (work / "logs").mkdir()
+  return lambda: {o for o, _ in plan.models if (work / o / "checkpoint").exists()}
+
+
+def test_keep_checkpoints_false_keeps_every_seeds_teacher(tmp_path):
+  """With --seeds, each seed's Model-B stays too (it is that seed's teacher)."""
+  config = pipeline.PipelineConfig(
+    **{**BASE, "work_dir": str(tmp_path)},
+    variants=("hard_nomask",),
+    seeds=("1", "2"),
+    keep_checkpoints=False,
+  )
+  plan = pipeline.make_plan(config, "/vocab.txt", ["/d/pool.txt"])
+  kept = _models_with_checkpoints(plan, tmp_path)
+  for job in plan.jobs:
+    (tmp_path / "logs" / f"{job.name}.done").write_text("1.0\n")
+  pipeline.prune_checkpoints(plan, str(tmp_path), str(tmp_path / "logs"))
+  assert kept() == {"model_a", "seed1/model_b", "seed2/model_b"}
+
+
 def test_keep_checkpoints_false_removes_a_model_once_no_job_to_run_reads_it(tmp_path, capsys):
   """Jobs marked done one by one, in the plan's order: a model's checkpoints
   go when its last reader is done (a Model-C's after its Model-D), a
@@ -214,16 +244,8 @@ def test_keep_checkpoints_false_removes_a_model_once_no_job_to_run_reads_it(tmp_
     keep_checkpoints=False,
   )
   plan = pipeline.make_plan(config, "/vocab.txt", ["/d/pool.txt"])
-  for output, _ in plan.models:
-    manager = tf.train.CheckpointManager(
-      tf.train.Checkpoint(w=tf.Variable([1.0] * 1000)), str(tmp_path / output), 3
-    )
-    manager.save(1)
-    manager.save(2)
-    (tmp_path / output / "eval_results.txt").write_text("accuracy = 0.5\n")
+  kept = _models_with_checkpoints(plan, tmp_path)
   logs = tmp_path / "logs"
-  logs.mkdir()
-  kept = lambda: {o for o, _ in plan.models if (tmp_path / o / "checkpoint").exists()}  # noqa: E731
   everything = {o for o, _ in plan.models}
   seen = {}
   for job in plan.jobs:
@@ -917,6 +939,9 @@ def test_dry_run_prints_the_commands_the_run_ran(small_run, capsys):
   ]
   assert printed == ran and len(ran) == 5
   assert _state(work) == before
+  # A single run's report has the teacher check of its step 3 too.
+  check = report["pseudo_labels"]["round1/pseudo"]["teacher_check"]
+  assert check["labeled"]["examples"] == 100 and check["pseudo_labels"]["examples"] == 40
 
 
 def test_rerun_with_a_changed_flag_stops_before_any_job(small_run):
