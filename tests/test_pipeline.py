@@ -408,6 +408,7 @@ def test_bad_flags_one_error_line_exit_2(corpus, init_checkpoint, tmp_path):
   for flags, message in (
     (["--task=ner", "--variants=hard_mlm,kl_fancy"], "--variants: unknown variant 'kl_fancy'"),
     (["--task=classification"], f"{tmp_path}: no checkpoint found in this directory"),
+    (["--task=ner", "--seeds=1,x"], "--seeds=1,x: not ints"),
     (  # before: a traceback from the first job's log directory
       ["--task=ner", f"--init_checkpoint={init_checkpoint}", f"--work_dir={tmp_path / 'file'}"],
       f"--work_dir={tmp_path / 'file'}: not a directory",
@@ -1220,3 +1221,39 @@ def test_decision_plan_single_seed_ner_and_a_dev_file():
   # The export waits for the variants' dev results (no --export_variant).
   assert given.export is None and "export" not in jobs
   assert method.Choices(variants={"a": 0.5, "b": 0.5}).export_variant() == "a"
+
+
+def test_decision_mode_dry_run_through_the_flags(corpus, init_checkpoint, tmp_path):
+  """--seeds, --dev_fraction and --finetune_learning_rates as a user types
+  them: --dry_run prints the shared jobs, the searches and the jobs after
+  them with the rate still to be chosen on dev, and creates nothing."""
+  result = run_job(
+    "pipeline",
+    "--task=classification",
+    f"--work_dir={tmp_path / 'work'}",
+    f"--pool={corpus}/unlabeled.txt",
+    f"--train_file={corpus}/train.tsv",
+    f"--eval_file={corpus}/test.tsv",
+    f"--label_file={corpus}/labels.txt",
+    f"--init_checkpoint={init_checkpoint}",
+    "--variants=hard_nomask",
+    "--seeds=3,4",
+    "--dev_fraction=0.25",
+    "--finetune_learning_rates=1e-4,3e-5",
+    "--dry_run",
+  )
+  printed = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+  assert list(printed)[:5] == [
+    "dev_split",
+    "data",
+    "model_a",
+    "seed3.lr_search.lr0.0001",
+    "seed3.lr_search.lr3e-05",
+  ]
+  assert "--dev_fraction=0.25" in printed["dev_split"]
+  assert (
+    "--learning_rate=3e-05 --num_train_epochs=7.0 --random_seed=4"
+    in (printed["seed4.lr_search.lr3e-05"])
+  )
+  assert "'--learning_rate=<chosen on dev>'" in printed["seed4.hard_nomask.round1.model_d"]
+  assert not (tmp_path / "work").exists()
