@@ -657,7 +657,10 @@ def make_plan(
     for unit, seed in units(config):
       seeded = dataclasses.replace(s, unit=unit, seed=seed, shared_a=model_a(s))
       plan += in_unit(unit_plan(seeded, choices, dry_run), unit)
-  if not config.export:
-    return plan
   variant = config.export_variant or choices.export_variant() or (ON_DEV if dry_run else None)
-  return plan + export_plan(s, variant, units(config)[0][0]) if variant else plan
+  if not (config.export and variant):
+    return plan
+  export = export_plan(s, variant, units(config)[0][0])
+  # The exported model's job joins the plan after the learning-rate search.
+  planned = dry_run or set(export.jobs[0].needs) <= {job.name for job in plan.jobs}
+  return plan + export if planned else plan

@@ -1155,6 +1155,8 @@ def test_decision_plan_in_phases_the_search_first():
   searches = [f"seed{k}.lr_search.lr{r}" for k in (1, 2) for r in ("0.0001", "3e-05")]
   first = _decision_plan()
   assert [j.name for j in first.jobs] == ["dev_split", "data", "model_a", *searches]
+  explicit = _decision_plan(export_variant="kl_nomask")  # its Model-D is not planned yet
+  assert [j.name for j in explicit.jobs] == [j.name for j in first.jobs] and not explicit.export
   dry = {j.name: j for j in _decision_plan(dry_run=True).jobs}
   assert _flag(dry["seed2.model_b"], "learning_rate") == method.ON_DEV
   assert _flag(dry["export"], "model_dir") == f"/w/seed1/{method.ON_DEV}/round1/model_d"
