@@ -827,7 +827,7 @@ def _report(config: PipelineConfig, plan: Plan, inputs: Inputs, logs: str) -> Di
     for example in export["examples"]:
       print(f"  {example['text']!r} -> {example['prediction']}")
   print(f"report: {os.path.join(config.work_dir, 'report.md')}")
-  if config.seeds:
+  if "comparison" in report:
     print(f"recommendation: {report['comparison']['recommendation']['line']}")
   return report
 
