@@ -23,7 +23,7 @@ from absl import logging
 
 from bert_pl import errors, model_dir, modeling, pipeline_report, training
 
-DEV_RESULTS_FILE = "dev_results.json"
+DEV_RESULTS_FILE = pipeline_report.DEV_RESULTS_FILE  # the driver reads the choices from it
 BEST_DIR = training.DEV_BEST_DIR
 
 

@@ -45,6 +45,15 @@ Layout of WORK:
     logs/                 <job>.log, <job>.done (.started), input_digests.json
     report.json, report.md, report.png   (bert_pl.pipeline_report)
 
+The decision mode (`bert_pl.plan`'s doc): `--dev_fraction` adds dev_split/
+(train and dev parts of --train_file), `--finetune_learning_rates` adds
+lr_search/lr<a>/ (the baseline at each rate), and with `--seeds` everything
+from baseline/ to the variants is per seed under seed<k>/ (each with its own
+report; job names seed<k>.<job>), while dev_split/, data/, model_a/, export/
+and logs/ stay in WORK, whose report compares the seeds
+(`pipeline_report.over_seeds`) and ends with the recommendation line, which
+the run prints last.
+
 Variants (--variants, a comma list; see README for which the paper used):
 `{hard,kl}_{mlm,nomask}` with an optional `_from_a` suffix: step 4's loss on
 the pseudo-labels (one-hot cross-entropy / CRF, or KL on the teacher's
@@ -86,12 +95,17 @@ from bert_pl import (
 from bert_pl.plan import (
   STEPS,
   VARIANTS,
+  Choices,
   Job,
   Plan,
   Variant,
+  comparison_rows,
+  final_model_d,
   job_name,
   make_plan,
   parse_variant,
+  search_dir,
+  units,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -256,6 +270,10 @@ class PipelineConfig:
   rounds: int = 1
   export: bool = False
   export_variant: Optional[str] = None
+  dev_fraction: Optional[float] = None
+  dev_file: Optional[str] = None
+  seeds: Tuple[int, ...] = ()
+  finetune_learning_rates: Tuple[float, ...] = ()
   report_only: bool = False
   keep_checkpoints: bool = True
   dry_run: bool = False
@@ -267,6 +285,7 @@ class PipelineConfig:
       raise errors.InputError(
         f"--task={self.task}: choose from {', '.join(input_files.FINETUNE_TASKS)}"
       )
+    self._check_decision_mode()
     self._take_defaults()
     self._check_variants()
     self._check_variant_options()
@@ -275,6 +294,42 @@ class PipelineConfig:
 
   def _set(self, name: str, value) -> None:
     object.__setattr__(self, name, value)
+
+  def _numbers(self, name: str, kind) -> Tuple:
+    """A comma-list flag's values as numbers of `kind`, distinct."""
+    values = getattr(self, name)
+    try:
+      parsed = tuple(kind(v) for v in values)
+    except ValueError:
+      shown = ",".join(map(str, values))
+      raise errors.InputError(f"--{name}={shown}: not {kind.__name__}s") from None
+    if len(set(parsed)) < len(parsed):
+      raise errors.InputError(f"--{name}={','.join(map(str, values))}: a value is repeated")
+    return parsed
+
+  def _check_decision_mode(self) -> None:
+    """--dev_fraction/--dev_file, --seeds and --finetune_learning_rates."""
+    self._set("seeds", self._numbers("seeds", int))
+    self._set("finetune_learning_rates", self._numbers("finetune_learning_rates", float))
+    if self.dev_fraction is not None and self.dev_file:
+      raise errors.InputError("--dev_fraction and --dev_file: give one of them")
+    if self.dev_fraction is not None and not 0 < self.dev_fraction < 1:
+      raise errors.InputError(f"--dev_fraction={self.dev_fraction}: must be in (0, 1)")
+    if any(seed < 0 for seed in self.seeds):
+      raise errors.InputError(f"--seeds={','.join(map(str, self.seeds))}: must be >= 0")
+    rates = self.finetune_learning_rates
+    if rates and not self.chooses_on_dev:
+      raise errors.InputError(
+        "--finetune_learning_rates needs a dev set to choose on: --dev_fraction or --dev_file"
+      )
+    if rates and self.finetune_learning_rate is not None:
+      raise errors.InputError("--finetune_learning_rate and --finetune_learning_rates: give one")
+    if any(rate <= 0 for rate in rates):
+      raise errors.InputError(f"--finetune_learning_rates={','.join(map(str, rates))}: must be > 0")
+
+  @property
+  def chooses_on_dev(self) -> bool:
+    return bool(self.dev_fraction or self.dev_file)
 
   def _take_defaults(self) -> None:
     for name, alternative in ALTERNATIVES.items():
@@ -288,15 +343,17 @@ class PipelineConfig:
     self._set("redo", tuple(self.redo))
     if self.max_predictions_per_seq is None:
       self._set("max_predictions_per_seq", masking.default_max_predictions(self.max_seq_length))
+    if self.finetune_learning_rates:  # each unit's rate is chosen on dev
+      self._set("finetune_learning_rate", None)
 
   def _check_variants(self) -> None:
     if not self.parsed_variants:
       raise errors.InputError("--variants: give at least one variant")
     if len(set(self.variants)) < len(self.variants):
       raise errors.InputError(f"--variants={','.join(self.variants)}: a variant is repeated")
-    if self.export_variant is None:
+    if self.export_variant is None and not self.chooses_on_dev:
       self._set("export_variant", self.variants[0])
-    elif self.export_variant not in self.variants:
+    elif self.export_variant not in (None, *self.variants):
       raise errors.InputError(
         f"--export_variant={self.export_variant} is not one of --variants={','.join(self.variants)}"
       )
@@ -440,7 +497,8 @@ def prune_checkpoints(plan: Plan, work_dir: str, logs: str) -> None:
   results and settings stay for the report."""
   for output, _ in plan.models:
     directory = os.path.join(work_dir, output)
-    if output in KEPT_MODELS or done_seconds(logs, job_name(output)) is None:
+    kept = os.path.basename(output) in KEPT_MODELS  # with --seeds: seed<k>/model_b too
+    if kept or done_seconds(logs, job_name(output)) is None:
       continue
     readers = [job.name for job in plan.jobs if directory in job.inputs]
     if all(done_seconds(logs, reader) is not None for reader in readers):
@@ -491,7 +549,7 @@ def resolve_inputs(config: PipelineConfig) -> Inputs:
   """Checks the input files before any job runs: the labeled files, the
   checkpoints, the vocabulary, the pool (and its held-back labels)."""
   files = {}
-  for name in ("train_file", "eval_file", "label_file", "bert_config_file"):
+  for name in ("train_file", "eval_file", "label_file", "bert_config_file", "dev_file"):
     if getattr(config, name):
       files[getattr(config, name)] = input_files.expand_input_files(getattr(config, name))
   for path in filter(None, (config.init_checkpoint, config.model_a)):
@@ -654,12 +712,12 @@ def select(plan: Plan, only: Optional[str], logs: str, redo: Set[str]) -> List[J
   return chosen
 
 
-def _prepare(config: PipelineConfig, plan: Plan, inputs: Inputs, logs: str) -> Tuple[List, Dict]:
+def _prepare(config: PipelineConfig, plan: Plan, inputs: Inputs, logs: str, redo) -> Tuple:
   """Everything checked before the first job: the work directory's finished
   jobs against the plan, --redo and --only; then the jobs to redo set aside."""
   digests = Digests(logs)
   records = identities(plan, inputs.files, digests)
-  redo = downstream(plan, config.redo)
+  redo = downstream(plan, redo)
   check_work_dir(plan, logs, records, redo)
   jobs = select(plan, config.only, logs, redo)
   if not config.report_only:
@@ -668,21 +726,98 @@ def _prepare(config: PipelineConfig, plan: Plan, inputs: Inputs, logs: str) -> T
   return jobs, records
 
 
-def _report(config: PipelineConfig, plan: Plan, inputs: Inputs, logs: str) -> Dict:
-  """WORK/report.{json,md,png} of the finished jobs' outputs."""
-  finished = lambda output: done_seconds(logs, job_name(output)) is not None  # noqa: E731
-  report = pipeline_report.collect(
-    config.work_dir,
+def _finished(logs: str, directory: str) -> bool:
+  return done_seconds(logs, job_name(directory)) is not None
+
+
+def _dev_best(config: PipelineConfig, logs: str, directory: str) -> Optional[float]:
+  """A finished fine-tuning's best dev metric, None before it finished."""
+  if not _finished(logs, directory):
+    return None
+  return pipeline_report.dev_best(os.path.join(config.work_dir, directory))
+
+
+def read_choices(config: PipelineConfig, logs: str) -> Choices:
+  """What the finished jobs chose on dev: each unit's learning rate once its
+  search is done, the variants' mean dev metric once every final Model-D is."""
+  rates, variants = {}, {}
+  for unit, _ in units(config):
+    found = {
+      rate: _dev_best(config, logs, os.path.join(unit, search_dir(rate)))
+      for rate in config.finetune_learning_rates
+    }
+    if found and None not in found.values():
+      rates[unit] = found
+  for variant in config.variants if config.chooses_on_dev else ():
+    values = [
+      _dev_best(config, logs, os.path.join(unit, final_model_d(config, variant)))
+      for unit, _ in units(config)
+    ]
+    variants[variant] = None if None in values else sum(values) / len(values)
+  complete = variants and None not in variants.values()
+  return Choices(rates, variants if complete else {})
+
+
+def _unit_report(config: PipelineConfig, plan: Plan, inputs: Inputs, logs: str, unit: str) -> Dict:
+  """The report of one unit's finished jobs (with --seeds: WORK/seed<k>/'s;
+  the export is the whole run's)."""
+  prefix = f"{unit}/" if unit else ""
+  mine = lambda d: d.startswith(prefix) and _finished(logs, d)  # noqa: E731
+  job_prefix = job_name(prefix)
+  return pipeline_report.collect(
+    os.path.join(config.work_dir, unit),
     config.task,
-    [m for m in plan.models if finished(m[0])],
-    [p for p in plan.pseudo_labels if finished(p[0])],
+    [(d[len(prefix) :], what) for d, what in plan.models if mine(d)],
+    [(d[len(prefix) :], t[len(prefix) :]) for d, t in plan.pseudo_labels if mine(d)],
     inputs.pool_files,
     inputs.pool_labels,
-    {job.name: done_seconds(logs, job.name) for job in plan.jobs},
-    plan.export if plan.export and finished("export_check") else None,
+    {
+      job.name[len(job_prefix) :]: done_seconds(logs, job.name)
+      for job in plan.jobs
+      if job.name.startswith(job_prefix)
+    },
+    plan.export if not unit and plan.export and _finished(logs, "export_check") else None,
+    train_file=config.train_file,
   )
-  report["config"] = dataclasses.asdict(config)
-  pipeline_report.write_report(config.work_dir, report)
+
+
+def choices_report(config: PipelineConfig, choices: Choices) -> Dict:
+  """The choices on dev for the report: each unit's rates and the chosen
+  one, the variants' mean dev metric and why the exported model is it."""
+  report = {
+    "learning_rates": {
+      unit: {
+        "dev": {f"{rate:g}": v for rate, v in found.items()},
+        "chosen": choices.learning_rate(unit),
+      }
+      for unit, found in choices.rates.items()
+    },
+    "variants_dev": dict(choices.variants),
+  }
+  if config.export:
+    report["export_why"] = (
+      f"--export_variant={config.export_variant}"
+      if config.export_variant
+      else f"{choices.export_variant()}: the best mean dev {pipeline_report.HEADLINE[config.task]}"
+      f" of the variants' final Model-D over {len(units(config))} unit(s)"
+    )
+  return report
+
+
+def _report(config: PipelineConfig, plan: Plan, inputs: Inputs, logs: str) -> Dict:
+  """WORK/report.{json,md,png} of the finished jobs' outputs; with --seeds
+  also each seed's own in WORK/seed<k>/, and WORK's compares the seeds."""
+  choices = read_choices(config, logs)
+  reports = {}
+  for unit, _ in units(config):
+    reports[unit] = _unit_report(config, plan, inputs, logs, unit)
+    reports[unit]["config"] = dataclasses.asdict(config)
+    if config.chooses_on_dev:
+      reports[unit]["choices"] = choices_report(config, choices)
+    pipeline_report.write_report(os.path.join(config.work_dir, unit), reports[unit])
+  report = reports[units(config)[0][0]]
+  if config.seeds:
+    report = _seeds_report(config, plan, logs, reports, choices)
   export = report.get("export")
   if export:
     print(
@@ -692,35 +827,76 @@ def _report(config: PipelineConfig, plan: Plan, inputs: Inputs, logs: str) -> Di
     for example in export["examples"]:
       print(f"  {example['text']!r} -> {example['prediction']}")
   print(f"report: {os.path.join(config.work_dir, 'report.md')}")
+  if "comparison" in report:
+    print(f"recommendation: {report['comparison']['recommendation']['line']}")
   return report
 
 
-def run(config: PipelineConfig) -> Optional[Dict]:
-  """Runs the jobs not done yet, writes WORK/report.{json,md,png} and
-  returns the report (--dry_run: prints the commands, runs nothing and
-  returns None). Raises JobError when a job fails."""
-  inputs = resolve_inputs(config)
-  plan = make_plan(config, inputs.vocab_file, inputs.pool_files)
-  if config.dry_run:
-    for job in plan.jobs:
-      if config.only in (None, job.step):
-        print(f"{job.name}: {shlex.join(job.command)}", flush=True)
-    return None
-  logs = os.path.join(config.work_dir, "logs")
-  jobs, records = _prepare(config, plan, inputs, logs)
+def _seeds_report(config: PipelineConfig, plan: Plan, logs: str, reports: Dict, choices) -> Dict:
+  """WORK/report.*: every row compared over the seeds (bert_pl.comparison),
+  the seeds' teacher checks and pseudo-label quality, the choices on dev."""
+  seeds = {str(seed): reports[unit] for unit, seed in units(config)}
+  timings = {job.name: done_seconds(logs, job.name) for job in plan.jobs}
+  export = plan.export if plan.export and _finished(logs, "export_check") else None
+  report = pipeline_report.over_seeds(
+    config.task, seeds, comparison_rows(config), timings, config.work_dir, export
+  )
+  report["choices"] = choices_report(config, choices)
+  report["config"] = dataclasses.asdict(config)
+  pipeline_report.write_report(
+    config.work_dir, report, pipeline_report.seeds_markdown, pipeline_report.seeds_plot
+  )
+  return report
+
+
+def _run_jobs(config: PipelineConfig, plan: Plan, jobs: Sequence[Job], records, logs) -> None:
   done = sum(done_seconds(logs, job.name) is not None for job in jobs)
   print(
     f"pipeline ({config.task}): {len(jobs)} jobs, {done} done earlier, in {config.work_dir}",
     flush=True,
   )
-  if not config.report_only:
-    for job in jobs:
-      if done_seconds(logs, job.name) is None:
-        write_marker(logs, job.name, None, job.command, records[job.name])
-      if run_job(job.name, job.command, logs, records[job.name]):
-        os.remove(_marker(logs, job.name, STARTED))
-      if not config.keep_checkpoints:
-        prune_checkpoints(plan, config.work_dir, logs)
+  if config.report_only:
+    return
+  for job in jobs:
+    if done_seconds(logs, job.name) is None:
+      write_marker(logs, job.name, None, job.command, records[job.name])
+    if run_job(job.name, job.command, logs, records[job.name]):
+      os.remove(_marker(logs, job.name, STARTED))
+    if not config.keep_checkpoints:
+      prune_checkpoints(plan, config.work_dir, logs)
+
+
+def _plan(config: PipelineConfig, inputs: Inputs, logs: str, dry_run: bool = False) -> Plan:
+  choices = read_choices(config, logs)
+  return make_plan(config, inputs.vocab_file, inputs.pool_files, choices, dry_run)
+
+
+def run(config: PipelineConfig) -> Optional[Dict]:
+  """Runs the jobs not done yet, writes WORK/report.{json,md,png} and
+  returns the report (--dry_run: prints the commands, runs nothing and
+  returns None). Raises JobError when a job fails.
+
+  The plan is made again after its jobs ran, until it stays the same: jobs
+  that depend on a choice on dev (the learning rate, the exported variant)
+  join it once the jobs choosing are done (`bert_pl.plan`)."""
+  inputs = resolve_inputs(config)
+  logs = os.path.join(config.work_dir, "logs")
+  if config.dry_run:
+    for job in _plan(config, inputs, logs, dry_run=True).jobs:
+      if config.only in (None, job.step):
+        print(f"{job.name}: {shlex.join(job.command)}", flush=True)
+    return None
+  plan, redo = None, config.redo
+  while True:
+    planned = _plan(config, inputs, logs)
+    if planned == plan:
+      break
+    plan = planned
+    jobs, records = _prepare(config, plan, inputs, logs, redo)
+    if redo:  # the choices the redone jobs made are gone: plan again
+      plan, redo = None, ()
+      continue
+    _run_jobs(config, plan, jobs, records, logs)
   # Only finished jobs' outputs are read (all of them, unless --report_only).
   return _report(config, plan, inputs, logs)
 
@@ -840,7 +1016,34 @@ def define_flags() -> None:
     "Export the final Model-D of --export_variant as a "
     "SavedModel (raw text in) and query it in a fresh process.",
   )
-  flags.DEFINE_string("export_variant", None, "Default: the first of --variants.")
+  flags.DEFINE_string(
+    "export_variant",
+    None,
+    "Default: the variant best on dev (mean over --seeds) with --dev_fraction/--dev_file, "
+    "else the first of --variants.",
+  )
+  flags.DEFINE_float(
+    "dev_fraction",
+    None,
+    "Decision mode: split this share of --train_file off as a dev set (stratified per class, "
+    "seeded by --random_seed, one split for every seed); every fine-tuning trains on the rest "
+    "and keeps its best epoch on dev (--finetune_epochs: the maximum).",
+  )
+  flags.DEFINE_string(
+    "dev_file", None, "Decision mode: a dev set of your own instead of --dev_fraction's."
+  )
+  flags.DEFINE_list(
+    "seeds",
+    list(d["seeds"]),
+    "Decision mode: run steps 2-5 once per seed, each under WORK/seed<k>/ (step 1 and the dev "
+    "split shared, at --random_seed), and compare every row over the seeds in WORK/report.md.",
+  )
+  flags.DEFINE_list(
+    "finetune_learning_rates",
+    list(d["finetune_learning_rates"]),
+    "Decision mode: fine-tune the baseline once per rate (per seed) and use the one best on "
+    "dev (a tie: the earlier) for every fine-tuning of that seed; needs a dev set.",
+  )
   flags.DEFINE_bool(
     "report_only",
     d["report_only"],

@@ -24,6 +24,7 @@ from bert_pl.errors import InputError
 
 HEADLINE = {"classification": "accuracy", "ner": "f1"}
 EXPORT_CHECK_FILE = "export_check.json"  # under WORK, written by the driver's export check
+DEV_RESULTS_FILE = "dev_results.json"  # in a model directory, by bert_pl.dev_selection
 # Eval results shown beside the headline (fine-tuning, then pre-training).
 OTHER_METRICS = (
   "macro_f1",
@@ -46,6 +47,18 @@ def read_eval_results(path: str) -> Optional[Dict[str, float]]:
       key, _, value = line.partition(" = ")
       results[key.strip()] = float(value)
   return results
+
+
+def dev_best(model_dir: str) -> Optional[float]:
+  """The headline dev metric of the epoch a fine-tuning chose on dev
+  (bert_pl.dev_selection), None without dev results."""
+  path = os.path.join(model_dir, DEV_RESULTS_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    record = json.load(f)
+  (best,) = [e for e in record["epochs"] if e["epoch"] == record["best_epoch"]]
+  return best[record["metric"]]
 
 
 def pseudo_label_stats(directory: str) -> Optional[Dict[str, float]]:
@@ -180,17 +193,61 @@ def collect(
       entry["teacher_check"] = teacher_check.check(task, files, train_file)
     report["pseudo_labels"][directory] = entry
   if export:
-    with open(os.path.join(work_dir, EXPORT_CHECK_FILE), encoding="utf-8") as f:
-      check = json.load(f)
-    report["export"] = {
-      "dir": os.path.join(work_dir, export[0]),
-      "model": export[1],
-      "examples": [
-        {"text": text, "prediction": describe_prediction(task, check["outputs"], i)}
-        for i, text in enumerate(check["texts"])
-      ],
-      "outputs": check["outputs"],
-    }
+    report["export"] = export_entry(work_dir, task, export)
+  return report
+
+
+def export_entry(work_dir: str, task: str, export: Tuple[str, str]) -> Dict:
+  """The exported SavedModel (directory, model directory) and its answers
+  in the export check."""
+  with open(os.path.join(work_dir, EXPORT_CHECK_FILE), encoding="utf-8") as f:
+    check = json.load(f)
+  return {
+    "dir": os.path.join(work_dir, export[0]),
+    "model": export[1],
+    "examples": [
+      {"text": text, "prediction": describe_prediction(task, check["outputs"], i)}
+      for i, text in enumerate(check["texts"])
+    ],
+    "outputs": check["outputs"],
+  }
+
+
+def over_seeds(
+  task: str,
+  seeds: Dict[str, Dict],
+  rows: Dict[str, str],
+  timings: Dict[str, Optional[float]],
+  work_dir: str,
+  export: Optional[Tuple[str, str]],
+) -> Dict:
+  """The decision mode's report from each seed's own (`collect`): `rows`
+  (model directory -> name) compared over the seeds (bert_pl.comparison),
+  each seed's teacher checks and, with held-back pool labels, the
+  pseudo-labels' quality per step-3 directory over the seeds."""
+  metric = HEADLINE[task]
+  results = {
+    seed: {row: ((r["models"].get(row) or {}).get("results") or {}).get(metric) for row in rows}
+    for seed, r in seeds.items()
+  }
+  report = {
+    "task": task,
+    "headline": metric,
+    "comparison": comparison.compare(results, list(rows), names=rows),
+    "teacher_checks": {},
+    "pseudo_label_quality": {},
+    "timings": timings,
+    "total_seconds": round(sum(s for s in timings.values() if s is not None), 1),
+  }
+  for seed, r in seeds.items():
+    for directory, entry in r["pseudo_labels"].items():
+      if "teacher_check" in entry:
+        report["teacher_checks"].setdefault(seed, {})[directory] = entry["teacher_check"]
+      if entry.get("quality"):
+        quality = report["pseudo_label_quality"].setdefault(directory, {})
+        quality[seed] = entry["quality"][metric]
+  if export:
+    report["export"] = export_entry(work_dir, task, export)
   return report
 
 
@@ -242,25 +299,79 @@ def to_markdown(report: Dict) -> str:
       lines += ["Teacher check (the pseudo-labels against the labeled set, no gold needed):", ""]
       lines += [f"- {d}: {teacher_check.describe(report['task'], c)}" for d, c in checks]
       lines.append("")
+  lines += _choices_lines(report) + _export_lines(report) + _timing_lines(report)
+  return "\n".join(lines)
+
+
+def _choices_lines(report: Dict) -> List[str]:
+  """What was chosen on dev: each unit's learning rate, the exported variant."""
+  choices = report.get("choices")
+  if not choices:
+    return []
+  lines = ["## Chosen on dev", ""]
+  for unit, found in choices["learning_rates"].items():
+    rates = ", ".join(f"{rate}: {_fmt(value)}" for rate, value in found["dev"].items())
+    lines.append(
+      f"- {unit or 'learning rate'}: {found['chosen']:g} (dev {report['headline']}: {rates})"
+    )
+  if choices.get("export_why"):
+    lines.append(f"- exported: {choices['export_why']}")
+  return lines + [""]
+
+
+def _export_lines(report: Dict) -> List[str]:
   export = report.get("export")
-  if export:
-    lines += [
-      "## Export",
-      "",
-      f"SavedModel `{export['dir']}` ({export['model']}), loaded in a "
-      "process that imports only tensorflow and tensorflow_text:",
-      "",
-    ]
-    lines += [
-      f"- `{e['text']}` → {e['prediction']}".replace("\t", " ⇥ ") for e in export["examples"]
-    ]
-    lines.append("")
-  lines += ["## Wall time per job", "", "| job | seconds |", "|---|---|"]
+  if not export:
+    return []
+  lines = [
+    "## Export",
+    "",
+    f"SavedModel `{export['dir']}` ({export['model']}), loaded in a "
+    "process that imports only tensorflow and tensorflow_text:",
+    "",
+  ]
+  lines += [f"- `{e['text']}` → {e['prediction']}".replace("\t", " ⇥ ") for e in export["examples"]]
+  return lines + [""]
+
+
+def _timing_lines(report: Dict) -> List[str]:
+  lines = ["## Wall time per job", "", "| job | seconds |", "|---|---|"]
   lines += [
     f"| {name} | {'—' if s is None else f'{s:.0f}'} |" for name, s in report["timings"].items()
   ]
-  lines += ["", f"Total: {report['total_seconds']:.0f} s", "", "![models](report.png)", ""]
-  return "\n".join(lines)
+  return lines + ["", f"Total: {report['total_seconds']:.0f} s", "", "![models](report.png)", ""]
+
+
+def seeds_markdown(report: Dict) -> str:
+  """The decision report: the rows over the seeds and the recommendation,
+  the teacher checks, the pseudo-labels' quality, the choices on dev."""
+  seeds = report["comparison"]["seeds"]
+  lines = [f"# Decision report: {report['task']}, {len(seeds)} seeds", ""]
+  lines += [comparison.to_markdown(report["comparison"], report["headline"])]
+  lines += ["## Teacher check (step 3's pseudo-labels against the labeled set)", ""]
+  lines += [
+    f"- seed {seed}, {directory}: {teacher_check.describe(report['task'], check)}"
+    for seed, checks in report["teacher_checks"].items()
+    for directory, check in checks.items()
+  ]
+  lines.append("")
+  if report["pseudo_label_quality"]:
+    lines += [
+      f"## Pseudo-labels against --pool_labels ({report['headline']} %, mean ± std over seeds)",
+      "",
+    ]
+    lines += [
+      f"- {directory}: {comparison.mean_std_text(list(values.values()))}"
+      for directory, values in report["pseudo_label_quality"].items()
+    ]
+    lines.append("")
+  lines += _choices_lines(report) + _export_lines(report)
+  lines += [f"Each seed's own report: {', '.join(f'seed{s}/report.md' for s in seeds)}.", ""]
+  return "\n".join(lines + _timing_lines(report))
+
+
+def seeds_plot(report: Dict, path: str) -> None:
+  comparison.plot(report["comparison"], path, f"{report['task']}: test {report['headline']}")
 
 
 def plot(report: Dict, path: str) -> None:
@@ -290,15 +401,15 @@ def plot(report: Dict, path: str) -> None:
   figure.savefig(path, dpi=100, format="png")
 
 
-def write_report(work_dir: str, report: Dict) -> None:
-  """WORK/report.json, report.md and report.png, each written whole."""
+def write_report(work_dir: str, report: Dict, markdown=to_markdown, draw=plot) -> None:
+  """WORK/report.json, report.md (`markdown`) and report.png (`draw`), each written whole."""
   for name, text in (
     ("report.json", json.dumps(report, indent=1, ensure_ascii=False)),
-    ("report.md", to_markdown(report)),
+    ("report.md", markdown(report)),
   ):
     path = os.path.join(work_dir, name)
     with open(path + ".tmp", "w", encoding="utf-8") as f:
       f.write(text + "\n")
     os.replace(path + ".tmp", path)
-  plot(report, os.path.join(work_dir, "report.png.tmp"))
+  draw(report, os.path.join(work_dir, "report.png.tmp"))
   os.replace(os.path.join(work_dir, "report.png.tmp"), os.path.join(work_dir, "report.png"))

@@ -10,12 +10,30 @@ work directory ran before, and tested without TensorFlow running.
 The commands are what a user types (`python -m bert_pl.<job> --flags`), with
 the flags whose defaults equal the jobs' own left out, so that a plan's
 commands do not change when an unrelated option is added.
+
+The decision mode (README, "The method on your own data") adds
+three things to the same builders:
+- a dev set (`--dev_fraction`: a `dev_split` job, seeded with --random_seed,
+  whose train part every fine-tuning trains on; or `--dev_file`): every
+  fine-tuning then keeps its best epoch on dev (`--keep_best_on_dev`), so
+  `--finetune_epochs` is a maximum. --eval_file stays the test set.
+- units (`--seeds`): each seed's jobs under WORK/seed<k>/, built by the same
+  builders in that directory (`unit_plan`) and then named `seed<k>.<job>`
+  (`in_unit`). The dev split and step 1 (Model-A) are shared by the seeds and
+  run at --random_seed, so that the seeds differ only in the fine-tunings' and
+  steps 3-5's training randomness, which is the noise the comparison measures.
+- choices on dev (`Choices`): the learning rate of each unit
+  (`--finetune_learning_rates`: the baseline fine-tuned once per rate under
+  lr_search/lr<a>/) and the exported variant are read by the driver from
+  finished jobs' dev results. Until they exist the jobs that depend on them
+  are left out of the plan (the driver plans again once they are done), or,
+  for `--dry_run`, shown with ON_DEV in place of the value.
 """
 
 import dataclasses
 import os
 import sys
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from bert_pl import errors, pipeline_report
 
@@ -30,6 +48,9 @@ STEP4_VARIANTS = tuple(
 VARIANTS = STEP4_VARIANTS + (SELF_TRAINING,)
 # The steps a job can belong to (--only), in the method's order.
 STEPS = ("step1", "step2", "step3", "step4", "step5", "export")
+# --dry_run's value of a choice that finished jobs' dev results will make.
+ON_DEV = "<chosen on dev>"
+SHARED_JOBS = ("dev_split", "data", "model_a")  # with --seeds: run once, read by every seed
 
 # Loads the SavedModel in a fresh process that has TensorFlow and
 # tensorflow-text only, as a serving client does, and answers the first two
@@ -143,15 +164,65 @@ class Start:
 
 
 @dataclasses.dataclass(frozen=True)
+class Labeled:
+  """What the fine-tunings train on and choose their epoch on: the training
+  file, the dev file (None: no choice on dev), the paths they read for it
+  (the user's files, or the dev split's directory) and the jobs writing them."""
+
+  train_file: str
+  dev_file: Optional[str] = None
+  inputs: Tuple[str, ...] = ()
+  needs: Tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Choices:
+  """What finished jobs chose on dev, as the driver read it: per unit, the
+  best dev metric of each searched rate (complete searches only); per
+  variant, the mean over the units of its final Model-D's best dev metric
+  (when every unit has one)."""
+
+  rates: Mapping[str, Mapping[float, float]] = dataclasses.field(default_factory=dict)
+  variants: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+  def learning_rate(self, unit: str) -> Optional[float]:
+    """The rate best on dev (a tie: the earlier in the list), None before the search is done."""
+    rates = self.rates.get(unit)
+    return max(rates, key=rates.__getitem__) if rates else None
+
+  def export_variant(self) -> Optional[str]:
+    """The variant best on dev on average over the units (a tie: the earlier)."""
+    return max(self.variants, key=self.variants.__getitem__) if self.variants else None
+
+
+@dataclasses.dataclass(frozen=True)
 class Setting:
-  """A run's settings and the input files resolved from them."""
+  """A run's settings and the input files resolved from them; for a unit of
+  the decision mode also its directory, seed, labeled data, learning rate
+  (a float, ON_DEV, or None: --finetune_learning_rate), the search
+  directories that rate comes from and the shared Model-A."""
 
   config: Any  # a pipeline.PipelineConfig (not imported: pipeline imports this module)
   vocab_file: str
   pool_files: Tuple[str, ...]
+  unit: str = ""
+  seed: Optional[int] = None
+  labeled: Optional[Labeled] = None
+  learning_rate: Any = None
+  searched: Tuple[str, ...] = ()
+  shared_a: Optional[Start] = None
 
   def path(self, *parts: str) -> str:
-    return os.path.join(self.config.work_dir, *parts)
+    return os.path.join(self.config.work_dir, self.unit, *parts)
+
+  @property
+  def random_seed(self) -> int:
+    return self.config.random_seed if self.seed is None else self.seed
+
+  @property
+  def data(self) -> Labeled:
+    c = self.config
+    return self.labeled or Labeled(c.train_file, inputs=(c.train_file,))
 
   def tokenizer(self) -> Tuple[str, ...]:
     c = self.config
@@ -174,7 +245,7 @@ class Setting:
   def training(self) -> Tuple[str, ...]:
     c = self.config
     return (
-      f"--random_seed={c.random_seed}",
+      f"--random_seed={self.random_seed}",
       f"--bucket_width={c.bucket_width}",
       f"--dtype={c.dtype}",
     )
@@ -212,7 +283,10 @@ def trained(s: Setting, directory: str) -> Start:
 
 
 def model_a(s: Setting) -> Start:
-  """Model-A: step 1's, or the one given with --model_a (step 1 done elsewhere)."""
+  """Model-A: step 1's (shared by the units), or the one given with
+  --model_a (step 1 done elsewhere)."""
+  if s.shared_a:
+    return s.shared_a
   given = s.config.model_a
   return Start((f"--init_checkpoint={given}",), given) if given else trained(s, "model_a")
 
@@ -236,7 +310,7 @@ def records_job(s: Setting, output: str, inputs: str, step: str, *extra: str, ne
     *s.tokenizer(),
     f"--max_predictions_per_seq={c.max_predictions_per_seq}",
     *s.masking(),
-    f"--random_seed={c.random_seed}",
+    f"--random_seed={s.random_seed}",
     *extra,
   )
   read = (s.path(need),) if need else (c.pool,)
@@ -293,27 +367,33 @@ def finetune_plan(
   s: Setting, output: str, start: Start, what: str, step: str, *extra: str, pseudo=None
 ) -> Plan:
   """run_classifier / run_ner on the labeled set (steps 2 and 5, baselines);
-  `pseudo`: the step-3 directory whose pseudo-labels `extra` adds (self-training)."""
-  c = s.config
+  `pseudo`: the step-3 directory whose pseudo-labels `extra` adds (self-training).
+  With a dev set it keeps its best epoch on dev; its learning rate is the
+  unit's (chosen on dev after the searched directories, or given)."""
+  c, data = s.config, s.data
+  rate = c.finetune_learning_rate if s.learning_rate is None else s.learning_rate
+  dev = (f"--dev_file={data.dev_file}", "--keep_best_on_dev") if data.dev_file else ()
   command = job_command(
     FINETUNE_JOBS[c.task],
     "--do_train",
     "--do_eval",
-    f"--train_file={c.train_file}",
+    f"--train_file={data.train_file}",
     f"--eval_file={c.eval_file}",
     f"--label_file={c.label_file}",
     f"--output_dir={s.path(output)}",
     *start.args,
     *s.tokenizer(),
     f"--train_batch_size={c.finetune_batch_size}",
-    f"--learning_rate={c.finetune_learning_rate}",
+    f"--learning_rate={rate}",
     f"--num_train_epochs={c.finetune_epochs}",
     *s.training(),
+    *dev,
     *extra,
   )
-  inputs = (c.train_file, c.eval_file, c.label_file, *_config_files(s, start))
-  inputs += (s.path(pseudo),) if pseudo else ()
-  needs = tuple(filter(None, (start.need, pseudo and job_name(pseudo))))
+  inputs = (*data.inputs, c.eval_file, c.label_file, *_config_files(s, start))
+  inputs += tuple(s.path(d) for d in s.searched) + ((s.path(pseudo),) if pseudo else ())
+  needs = data.needs + tuple(map(job_name, s.searched))
+  needs += tuple(filter(None, (start.need, pseudo and job_name(pseudo))))
   job = Job(job_name(output), command, inputs, (s.path(output),), needs, step)
   return Plan((job,), models=((output, what),))
 
@@ -380,11 +460,17 @@ def round_plan(s: Setting, v: Variant, r: int) -> Plan:
   return plan + finetune_plan(s, f"{work}/model_d", trained(s, f"{work}/model_c"), step5, "step5")
 
 
-def export_plan(s: Setting) -> Plan:
-  """The final Model-D of --export_variant as a SavedModel, and its answers
-  in a fresh process that imports only TensorFlow and tensorflow-text."""
+def final_model_d(config, variant: str) -> str:
+  """A variant's last Model-D, under its unit's directory."""
+  return f"{variant}/round{config.rounds}/model_d"
+
+
+def export_plan(s: Setting, variant: str, unit: str = "") -> Plan:
+  """The final Model-D of `variant` (of the unit `unit`: with --seeds, the
+  first seed's) as a SavedModel, and its answers in a fresh process that
+  imports only TensorFlow and tensorflow-text."""
   c = s.config
-  final = f"{c.export_variant}/round{c.rounds}/model_d"
+  final = os.path.join(unit, final_model_d(c, variant))
   export = job_command(
     "export_saved_model", f"--model_dir={s.path(final)}", f"--export_dir={s.path('export')}"
   )
@@ -433,18 +519,148 @@ def shared_records_plan(s: Setting, variants: Sequence[Variant]) -> Plan:
   )
 
 
-def make_plan(config, vocab_file: str, pool_files: Sequence[str]) -> Plan:
-  """Every job of the run, in the method's order (nothing runs here)."""
-  s = Setting(config, vocab_file, tuple(pool_files))
-  variants = config.parsed_variants
+def dev_split_job(s: Setting) -> Job:
+  """--dev_fraction: the labeled set split once (stratified per class for
+  classification) into the fine-tunings' train part and the dev set."""
+  c = s.config
+  command = (
+    sys.executable,
+    "-m",
+    "data_prep.dev_split",
+    f"--input_file={c.train_file}",
+    f"--output_dir={s.path('dev_split')}",
+    f"--format={'tsv' if c.task == 'classification' else 'conll'}",
+    f"--dev_fraction={c.dev_fraction}",
+    f"--seed={c.random_seed}",
+  )
+  return Job("dev_split", command, (c.train_file,), (s.path("dev_split"),), (), "step2")
+
+
+def labeled(s: Setting) -> Labeled:
+  """The fine-tunings' train and dev files: the dev split's, --dev_file, or
+  --train_file alone (no choice on dev)."""
+  c = s.config
+  if c.dev_fraction:
+    suffix = ".tsv" if c.task == "classification" else ".txt"
+    split = s.path("dev_split")
+    return Labeled(
+      os.path.join(split, "train" + suffix),
+      os.path.join(split, "dev" + suffix),
+      (split,),
+      ("dev_split",),
+    )
+  if c.dev_file:
+    return Labeled(c.train_file, c.dev_file, (c.train_file, c.dev_file))
+  return Labeled(c.train_file, inputs=(c.train_file,))
+
+
+def search_dir(rate: float) -> str:
+  return f"lr_search/lr{rate:g}"
+
+
+def search_plan(s: Setting) -> Plan:
+  """--finetune_learning_rates: the initial checkpoint fine-tuned once per
+  rate, each keeping its best epoch on dev."""
+  plan = Plan()
+  for rate in s.config.finetune_learning_rates:
+    what = f"learning-rate search: the initial checkpoint at {rate:g}"
+    at_rate = dataclasses.replace(s, learning_rate=rate)
+    plan += finetune_plan(at_rate, search_dir(rate), initial(s), what, "step2")
+  return plan
+
+
+def method_plan(s: Setting) -> Plan:
+  """Steps 2-5 of one unit: baselines, Model-B, step 3, the variants' rounds."""
+  variants = s.config.parsed_variants
   teacher_logits = any(v.pseudo_label_loss == "kl" for v in variants)
   plan = baselines_plan(s)
-  if not config.model_a:
+  if not s.shared_a and not s.config.model_a:
     plan += domain_plan(s)
   plan += finetune_plan(s, "model_b", model_a(s), "step 2: Model-A fine-tuned", "step2")
   plan += predict_plan(s, "round1/pseudo", "model_b", teacher_logits)
   plan += shared_records_plan(s, variants)
   for v in variants:
-    for r in range(1, config.rounds + 1):
+    for r in range(1, s.config.rounds + 1):
       plan += round_plan(s, v, r)
-  return plan + export_plan(s) if config.export else plan
+  return plan
+
+
+def unit_plan(s: Setting, choices: Choices, dry_run: bool) -> Plan:
+  """A unit's jobs: the learning-rate search, then (once it chose, or with
+  ON_DEV for --dry_run) the method at the chosen rate."""
+  if not s.config.finetune_learning_rates:
+    return method_plan(s)
+  rate = choices.learning_rate(s.unit) or (ON_DEV if dry_run else None)
+  searched = tuple(map(search_dir, s.config.finetune_learning_rates))
+  chosen = dataclasses.replace(s, learning_rate=rate, searched=searched)
+  return search_plan(s) + (method_plan(chosen) if rate is not None else Plan())
+
+
+def in_unit(plan: Plan, unit: str) -> Plan:
+  """A unit's plan as part of the whole: its jobs named `unit.<job>` and its
+  directories `unit/<dir>` (the shared jobs it needs keep their names)."""
+
+  def name(job: str) -> str:
+    return job if job in SHARED_JOBS else f"{unit}.{job}"
+
+  jobs = tuple(
+    dataclasses.replace(j, name=name(j.name), needs=tuple(map(name, j.needs))) for j in plan.jobs
+  )
+  here = lambda d: f"{unit}/{d}"  # noqa: E731
+  return Plan(
+    jobs,
+    tuple((here(d), what) for d, what in plan.models),
+    tuple((here(d), here(teacher)) for d, teacher in plan.pseudo_labels),
+    tuple(map(here, plan.logits_dirs)),
+  )
+
+
+def comparison_rows(config) -> Dict[str, str]:
+  """The fine-tuned models the decision report compares (directories under a
+  unit), in display order, and their names in its table and recommendation."""
+  rows = {"baseline": "baseline"} if config.baseline else {}
+  if config.baseline_layers:
+    rows[f"baseline_{config.baseline_layers}layers"] = f"baseline ({config.baseline_layers} layers)"
+  rows["model_b"] = "Model-B"
+  for v in config.variants:
+    for r in range(1, config.rounds + 1):
+      rows[f"{v}/round{r}/model_d"] = v if config.rounds == 1 else f"{v} round {r}"
+  return rows
+
+
+def units(config) -> Tuple[Tuple[str, int], ...]:
+  """(directory under WORK, seed) of each unit: seed<k> per --seeds, or the
+  work directory itself."""
+  if config.seeds:
+    return tuple((f"seed{k}", k) for k in config.seeds)
+  return (("", config.random_seed),)
+
+
+def make_plan(
+  config,
+  vocab_file: str,
+  pool_files: Sequence[str],
+  choices: Choices = Choices(),
+  dry_run: bool = False,
+) -> Plan:
+  """Every job of the run, in the method's order (nothing runs here); the
+  jobs that depend on choices not made yet are left out (`dry_run`: shown
+  with ON_DEV)."""
+  s = Setting(config, vocab_file, tuple(pool_files))
+  s = dataclasses.replace(s, labeled=labeled(s))
+  plan = Plan((dev_split_job(s),)) if config.dev_fraction else Plan()
+  if not config.seeds:
+    plan += unit_plan(s, choices, dry_run)
+  else:
+    if not config.model_a:
+      plan += domain_plan(s)
+    for unit, seed in units(config):
+      seeded = dataclasses.replace(s, unit=unit, seed=seed, shared_a=model_a(s))
+      plan += in_unit(unit_plan(seeded, choices, dry_run), unit)
+  variant = config.export_variant or choices.export_variant() or (ON_DEV if dry_run else None)
+  if not (config.export and variant):
+    return plan
+  export = export_plan(s, variant, units(config)[0][0])
+  # The exported model's job joins the plan after the learning-rate search.
+  planned = dry_run or set(export.jobs[0].needs) <= {job.name for job in plan.jobs}
+  return plan + export if planned else plan

@@ -202,6 +202,36 @@ def test_plan_of_every_kind_of_variant_and_rounds():
   ]
 
 
+def _models_with_checkpoints(plan, work):
+  """Two checkpoints and eval results in every model directory of the plan;
+  returns a function listing the directories that still have checkpoints."""
+  for output, _ in plan.models:
+    manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(w=tf.Variable([1.0] * 1000)), str(work / output), 3
+    )
+    manager.save(1)
+    manager.save(2)
+    (work / output / "eval_results.txt").write_text("accuracy = 0.5\n")
+  (work / "logs").mkdir()
+  return lambda: {o for o, _ in plan.models if (work / o / "checkpoint").exists()}
+
+
+def test_keep_checkpoints_false_keeps_every_seeds_teacher(tmp_path):
+  """With --seeds, each seed's Model-B stays too (it is that seed's teacher)."""
+  config = pipeline.PipelineConfig(
+    **{**BASE, "work_dir": str(tmp_path)},
+    variants=("hard_nomask",),
+    seeds=("1", "2"),
+    keep_checkpoints=False,
+  )
+  plan = pipeline.make_plan(config, "/vocab.txt", ["/d/pool.txt"])
+  kept = _models_with_checkpoints(plan, tmp_path)
+  for job in plan.jobs:
+    (tmp_path / "logs" / f"{job.name}.done").write_text("1.0\n")
+  pipeline.prune_checkpoints(plan, str(tmp_path), str(tmp_path / "logs"))
+  assert kept() == {"model_a", "seed1/model_b", "seed2/model_b"}
+
+
 def test_keep_checkpoints_false_removes_a_model_once_no_job_to_run_reads_it(tmp_path, capsys):
   """Jobs marked done one by one, in the plan's order: a model's checkpoints
   go when its last reader is done (a Model-C's after its Model-D), a
@@ -214,16 +244,8 @@ def test_keep_checkpoints_false_removes_a_model_once_no_job_to_run_reads_it(tmp_
     keep_checkpoints=False,
   )
   plan = pipeline.make_plan(config, "/vocab.txt", ["/d/pool.txt"])
-  for output, _ in plan.models:
-    manager = tf.train.CheckpointManager(
-      tf.train.Checkpoint(w=tf.Variable([1.0] * 1000)), str(tmp_path / output), 3
-    )
-    manager.save(1)
-    manager.save(2)
-    (tmp_path / output / "eval_results.txt").write_text("accuracy = 0.5\n")
+  kept = _models_with_checkpoints(plan, tmp_path)
   logs = tmp_path / "logs"
-  logs.mkdir()
-  kept = lambda: {o for o, _ in plan.models if (tmp_path / o / "checkpoint").exists()}  # noqa: E731
   everything = {o for o, _ in plan.models}
   seen = {}
   for job in plan.jobs:
@@ -347,6 +369,24 @@ def test_given_model_a_skips_step_1_and_serves_every_use_of_model_a():
     (dict(baseline=False, baseline_layers=6), "--baseline_layers needs --baseline"),
     (dict(rounds=0), "--rounds=0: must be >= 1"),
     (dict(task="pos"), "--task=pos: choose from classification, ner"),
+    (dict(dev_fraction=0.2, dev_file="/d/dev.tsv"), "--dev_fraction and --dev_file: give one"),
+    (dict(dev_fraction=1.0), "--dev_fraction=1.0: must be in (0, 1)"),
+    (
+      dict(finetune_learning_rates=["1e-4"]),
+      "--finetune_learning_rates needs a dev set to choose on: --dev_fraction or --dev_file",
+    ),
+    (
+      dict(dev_fraction=0.2, finetune_learning_rates=["1e-4"], finetune_learning_rate=1e-5),
+      "--finetune_learning_rate and --finetune_learning_rates: give one",
+    ),
+    (dict(dev_fraction=0.2, finetune_learning_rates=["0"]), "--finetune_learning_rates=0.0: must"),
+    (
+      dict(dev_fraction=0.2, finetune_learning_rates=["fast"]),
+      "--finetune_learning_rates=fast: not",
+    ),
+    (dict(seeds=["1", "1"]), "--seeds=1,1: a value is repeated"),
+    (dict(seeds=["one"]), "--seeds=one: not ints"),
+    (dict(seeds=["-1"]), "--seeds=-1: must be >= 0"),
   ],
 )
 def test_bad_settings_are_refused(values, message):
@@ -368,6 +408,7 @@ def test_bad_flags_one_error_line_exit_2(corpus, init_checkpoint, tmp_path):
   for flags, message in (
     (["--task=ner", "--variants=hard_mlm,kl_fancy"], "--variants: unknown variant 'kl_fancy'"),
     (["--task=classification"], f"{tmp_path}: no checkpoint found in this directory"),
+    (["--task=ner", "--seeds=1,x"], "--seeds=1,x: not ints"),
     (  # before: a traceback from the first job's log directory
       ["--task=ner", f"--init_checkpoint={init_checkpoint}", f"--work_dir={tmp_path / 'file'}"],
       f"--work_dir={tmp_path / 'file'}: not a directory",
@@ -727,7 +768,7 @@ def test_each_builder_alone():
     1,
   ).jobs
   assert classic.needs == ("model_a", "round1.pseudo") and classic.step == "step5"
-  export = method.export_plan(s)
+  export = method.export_plan(s, s.config.export_variant)
   assert [(j.name, j.needs, j.step) for j in export.jobs] == [
     ("export", ("kl_nomask.round1.model_d",), "export"),
     ("export_check", ("export",), "export"),
@@ -777,6 +818,7 @@ def test_plan_needs_come_first_and_explicit_steps_keep_the_commands():
     (dict(pool="{tmp}/pool-*.txt"), "{tmp}/pool-*.txt"),
     (dict(model_a="{tmp}/no_model_a"), "{tmp}/no_model_a"),
     (dict(bert_config_file="{tmp}/none.json"), "{tmp}/none.json"),
+    (dict(dev_file="{tmp}/dev.tsv"), "{tmp}/dev.tsv"),
     (dict(work_dir="{tmp}/file"), "--work_dir={tmp}/file: not a directory"),
   ],
 )
@@ -898,6 +940,9 @@ def test_dry_run_prints_the_commands_the_run_ran(small_run, capsys):
   ]
   assert printed == ran and len(ran) == 5
   assert _state(work) == before
+  # A single run's report has the teacher check of its step 3 too.
+  check = report["pseudo_labels"]["round1/pseudo"]["teacher_check"]
+  assert check["labeled"]["examples"] == 100 and check["pseudo_labels"]["examples"] == 40
 
 
 def test_rerun_with_a_changed_flag_stops_before_any_job(small_run):
@@ -947,3 +992,270 @@ def test_redo_runs_a_job_and_its_downstream_as_a_fresh_run_would(small_run, caps
   # The same command again: every job done earlier, none runs.
   pipeline.run(config("first"))
   assert _started(capsys.readouterr().out) == []
+
+
+def _decision_data(corpus, root):
+  """80 labeled lines (train + dev), a 50-line test set, a 40-line pool
+  whose labels are held back."""
+  lines = (corpus / "test.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+  (root / "train.tsv").write_text("".join(lines[:80]), encoding="utf-8")
+  (root / "test.tsv").write_text("".join(lines[100:150]), encoding="utf-8")
+  (root / "pool_labels.tsv").write_text("".join(lines[150:190]), encoding="utf-8")
+  (root / "pool.txt").write_text(
+    "".join(line.split("\t", 1)[1] for line in lines[150:190]), encoding="utf-8"
+  )
+  return lines
+
+
+def _eval(work, directory):
+  text = (work / directory / "eval_results.txt").read_text().splitlines()
+  return {k: float(v) for k, v in (line.split(" = ") for line in text)}
+
+
+def _dev(work, directory):
+  record = json.loads((work / directory / "dev_results.json").read_text())
+  return {e["epoch"]: e["accuracy"] for e in record["epochs"]}, record["best_epoch"]
+
+
+def test_decision_mode_end_to_end_seeds_dev_split_learning_rates_and_rerun(
+  corpus, init_checkpoint, tmp_path, capsys
+):
+  """--seeds=1,2 --dev_fraction=0.2 --finetune_learning_rates=5e-3,1e-3 with
+  kl_nomask and --export: the shared split and Model-A, each seed's rate
+  chosen on dev, every fine-tuning choosing its epoch on dev, the report over
+  the seeds (rows, paired t intervals, the recommendation), the export chosen
+  on dev; then a re-run runs nothing, and the teacher check read from crafted
+  step-3 outputs fires on one class only."""
+  from scipy import stats
+
+  from bert_pl import comparison
+
+  root = tmp_path
+  lines = _decision_data(corpus, root)
+  work = root / "work"
+  config = pipeline.PipelineConfig(
+    **{
+      **BASE,
+      "work_dir": str(work),
+      "pool": str(root / "pool.txt"),
+      "train_file": str(root / "train.tsv"),
+      "eval_file": str(root / "test.tsv"),
+      "label_file": str(corpus / "labels.txt"),
+      "init_checkpoint": str(init_checkpoint),
+    },
+    pool_labels=str(root / "pool_labels.tsv"),
+    **{**TINY, "finetune_learning_rate": None, "finetune_epochs": 2.0},
+    seeds=("1", "2"),
+    dev_fraction=0.2,
+    finetune_learning_rates=("5e-3", "1e-3"),
+    variants=("kl_nomask",),
+    export=True,
+  )
+  report = pipeline.run(config)
+  out = capsys.readouterr().out
+  ran = _started(out)
+  assert ran[:3] == ["dev_split", "data", "model_a"] and len(ran) == 21 == len(set(ran))
+  # One split for both seeds: disjoint, together the labeled set; dev is never tested.
+  train = (work / "dev_split" / "train.tsv").read_text(encoding="utf-8").splitlines(True)
+  dev = (work / "dev_split" / "dev.tsv").read_text(encoding="utf-8").splitlines(True)
+  assert sorted(train + dev) == sorted(lines[:80]) and not set(train) & set(dev)
+  rows = {"baseline": "baseline", "model_b": "Model-B", "kl_nomask/round1/model_d": "kl_nomask"}
+  metric = {}
+  for seed in ("1", "2"):
+    unit = work / f"seed{seed}"
+    # The seed's rate: the best of its search on dev (a tie: the first listed).
+    best = {rate: max(_dev(unit, f"lr_search/lr{rate}")[0].values()) for rate in ("0.005", "0.001")}
+    chosen = max(best, key=best.__getitem__)
+    for row in rows:
+      command = (work / "logs" / f"seed{seed}.{row.replace('/', '.')}.log").read_text()
+      first = command.splitlines()[0]
+      assert f"--learning_rate={float(chosen)}" in first and f"--random_seed={seed}" in first
+      assert f"--dev_file={work}/dev_split/dev.tsv --keep_best_on_dev" in first
+      assert f"--train_file={work}/dev_split/train.tsv --eval_file={root}/test.tsv" in first
+      per_epoch, best_epoch = _dev(unit, row)
+      assert sorted(per_epoch) == [1, 2] and per_epoch[best_epoch] == max(per_epoch.values())
+    assert (
+      "--init_checkpoint=" + str(work / "model_a")
+      in ((work / "logs" / f"seed{seed}.model_b.log").read_text().splitlines()[0])
+    )
+    metric[seed] = {row: _eval(unit, row)["accuracy"] for row in rows}
+    own = json.loads((unit / "report.json").read_text())
+    assert own["choices"]["learning_rates"][f"seed{seed}"]["chosen"] == float(chosen)
+  # The comparison over the seeds: every row, its paired intervals, the recommendation.
+  summary = report["comparison"]
+  assert list(summary["rows"]) == list(rows) and summary["seeds"] == ["1", "2"]
+  for row in rows:
+    assert summary["rows"][row]["per_seed"] == {s: metric[s][row] for s in metric}
+  for reference, others in (
+    ("baseline", ("model_b", "kl_nomask/round1/model_d")),
+    ("model_b", ("kl_nomask/round1/model_d",)),
+  ):
+    for row in others:
+      d = np.array([metric[s][row] - metric[s][reference] for s in ("1", "2")])
+      entry = summary["differences"][reference][row]
+      half = stats.t.ppf(0.975, 1) * d.std(ddof=1) / np.sqrt(2)
+      assert entry["mean"] == pytest.approx(d.mean()) and entry["wins"] == int((d > 0).sum())
+      if half:
+        assert (entry["low"], entry["high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+  line = summary["recommendation"]["line"]
+  assert line == comparison.compare(metric, list(rows), names=rows)["recommendation"]["line"]
+  assert f"**Recommendation:** {line}." in (work / "report.md").read_text()
+  assert out.rstrip().splitlines()[-1] == f"recommendation: {line}"
+  assert (work / "report.png").stat().st_size > 0
+  assert set(report["pseudo_label_quality"]["round1/pseudo"]) == {"1", "2"}
+  # The export: the only variant, chosen on dev, the first seed's model.
+  assert report["export"]["model"] == "seed1/kl_nomask/round1/model_d"
+  assert report["choices"]["export_why"].startswith("kl_nomask: the best mean dev accuracy")
+
+  # A re-run runs no job and writes the same report.
+  before = (work / "report.json").read_bytes()
+  assert pipeline.run(config) == report
+  assert _started(capsys.readouterr().out) == [] and (work / "report.json").read_bytes() == before
+
+  # The teacher check on crafted step-3 outputs: seed 1's teacher predicts one
+  # class, seed 2's the held-back labels (a healthy distribution).
+  held_back = (root / "pool_labels.tsv").read_text(encoding="utf-8").splitlines(True)
+  one_class = "".join(
+    "\t".join([held_back[0].split("\t")[0], line.split("\t", 1)[1]]) for line in held_back
+  )
+  (work / "seed1" / "round1" / "pseudo" / "pool.txt").write_text(one_class, encoding="utf-8")
+  (work / "seed2" / "round1" / "pseudo" / "pool.txt").write_text(
+    "".join(held_back), encoding="utf-8"
+  )
+  checks = pipeline.run(dataclasses.replace(config, report_only=True))["teacher_checks"]
+  assert checks["1"]["round1/pseudo"]["warnings"] and not checks["2"]["round1/pseudo"]["warnings"]
+  text = (work / "report.md").read_text()
+  assert "- seed 1, round1/pseudo: WARNING: " in text
+  assert "- seed 2, round1/pseudo: no sign of a degenerate teacher" in text
+
+
+DECISION = dict(
+  seeds=["1", "2"],
+  dev_fraction=0.2,
+  finetune_learning_rates=["1e-4", "3e-5"],
+  variants=["kl_nomask", "hard_mlm"],
+  export=True,
+)
+
+
+def _decision_plan(choices=method.Choices(), dry_run=False, **values):
+  config = pipeline.PipelineConfig(**{**BASE, **DECISION, **values})
+  return method.make_plan(config, "/vocab.txt", ["/d/pool.txt"], choices, dry_run)
+
+
+def _flag(job, name):
+  (value,) = [arg.split("=", 1)[1] for arg in job.command if arg.startswith(f"--{name}=")]
+  return value
+
+
+def test_decision_plan_in_phases_the_search_first():
+  """Before the searches are done the plan holds the shared jobs and the
+  searches only; --dry_run shows the rest with the rate to be chosen; each
+  seed's jobs then take its own rate, and the export the variant best on dev."""
+  searches = [f"seed{k}.lr_search.lr{r}" for k in (1, 2) for r in ("0.0001", "3e-05")]
+  first = _decision_plan()
+  assert [j.name for j in first.jobs] == ["dev_split", "data", "model_a", *searches]
+  explicit = _decision_plan(export_variant="kl_nomask")  # its Model-D is not planned yet
+  assert [j.name for j in explicit.jobs] == [j.name for j in first.jobs] and not explicit.export
+  dry = {j.name: j for j in _decision_plan(dry_run=True).jobs}
+  assert _flag(dry["seed2.model_b"], "learning_rate") == method.ON_DEV
+  assert _flag(dry["export"], "model_dir") == f"/w/seed1/{method.ON_DEV}/round1/model_d"
+  # seed 1: a tie, the earlier rate; seed 2: the higher dev metric.
+  choices = method.Choices(
+    {"seed1": {1e-4: 0.5, 3e-5: 0.5}, "seed2": {1e-4: 0.4, 3e-5: 0.6}},
+    {"kl_nomask": 0.5, "hard_mlm": 0.55},
+  )
+  made = _decision_plan(choices)
+  jobs = {j.name: j for j in made.jobs}
+  assert list(jobs)[:3] == ["dev_split", "data", "model_a"] and len(jobs) == 3 + 2 * 11 + 2
+  for seed, rate in (("1", "0.0001"), ("2", "3e-05")):
+    tuned = [
+      j for j in made.jobs if j.name.startswith(f"seed{seed}.") and "run_classifier" in j.command[2]
+    ]
+    assert len(tuned) == 2 + 4  # the searches, baseline, Model-B, two Model-Ds
+    for job in tuned:
+      assert _flag(job, "random_seed") == seed
+      assert _flag(job, "train_file") == "/w/dev_split/train.tsv"
+      assert (
+        _flag(job, "dev_file") == "/w/dev_split/dev.tsv" and "--keep_best_on_dev" in job.command
+      )
+      assert _flag(job, "eval_file") == "/d/test.tsv"
+      if "lr_search" not in job.name:
+        assert _flag(job, "learning_rate") == str(float(rate))
+        assert {f"seed{seed}.lr_search.lr0.0001", f"seed{seed}.lr_search.lr3e-05"} <= set(job.needs)
+    assert _flag(jobs[f"seed{seed}.model_b"], "init_checkpoint") == "/w/model_a"
+    assert "model_a" in jobs[f"seed{seed}.model_b"].needs
+    assert _flag(jobs[f"seed{seed}.round1.records_mlm"], "random_seed") == seed
+  # Shared by the seeds, at --random_seed: the split and step 1.
+  assert _flag(jobs["dev_split"], "seed") == _flag(jobs["model_a"], "random_seed") == "12345"
+  assert _flag(jobs["dev_split"], "format") == "tsv"
+  assert _flag(jobs["export"], "model_dir") == "/w/seed1/hard_mlm/round1/model_d"
+  explicit = _decision_plan(choices, export_variant="kl_nomask")
+  assert explicit.export == ("export", "seed1/kl_nomask/round1/model_d")
+  # Every path under WORK a job reads is made by a job it needs, before it.
+  made_by = {}
+  for job in made.jobs:
+    under_work = {path for path in job.inputs if path.startswith("/w/")}
+    assert under_work == {made_by[need] for need in job.needs}, job.name
+    made_by[job.name] = job.outputs[0]
+  # --redo of a seed's search: that seed's jobs downstream, not the other seed's.
+  again = pipeline.downstream(made, ["seed1.lr_search.lr3e-05"])
+  assert {"seed1.model_b", "seed1.hard_mlm.round1.model_d", "export"} <= again
+  assert not {name for name in again if name.startswith(("seed2.", "model_a"))}
+
+
+def test_decision_plan_single_seed_ner_and_a_dev_file():
+  """Without --seeds the layout is a single run's; NER splits CoNLL; a
+  --dev_file is used as given, with the labeled set whole."""
+  made = _decision_plan(task="ner", seeds=[], export=False)
+  assert [j.name for j in made.jobs] == ["dev_split", "lr_search.lr0.0001", "lr_search.lr3e-05"]
+  assert _flag(made.jobs[0], "format") == "conll"
+  assert _flag(made.jobs[1], "train_file") == "/w/dev_split/train.txt"
+  given = _decision_plan(
+    dev_fraction=None, dev_file="/d/dev.tsv", seeds=[], finetune_learning_rates=[]
+  )
+  jobs = {j.name: j for j in given.jobs}
+  assert "dev_split" not in jobs and "lr_search.lr0.0001" not in jobs
+  assert _flag(jobs["model_b"], "train_file") == "/d/train.tsv"
+  assert _flag(jobs["model_b"], "dev_file") == "/d/dev.tsv"
+  assert _flag(jobs["model_b"], "learning_rate") == "1e-05"
+  assert "/d/dev.tsv" in jobs["model_b"].inputs
+  # The export waits for the variants' dev results (no --export_variant).
+  assert given.export is None and "export" not in jobs
+  assert method.Choices(variants={"a": 0.5, "b": 0.5}).export_variant() == "a"
+
+
+def test_decision_mode_dry_run_through_the_flags(corpus, init_checkpoint, tmp_path):
+  """--seeds, --dev_fraction and --finetune_learning_rates as a user types
+  them: --dry_run prints the shared jobs, the searches and the jobs after
+  them with the rate still to be chosen on dev, and creates nothing."""
+  result = run_job(
+    "pipeline",
+    "--task=classification",
+    f"--work_dir={tmp_path / 'work'}",
+    f"--pool={corpus}/unlabeled.txt",
+    f"--train_file={corpus}/train.tsv",
+    f"--eval_file={corpus}/test.tsv",
+    f"--label_file={corpus}/labels.txt",
+    f"--init_checkpoint={init_checkpoint}",
+    "--variants=hard_nomask",
+    "--seeds=3,4",
+    "--dev_fraction=0.25",
+    "--finetune_learning_rates=1e-4,3e-5",
+    "--dry_run",
+  )
+  printed = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+  assert list(printed)[:5] == [
+    "dev_split",
+    "data",
+    "model_a",
+    "seed3.lr_search.lr0.0001",
+    "seed3.lr_search.lr3e-05",
+  ]
+  assert "--dev_fraction=0.25" in printed["dev_split"]
+  assert (
+    "--learning_rate=3e-05 --num_train_epochs=7.0 --random_seed=4"
+    in (printed["seed4.lr_search.lr3e-05"])
+  )
+  assert "'--learning_rate=<chosen on dev>'" in printed["seed4.hard_nomask.round1.model_d"]
+  assert not (tmp_path / "work").exists()

@@ -189,3 +189,52 @@ def test_teacher_check_of_ner_pseudo_labels_in_the_report(tmp_path):
     "- kl_nomask/round2/pseudo: no sign of a degenerate teacher: 2.000 entities per pool "
     "sentence (labeled set: 2.000), 0 I- tags without B-." in pipeline_report.to_markdown(report)
   )
+
+
+def test_report_over_seeds_ner_teacher_check_rows_and_recommendation(tmp_path):
+  """The decision mode's report from two seeds' own: seed 1's NER teacher
+  finds almost no entity (warned), seed 2's is healthy (not warned); every
+  row over the seeds with its paired interval and the recommendation line."""
+  train = tmp_path / "train.txt"
+  train.write_text("John B-PER\nlives O\nin O\nParis B-LOC\n\n", encoding="utf-8")
+  pools = {"1": ["a O\nb O\n\n"] * 3 + ["J B-PER\n\n"], "2": ["J B-PER\nx O\nP B-LOC\n\n"]}
+  f1 = {"1": {"baseline": 0.50, "model_b": 0.60}, "2": {"baseline": 0.55, "model_b": 0.70}}
+  seeds = {}
+  for seed, blocks in pools.items():
+    unit = tmp_path / f"seed{seed}"
+    (unit / "round1" / "pseudo").mkdir(parents=True)
+    (unit / "round1" / "pseudo" / "pool.txt").write_text("".join(blocks), encoding="utf-8")
+    for row, value in f1[seed].items():
+      _eval(unit / row, f1=value)
+    seeds[seed] = pipeline_report.collect(
+      str(unit),
+      "ner",
+      [("baseline", "B0"), ("model_b", "B")],
+      [("round1/pseudo", "model_b")],
+      ["/pool/pool.txt"],
+      None,
+      {},
+      None,
+      train_file=str(train),
+    )
+  rows = {"baseline": "baseline", "model_b": "Model-B"}
+  report = pipeline_report.over_seeds("ner", seeds, rows, {"model_b": 2.0}, str(tmp_path), None)
+  assert report["teacher_checks"]["1"]["round1/pseudo"]["warnings"]
+  assert report["teacher_checks"]["2"]["round1/pseudo"]["warnings"] == []
+  summary = report["comparison"]
+  assert summary["rows"]["model_b"]["per_seed"] == {"1": 0.60, "2": 0.70}
+  gain = summary["differences"]["baseline"]["model_b"]
+  # Paired differences 0.10 and 0.15: mean 0.125, sd 0.0354, t(0.975, 1) = 12.706.
+  assert (gain["mean"], gain["low"], gain["high"], gain["wins"]) == pytest.approx(
+    (0.125, 0.125 - 12.7062 * 0.025, 0.125 + 12.7062 * 0.025, 2), abs=1e-4
+  )
+  text = pipeline_report.seeds_markdown(report)
+  assert "- seed 1, round1/pseudo: WARNING: the teacher found 1 entities" in text
+  assert "- seed 2, round1/pseudo: no sign of a degenerate teacher" in text
+  assert f"**Recommendation:** {summary['recommendation']['line']}." in text
+  assert summary["recommendation"]["case"] == "noise"
+  pipeline_report.write_report(
+    str(tmp_path), report, pipeline_report.seeds_markdown, pipeline_report.seeds_plot
+  )
+  assert json.loads((tmp_path / "report.json").read_text()) == json.loads(json.dumps(report))
+  assert (tmp_path / "report.png").stat().st_size > 0
