@@ -1,10 +1,14 @@
 """Bad input through the real entry points: one `error:` line, exit code 2,
 nothing half-written; and a genuine bug keeps its traceback.
 
-Each case runs a job as a user does (`python -m bert_pl.<job>`, tiny models)
-and checks the contract of `cli.run`: exit code 2, exactly one stderr line
-starting with `error:`, naming the file (and line) or flag, no traceback,
-and no file left in the output directory under a final or temporary name.
+The command-line contract of `cli.run` (exit code 2, exactly one stderr line
+starting with `error:`, naming the file (and line) or flag, no traceback) is
+checked once per entry point, running the job as a user does (`python -m
+bert_pl.<job>`, tiny models): a read-only output directory, a full disk,
+bad flag values. Every other case runs the job in-process through
+`run(config)` and checks the error's message, since each process pays
+seconds of TensorFlow import; each case checks that no file is left in the
+output directory under a final or temporary name.
 
 A read-only directory is mode 555; root writes there anyway, so for root the
 job runs without CAP_DAC_OVERRIDE. A full disk is a file size limit
@@ -96,6 +100,48 @@ def _one_error(result, expected):
     assert lines[0] == f"error: {expected}"
 
 
+def _refused(job, config, expected, error=errors.InputError):
+  """`job.run(config)` refused with `error` whose message is EXPECTED (a
+  string, or a regular expression it matches): the line `cli.run` prints."""
+  with pytest.raises(error) as raised:
+    job.run(config)
+  if isinstance(expected, re.Pattern):
+    assert expected.fullmatch(str(raised.value)), str(raised.value)
+  else:
+    assert str(raised.value) == expected
+
+
+def _classifier_flag_errors(argvs):
+  """Each of `argvs` (run_classifier's command lines) parsed by `cli`'s flag
+  parsing, in ONE process (the flags reset between them): what the job
+  prints and exits with before it starts, as results `_one_error` checks."""
+  code = (
+    "import sys\n"
+    "from absl import flags\n"
+    "from bert_pl import cli, finetuning\n"
+    "finetuning.define_flags('classification')\n"
+    f"for argv in {[list(map(str, argv)) for argv in argvs]!r}:\n"
+    "  try:\n"
+    "    cli._parse_flags(argv, known_only=False)\n"
+    "    code = 0\n"
+    "  except SystemExit as exit_:\n"
+    "    code = exit_.code\n"
+    "  print(f'@@ {code}', file=sys.stderr, flush=True)\n"
+    "  flags.FLAGS.unparse_flags()\n"
+  )
+  result = _run([sys.executable, "-c", code])
+  assert result.returncode == 0, result.stderr[-3000:]
+  cases, stderr = [], ""
+  for line in result.stderr.splitlines(keepends=True):
+    if line.startswith("@@ "):
+      cases.append(types.SimpleNamespace(returncode=int(line.split()[1]), stderr=stderr))
+      stderr = ""
+    else:
+      stderr += line
+  assert len(cases) == len(argvs), result.stderr[-3000:]
+  return cases
+
+
 def _files(directory):
   """Every file and directory under `directory`, relative, sorted."""
   if not directory.exists():
@@ -170,6 +216,18 @@ def _data_args(tiny, input_file, output_file, *extra):
   )
 
 
+def _data_config(tiny, input_file, output_file, **values):
+  """`_data_args`' job, in-process."""
+  return create_pretraining_data.CreatePretrainingDataConfig(
+    str(input_file),
+    str(output_file),
+    str(tiny.vocab),
+    max_seq_length=32,
+    max_predictions_per_seq=5,
+    **values,
+  )
+
+
 def _pretraining_args(tiny, output_dir, *extra):
   return (
     "run_pretraining",
@@ -191,6 +249,22 @@ def _classifier_args(tiny, output_dir, *extra):
     "--do_train",
     "--max_seq_length=32",
     *extra,
+  )
+
+
+def _classifier_config(tiny, output_dir, **values):
+  """`_classifier_args`' job, in-process."""
+  return _finetuning_config(
+    "classification",
+    **{
+      "init_checkpoint": str(tiny.init),
+      "train_file": str(tiny.train),
+      "label_file": str(tiny.labels),
+      "output_dir": str(output_dir),
+      "do_eval": False,
+      "max_seq_length": 32,
+      **values,
+    },
   )
 
 
@@ -337,22 +411,20 @@ def test_directory_of_garbage_as_init_checkpoint(tiny, tmp_path, garbage):
   for i, name in enumerate(names):
     (directory / name).write_bytes(bytes([0xFF - i]) + os.urandom(299))
   out = tmp_path / "out"
-  result = _job(
-    "run_pretraining",
-    f"--init_checkpoint={directory}",
-    f"--bert_config_file={tiny.config}",
-    f"--vocab_file={tiny.vocab}",
-    f"--output_dir={out}",
-    "--do_train",
-    "--num_train_steps=0",
-  )
   reason = {
     "checkpoint": r"invalid UTF-8: invalid start byte at byte 0",
     "bert_model.ckpt": r"not an sstable \(bad magic number\)",
     "model.safetensors": r".+",
   }[garbage]
-  _one_error(
-    result,
+  _refused(
+    run_pretraining,
+    _pretraining_config(
+      init_checkpoint=str(directory),
+      bert_config_file=str(tiny.config),
+      vocab_file=str(tiny.vocab),
+      output_dir=str(out),
+      do_eval=False,
+    ),
     re.compile(
       rf"{re.escape(str(directory / garbage))}: not a readable "
       rf"checkpoint \({reason}\)"
@@ -407,13 +479,9 @@ def test_a_reader_never_follows_a_checkpoint_file_out_of_the_model_directory(tin
   `..`: before, it predicted with those weights under this task.json."""
   model, listed = _model_listing_another(tiny, tmp_path)
   out = tmp_path / "out"
-  _one_error(
-    _job(
-      "predict_pseudo_labels",
-      f"--model_dir={model}",
-      f"--input_file={tiny.pool}",
-      f"--output_dir={out}",
-    ),
+  _refused(
+    predict_pseudo_labels,
+    predict_pseudo_labels.PredictPseudoLabelsConfig(str(model), str(tiny.pool), str(out)),
     f"{model}/checkpoint: lists {listed}, outside the model directory",
   )
   assert _files(out) == []
@@ -425,9 +493,9 @@ def test_init_checkpoint_directory_never_follows_its_checkpoint_file_out(tiny, t
   fine-tuned from the weights the crafted file listed, exit 0."""
   model, listed = _model_listing_another(tiny, tmp_path)
   out = tmp_path / "out"
-  args = _classifier_args(tiny, out)
-  _one_error(
-    _job(*args[:1], f"--init_checkpoint={model}", *args[2:]),
+  _refused(
+    finetuning,
+    _classifier_config(tiny, out, init_checkpoint=str(model)),
     f"{model}/checkpoint: lists {listed}, outside the model directory",
   )
   assert _files(out) == []
@@ -457,12 +525,14 @@ def test_max_seq_length_beyond_the_position_embeddings(tiny, tmp_path):
   config = tmp_path / "bert_config.json"
   config.write_text(json.dumps(dict(values, max_position_embeddings=16)))
   out = tmp_path / "out"
-  _one_error(
-    _job(
-      *_classifier_args(tiny, out),
-      "--init_checkpoint=none",
-      f"--bert_config_file={config}",
-      f"--vocab_file={tiny.vocab}",
+  _refused(
+    finetuning,
+    _classifier_config(
+      tiny,
+      out,
+      init_checkpoint=finetuning.RANDOM_INIT,
+      bert_config_file=str(config),
+      vocab_file=str(tiny.vocab),
     ),
     "--max_seq_length=32: more than the model's max_position_embeddings=16",
   )
@@ -470,13 +540,9 @@ def test_max_seq_length_beyond_the_position_embeddings(tiny, tmp_path):
 
 
 def test_max_seq_length_too_small_for_cls_and_sep(tiny, tmp_path):
+  """Three fields need three [SEP]s: the line that has them is named (the
+  flag's own minimum is test_bad_training_numbers')."""
   out = tmp_path / "out"
-  _one_error(
-    _job(*_classifier_args(tiny, out, "--max_seq_length=2")),
-    "--max_seq_length=2: must be >= 3 ([CLS], a token, [SEP])",
-  )
-  # Three fields need three [SEP]s: the line that has them is named (in
-  # process: create_pretraining_data's command line is checked elsewhere).
   fields = tmp_path / "fields.txt"
   fields.write_text("甲乙丙\n甲\t乙\t丙\n", encoding="utf-8")
   with pytest.raises(errors.InputError) as raised:
@@ -503,18 +569,17 @@ def test_output_over_the_input(tiny, tmp_path):
   pool.mkdir()
   text = tiny.pool.read_text(encoding="utf-8")
   (pool / "a.txt").write_text(text, encoding="utf-8")
-  _one_error(
-    _job(
-      "predict_pseudo_labels",
-      f"--model_dir={tiny.classifier}",
-      f"--input_file={pool}/*.txt",
-      f"--output_dir={pool}",
+  _refused(
+    predict_pseudo_labels,
+    predict_pseudo_labels.PredictPseudoLabelsConfig(
+      str(tiny.classifier), f"{pool}/*.txt", str(pool)
     ),
     f"--output_dir={pool} (outputs take their input's name) would write over "
     f"--input_file={pool}/a.txt; write the output elsewhere",
   )
-  _one_error(
-    _job(*_data_args(tiny, pool / "a.txt", pool / "a.txt")),
+  _refused(
+    create_pretraining_data,
+    _data_config(tiny, pool / "a.txt", pool / "a.txt"),
     f"--output_file={pool}/a.txt would write over --input_file={pool}/a.txt; "
     "write the output elsewhere",
   )
@@ -522,8 +587,8 @@ def test_output_over_the_input(tiny, tmp_path):
 
 
 def test_no_job_writes_over_its_inputs(tiny, tmp_path):
-  """Each job, in-process (the command line's contract is the test above's):
-  before, export_saved_model --export_dir=MODEL_DIR replaced the model
+  """Each job (the test above has create_pretraining_data's and
+  predict_pseudo_labels'): before, export_saved_model --export_dir=MODEL_DIR replaced the model
   directory with the export, export_tf1_checkpoint --output_dir=MODEL_DIR
   wrote over its bert_config.json and vocab.txt, create_pretraining_data
   wrote over --vocab_file, and the data_prep tools over their input."""
@@ -593,8 +658,9 @@ def test_no_job_writes_over_its_inputs(tiny, tmp_path):
 def test_directory_as_input_file(tiny, tmp_path):
   out = tmp_path / "out"
   directory = tiny.pool.parent
-  _one_error(
-    _job(*_data_args(tiny, directory, out / "data.tfrecord")),
+  _refused(
+    create_pretraining_data,
+    _data_config(tiny, directory, out / "data.tfrecord"),
     f"{directory}: a directory, not a file (for the files in it, give {directory}/*)",
   )
   assert _files(out) == []
@@ -605,28 +671,30 @@ def test_empty_pool_file_for_step_3(tiny, tmp_path):
   empty = tmp_path / "part-1.txt"
   empty.write_bytes(b"")
   out = tmp_path / "out"
-  result = _job(
-    "predict_pseudo_labels",
-    f"--model_dir={tiny.classifier}",
-    f"--input_file={empty}",
-    f"--output_dir={out}",
+  _refused(
+    predict_pseudo_labels,
+    predict_pseudo_labels.PredictPseudoLabelsConfig(str(tiny.classifier), str(empty), str(out)),
+    f"{empty}: empty file (no examples)",
   )
-  _one_error(result, f"{empty}: empty file (no examples)")
   assert _files(out) == []
 
 
-@pytest.mark.parametrize(
-  "args,message",
-  [
-    (("--learning_rate=-0.001",), "--learning_rate=-0.001: must be > 0"),
-    (("--train_batch_size=0",), "--train_batch_size=0: must be >= 1"),
-    (("--num_train_epochs=0",), "--num_train_epochs=0.0: must be > 0"),
-    (("--num_train_epochs=-2",), "--num_train_epochs=-2.0: must be > 0"),
-  ],
-)
-def test_bad_training_numbers(tiny, tmp_path, args, message):
+def test_bad_training_numbers(tiny, tmp_path):
+  """The flags' own checks (absl validators), refused before the job starts."""
+  cases = [
+    ("--learning_rate=-0.001", "--learning_rate=-0.001: must be > 0"),
+    ("--train_batch_size=0", "--train_batch_size=0: must be >= 1"),
+    ("--num_train_epochs=0", "--num_train_epochs=0.0: must be > 0"),
+    ("--num_train_epochs=-2", "--num_train_epochs=-2.0: must be > 0"),
+    ("--max_seq_length=2", "--max_seq_length=2: must be >= 3 ([CLS], a token, [SEP])"),
+  ]
   out = tmp_path / "out"
-  _one_error(_job(*_classifier_args(tiny, out, *args)), message)
+  results = _classifier_flag_errors(
+    [_classifier_args(tiny, out, flag) for flag, _ in cases] + [_classifier_args(tiny, out)]
+  )
+  for result, (_, message) in zip(results, cases):
+    _one_error(result, message)
+  assert results[-1].returncode == 0, results[-1].stderr  # the same line, good numbers
   assert _files(out) == []
 
 
@@ -634,16 +702,15 @@ def test_unknown_ner_tag_is_reported_at_its_line(tiny, tmp_path):
   data = tmp_path / "pseudo.txt"
   data.write_text("甲 B-FLAVOR\n乙 I-FLAVOR\n丙 O\n丁 B-BOGUS\n\n", encoding="utf-8")
   out = tmp_path / "out"
-  _one_error(
-    _job(
-      *_data_args(
-        tiny,
-        data,
-        out / "data.tfrecord",
-        "--task=ner",
-        f"--label_file={tiny.tags}",
-        "--tokenization=char",
-      )
+  _refused(
+    create_pretraining_data,
+    _data_config(
+      tiny,
+      data,
+      out / "data.tfrecord",
+      task="ner",
+      label_file=str(tiny.tags),
+      tokenization="char",
     ),
     f"{data}:4: tag 'B-BOGUS' is not in the label file",
   )
