@@ -21,8 +21,10 @@ the close, which writes the last buffer, fails.
 
 import ctypes
 import hashlib
+import importlib.util
 import json
 import os
+import pickle
 import re
 import resource
 import shutil
@@ -40,6 +42,7 @@ from bert_pl import (
   cli,
   create_pretraining_data,
   errors,
+  export_fast_model,
   export_saved_model,
   export_tf1_checkpoint,
   fast_inference,
@@ -347,51 +350,83 @@ def _pseudo_labels_size(tiny, tmp_path):
   return (tmp_path / "reference" / "pool.txt").stat().st_size
 
 
-@pytest.mark.parametrize(
-  "job,fails_at",
-  [
-    ("create_pretraining_data", "write"),
-    ("create_pretraining_data", "close"),
-    ("predict_pseudo_labels", "write"),
-    ("predict_pseudo_labels", "close"),
-    ("run_pretraining", "checkpoint"),
-    ("export_fast_model", "weights"),
-    pytest.param("beam.create_pretraining_data", "write", marks=pytest.mark.slow),
-  ],
-)
-def test_full_disk(tiny, tmp_path, job, fails_at):
-  out = tmp_path / "out"
-  if job == "export_fast_model":  # before: an OSError traceback from tf2onnx
-    pytest.importorskip("onnxruntime")
-    args, where, left = _fast_model_args(tiny, out / "model.onnx"), "model.onnx", []
-  elif job.endswith("create_pretraining_data"):
-    size = _shards_size(tiny, tmp_path)
-    args, where, left = _data_args(tiny, tiny.pool, out / "data.tfrecord"), "data.tfrecord", []
-    args = (job,) + args[1:]  # before, the Beam job's: an OSError traceback, beam-temp-* left
-  elif job == "predict_pseudo_labels":
-    size = _pseudo_labels_size(tiny, tmp_path)
-    args = (
-      "predict_pseudo_labels",
-      f"--model_dir={tiny.classifier}",
-      f"--input_file={tiny.pool}",
-      f"--output_dir={out}",
-    )
-    where, left = "pool.txt", []
-  else:
-    args, where = _pretraining_args(tiny, out), "ckpt-0"
-    left = ["bert_config.json", "schedule.json", "task.json", "vocab.txt"]
+def _limit(fails_at, size=None):
+  """The file size limit at which a write of `size` bytes fails `fails_at`."""
   if fails_at in ("checkpoint", "weights"):
-    limit = 40000  # the model's small files fit, its weights (> 100 KB) do not
-  elif fails_at == "write":
-    limit = size // 4
-  else:
-    assert size % 4096 >= 2  # a last, partly filled buffer
-    limit = size - size % 4096 // 2
-  what = "cannot write the checkpoint" if job == "run_pretraining" else "cannot write"
-  _one_error(
-    _job(*args, file_size_limit=limit), f"{out / where}: {what}, out of disk space (File too large)"
+    return 40000  # the model's small files fit, its weights (> 100 KB) do not
+  if fails_at == "write":
+    return size // 4
+  assert size % 4096 >= 2  # a last, partly filled buffer
+  return size - size % 4096 // 2
+
+
+def test_full_disk(tiny, tmp_path):
+  """Each job's writes on a full disk, in ONE child process (the limit is
+  the process's; each job runs through `run(config)` under its own limit):
+  one error naming the file, nothing left but what was complete before."""
+  data_size, pseudo_size = _shards_size(tiny, tmp_path), _pseudo_labels_size(tiny, tmp_path)
+  cases = []  # (module, config, limit, the file named, what is left)
+  for fails_at in ("write", "close"):
+    out = tmp_path / f"data_{fails_at}"
+    config = _data_config(tiny, tiny.pool, out / "data.tfrecord")
+    cases.append(
+      ("create_pretraining_data", config, _limit(fails_at, data_size), out, "data.tfrecord", [])
+    )
+    out = tmp_path / f"pseudo_{fails_at}"
+    config = predict_pseudo_labels.PredictPseudoLabelsConfig(
+      str(tiny.classifier), str(tiny.pool), str(out)
+    )
+    cases.append(
+      ("predict_pseudo_labels", config, _limit(fails_at, pseudo_size), out, "pool.txt", [])
+    )
+  out = tmp_path / "pretraining"
+  config = _pretraining_config(init_checkpoint=str(tiny.init), output_dir=str(out), do_eval=False)
+  left = ["bert_config.json", "schedule.json", "task.json", "vocab.txt"]
+  cases.append(("run_pretraining", config, _limit("checkpoint"), out, "ckpt-0", left))
+  if importlib.util.find_spec("onnxruntime"):  # before: an OSError traceback from tf2onnx
+    out = tmp_path / "fast_model"
+    config = export_fast_model.FastModelConfig(
+      model_dir=str(tiny.classifier), quantize="none", output_file=str(out / "model.onnx")
+    )
+    cases.append(("export_fast_model", config, _limit("weights"), out, "model.onnx", []))
+  jobs = tmp_path / "jobs.pickle"
+  jobs.write_bytes(pickle.dumps([case[:3] for case in cases]))
+  code = (
+    "import importlib, json, pickle, resource, signal, sys\n"
+    "from bert_pl import errors\n"
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+    "soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)\n"
+    "messages = []\n"
+    f"for module, config, limit in pickle.loads(open({str(jobs)!r}, 'rb').read()):\n"
+    "  resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))\n"
+    "  try:\n"
+    "    importlib.import_module('bert_pl.' + module).run(config)\n"
+    "    messages.append(None)\n"
+    "  except errors.InputError as e:\n"
+    "    messages.append(str(e))\n"
+    "  finally:\n"
+    "    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))\n"
+    "print(json.dumps(messages))\n"
   )
-  assert _files(out) == left
+  result = _run([sys.executable, "-c", code])
+  assert result.returncode == 0, result.stderr[-3000:]
+  messages = json.loads(result.stdout.splitlines()[-1])
+  for (module, _, _, out, where, left), message in zip(cases, messages, strict=True):
+    what = "cannot write the checkpoint" if module == "run_pretraining" else "cannot write"
+    assert message == f"{out / where}: {what}, out of disk space (File too large)", module
+    assert _files(out) == left, module
+
+
+@pytest.mark.slow
+def test_full_disk_beam(tiny, tmp_path):
+  """Before: an OSError traceback, beam-temp-* left."""
+  out = tmp_path / "out"
+  args = ("beam.create_pretraining_data",) + _data_args(tiny, tiny.pool, out / "data.tfrecord")[1:]
+  _one_error(
+    _job(*args, file_size_limit=_limit("write", _shards_size(tiny, tmp_path))),
+    f"{out / 'data.tfrecord'}: cannot write, out of disk space (File too large)",
+  )
+  assert _files(out) == []
 
 
 @pytest.mark.parametrize("garbage", ["checkpoint", "bert_model.ckpt", "model.safetensors"])
