@@ -4,11 +4,12 @@ nothing half-written; and a genuine bug keeps its traceback.
 The command-line contract of `cli.run` (exit code 2, exactly one stderr line
 starting with `error:`, naming the file (and line) or flag, no traceback) is
 checked once per entry point, running the job as a user does (`python -m
-bert_pl.<job>`, tiny models): a read-only output directory, a full disk,
-bad flag values. Every other case runs the job in-process through
-`run(config)` and checks the error's message, since each process pays
-seconds of TensorFlow import; each case checks that no file is left in the
-output directory under a final or temporary name.
+bert_pl.<job>`, tiny models, a read-only output directory); bad flag values
+go through `cli`'s flag parsing. Every other case runs the job through
+`run(config)` (in-process, or a full disk's in one child process) and
+checks the error's message, since each process pays seconds of TensorFlow
+import; each case checks that no file is left in the output directory under
+a final or temporary name.
 
 A read-only directory is mode 555; root writes there anyway, so for root the
 job runs without CAP_DAC_OVERRIDE. A full disk is a file size limit
