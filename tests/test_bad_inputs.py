@@ -1,10 +1,15 @@
 """Bad input through the real entry points: one `error:` line, exit code 2,
 nothing half-written; and a genuine bug keeps its traceback.
 
-Each case runs a job as a user does (`python -m bert_pl.<job>`, tiny models)
-and checks the contract of `cli.run`: exit code 2, exactly one stderr line
-starting with `error:`, naming the file (and line) or flag, no traceback,
-and no file left in the output directory under a final or temporary name.
+The command-line contract of `cli.run` (exit code 2, exactly one stderr line
+starting with `error:`, naming the file (and line) or flag, no traceback) is
+checked once per entry point, running the job as a user does (`python -m
+bert_pl.<job>`, tiny models, a read-only output directory); bad flag values
+go through `cli`'s flag parsing. Every other case runs the job through
+`run(config)` (in-process, or a full disk's in one child process) and
+checks the error's message, since each process pays seconds of TensorFlow
+import; each case checks that no file is left in the output directory under
+a final or temporary name.
 
 A read-only directory is mode 555; root writes there anyway, so for root the
 job runs without CAP_DAC_OVERRIDE. A full disk is a file size limit
@@ -17,8 +22,10 @@ the close, which writes the last buffer, fails.
 
 import ctypes
 import hashlib
+import importlib.util
 import json
 import os
+import pickle
 import re
 import resource
 import shutil
@@ -36,6 +43,7 @@ from bert_pl import (
   cli,
   create_pretraining_data,
   errors,
+  export_fast_model,
   export_saved_model,
   export_tf1_checkpoint,
   fast_inference,
@@ -94,6 +102,48 @@ def _one_error(result, expected):
     assert expected.fullmatch(lines[0][len("error: ") :]), lines[0]
   else:
     assert lines[0] == f"error: {expected}"
+
+
+def _refused(job, config, expected, error=errors.InputError):
+  """`job.run(config)` refused with `error` whose message is EXPECTED (a
+  string, or a regular expression it matches): the line `cli.run` prints."""
+  with pytest.raises(error) as raised:
+    job.run(config)
+  if isinstance(expected, re.Pattern):
+    assert expected.fullmatch(str(raised.value)), str(raised.value)
+  else:
+    assert str(raised.value) == expected
+
+
+def _classifier_flag_errors(argvs):
+  """Each of `argvs` (run_classifier's command lines) parsed by `cli`'s flag
+  parsing, in ONE process (the flags reset between them): what the job
+  prints and exits with before it starts, as results `_one_error` checks."""
+  code = (
+    "import sys\n"
+    "from absl import flags\n"
+    "from bert_pl import cli, finetuning\n"
+    "finetuning.define_flags('classification')\n"
+    f"for argv in {[list(map(str, argv)) for argv in argvs]!r}:\n"
+    "  try:\n"
+    "    cli._parse_flags(argv, known_only=False)\n"
+    "    code = 0\n"
+    "  except SystemExit as exit_:\n"
+    "    code = exit_.code\n"
+    "  print(f'@@ {code}', file=sys.stderr, flush=True)\n"
+    "  flags.FLAGS.unparse_flags()\n"
+  )
+  result = _run([sys.executable, "-c", code])
+  assert result.returncode == 0, result.stderr[-3000:]
+  cases, stderr = [], ""
+  for line in result.stderr.splitlines(keepends=True):
+    if line.startswith("@@ "):
+      cases.append(types.SimpleNamespace(returncode=int(line.split()[1]), stderr=stderr))
+      stderr = ""
+    else:
+      stderr += line
+  assert len(cases) == len(argvs), result.stderr[-3000:]
+  return cases
 
 
 def _files(directory):
@@ -170,6 +220,18 @@ def _data_args(tiny, input_file, output_file, *extra):
   )
 
 
+def _data_config(tiny, input_file, output_file, **values):
+  """`_data_args`' job, in-process."""
+  return create_pretraining_data.CreatePretrainingDataConfig(
+    str(input_file),
+    str(output_file),
+    str(tiny.vocab),
+    max_seq_length=32,
+    max_predictions_per_seq=5,
+    **values,
+  )
+
+
 def _pretraining_args(tiny, output_dir, *extra):
   return (
     "run_pretraining",
@@ -191,6 +253,22 @@ def _classifier_args(tiny, output_dir, *extra):
     "--do_train",
     "--max_seq_length=32",
     *extra,
+  )
+
+
+def _classifier_config(tiny, output_dir, **values):
+  """`_classifier_args`' job, in-process."""
+  return _finetuning_config(
+    "classification",
+    **{
+      "init_checkpoint": str(tiny.init),
+      "train_file": str(tiny.train),
+      "label_file": str(tiny.labels),
+      "output_dir": str(output_dir),
+      "do_eval": False,
+      "max_seq_length": 32,
+      **values,
+    },
   )
 
 
@@ -273,51 +351,83 @@ def _pseudo_labels_size(tiny, tmp_path):
   return (tmp_path / "reference" / "pool.txt").stat().st_size
 
 
-@pytest.mark.parametrize(
-  "job,fails_at",
-  [
-    ("create_pretraining_data", "write"),
-    ("create_pretraining_data", "close"),
-    ("predict_pseudo_labels", "write"),
-    ("predict_pseudo_labels", "close"),
-    ("run_pretraining", "checkpoint"),
-    ("export_fast_model", "weights"),
-    pytest.param("beam.create_pretraining_data", "write", marks=pytest.mark.slow),
-  ],
-)
-def test_full_disk(tiny, tmp_path, job, fails_at):
-  out = tmp_path / "out"
-  if job == "export_fast_model":  # before: an OSError traceback from tf2onnx
-    pytest.importorskip("onnxruntime")
-    args, where, left = _fast_model_args(tiny, out / "model.onnx"), "model.onnx", []
-  elif job.endswith("create_pretraining_data"):
-    size = _shards_size(tiny, tmp_path)
-    args, where, left = _data_args(tiny, tiny.pool, out / "data.tfrecord"), "data.tfrecord", []
-    args = (job,) + args[1:]  # before, the Beam job's: an OSError traceback, beam-temp-* left
-  elif job == "predict_pseudo_labels":
-    size = _pseudo_labels_size(tiny, tmp_path)
-    args = (
-      "predict_pseudo_labels",
-      f"--model_dir={tiny.classifier}",
-      f"--input_file={tiny.pool}",
-      f"--output_dir={out}",
-    )
-    where, left = "pool.txt", []
-  else:
-    args, where = _pretraining_args(tiny, out), "ckpt-0"
-    left = ["bert_config.json", "schedule.json", "task.json", "vocab.txt"]
+def _limit(fails_at, size=None):
+  """The file size limit at which a write of `size` bytes fails `fails_at`."""
   if fails_at in ("checkpoint", "weights"):
-    limit = 40000  # the model's small files fit, its weights (> 100 KB) do not
-  elif fails_at == "write":
-    limit = size // 4
-  else:
-    assert size % 4096 >= 2  # a last, partly filled buffer
-    limit = size - size % 4096 // 2
-  what = "cannot write the checkpoint" if job == "run_pretraining" else "cannot write"
-  _one_error(
-    _job(*args, file_size_limit=limit), f"{out / where}: {what}, out of disk space (File too large)"
+    return 40000  # the model's small files fit, its weights (> 100 KB) do not
+  if fails_at == "write":
+    return size // 4
+  assert size % 4096 >= 2  # a last, partly filled buffer
+  return size - size % 4096 // 2
+
+
+def test_full_disk(tiny, tmp_path):
+  """Each job's writes on a full disk, in ONE child process (the limit is
+  the process's; each job runs through `run(config)` under its own limit):
+  one error naming the file, nothing left but what was complete before."""
+  data_size, pseudo_size = _shards_size(tiny, tmp_path), _pseudo_labels_size(tiny, tmp_path)
+  cases = []  # (module, config, limit, the file named, what is left)
+  for fails_at in ("write", "close"):
+    out = tmp_path / f"data_{fails_at}"
+    config = _data_config(tiny, tiny.pool, out / "data.tfrecord")
+    cases.append(
+      ("create_pretraining_data", config, _limit(fails_at, data_size), out, "data.tfrecord", [])
+    )
+    out = tmp_path / f"pseudo_{fails_at}"
+    config = predict_pseudo_labels.PredictPseudoLabelsConfig(
+      str(tiny.classifier), str(tiny.pool), str(out)
+    )
+    cases.append(
+      ("predict_pseudo_labels", config, _limit(fails_at, pseudo_size), out, "pool.txt", [])
+    )
+  out = tmp_path / "pretraining"
+  config = _pretraining_config(init_checkpoint=str(tiny.init), output_dir=str(out), do_eval=False)
+  left = ["bert_config.json", "schedule.json", "task.json", "vocab.txt"]
+  cases.append(("run_pretraining", config, _limit("checkpoint"), out, "ckpt-0", left))
+  if importlib.util.find_spec("onnxruntime"):  # before: an OSError traceback from tf2onnx
+    out = tmp_path / "fast_model"
+    config = export_fast_model.FastModelConfig(
+      model_dir=str(tiny.classifier), quantize="none", output_file=str(out / "model.onnx")
+    )
+    cases.append(("export_fast_model", config, _limit("weights"), out, "model.onnx", []))
+  jobs = tmp_path / "jobs.pickle"
+  jobs.write_bytes(pickle.dumps([case[:3] for case in cases]))
+  code = (
+    "import importlib, json, pickle, resource, signal, sys\n"
+    "from bert_pl import errors\n"
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+    "soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)\n"
+    "messages = []\n"
+    f"for module, config, limit in pickle.loads(open({str(jobs)!r}, 'rb').read()):\n"
+    "  resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))\n"
+    "  try:\n"
+    "    importlib.import_module('bert_pl.' + module).run(config)\n"
+    "    messages.append(None)\n"
+    "  except errors.InputError as e:\n"
+    "    messages.append(str(e))\n"
+    "  finally:\n"
+    "    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))\n"
+    "print(json.dumps(messages))\n"
   )
-  assert _files(out) == left
+  result = _run([sys.executable, "-c", code])
+  assert result.returncode == 0, result.stderr[-3000:]
+  messages = json.loads(result.stdout.splitlines()[-1])
+  for (module, _, _, out, where, left), message in zip(cases, messages, strict=True):
+    what = "cannot write the checkpoint" if module == "run_pretraining" else "cannot write"
+    assert message == f"{out / where}: {what}, out of disk space (File too large)", module
+    assert _files(out) == left, module
+
+
+@pytest.mark.slow
+def test_full_disk_beam(tiny, tmp_path):
+  """Before: an OSError traceback, beam-temp-* left."""
+  out = tmp_path / "out"
+  args = ("beam.create_pretraining_data",) + _data_args(tiny, tiny.pool, out / "data.tfrecord")[1:]
+  _one_error(
+    _job(*args, file_size_limit=_limit("write", _shards_size(tiny, tmp_path))),
+    f"{out / 'data.tfrecord'}: cannot write, out of disk space (File too large)",
+  )
+  assert _files(out) == []
 
 
 @pytest.mark.parametrize("garbage", ["checkpoint", "bert_model.ckpt", "model.safetensors"])
@@ -337,22 +447,20 @@ def test_directory_of_garbage_as_init_checkpoint(tiny, tmp_path, garbage):
   for i, name in enumerate(names):
     (directory / name).write_bytes(bytes([0xFF - i]) + os.urandom(299))
   out = tmp_path / "out"
-  result = _job(
-    "run_pretraining",
-    f"--init_checkpoint={directory}",
-    f"--bert_config_file={tiny.config}",
-    f"--vocab_file={tiny.vocab}",
-    f"--output_dir={out}",
-    "--do_train",
-    "--num_train_steps=0",
-  )
   reason = {
     "checkpoint": r"invalid UTF-8: invalid start byte at byte 0",
     "bert_model.ckpt": r"not an sstable \(bad magic number\)",
     "model.safetensors": r".+",
   }[garbage]
-  _one_error(
-    result,
+  _refused(
+    run_pretraining,
+    _pretraining_config(
+      init_checkpoint=str(directory),
+      bert_config_file=str(tiny.config),
+      vocab_file=str(tiny.vocab),
+      output_dir=str(out),
+      do_eval=False,
+    ),
     re.compile(
       rf"{re.escape(str(directory / garbage))}: not a readable "
       rf"checkpoint \({reason}\)"
@@ -407,13 +515,9 @@ def test_a_reader_never_follows_a_checkpoint_file_out_of_the_model_directory(tin
   `..`: before, it predicted with those weights under this task.json."""
   model, listed = _model_listing_another(tiny, tmp_path)
   out = tmp_path / "out"
-  _one_error(
-    _job(
-      "predict_pseudo_labels",
-      f"--model_dir={model}",
-      f"--input_file={tiny.pool}",
-      f"--output_dir={out}",
-    ),
+  _refused(
+    predict_pseudo_labels,
+    predict_pseudo_labels.PredictPseudoLabelsConfig(str(model), str(tiny.pool), str(out)),
     f"{model}/checkpoint: lists {listed}, outside the model directory",
   )
   assert _files(out) == []
@@ -425,9 +529,9 @@ def test_init_checkpoint_directory_never_follows_its_checkpoint_file_out(tiny, t
   fine-tuned from the weights the crafted file listed, exit 0."""
   model, listed = _model_listing_another(tiny, tmp_path)
   out = tmp_path / "out"
-  args = _classifier_args(tiny, out)
-  _one_error(
-    _job(*args[:1], f"--init_checkpoint={model}", *args[2:]),
+  _refused(
+    finetuning,
+    _classifier_config(tiny, out, init_checkpoint=str(model)),
     f"{model}/checkpoint: lists {listed}, outside the model directory",
   )
   assert _files(out) == []
@@ -457,12 +561,14 @@ def test_max_seq_length_beyond_the_position_embeddings(tiny, tmp_path):
   config = tmp_path / "bert_config.json"
   config.write_text(json.dumps(dict(values, max_position_embeddings=16)))
   out = tmp_path / "out"
-  _one_error(
-    _job(
-      *_classifier_args(tiny, out),
-      "--init_checkpoint=none",
-      f"--bert_config_file={config}",
-      f"--vocab_file={tiny.vocab}",
+  _refused(
+    finetuning,
+    _classifier_config(
+      tiny,
+      out,
+      init_checkpoint=finetuning.RANDOM_INIT,
+      bert_config_file=str(config),
+      vocab_file=str(tiny.vocab),
     ),
     "--max_seq_length=32: more than the model's max_position_embeddings=16",
   )
@@ -470,13 +576,9 @@ def test_max_seq_length_beyond_the_position_embeddings(tiny, tmp_path):
 
 
 def test_max_seq_length_too_small_for_cls_and_sep(tiny, tmp_path):
+  """Three fields need three [SEP]s: the line that has them is named (the
+  flag's own minimum is test_bad_training_numbers')."""
   out = tmp_path / "out"
-  _one_error(
-    _job(*_classifier_args(tiny, out, "--max_seq_length=2")),
-    "--max_seq_length=2: must be >= 3 ([CLS], a token, [SEP])",
-  )
-  # Three fields need three [SEP]s: the line that has them is named (in
-  # process: create_pretraining_data's command line is checked elsewhere).
   fields = tmp_path / "fields.txt"
   fields.write_text("甲乙丙\n甲\t乙\t丙\n", encoding="utf-8")
   with pytest.raises(errors.InputError) as raised:
@@ -503,18 +605,17 @@ def test_output_over_the_input(tiny, tmp_path):
   pool.mkdir()
   text = tiny.pool.read_text(encoding="utf-8")
   (pool / "a.txt").write_text(text, encoding="utf-8")
-  _one_error(
-    _job(
-      "predict_pseudo_labels",
-      f"--model_dir={tiny.classifier}",
-      f"--input_file={pool}/*.txt",
-      f"--output_dir={pool}",
+  _refused(
+    predict_pseudo_labels,
+    predict_pseudo_labels.PredictPseudoLabelsConfig(
+      str(tiny.classifier), f"{pool}/*.txt", str(pool)
     ),
     f"--output_dir={pool} (outputs take their input's name) would write over "
     f"--input_file={pool}/a.txt; write the output elsewhere",
   )
-  _one_error(
-    _job(*_data_args(tiny, pool / "a.txt", pool / "a.txt")),
+  _refused(
+    create_pretraining_data,
+    _data_config(tiny, pool / "a.txt", pool / "a.txt"),
     f"--output_file={pool}/a.txt would write over --input_file={pool}/a.txt; "
     "write the output elsewhere",
   )
@@ -522,8 +623,8 @@ def test_output_over_the_input(tiny, tmp_path):
 
 
 def test_no_job_writes_over_its_inputs(tiny, tmp_path):
-  """Each job, in-process (the command line's contract is the test above's):
-  before, export_saved_model --export_dir=MODEL_DIR replaced the model
+  """Each job (the test above has create_pretraining_data's and
+  predict_pseudo_labels'): before, export_saved_model --export_dir=MODEL_DIR replaced the model
   directory with the export, export_tf1_checkpoint --output_dir=MODEL_DIR
   wrote over its bert_config.json and vocab.txt, create_pretraining_data
   wrote over --vocab_file, and the data_prep tools over their input."""
@@ -593,8 +694,9 @@ def test_no_job_writes_over_its_inputs(tiny, tmp_path):
 def test_directory_as_input_file(tiny, tmp_path):
   out = tmp_path / "out"
   directory = tiny.pool.parent
-  _one_error(
-    _job(*_data_args(tiny, directory, out / "data.tfrecord")),
+  _refused(
+    create_pretraining_data,
+    _data_config(tiny, directory, out / "data.tfrecord"),
     f"{directory}: a directory, not a file (for the files in it, give {directory}/*)",
   )
   assert _files(out) == []
@@ -605,28 +707,30 @@ def test_empty_pool_file_for_step_3(tiny, tmp_path):
   empty = tmp_path / "part-1.txt"
   empty.write_bytes(b"")
   out = tmp_path / "out"
-  result = _job(
-    "predict_pseudo_labels",
-    f"--model_dir={tiny.classifier}",
-    f"--input_file={empty}",
-    f"--output_dir={out}",
+  _refused(
+    predict_pseudo_labels,
+    predict_pseudo_labels.PredictPseudoLabelsConfig(str(tiny.classifier), str(empty), str(out)),
+    f"{empty}: empty file (no examples)",
   )
-  _one_error(result, f"{empty}: empty file (no examples)")
   assert _files(out) == []
 
 
-@pytest.mark.parametrize(
-  "args,message",
-  [
-    (("--learning_rate=-0.001",), "--learning_rate=-0.001: must be > 0"),
-    (("--train_batch_size=0",), "--train_batch_size=0: must be >= 1"),
-    (("--num_train_epochs=0",), "--num_train_epochs=0.0: must be > 0"),
-    (("--num_train_epochs=-2",), "--num_train_epochs=-2.0: must be > 0"),
-  ],
-)
-def test_bad_training_numbers(tiny, tmp_path, args, message):
+def test_bad_training_numbers(tiny, tmp_path):
+  """The flags' own checks (absl validators), refused before the job starts."""
+  cases = [
+    ("--learning_rate=-0.001", "--learning_rate=-0.001: must be > 0"),
+    ("--train_batch_size=0", "--train_batch_size=0: must be >= 1"),
+    ("--num_train_epochs=0", "--num_train_epochs=0.0: must be > 0"),
+    ("--num_train_epochs=-2", "--num_train_epochs=-2.0: must be > 0"),
+    ("--max_seq_length=2", "--max_seq_length=2: must be >= 3 ([CLS], a token, [SEP])"),
+  ]
   out = tmp_path / "out"
-  _one_error(_job(*_classifier_args(tiny, out, *args)), message)
+  results = _classifier_flag_errors(
+    [_classifier_args(tiny, out, flag) for flag, _ in cases] + [_classifier_args(tiny, out)]
+  )
+  for result, (_, message) in zip(results, cases):
+    _one_error(result, message)
+  assert results[-1].returncode == 0, results[-1].stderr  # the same line, good numbers
   assert _files(out) == []
 
 
@@ -634,16 +738,15 @@ def test_unknown_ner_tag_is_reported_at_its_line(tiny, tmp_path):
   data = tmp_path / "pseudo.txt"
   data.write_text("甲 B-FLAVOR\n乙 I-FLAVOR\n丙 O\n丁 B-BOGUS\n\n", encoding="utf-8")
   out = tmp_path / "out"
-  _one_error(
-    _job(
-      *_data_args(
-        tiny,
-        data,
-        out / "data.tfrecord",
-        "--task=ner",
-        f"--label_file={tiny.tags}",
-        "--tokenization=char",
-      )
+  _refused(
+    create_pretraining_data,
+    _data_config(
+      tiny,
+      data,
+      out / "data.tfrecord",
+      task="ner",
+      label_file=str(tiny.tags),
+      tokenization="char",
     ),
     f"{data}:4: tag 'B-BOGUS' is not in the label file",
   )

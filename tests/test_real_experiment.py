@@ -1,7 +1,10 @@
 """experiments/reproduce_paper.py --mode=real_smoke: the real-weights
 experiment's path (MiniLM's first 3 layers, BANKING77 and CoNLL-2003, every
-row) at tiny sizes. A module of its own, so that a pytest worker runs it
-beside the rest of the suite."""
+row) at tiny sizes, `slow` (a dozen TensorFlow processes per task); on every
+CI run, what only real data and weights catch: CoNLL's preparation, and
+MiniLM's layers pre-trained (step 1) and fine-tuned (the dev search) through
+the driver. A module of its own, so that a pytest worker runs it beside the
+rest of the suite."""
 
 import json
 import math
@@ -9,6 +12,8 @@ import subprocess
 import sys
 
 import pytest
+
+from bert_pl import pipeline_report
 
 from conftest import REPO, minilm_dir, shared_path
 
@@ -72,14 +77,16 @@ def _check_seed(name, seed, labeled, metric, out):
   "name, size, metric",
   [
     pytest.param("banking77", "2_per_class", "accuracy", marks=pytest.mark.slow),
-    ("conll2003", "20_sentences", "f1"),
+    pytest.param("conll2003", "20_sentences", "f1", marks=pytest.mark.slow),
   ],
 )
 def test_real_smoke_run_on_minilm_writes_every_row(name, size, metric, tmp_path):
   """--mode=real_smoke for one English task: the real-weights path
   (MiniLM's first 3 layers, every row of the smoke, tuning on the dev split)
   at tiny sizes. CoNLL's on every CI run: NER exercises more of the path
-  (the IOB1 conversion, the CRF, entity F1); BANKING77's is `slow`."""
+  (the IOB1 conversion, the CRF, entity F1). The rows' plumbing is the
+  driver's (tests/test_pipeline.py); what real weights alone catch is
+  test_real_conll_step_1_and_dev_search_on_minilm's."""
   data_dir = shared_path()
   shared_path(f"{name}_en")
   minilm_dir()
@@ -112,6 +119,61 @@ def test_real_smoke_run_on_minilm_writes_every_row(name, size, metric, tmp_path)
   markdown = (report_dir / "RESULTS.md").read_text(encoding="utf-8")
   assert "kl_nomask" in markdown.lower() or "KL on logits, no masking" in markdown
   assert (report_dir / "results_real.png").stat().st_size > 0
+
+
+def test_real_conll_step_1_and_dev_search_on_minilm(tmp_path):
+  """real_smoke's CoNLL data (the IOB1 conversion, the nested splits, the
+  trimmed pool and test), then through the driver MiniLM's first 3 layers
+  pre-trained for step 1 on the real pool and fine-tuned with the CRF at the
+  smoke's grid point, scored on the dev split: three processes where the
+  whole smoke runs a dozen."""
+  from bert_pl import pipeline
+  from experiments import real_weights
+
+  data_dir, minilm = shared_path(), str(minilm_dir())
+  shared_path("conll2003_en")
+  mode = dict(real_weights.MODES["real_smoke"], report_only=False)
+  data = tmp_path / "data"
+  data.mkdir()
+  splits = real_weights.prepare_conll2003(str(data_dir), str(data), (20,), mode["limit"])
+  split = splits[20]
+  assert (split["labeled"], split["tune_train"], split["dev_for_tuning"]) == (20, 16, 4)
+  assert split["pool"] == split["test"] == 200 and split["train_sentences"] == 14041
+  assert " " in (data / "pool.txt").read_text(encoding="utf-8").split("\n")[0]
+  work = tmp_path / "seed1"
+  steps = mode["pretrain_steps"]
+  pipeline.run(
+    pipeline.PipelineConfig(
+      task="ner",
+      work_dir=str(work),
+      pool=str(data / "pool.txt"),
+      train_file=str(data / "20_sentences" / "train.txt"),
+      eval_file=str(data / "test.txt"),
+      label_file=str(data / "labels.txt"),
+      init_checkpoint=minilm,
+      num_hidden_layers=3,
+      max_seq_length=real_weights.TASKS["conll2003"]["max_seq_length"],
+      pretrain_steps=steps,
+      pretrain_batch_size=mode["pretrain_batch"],
+      pretrain_learning_rate=mode["pretrain_lr"],
+      num_shards=2,
+      only="step1",
+    )
+  )
+  model_a = pipeline_report.read_eval_results(str(work / "model_a" / "eval_results.txt"))
+  assert model_a["global_step"] == steps, model_a
+  assert math.isfinite(model_a["mlm"]) and 0.0 <= model_a["mlm_accuracy"] <= 1.0, model_a
+  tuning = real_weights.tune("conll2003", 20, mode, str(data), str(tmp_path / "tune"), minilm)
+  assert tuning["chosen"] == {"learning_rate": 1e-3, "epochs": 1}
+  assert len(tuning["grid"]) == 1 and 0.0 <= tuning["grid"][0]["dev"] <= 1.0, tuning
+  results = pipeline_report.read_eval_results(
+    str(tmp_path / "tune" / "lr0.001_epochs1" / "eval_results.txt")
+  )
+  dev = (data / "20_sentences" / "dev.txt").read_text(encoding="utf-8")
+  gold = sum(line.split()[-1].startswith("B-") for line in dev.splitlines() if line.strip())
+  assert results["global_step"] == math.ceil(16 / BATCH) and results["num_sentences"] == 4
+  assert results["gold_entities"] == gold > 0, results
+  assert results["f1"] == tuning["grid"][0]["dev"], results
 
 
 def test_higher_sizes_alone_share_the_low_size_model_a(tmp_path, monkeypatch):
