@@ -2,4 +2,6 @@
 # Step 5: each Model-C fine-tuned on the labeled set -> WORK/<variant>/round1/model_d.
 # The driver's jobs of this step (bert_pl/plan.py defines which): give the driver's flags, the same
 # for every step (e.g. --task, --work_dir, --pool, ...); the steps it needs must be done.
-exec "$(dirname "$0")/../.venv/bin/python" -m bert_pl.pipeline --only=step5 "$@"
+repo=$(cd "$(dirname "$0")/.." && pwd)
+(cd "$repo" && source run_scripts/setup_venv.sh && ensure_venv)  # .venv on first use
+exec "$repo/.venv/bin/python" -m bert_pl.pipeline --only=step5 "$@"

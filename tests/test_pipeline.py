@@ -884,8 +884,10 @@ def test_driver_structure():
   assert not (REPO / "run_scripts" / "common.sh").exists()
   for step in method.STEPS:
     (script,) = (REPO / "run_scripts").glob(f"{step}*.sh")
-    calls = [line for line in script.read_text().splitlines() if line and not line.startswith("#")]
+    lines = [line for line in script.read_text().splitlines() if line and not line.startswith("#")]
+    calls = [line for line in lines if "python" in line]  # the rest: .venv on first use
     assert len(calls) == 1 and f"-m bert_pl.pipeline --only={step} " in calls[0], script
+    assert any("ensure_venv" in line for line in lines), script
 
 
 @pytest.fixture(scope="module")
